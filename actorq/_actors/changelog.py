@@ -1,0 +1,64 @@
+"""The seam between the scheduler and durability: where each batch's changes are committed.
+
+The scheduler hands every batch of change records to `ChangeLog.commit` and replies to no
+caller, dispatches no job and publishes no event of that batch before `commit` returns. The
+in-memory `MemoryChangeLog` keeps the batches so a test (or a restart within one process)
+can replay them; `NullChangeLog` keeps nothing, for a runtime with no durability at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+Change = tuple[Any, ...]
+
+
+class ChangeLog(Protocol):
+    #: Whether the scheduler should produce change records at all.
+    records: bool
+
+    async def commit(self, changes: list[Change]) -> None:
+        """Make `changes` durable under this log's policy; raise if that failed."""
+        ...
+
+    def replay(self) -> Iterator[Change]:
+        """Every change committed so far, in order (what a restart applies)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class NullChangeLog:
+    records = False
+
+    async def commit(self, changes: list[Change]) -> None:
+        return None
+
+    def replay(self) -> Iterator[Change]:
+        return iter(())
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MemoryChangeLog:
+    """Keeps every committed batch in memory; survives the runtime, not the process."""
+
+    records = True
+
+    def __init__(self) -> None:
+        self.batches: list[list[Change]] = []
+
+    async def commit(self, changes: list[Change]) -> None:
+        self.batches.append(changes)
+
+    def replay(self) -> Iterator[Change]:
+        for batch in self.batches:
+            yield from batch
+
+    async def aclose(self) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(batch) for batch in self.batches)

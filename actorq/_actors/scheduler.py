@@ -1,0 +1,406 @@
+"""The scheduler actor: sole owner of the core state.
+
+Theory of operation
+-------------------
+One task loops: wait for a message, take every other message already in the mailbox
+(``receive_nowait``, no further checkpoint), apply them all to the core with one `now`, run
+the timer transitions (due delayed jobs, expired retention), hand waiting jobs to workers with
+free capacity, then commit the batch's change records to the change log. Only after the commit
+returns does it reply to callers, publish events and send jobs to workers: the *outbox* is
+held until the batch is durable, so nothing anybody saw can be lost in a crash.
+
+Workers pull with credits: a worker announces its concurrency once, and every outcome it
+reports frees one credit; the scheduler never sends a worker more jobs than it has free
+slots, so a job that is active is running (or about to run) on a processor.
+
+The scheduler never sleeps on a timer itself: awaiting `receive()` inside a cancel scope could
+drop a message delivered at the moment the scope fires. A small timer task sleeps until the
+earliest due time the core reports and then sends a `Tick` into the mailbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .._core import CoreState, JobRecord, JobState
+from .._core.events import Event
+from .._exceptions import ActorqError
+from ..clock import Clock, VirtualClock
+from .changelog import ChangeLog
+from .messages import DEFER, DELAY, FAIL, OK, RELEASED, Outcome, Outcomes, Request, Tick
+
+log = logging.getLogger("actorq.scheduler")
+
+#: Most messages applied in one batch; bounds how long a batch holds the loop.
+MAX_BATCH = 4096
+
+
+class WorkerSlot:
+    """What the scheduler knows of one processor worker: its queue and free credits."""
+
+    __slots__ = ("abort", "closing", "concurrency", "free", "inbox", "queue", "token")
+
+    def __init__(
+        self,
+        token: str,
+        queue: str,
+        concurrency: int,
+        inbox: MemoryObjectSendStream[Any],
+        abort: Callable[[int], None],
+    ) -> None:
+        self.token = token
+        self.abort = abort
+        self.queue = queue
+        self.concurrency = concurrency
+        self.free = concurrency
+        self.inbox = inbox
+        self.closing = False
+
+
+class Scheduler:
+    def __init__(
+        self,
+        core: CoreState,
+        changelog: ChangeLog,
+        clock: Clock,
+        mailbox: MemoryObjectReceiveStream[Any],
+    ) -> None:
+        self.core = core
+        self.changelog = changelog
+        self.clock = clock
+        self.vclock = clock if isinstance(clock, VirtualClock) else None
+        self._rx = mailbox
+        core.record_changes(changelog.records)
+        self.workers: dict[str, list[WorkerSlot]] = {}
+        self.slots: dict[str, WorkerSlot] = {}
+        self.waiters: dict[int, list[Request]] = {}
+        self.subscribers: list[MemoryObjectSendStream[Event]] = []
+        self.idle_waiters: list[Request] = []
+        self.closing: dict[str, Request] = {}
+        self.dispatching = True
+        # The outbox of the batch being built: released only after the commit.
+        self._replies: list[Request] = []
+        self._sends: list[tuple[WorkerSlot, list[JobRecord]]] = []
+        self._aborts: list[tuple[WorkerSlot, int]] = []
+        self._releases = 0
+        # Timer task state.
+        self._timer_due: float | None = None
+        self._timer_changed = anyio.Event()
+        self._timer_tx: MemoryObjectSendStream[Any] | None = None
+        self.crashed: BaseException | None = None
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(
+        self, timer_tx: MemoryObjectSendStream[Any], *, task_status: TaskStatus[None]
+    ) -> None:
+        self._timer_tx = timer_tx
+        vclock = self.vclock
+        rx = self._rx
+        if vclock is not None:
+            vclock.hold()  # the scheduler is busy whenever it is not parked below
+        task_status.started()
+        try:
+            while True:
+                if vclock is not None:
+                    vclock.release()
+                try:
+                    first = await rx.receive()
+                finally:
+                    if vclock is not None:
+                        vclock.hold()
+                batch = [first]
+                try:
+                    while len(batch) < MAX_BATCH:
+                        batch.append(rx.receive_nowait())
+                except anyio.WouldBlock:
+                    pass
+                await self._process(batch)
+        except anyio.EndOfStream:
+            return
+        except BaseException as exc:
+            self.crashed = exc
+            raise
+
+    def fail_pending(self, error: BaseException) -> None:
+        """The scheduler is gone: every caller still waiting gets `error`, none hangs."""
+        pending: list[Request] = [*self._replies, *self.idle_waiters, *self.closing.values()]
+        for waiting in self.waiters.values():
+            pending.extend(waiting)
+        try:
+            while True:
+                msg = self._rx.receive_nowait()
+                if type(msg) is Request:
+                    pending.append(msg)
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            pass
+        self._replies.clear()
+        self.idle_waiters.clear()
+        self.closing.clear()
+        self.waiters.clear()
+        for req in pending:
+            if not req.replied:
+                req.error = error
+                req.replied = True
+                req.done.set()
+
+    async def _process(self, batch: list[Any]) -> None:
+        core = self.core
+        now = self.clock.now()
+        replies = self._replies
+        for msg in batch:
+            kind = type(msg)
+            if kind is Outcomes:
+                self._apply_outcomes(msg, now)
+            elif kind is Request:
+                try:
+                    result = msg.fn(now, *msg.args)
+                except ActorqError as exc:
+                    msg.error = exc
+                    replies.append(msg)
+                else:
+                    if result is DEFER:
+                        if self.vclock is not None:
+                            self.vclock.release()  # the caller waits; it is not busy
+                    else:
+                        msg.result = result
+                        replies.append(msg)
+            elif kind is Tick:
+                self._releases += 1
+            else:
+                raise TypeError(f"scheduler got an unknown message {msg!r}")
+        core.promote_due(now)
+        core.expire_retention(now)
+        if self.dispatching:
+            self._dispatch(now)
+        changes, events, finished = core.take_effects()
+        if changes:
+            await self.changelog.commit(changes)
+        self._flush_outbox(events, finished)
+
+    def _flush_outbox(self, events: list[Event], finished: list[JobRecord]) -> None:
+        vclock = self.vclock
+        for slot, jobs in self._sends:
+            if vclock is not None:
+                vclock.hold(len(jobs))
+            slot.inbox.send_nowait(jobs)
+        self._sends.clear()
+        for slot, job_id in self._aborts:
+            slot.abort(job_id)
+        self._aborts.clear()
+        for req in self._replies:
+            _reply(req, vclock)
+        self._replies.clear()
+        if finished and self.waiters:
+            for rec in finished:
+                waiting = self.waiters.pop(rec.id, None)
+                if waiting:
+                    for req in waiting:
+                        req.result = rec
+                        if vclock is not None:
+                            vclock.hold()
+                        _reply(req, vclock)
+        if events and self.subscribers:
+            self._publish(events)
+        if self.closing:
+            for token in [t for t in self.closing if self._slot_idle(t)]:
+                self.op_unregister(0.0, token)
+                if vclock is not None:
+                    vclock.hold()
+                _reply(self.closing.pop(token), vclock)
+        if self.idle_waiters and self._workers_idle():
+            for req in self.idle_waiters:
+                if vclock is not None:
+                    vclock.hold()
+                _reply(req, vclock)
+            self.idle_waiters.clear()
+        if self._releases:
+            if vclock is not None:
+                vclock.release(self._releases)
+            self._releases = 0
+        self._rearm_timer()
+
+    def _publish(self, events: list[Event]) -> None:
+        dead = []
+        for sub in self.subscribers:
+            try:
+                for event in events:
+                    sub.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                dead.append(sub)
+        for sub in dead:
+            self.subscribers.remove(sub)
+
+    def _rearm_timer(self) -> None:
+        due = self.core.next_due()
+        if due != self._timer_due:
+            self._timer_due = due
+            self._timer_changed.set()
+
+    async def run_timer(self, *, task_status: TaskStatus[None]) -> None:
+        """Sleep until the core's next due time, then wake the scheduler with a Tick."""
+        tx = self._timer_tx
+        assert tx is not None
+        vclock = self.vclock
+        task_status.started()
+        while True:
+            changed = self._timer_changed = anyio.Event()
+            due = self._timer_due
+            if due is None:
+                await changed.wait()
+                continue
+            scope = self.clock.deadline(due)
+            with scope:
+                await changed.wait()
+            if scope.cancelled_caught:
+                self._timer_due = None
+                if vclock is not None:
+                    vclock.hold()
+                tx.send_nowait(Tick())
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch(self, now: float) -> None:
+        core = self.core
+        for queue, slots in self.workers.items():
+            qs = core.queues.get(queue)
+            if qs is None or qs.paused or not qs.counts[JobState.WAITING]:
+                continue
+            for slot in slots:
+                if slot.free <= 0 or slot.closing:
+                    continue
+                jobs = core.take(queue, slot.free, now, slot.token)
+                if not jobs:
+                    break
+                slot.free -= len(jobs)
+                self._sends.append((slot, jobs))
+
+    def _apply_outcomes(self, msg: Outcomes, now: float) -> None:
+        slot: WorkerSlot = msg.worker
+        core = self.core
+        items: list[Outcome] = msg.items
+        slot.free += len(items)
+        self._releases += len(items)
+        token = slot.token
+        for item in items:
+            kind = item[0]
+            job_id = item[1]
+            rec = core.jobs.get(job_id)
+            if rec is None or rec.state is not JobState.ACTIVE or rec.lock_token != token:
+                # Cancelled, removed or moved while it ran: the outcome has nothing to end.
+                continue
+            if kind is OK:
+                core.complete(job_id, token, item[2], now)
+            elif kind is FAIL:
+                core.fail(job_id, token, item[2], item[3], now, unrecoverable=item[4])
+            elif kind is DELAY:
+                delay = item[2]
+                core.move_to_delayed(job_id, token, None if not delay else now + delay, None, now)
+            elif kind is RELEASED:
+                pass
+            else:
+                raise TypeError(f"unknown outcome kind {kind!r}")
+
+    def _slot_idle(self, token: str) -> bool:
+        slot = self.slots.get(token)
+        return slot is None or slot.free == slot.concurrency
+
+    def _workers_idle(self) -> bool:
+        return all(slot.free == slot.concurrency for slot in self.slots.values())
+
+    # ------------------------------------------------------------------ commands
+    # Each takes `now` first; called inside a batch, result replied after the commit.
+
+    def op_call(self, now: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a core transition or query that needs `now`."""
+        return fn(*args, now)
+
+    def op_plain(self, now: float, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a core transition or query that does not need `now`."""
+        del now
+        return fn(*args)
+
+    def op_register(self, now: float, slot: WorkerSlot) -> None:
+        del now
+        self.slots[slot.token] = slot
+        self.workers.setdefault(slot.queue, []).append(slot)
+        self.core.queue(slot.queue)
+
+    def op_unregister(self, now: float, token: str) -> None:
+        del now
+        slot = self.slots.pop(token, None)
+        if slot is not None:
+            self.workers[slot.queue].remove(slot)
+            if not self.workers[slot.queue]:
+                del self.workers[slot.queue]
+
+    def op_close_worker(self, now: float, token: str, req: Request) -> Any:
+        """Give the worker no more jobs; reply once it holds none, and forget it."""
+        slot = self.slots.get(token)
+        if slot is None:
+            return None
+        slot.closing = True
+        if self._slot_idle(token):
+            self.op_unregister(now, token)
+            return None
+        self.closing[token] = req
+        return DEFER
+
+    def op_wait(self, now: float, job_id: int, req: Request) -> Any:
+        """Reply with the record once the job is finished, or None once it is gone."""
+        del now
+        rec = self.core.jobs.get(job_id)
+        if rec is None or rec.state in _TERMINAL:
+            return rec
+        self.waiters.setdefault(job_id, []).append(req)
+        return DEFER
+
+    def op_cancel(self, now: float, job_id: int, reason: str | None) -> JobRecord:
+        rec = self.core.jobs.get(job_id)
+        held_by = rec.lock_token if rec is not None and rec.state is JobState.ACTIVE else None
+        rec = self.core.cancel(job_id, now, reason)
+        if held_by is not None:
+            slot = self.slots.get(held_by)
+            if slot is not None:
+                self._aborts.append((slot, job_id))
+        return rec
+
+    def op_stop_dispatch(self, now: float) -> None:
+        del now
+        self.dispatching = False
+
+    def op_wait_workers_idle(self, now: float, req: Request) -> Any:
+        """Reply once no worker holds a job (for a graceful shutdown)."""
+        del now
+        if self._workers_idle():
+            return None
+        self.idle_waiters.append(req)
+        return DEFER
+
+    def subscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
+        self.subscribers.append(tx)
+        self.core.publish_events(True)
+
+    def unsubscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
+        if tx in self.subscribers:
+            self.subscribers.remove(tx)
+        if not self.subscribers:
+            self.core.publish_events(False)
+
+
+_TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+def _reply(req: Request, vclock: VirtualClock | None) -> None:
+    req.replied = True
+    if req.abandoned:
+        if vclock is not None:
+            vclock.release()
+        return
+    req.done.set()

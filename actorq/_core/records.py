@@ -1,0 +1,157 @@
+"""The job record and the validated values the core's transitions take.
+
+User payloads (`data`, `return_value`, `progress`) are kept as the JSON bytes encoded once at
+the call, never as live Python objects: the core cannot be mutated behind its back by a
+caller holding a reference, and the state after a restart equals the state before it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import attrs
+
+from .._exceptions import InvalidOptionError
+from .states import JobState
+
+
+@attrs.frozen(slots=True)
+class Backoff:
+    """How long to wait before a retry: fixed or exponential, with jitter and a cap.
+
+    ``exponential`` waits ``delay * 2 ** (attempts_made - 1)`` as BullMQ does. ``jitter`` in
+    [0, 1] takes a random share off the wait (``jitter=0.5`` gives a wait between half and all
+    of it), drawn from the runtime's own seeded generator so a replay is exact. ``max_delay``
+    caps the wait before jitter.
+    """
+
+    kind: str = attrs.field(validator=attrs.validators.in_(("fixed", "exponential")))
+    delay: float = attrs.field(converter=float)
+    jitter: float = attrs.field(default=0.0, converter=float)
+    max_delay: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.delay >= 0:
+            raise InvalidOptionError("backoff.delay", self.delay, "must be >= 0 seconds")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise InvalidOptionError("backoff.jitter", self.jitter, "must be within [0, 1]")
+        if self.max_delay is not None and not self.max_delay >= 0:
+            raise InvalidOptionError("backoff.max_delay", self.max_delay, "must be >= 0 seconds")
+
+    @classmethod
+    def fixed(cls, delay: float, *, jitter: float = 0.0, max_delay: float | None = None) -> Backoff:
+        return cls("fixed", delay, jitter, max_delay)
+
+    @classmethod
+    def exponential(
+        cls, delay: float, *, jitter: float = 0.0, max_delay: float | None = None
+    ) -> Backoff:
+        return cls("exponential", delay, jitter, max_delay)
+
+    def wait(self, attempts_made: int, unit: float) -> float:
+        """Seconds to wait after the `attempts_made`-th attempt failed; `unit` in [0, 1)."""
+        wait = self.delay if self.kind == "fixed" else self.delay * 2 ** (attempts_made - 1)
+        if self.max_delay is not None:
+            wait = min(wait, self.max_delay)
+        return wait * (1.0 - self.jitter * unit)
+
+
+@attrs.frozen(slots=True)
+class Retention:
+    """How many finished jobs of a queue to keep, and for how long (BullMQ's `KeepJobs`).
+
+    Applied the moment a job finishes (and, for `age`, by a timer): never lazily.
+    """
+
+    count: int | None = None
+    age: float | None = None
+
+    @property
+    def keeps_all(self) -> bool:
+        return self.count is None and self.age is None
+
+
+KEEP_ALL: Final = Retention()
+REMOVE_AT_ONCE: Final = Retention(count=0)
+
+#: What a child's final failure does to its parent (BullMQ's mutually exclusive options).
+CHILD_FAILURE_POLICIES: Final = ("fail", "ignore", "remove", "continue", "wait")
+
+
+@attrs.frozen(slots=True)
+class JobSpec:
+    """A validated request to add one job; everything the core needs, nothing to re-check."""
+
+    name: str
+    queue: str
+    data: bytes
+    priority: int = 0
+    delay: float | None = None
+    run_at: float | None = None
+    attempts: int = 1
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    lifo: bool = False
+    tags: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    remove_on_complete: Retention = KEEP_ALL
+    remove_on_fail: Retention = KEEP_ALL
+    parent_id: int | None = None
+    depends_on_job_ids: tuple[int, ...] = ()
+    depends_on_batch_refs: tuple[int, ...] = ()
+    depends_on_tags: tuple[str, ...] = ()
+    max_started_attempts: int | None = None
+    on_child_failure: str = "fail"
+
+
+@attrs.define(slots=True, eq=False)
+class JobRecord:
+    """One job as the core holds it. Mutated only by `CoreState` transitions."""
+
+    id: int
+    name: str
+    queue: str
+    data: bytes
+    state: JobState
+    priority: int
+    tags: tuple[str, ...]
+    run_at: float | None
+    attempts: int
+    created_at: float
+    attempts_started: int = 0
+    attempts_made: int = 0
+    stalled_counter: int = 0
+    progress: bytes | None = None
+    return_value: bytes | None = None
+    failed_reason: str | None = None
+    stacktrace: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()
+    processed_at: float | None = None
+    finished_at: float | None = None
+    parent_id: int | None = None
+    depends_on_job_ids: tuple[int, ...] = ()
+    depends_on_tags: tuple[str, ...] = ()
+    idempotency_key: str | None = None
+    backoff: Backoff | None = None
+    timeout: float | None = None
+    lifo: bool = False
+    remove_on_complete: Retention = KEEP_ALL
+    remove_on_fail: Retention = KEEP_ALL
+    max_started_attempts: int | None = None
+    on_child_failure: str = "fail"
+    #: Place in its queue's waiting line: positive and increasing for FIFO, negative and
+    #: decreasing for LIFO, so sorting by it (within a priority) gives the dispatch order.
+    order: int = 0
+    lock_token: str | None = None
+    lock_expires_at: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """Every field by name: the insert record of the journal, and what tests compare."""
+        return {name: getattr(self, name) for name in FIELD_NAMES}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> JobRecord:
+        return cls(**fields)
+
+
+FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in attrs.fields(JobRecord))

@@ -1,0 +1,829 @@
+"""The core: every job, every index, and every transition. Pure: no I/O, no clock, no awaits.
+
+Theory of operation
+-------------------
+`CoreState` is a state machine driven by the scheduler actor, its only owner. Each public
+method is a transition: it validates its arguments against the current state (raising an
+`ActorqError` that names the job, its state and the command, having changed nothing), then
+mutates, then leaves behind what it did:
+
+* change records in `changes` (when recording): the journal's content. They are *deltas*
+  ("add this record", "set these fields of job N", "delete job N"), not commands, so replay
+  needs no validation and no clock, and an old journal replays the same after the rules change;
+* lifecycle events in `events` (when someone listens);
+* jobs that reached a terminal state or were removed, in `finished`, for the waiters.
+
+The scheduler applies a whole mailbox drain, then takes these buffers with `take_effects()`,
+journals the changes as one batch, and only then replies, publishes and dispatches.
+
+Every field write goes through `_change`, which also keeps the indexes: they are a pure
+function of the records (`rebuild_indexes` recomputes them from scratch, which is how a
+snapshot loads and how the invariant checker tests the incremental upkeep). `now`, and
+every random draw (a splitmix64 generator whose state is part of the state), come in from
+outside or from the state itself, so replaying the changes rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Final
+
+from sortedcontainers import SortedList
+
+from .._exceptions import (
+    IllegalTransitionError,
+    InvalidDependencyError,
+    InvalidOptionError,
+    JobNotFoundError,
+    LockError,
+)
+from . import events as ev
+from .records import FIELD_NAMES, JobRecord, JobSpec, Retention
+from .states import ACTIVE_OR_IDLE, LEGAL, TERMINAL, TRANSITIONS, JobState
+from .waiting import WaitingLine
+
+W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
+WC, B = JobState.WAITING_CHILDREN, JobState.BLOCKED
+C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
+
+#: Fields whose change moves a job within an index even when its state stays the same.
+_INDEXED: Final = frozenset({"state", "run_at", "lock_expires_at", "priority", "order"})
+_MASK64: Final = (1 << 64) - 1
+#: BullMQ keeps the last ten stack traces of a job.
+STACKTRACE_LIMIT: Final = 10
+
+Change = tuple[Any, ...]
+
+
+class QueueState:
+    """Per-queue indexes and counters."""
+
+    __slots__ = ("completed", "counts", "failed", "name", "paused", "waiting")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.paused = False
+        self.waiting = WaitingLine()
+        self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
+        # Finished jobs in the order they finished, for count-based retention. Entries of jobs
+        # removed or retried since are stale and skipped (their finished_at no longer matches).
+        self.completed: deque[tuple[float, int]] = deque()
+        self.failed: deque[tuple[float, int]] = deque()
+
+
+class CoreState:
+    def __init__(self, *, seed: int = 0) -> None:
+        self.jobs: dict[int, JobRecord] = {}
+        self.queues: dict[str, QueueState] = {}
+        self.next_id = 1
+        self._next_fifo = 1
+        self._next_lifo = -1
+        self.rng = seed & _MASK64
+        self.delayed: SortedList[tuple[float, int]] = SortedList()
+        self.locks: SortedList[tuple[float, int]] = SortedList()
+        self.expiries: SortedList[tuple[float, int]] = SortedList()
+        self.idempotency: dict[str, int] = {}
+        self.changes: list[Change] | None = None
+        self.events: list[ev.Event] | None = None
+        self.finished: list[JobRecord] = []
+
+    # ------------------------------------------------------------------ effects
+
+    def record_changes(self, on: bool) -> None:
+        self.changes = [] if on else None
+
+    def publish_events(self, on: bool) -> None:
+        if on and self.events is None:
+            self.events = []
+        elif not on:
+            self.events = None
+
+    def take_effects(self) -> tuple[list[Change], list[ev.Event], list[JobRecord]]:
+        """Hand over what the transitions since the last call produced, and start afresh."""
+        changes = self.changes
+        if changes is not None and changes:
+            self.changes = []
+        events = self.events
+        if events is not None and events:
+            self.events = []
+        finished = self.finished
+        if finished:
+            self.finished = []
+        return changes or [], events or [], finished
+
+    # ------------------------------------------------------------------ lookups
+
+    def get(self, job_id: int) -> JobRecord:
+        rec = self.jobs.get(job_id)
+        if rec is None:
+            raise JobNotFoundError(job_id)
+        return rec
+
+    def queue(self, name: str) -> QueueState:
+        qs = self.queues.get(name)
+        if qs is None:
+            qs = self.queues[name] = QueueState(name)
+            if self.changes is not None:
+                self.changes.append(("queue", name, {"paused": False}))
+        return qs
+
+    def counts(self, queue: str) -> dict[JobState, int]:
+        qs = self.queues.get(queue)
+        return dict(qs.counts) if qs else dict.fromkeys(JobState, 0)
+
+    def next_due(self) -> float | None:
+        """The earliest time at which a timer transition has work to do."""
+        due: float | None = None
+        for index in (self.delayed, self.locks, self.expiries):
+            if index and (due is None or index[0][0] < due):
+                due = index[0][0]
+        return due
+
+    def select(
+        self,
+        queue: str,
+        states: Iterable[JobState] | None = None,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        tag_mode: str = "all",
+    ) -> Iterator[JobRecord]:
+        """Jobs of `queue` matching the filters; waiting ones in dispatch order, others by id."""
+        wanted = frozenset(states) if states is not None else frozenset(JobState)
+        tagset = frozenset(tags)
+        match = _tag_matcher(tag_mode, tagset)
+        qs = self.queues.get(queue)
+        if qs is None:
+            return
+        if W in wanted:
+            for rec in qs.waiting.live(self.jobs):
+                if (name is None or rec.name == name) and match(rec.tags):
+                    yield rec
+        others = wanted - {W}
+        if others:
+            for rec in self.jobs.values():
+                if (
+                    rec.queue == queue
+                    and rec.state in others
+                    and (name is None or rec.name == name)
+                    and match(rec.tags)
+                ):
+                    yield rec
+
+    # ------------------------------------------------------------------ randomness
+
+    def _random(self) -> float:
+        """A uniform draw in [0, 1) from splitmix64; the state is journaled with its use."""
+        self.rng = (self.rng + 0x9E3779B97F4A7C15) & _MASK64
+        z = self.rng
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        z ^= z >> 31
+        if self.changes is not None:
+            self.changes.append(("rng", self.rng))
+        return (z >> 11) / float(1 << 53)
+
+    # ------------------------------------------------------------------ add
+
+    def add(self, specs: Sequence[JobSpec], now: float) -> list[tuple[JobRecord, bool]]:
+        """Add a batch atomically: every spec is checked before any is applied.
+
+        Returns ``(record, created)`` per spec; `created` is False where an idempotency key
+        matched a job that already exists (that job is returned, with its own data).
+        """
+        seen_keys: dict[str, int] = {}
+        for i, spec in enumerate(specs):
+            where = f"jobs[{i}]." if len(specs) > 1 else ""
+            if spec.parent_id is not None:
+                parent = self.jobs.get(spec.parent_id)
+                if parent is None:
+                    raise InvalidDependencyError(
+                        f"{where}parent: job {spec.parent_id} does not exist"
+                    )
+                if parent.state in TERMINAL:
+                    raise InvalidDependencyError(
+                        f"{where}parent: job {spec.parent_id} is already {parent.state}"
+                    )
+            for dep in spec.depends_on_job_ids:
+                if dep not in self.jobs:
+                    raise InvalidDependencyError(
+                        f"{where}depends_on.job_ids: job {dep} does not exist"
+                    )
+            for ref in spec.depends_on_batch_refs:
+                if not 0 <= ref < len(specs):
+                    raise InvalidOptionError(
+                        f"{where}depends_on.job_ids", f"batch_ref({ref})", "out of the batch"
+                    )
+                if ref == i:
+                    raise InvalidDependencyError(
+                        f"{where}depends_on: a job cannot depend on itself"
+                    )
+            if spec.idempotency_key is not None:
+                seen_keys.setdefault(spec.idempotency_key, i)
+        _check_batch_cycles(specs)
+
+        out: list[tuple[JobRecord, bool]] = []
+        batch_ids: list[int] = []
+        for spec in specs:
+            key = spec.idempotency_key
+            if key is not None:
+                existing = self.idempotency.get(key)
+                if existing is not None:
+                    out.append((self.jobs[existing], False))
+                    batch_ids.append(existing)
+                    continue
+            rec = self._new_record(spec, now, batch_ids)
+            out.append((rec, True))
+            batch_ids.append(rec.id)
+        return out
+
+    def _new_record(self, spec: JobSpec, now: float, batch_ids: list[int]) -> JobRecord:
+        run_at = spec.run_at
+        if run_at is None and spec.delay:
+            run_at = now + spec.delay
+        deps = spec.depends_on_job_ids + tuple(batch_ids[r] for r in spec.depends_on_batch_refs)
+        state = D if run_at is not None and run_at > now else W
+        rec = JobRecord(
+            id=self.next_id,
+            name=spec.name,
+            queue=spec.queue,
+            data=spec.data,
+            state=state,
+            priority=spec.priority,
+            tags=spec.tags,
+            run_at=run_at,
+            attempts=spec.attempts,
+            created_at=now,
+            parent_id=spec.parent_id,
+            depends_on_job_ids=deps,
+            depends_on_tags=spec.depends_on_tags,
+            idempotency_key=spec.idempotency_key,
+            backoff=spec.backoff,
+            timeout=spec.timeout,
+            lifo=spec.lifo,
+            remove_on_complete=spec.remove_on_complete,
+            remove_on_fail=spec.remove_on_fail,
+            max_started_attempts=spec.max_started_attempts,
+            on_child_failure=spec.on_child_failure,
+        )
+        if state is W:
+            rec.order = self._next_order(rec.lifo)
+        self.next_id += 1
+        self.queue(spec.queue)
+        self._insert(rec)
+        if self.changes is not None:
+            self.changes.append(("add", rec.fields()))
+        if self.events is not None:
+            self.events.append(ev.JobAdded(rec.id, rec.queue, rec.name, rec.state))
+        return rec
+
+    def _next_order(self, lifo: bool) -> int:
+        if lifo:
+            order = self._next_lifo
+            self._next_lifo -= 1
+        else:
+            order = self._next_fifo
+            self._next_fifo += 1
+        return order
+
+    # ------------------------------------------------------------------ dispatch
+
+    def take(
+        self, queue: str, n: int, now: float, token: str, lock_until: float | None = None
+    ) -> list[JobRecord]:
+        """Move up to `n` waiting jobs of `queue` to active under `token`, in dispatch order.
+
+        `lock_until` None means the lock is held by a live processor and renews itself; a time
+        means a manual consumer holds it until then unless it extends it.
+        """
+        qs = self.queues.get(queue)
+        if qs is None or qs.paused or n <= 0:
+            return []
+        taken: list[JobRecord] = []
+        jobs = self.jobs
+        pop = qs.waiting.pop
+        events = self.events
+        while len(taken) < n:
+            rec = pop(jobs)
+            if rec is None:
+                break
+            started = rec.attempts_started + 1
+            if rec.max_started_attempts is not None and started > rec.max_started_attempts:
+                self._finish_failed(
+                    rec,
+                    now,
+                    f"job started more than max_started_attempts ({rec.max_started_attempts})",
+                    "exceed_started_attempts",
+                )
+                continue
+            self._change(
+                rec,
+                {
+                    "state": A,
+                    "attempts_started": started,
+                    "processed_at": now,
+                    "lock_token": token,
+                    "lock_expires_at": lock_until,
+                },
+                "take",
+            )
+            if events is not None:
+                events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
+            taken.append(rec)
+        if qs.counts[W] == 0 and taken and self.events is not None:
+            self.events.append(ev.QueueDrained(queue))
+        qs.waiting.maybe_compact(jobs, qs.counts[W])
+        return taken
+
+    def promote_due(self, now: float) -> int:
+        """Move every delayed job whose time has come to waiting."""
+        moved = 0
+        delayed = self.delayed
+        while delayed and delayed[0][0] <= now:
+            rec = self.jobs[delayed[0][1]]
+            self._change(rec, {"state": W, "run_at": None}, "promote")
+            if self.events is not None:
+                self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, D))
+            moved += 1
+        return moved
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _held(self, job_id: int, token: str | None, command: str, now: float) -> JobRecord:
+        """The active job `job_id`, checked to be held by `token` (None: skip the check)."""
+        rec = self.jobs.get(job_id)
+        if rec is None:
+            raise JobNotFoundError(job_id)
+        if rec.state is not A:
+            if token is None:
+                raise IllegalTransitionError(job_id, rec.state, command)
+            raise LockError(job_id, f"job is {rec.state}, not active; {command} needs its lock")
+        if token is not None:
+            if rec.lock_token != token:
+                raise LockError(
+                    job_id, f"token {token!r} does not hold the lock (held by {rec.lock_token!r})"
+                )
+            if rec.lock_expires_at is not None and rec.lock_expires_at <= now:
+                raise LockError(job_id, f"lock of token {token!r} expired at {rec.lock_expires_at}")
+        return rec
+
+    def complete(
+        self, job_id: int, token: str | None, value: bytes | None, now: float
+    ) -> JobRecord:
+        rec = self._held(job_id, token, "complete", now)
+        self._change(
+            rec,
+            {
+                "state": C,
+                "attempts_made": rec.attempts_made + 1,
+                "finished_at": now,
+                "return_value": value,
+                "lock_token": None,
+                "lock_expires_at": None,
+            },
+            "complete",
+        )
+        if self.events is not None:
+            self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
+        self.finished.append(rec)
+        self._retain(rec, rec.remove_on_complete)
+        return rec
+
+    def fail(
+        self,
+        job_id: int,
+        token: str | None,
+        reason: str,
+        stacktrace: str | None,
+        now: float,
+        *,
+        unrecoverable: bool = False,
+    ) -> JobRecord:
+        """End an attempt in failure: retry (after the backoff) while attempts remain."""
+        rec = self._held(job_id, token, "fail", now)
+        made = rec.attempts_made + 1
+        trace = rec.stacktrace
+        if stacktrace is not None:
+            trace = (*trace, stacktrace)[-STACKTRACE_LIMIT:]
+        common = {
+            "attempts_made": made,
+            "failed_reason": reason,
+            "stacktrace": trace,
+            "lock_token": None,
+            "lock_expires_at": None,
+        }
+        if unrecoverable or made >= rec.attempts:
+            common["state"] = F
+            common["finished_at"] = now
+            self._change(rec, common, "fail")
+            self._after_failed(rec, now)
+            return rec
+        wait = (
+            rec.backoff.wait(made, self._random() if rec.backoff.jitter else 0.0)
+            if (rec.backoff is not None)
+            else 0.0
+        )
+        if wait > 0:
+            common["state"] = D
+            common["run_at"] = now + wait
+        else:
+            common["state"] = W
+        self._change(rec, common, "fail")
+        if self.events is not None:
+            self.events.append(
+                ev.JobRetrying(rec.id, rec.queue, rec.name, reason, made, rec.run_at)
+            )
+        return rec
+
+    def _finish_failed(self, rec: JobRecord, now: float, reason: str, command: str) -> None:
+        self._change(
+            rec,
+            {
+                "state": F,
+                "failed_reason": reason,
+                "finished_at": now,
+                "lock_token": None,
+                "lock_expires_at": None,
+            },
+            command,
+        )
+        self._after_failed(rec, now)
+
+    def _after_failed(self, rec: JobRecord, now: float) -> None:
+        if self.events is not None:
+            self.events.append(ev.JobFailed(rec.id, rec.queue, rec.name, rec.failed_reason))
+        self.finished.append(rec)
+        self._retain(rec, rec.remove_on_fail)
+
+    def move_to_delayed(
+        self, job_id: int, token: str | None, run_at: float | None, data: bytes | None, now: float
+    ) -> JobRecord:
+        """A step: the active job goes to delayed until `run_at` (waiting if None).
+
+        A past `run_at` still goes through delayed and is promoted at once. `data`, when
+        given, replaces the job's data in the same transition. `attempts_made` is unchanged.
+        """
+        rec = self._held(job_id, token, "move_to_delayed", now)
+        changes: dict[str, Any] = {"lock_token": None, "lock_expires_at": None}
+        if data is not None:
+            changes["data"] = data
+        if run_at is None:
+            changes["state"] = W
+        else:
+            changes["state"] = D
+            changes["run_at"] = max(run_at, now)
+        self._change(rec, changes, "move_to_delayed")
+        if self.events is not None:
+            if run_at is None:
+                self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, A))
+            else:
+                self.events.append(ev.JobDelayed(rec.id, rec.queue, rec.name, changes["run_at"]))
+        return rec
+
+    def extend_lock(self, job_id: int, token: str, until: float, now: float) -> JobRecord:
+        rec = self._held(job_id, token, "extend_lock", now)
+        if rec.lock_expires_at is not None:
+            self._change(rec, {"lock_expires_at": until}, "extend_lock")
+        return rec
+
+    # ------------------------------------------------------------------ updates
+
+    def update_data(self, job_id: int, data: bytes) -> JobRecord:
+        rec = self.get(job_id)
+        self._change(rec, {"data": data}, "update_data")
+        return rec
+
+    def update_progress(self, job_id: int, progress: bytes) -> JobRecord:
+        rec = self.get(job_id)
+        self._change(rec, {"progress": progress}, "update_progress")
+        if self.events is not None:
+            self.events.append(ev.JobProgress(rec.id, rec.queue, rec.name, progress))
+        return rec
+
+    def add_log(self, job_id: int, line: str, keep: int | None = None) -> int:
+        rec = self.get(job_id)
+        logs = (*rec.logs, line)
+        if keep is not None:
+            logs = logs[-keep:] if keep > 0 else ()
+        self._change(rec, {"logs": logs}, "log")
+        return len(logs)
+
+    # ------------------------------------------------------------------ queue control
+
+    def cancel(self, job_id: int, now: float, reason: str | None = None) -> JobRecord:
+        rec = self.get(job_id)
+        if rec.state not in ACTIVE_OR_IDLE:
+            raise IllegalTransitionError(job_id, rec.state, "cancel")
+        self._change(
+            rec,
+            {
+                "state": X,
+                "finished_at": now,
+                "failed_reason": reason,
+                "lock_token": None,
+                "lock_expires_at": None,
+            },
+            "cancel",
+        )
+        if self.events is not None:
+            self.events.append(ev.JobCancelled(rec.id, rec.queue, rec.name, reason))
+        self.finished.append(rec)
+        return rec
+
+    def retry(self, job_id: int, now: float, *, reset_attempts: bool = False) -> JobRecord:
+        """Run a finished job again (BullMQ's `job.retry`); counters kept unless reset."""
+        rec = self.get(job_id)
+        if rec.state not in TERMINAL:
+            raise IllegalTransitionError(job_id, rec.state, "retry", "only finished jobs retry")
+        changes: dict[str, Any] = {
+            "state": W,
+            "finished_at": None,
+            "failed_reason": None,
+            "return_value": None,
+            "run_at": None,
+        }
+        if reset_attempts:
+            changes["attempts_made"] = 0
+            changes["attempts_started"] = 0
+        self._change(rec, changes, "retry")
+        if self.events is not None:
+            self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, rec.state))
+        return rec
+
+    def remove(self, job_id: int) -> JobRecord:
+        rec = self.get(job_id)
+        if rec.state is A:
+            raise IllegalTransitionError(
+                job_id, rec.state, "remove", "an active job is held by a worker; cancel it first"
+            )
+        self._remove(rec)
+        return rec
+
+    def pause(self, queue: str) -> None:
+        qs = self.queue(queue)
+        if not qs.paused:
+            self._set_queue(qs, paused=True)
+            if self.events is not None:
+                self.events.append(ev.QueuePaused(queue))
+
+    def resume(self, queue: str) -> None:
+        qs = self.queue(queue)
+        if qs.paused:
+            self._set_queue(qs, paused=False)
+            if self.events is not None:
+                self.events.append(ev.QueueResumed(queue))
+
+    def drain(self, queue: str, *, delayed: bool = False) -> int:
+        """Remove the queue's waiting jobs (and delayed ones when asked), as BullMQ does."""
+        states = {W, D} if delayed else {W}
+        doomed = list(self.select(queue, states))
+        for rec in doomed:
+            self._remove(rec)
+        return len(doomed)
+
+    def clean(
+        self, queue: str, grace: float, limit: int | None, state: JobState, now: float
+    ) -> int:
+        """Remove up to `limit` jobs in `state` older than `grace` seconds (BullMQ's clean).
+
+        Age is measured from `finished_at` for finished jobs and `created_at` otherwise.
+        """
+        if state is A:
+            raise InvalidOptionError("state", state.value, "active jobs cannot be cleaned")
+        removed = 0
+        for rec in list(self.select(queue, [state])):
+            if limit is not None and removed >= limit:
+                break
+            stamp = rec.finished_at if rec.finished_at is not None else rec.created_at
+            if stamp <= now - grace:
+                self._remove(rec)
+                removed += 1
+        return removed
+
+    # ------------------------------------------------------------------ retention
+
+    def _retain(self, rec: JobRecord, keep: Retention) -> None:
+        if keep.keeps_all:
+            return
+        if keep.count == 0:
+            self._remove(rec)
+            return
+        if keep.count is not None:
+            qs = self.queues[rec.queue]
+            state = rec.state
+            line = qs.completed if state is C else qs.failed
+            while qs.counts[state] > keep.count and line:
+                finished_at, job_id = line.popleft()
+                old = self.jobs.get(job_id)
+                if old is not None and old.state is state and old.finished_at == finished_at:
+                    self._remove(old)
+
+    def expire_retention(self, now: float) -> int:
+        """Remove finished jobs whose `age` retention has run out."""
+        removed = 0
+        while self.expiries and self.expiries[0][0] <= now:
+            self._remove(self.jobs[self.expiries[0][1]])
+            removed += 1
+        return removed
+
+    # ------------------------------------------------------------------ the one writer
+
+    def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
+        """Apply `changes` to `rec`, keep the indexes and counters, record the delta."""
+        old = rec.state
+        new = changes.get("state", old)
+        if new is not old:
+            if (old, new) not in LEGAL or old not in TRANSITIONS[command]:
+                raise AssertionError(f"core bug: {command} moved job {rec.id} {old} -> {new}")
+            if new is W and "order" not in changes:
+                changes["order"] = self._next_order(rec.lifo)
+        self._apply(rec, changes)
+        if self.changes is not None:
+            self.changes.append(("set", rec.id, changes))
+
+    def _apply(self, rec: JobRecord, changes: dict[str, Any]) -> None:
+        reindex = not _INDEXED.isdisjoint(changes)
+        if reindex:
+            self._unindex(rec)
+        for name, value in changes.items():
+            setattr(rec, name, value)
+        if reindex:
+            self._index(rec)
+
+    def _set_queue(self, qs: QueueState, *, paused: bool) -> None:
+        qs.paused = paused
+        if self.changes is not None:
+            self.changes.append(("queue", qs.name, {"paused": paused}))
+
+    def _insert(self, rec: JobRecord) -> None:
+        self.jobs[rec.id] = rec
+        if rec.idempotency_key is not None:
+            self.idempotency[rec.idempotency_key] = rec.id
+        self._index(rec)
+
+    def _remove(self, rec: JobRecord) -> None:
+        previous = rec.state
+        self._unindex(rec)
+        del self.jobs[rec.id]
+        if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
+            del self.idempotency[rec.idempotency_key]
+        if self.changes is not None:
+            self.changes.append(("del", rec.id))
+        if self.events is not None:
+            self.events.append(ev.JobRemoved(rec.id, rec.queue, rec.name, previous))
+        self.finished.append(rec)
+
+    def _index(self, rec: JobRecord) -> None:
+        qs = self.queues[rec.queue]
+        state = rec.state
+        qs.counts[state] += 1
+        if state is W:
+            qs.waiting.push(rec)
+        elif state is D:
+            assert rec.run_at is not None
+            self.delayed.add((rec.run_at, rec.id))
+        elif state is A:
+            if rec.lock_expires_at is not None:
+                self.locks.add((rec.lock_expires_at, rec.id))
+        elif state is C or state is F:
+            assert rec.finished_at is not None
+            (qs.completed if state is C else qs.failed).append((rec.finished_at, rec.id))
+            keep = rec.remove_on_complete if state is C else rec.remove_on_fail
+            if keep.age is not None:
+                self.expiries.add((rec.finished_at + keep.age, rec.id))
+
+    def _unindex(self, rec: JobRecord) -> None:
+        qs = self.queues[rec.queue]
+        state = rec.state
+        qs.counts[state] -= 1
+        # A waiting entry goes stale by itself once the record leaves waiting.
+        if state is D:
+            assert rec.run_at is not None
+            self.delayed.remove((rec.run_at, rec.id))
+        elif state is A:
+            if rec.lock_expires_at is not None:
+                self.locks.remove((rec.lock_expires_at, rec.id))
+        elif state is C or state is F:
+            assert rec.finished_at is not None
+            keep = rec.remove_on_complete if state is C else rec.remove_on_fail
+            if keep.age is not None:
+                self.expiries.discard((rec.finished_at + keep.age, rec.id))
+
+    # ------------------------------------------------------------------ replay
+
+    def apply_change(self, change: Change) -> None:
+        """Replay one change record (no validation, no clock, no new records)."""
+        kind = change[0]
+        if kind == "set":
+            self._apply(self.jobs[change[1]], dict(change[2]))
+            order = change[2].get("order")
+            if order is not None:
+                self._see_order(order)
+        elif kind == "add":
+            rec = JobRecord.from_fields(dict(change[1]))
+            self.queue(rec.queue)
+            self._insert(rec)
+            self.next_id = max(self.next_id, rec.id + 1)
+            self._see_order(rec.order)
+        elif kind == "del":
+            rec = self.jobs[change[1]]
+            self._unindex(rec)
+            del self.jobs[rec.id]
+            if rec.idempotency_key is not None:
+                self.idempotency.pop(rec.idempotency_key, None)
+        elif kind == "queue":
+            self.queue(change[1]).paused = bool(change[2]["paused"])
+        elif kind == "rng":
+            self.rng = change[1]
+        else:
+            raise ValueError(f"unknown change record kind {kind!r}")
+
+    def _see_order(self, order: int) -> None:
+        if order > 0:
+            self._next_fifo = max(self._next_fifo, order + 1)
+        elif order < 0:
+            self._next_lifo = min(self._next_lifo, order - 1)
+
+    # ------------------------------------------------------------------ whole-state views
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything that defines the state, as plain values (what replay must reproduce)."""
+        return {
+            "jobs": {job_id: rec.fields() for job_id, rec in sorted(self.jobs.items())},
+            "queues": {name: qs.paused for name, qs in sorted(self.queues.items())},
+            "next_id": self.next_id,
+            "rng": self.rng,
+            "order": (self._next_fifo, self._next_lifo),
+        }
+
+    def index_view(self) -> dict[str, Any]:
+        """The indexes as plain values, to compare the incremental ones with a rebuild."""
+        return {
+            "waiting": {
+                name: [rec.id for rec in qs.waiting.live(self.jobs)]
+                for name, qs in sorted(self.queues.items())
+            },
+            "counts": {name: dict(qs.counts) for name, qs in sorted(self.queues.items())},
+            "delayed": list(self.delayed),
+            "locks": list(self.locks),
+            "expiries": list(self.expiries),
+            "idempotency": dict(sorted(self.idempotency.items())),
+        }
+
+    def rebuild_indexes(self) -> CoreState:
+        """A new state holding these records with indexes computed from scratch."""
+        fresh = CoreState(seed=0)
+        fresh.rng = self.rng
+        fresh.next_id = self.next_id
+        fresh._next_fifo, fresh._next_lifo = self._next_fifo, self._next_lifo
+        for name, qs in self.queues.items():
+            fresh.queue(name).paused = qs.paused
+        records = sorted(self.jobs.values(), key=lambda r: (r.finished_at or 0.0, r.id))
+        for rec in records:
+            fresh._insert(JobRecord.from_fields(rec.fields()))
+        for qs in fresh.queues.values():
+            live = sorted(qs.waiting.live(fresh.jobs), key=lambda r: (-r.priority, r.order))
+            qs.waiting.clear()
+            for rec in live:
+                qs.waiting.push(rec)
+        return fresh
+
+
+def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:
+    if not tags:
+        return lambda _tags: True
+    if mode == "all":
+        return tags.issubset
+    if mode == "any":
+        return lambda job_tags: not tags.isdisjoint(job_tags)
+    if mode == "none":
+        return tags.isdisjoint
+    if mode == "exact":
+        return lambda job_tags: tags == frozenset(job_tags)
+    raise InvalidOptionError("tag_mode", mode, "must be one of all, any, none, exact")
+
+
+def _check_batch_cycles(specs: Sequence[JobSpec]) -> None:
+    """Reject a batch whose `batch_ref` edges form a cycle (existing jobs cannot close one)."""
+    state = [0] * len(specs)  # 0 new, 1 on the path, 2 done
+    for start in range(len(specs)):
+        if state[start]:
+            continue
+        stack: list[tuple[int, Iterator[int]]] = [(start, iter(specs[start].depends_on_batch_refs))]
+        state[start] = 1
+        while stack:
+            node, refs = stack[-1]
+            nxt = next(refs, None)
+            if nxt is None:
+                state[node] = 2
+                stack.pop()
+            elif state[nxt] == 1:
+                raise InvalidDependencyError(
+                    f"jobs[{start}].depends_on: batch_ref edges form a cycle through jobs[{nxt}]"
+                )
+            elif state[nxt] == 0:
+                state[nxt] = 1
+                stack.append((nxt, iter(specs[nxt].depends_on_batch_refs)))
+
+
+__all__ = ["FIELD_NAMES", "CoreState", "QueueState"]

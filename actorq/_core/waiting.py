@@ -1,0 +1,87 @@
+"""The waiting line of one queue: priority first (higher runs first), then order.
+
+One deque per priority present, and the priorities kept sorted. Pushing and popping the head
+cost O(1) plus a log of the number of *distinct* priorities (a handful in practice). A job
+that leaves the line other than from its head (cancelled, removed, drained) is not searched
+for: its entry goes stale and is skipped when it reaches the head, since a stale entry's
+``order`` no longer matches its record. Stale entries are compacted once they outnumber the
+live ones (the core knows the live count), so memory stays proportional to the jobs
+waiting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+
+from sortedcontainers import SortedList
+
+from .records import JobRecord
+from .states import JobState
+
+_WAITING = JobState.WAITING
+
+
+class WaitingLine:
+    __slots__ = ("_lines", "_priorities", "_size")
+
+    def __init__(self) -> None:
+        self._lines: dict[int, deque[tuple[int, int]]] = {}
+        # Negated, so the first element is the highest priority.
+        self._priorities: SortedList[int] = SortedList()
+        self._size = 0
+
+    def push(self, rec: JobRecord) -> None:
+        line = self._lines.get(rec.priority)
+        if line is None:
+            line = self._lines[rec.priority] = deque()
+            self._priorities.add(-rec.priority)
+        if rec.order < 0:
+            line.appendleft((rec.order, rec.id))
+        else:
+            line.append((rec.order, rec.id))
+        self._size += 1
+
+    def pop(self, jobs: Mapping[int, JobRecord]) -> JobRecord | None:
+        """Take the next live job, or None when the line is empty."""
+        lines = self._lines
+        while self._priorities:
+            priority = -self._priorities[0]
+            line = lines[priority]
+            while line:
+                order, job_id = line.popleft()
+                self._size -= 1
+                rec = jobs.get(job_id)
+                if rec is not None and rec.state is _WAITING and rec.order == order:
+                    if not line:
+                        del lines[priority]
+                        self._priorities.remove(-priority)
+                    return rec
+            del lines[priority]
+            self._priorities.remove(-priority)
+        return None
+
+    def live(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
+        """Live entries in dispatch order (for queries and invariant checks)."""
+        for negated in self._priorities:
+            for order, job_id in self._lines[-negated]:
+                rec = jobs.get(job_id)
+                if rec is not None and rec.state is _WAITING and rec.order == order:
+                    yield rec
+
+    def maybe_compact(self, jobs: Mapping[int, JobRecord], live: int) -> None:
+        stale = self._size - live
+        if stale > 1024 and stale > live:
+            survivors = list(self.live(jobs))
+            self.clear()
+            for rec in survivors:
+                self.push(rec)
+
+    def clear(self) -> None:
+        self._lines.clear()
+        self._priorities.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        """Entries held, stale ones included (the core keeps the live count)."""
+        return self._size

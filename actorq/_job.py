@@ -1,0 +1,233 @@
+"""`Job`: a handle on one job, given by `Queue.add`, `Queue.get_job` and to processors."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ._codec import decode, encode
+from ._core import JobRecord, JobState
+from ._core.states import TERMINAL
+from ._exceptions import (
+    DelayedError,
+    InvalidOptionError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+)
+from ._options import absolute_time
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+
+class Job:
+    """A job, read live from the runtime's record (fields show its latest state).
+
+    Created by the runtime, never by user code. Payloads (`data`, `return_value`,
+    `progress`) are decoded from the JSON the runtime keeps, so mutating what you read changes
+    nothing in the queue: call `update_data` for that.
+    """
+
+    __slots__ = ("_data", "_moved", "_raw", "_rec", "_rt", "_token")
+
+    def __init__(self, rt: Runtime, rec: JobRecord, token: str | None = None) -> None:
+        self._rt = rt
+        self._rec = rec
+        self._token = token
+        self._moved = False
+        self._raw: bytes | None = None
+        self._data: Any = None
+
+    # ------------------------------------------------------------------ fields
+
+    @property
+    def id(self) -> int:
+        return self._rec.id
+
+    @property
+    def name(self) -> str:
+        return self._rec.name
+
+    @property
+    def queue(self) -> str:
+        return self._rec.queue
+
+    @property
+    def data(self) -> Any:
+        raw = self._rec.data
+        if raw is not self._raw:
+            self._data = decode(raw)
+            self._raw = raw
+        return self._data
+
+    @property
+    def state(self) -> JobState:
+        return self._rec.state
+
+    @property
+    def priority(self) -> int:
+        return self._rec.priority
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._rec.tags
+
+    @property
+    def run_at(self) -> float | None:
+        return self._rec.run_at
+
+    @property
+    def attempts(self) -> int:
+        return self._rec.attempts
+
+    @property
+    def attempts_started(self) -> int:
+        return self._rec.attempts_started
+
+    @property
+    def attempts_made(self) -> int:
+        return self._rec.attempts_made
+
+    @property
+    def stalled_counter(self) -> int:
+        return self._rec.stalled_counter
+
+    @property
+    def progress(self) -> Any:
+        return decode(self._rec.progress)
+
+    @property
+    def return_value(self) -> Any:
+        return decode(self._rec.return_value)
+
+    @property
+    def failed_reason(self) -> str | None:
+        return self._rec.failed_reason
+
+    @property
+    def stacktrace(self) -> list[str]:
+        return list(self._rec.stacktrace)
+
+    @property
+    def logs(self) -> list[str]:
+        return list(self._rec.logs)
+
+    @property
+    def created_at(self) -> float:
+        return self._rec.created_at
+
+    @property
+    def processed_at(self) -> float | None:
+        return self._rec.processed_at
+
+    @property
+    def finished_at(self) -> float | None:
+        return self._rec.finished_at
+
+    @property
+    def parent_id(self) -> int | None:
+        return self._rec.parent_id
+
+    @property
+    def depends_on_job_ids(self) -> tuple[int, ...]:
+        return self._rec.depends_on_job_ids
+
+    @property
+    def depends_on_tags(self) -> tuple[str, ...]:
+        return self._rec.depends_on_tags
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self._rec.idempotency_key
+
+    @property
+    def timeout(self) -> float | None:
+        return self._rec.timeout
+
+    # ------------------------------------------------------------------ commands
+
+    async def update_data(self, data: Any) -> None:
+        """Replace the job's data (journaled; a retry or the next step sees it)."""
+        raw = encode("data", data)
+        await self._rt._call(self._rt._core.update_data, self.id, raw, needs_now=False)
+
+    async def update_progress(self, progress: Any) -> None:
+        raw = encode("progress", progress)
+        await self._rt._call(self._rt._core.update_progress, self.id, raw, needs_now=False)
+
+    async def log(self, line: str) -> int:
+        """Append a line to the job's log; returns how many lines it holds."""
+        if not isinstance(line, str):
+            raise InvalidOptionError("line", line, "a log line must be a string")
+        count: int = await self._rt._call(self._rt._core.add_log, self.id, line, needs_now=False)
+        return count
+
+    async def move_to_delayed(
+        self,
+        timestamp: float | datetime,
+        next_step: Any = None,
+        token: str | None = None,
+    ) -> None:
+        """Step job: delay this active job until `timestamp`, then unwind the processor.
+
+        Sets ``data["step"] = next_step`` in the same transition when `next_step` is given
+        (the data must then be a dict). A past timestamp makes the job due at once. Raises
+        `DelayedError`, which the worker catches: the job is neither completed nor failed, and
+        `attempts_made` is unchanged.
+        """
+        at = absolute_time("timestamp", timestamp)
+        raw: bytes | None = None
+        if next_step is not None:
+            data = self.data
+            if not isinstance(data, dict):
+                raise InvalidOptionError(
+                    "next_step", next_step, f"needs dict data to set 'step' in (data is {data!r})"
+                )
+            raw = encode("data", {**data, "step": next_step})
+        await self._rt._call(self._rt._core.move_to_delayed, self.id, token or self._token, at, raw)
+        self._moved = True
+        raise DelayedError(delay=max(0.0, at - self._rt.clock.now()))
+
+    async def wait_until_finished(self, timeout: float | None = None) -> Any:
+        """Wait for the job to finish and return its return value.
+
+        Raises `JobFailedError` or `JobCancelledError` if it ended so, `JobNotFoundError`
+        if it was removed before it finished, and `TimeoutError` after `timeout` seconds (on
+        the runtime's clock).
+        """
+        rt = self._rt
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or math.isnan(timeout) or timeout < 0
+        ):
+            raise InvalidOptionError("timeout", timeout, "must be a number of seconds >= 0")
+        if timeout is None:
+            rec = await rt._call_deferred(rt._sched.op_wait, self.id)
+        else:
+            rec = None
+            scope = rt.clock.deadline(rt.clock.now() + timeout)
+            with scope:
+                rec = await rt._call_deferred(rt._sched.op_wait, self.id)
+            if scope.cancelled_caught:
+                raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
+        if rec is None or rec.state not in TERMINAL:
+            raise JobNotFoundError(self.id, "it was removed before it finished")
+        self._rec = rec
+        if rec.state is JobState.FAILED:
+            raise JobFailedError(rec.id, rec.failed_reason)
+        if rec.state is JobState.CANCELLED:
+            raise JobCancelledError(rec.id, rec.failed_reason)
+        return decode(rec.return_value)
+
+    async def cancel(self, reason: str | None = None) -> None:
+        await self._rt.queue(self.queue).cancel(self.id, reason=reason)
+
+    async def retry(self, *, reset_attempts: bool = False) -> None:
+        await self._rt.queue(self.queue).retry(self.id, reset_attempts=reset_attempts)
+
+    async def remove(self) -> None:
+        await self._rt.queue(self.queue).remove(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.name!r} on {self.queue!r}: {self.state.value}>"

@@ -1,0 +1,203 @@
+"""Validation of what callers pass: every check runs in the caller's task, before anything
+is sent to the scheduler, so bad input raises an error naming the field and the value and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from ._codec import encode
+from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
+from ._exceptions import InvalidOptionError
+
+#: Priorities are bounded so an ordering key never needs more than a machine word.
+MAX_PRIORITY: Final = 2**31
+#: Option names `Queue.add` takes, besides `name` and `data`.
+JOB_OPTIONS: Final = (
+    "priority",
+    "delay",
+    "run_at",
+    "attempts",
+    "backoff",
+    "timeout",
+    "lifo",
+    "tags",
+    "idempotency_key",
+    "remove_on_complete",
+    "remove_on_fail",
+    "max_started_attempts",
+)
+
+
+def unknown_option(field: str, value: object, known: Iterable[str]) -> InvalidOptionError:
+    close = difflib.get_close_matches(field, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return InvalidOptionError(field, value, f"unknown option{hint}")
+
+
+def check_queue_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidOptionError("queue", name, "a queue name must be a non-empty string")
+    if len(name) > 200:
+        raise InvalidOptionError("queue", name, "a queue name is at most 200 characters")
+    return name
+
+
+def _number(field: str, value: object, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidOptionError(field, value, "must be a number of seconds")
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise InvalidOptionError(
+            field,
+            value,
+            "must be a finite number > 0" if positive else "must be a finite number >= 0",
+        )
+    return float(value)
+
+
+def _int(field: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidOptionError(field, value, "must be an integer")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"within [{low}, {high}]"
+        raise InvalidOptionError(field, value, f"must be {bounds}")
+    return value
+
+
+def absolute_time(field: str, value: object) -> float:
+    """Seconds on the runtime's clock, from a number or an aware or naive `datetime`."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidOptionError(field, value, "must be a number of seconds or a datetime")
+    return float(value)
+
+
+def retention(field: str, value: object) -> Retention:
+    if value is None or value is False:
+        return KEEP_ALL
+    if value is True:
+        return REMOVE_AT_ONCE
+    if isinstance(value, Retention):
+        return value
+    if isinstance(value, int):
+        return Retention(count=_int(field, value, 0))
+    if isinstance(value, Mapping):
+        extra = set(value) - {"count", "age"}
+        if extra:
+            key = sorted(extra)[0]
+            raise unknown_option(f"{field}.{key}", value[key], ("count", "age"))
+        count = value.get("count")
+        age = value.get("age")
+        return Retention(
+            count=None if count is None else _int(f"{field}.count", count, 0),
+            age=None if age is None else _number(f"{field}.age", age),
+        )
+    raise InvalidOptionError(
+        field, value, "must be a bool, a count, or {'count': n, 'age': seconds}"
+    )
+
+
+def backoff(field: str, value: object) -> Backoff | None:
+    if value is None or isinstance(value, Backoff):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Backoff.fixed(_number(field, value))
+    raise InvalidOptionError(
+        field, value, "must be a Backoff or a number of seconds (fixed backoff)"
+    )
+
+
+def tags(field: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidOptionError(field, value, "must be a list of strings")
+    out = set()
+    for tag in value:
+        if not isinstance(tag, str) or not tag:
+            raise InvalidOptionError(field, value, f"tag {tag!r} is not a non-empty string")
+        out.add(tag)
+    return tuple(sorted(out))
+
+
+def job_spec(
+    queue: str, name: object, data: object, options: Mapping[str, Any], where: str = ""
+) -> JobSpec:
+    """A validated `JobSpec`; `where` prefixes field names (``"jobs[3]."`` in a bulk add)."""
+    for key, value in options.items():
+        if key not in JOB_OPTIONS:
+            raise unknown_option(f"{where}{key}", value, JOB_OPTIONS)
+    if not isinstance(name, str) or not name:
+        raise InvalidOptionError(f"{where}name", name, "a job name must be a non-empty string")
+    raw = encode(f"{where}data", data)
+    get = options.get
+    delay = get("delay")
+    run_at = get("run_at")
+    if delay is not None and run_at is not None:
+        raise InvalidOptionError(f"{where}run_at", run_at, "give delay or run_at, not both")
+    attempts = get("attempts", 1)
+    max_started = get("max_started_attempts")
+    timeout = get("timeout")
+    lifo = get("lifo", False)
+    if not isinstance(lifo, bool):
+        raise InvalidOptionError(f"{where}lifo", lifo, "must be True or False")
+    idem = get("idempotency_key")
+    if idem is not None and (not isinstance(idem, str) or not idem):
+        raise InvalidOptionError(f"{where}idempotency_key", idem, "must be a non-empty string")
+    return JobSpec(
+        name=name,
+        queue=queue,
+        data=raw,
+        priority=_int(f"{where}priority", get("priority", 0), -MAX_PRIORITY, MAX_PRIORITY),
+        delay=None if delay is None else _number(f"{where}delay", delay),
+        run_at=None if run_at is None else absolute_time(f"{where}run_at", run_at),
+        attempts=_int(f"{where}attempts", attempts, 1),
+        backoff=backoff(f"{where}backoff", get("backoff")),
+        timeout=None if timeout is None else _number(f"{where}timeout", timeout, positive=True),
+        lifo=lifo,
+        tags=tags(f"{where}tags", get("tags")),
+        idempotency_key=idem,
+        remove_on_complete=retention(f"{where}remove_on_complete", get("remove_on_complete")),
+        remove_on_fail=retention(f"{where}remove_on_fail", get("remove_on_fail")),
+        max_started_attempts=None
+        if max_started is None
+        else _int(f"{where}max_started_attempts", max_started, 1),
+    )
+
+
+def check_processor(processor: object, run_in_thread: bool) -> Callable[[Any], Any]:
+    if not callable(processor):
+        raise InvalidOptionError("processor", processor, "must be callable")
+    is_async = inspect.iscoroutinefunction(processor) or inspect.iscoroutinefunction(
+        getattr(processor, "__call__", None)  # noqa: B004 - an object's async __call__
+    )
+    if run_in_thread and is_async:
+        raise InvalidOptionError(
+            "processor", processor, "run_in_thread=True takes a plain (sync) function"
+        )
+    if not run_in_thread and not is_async:
+        raise InvalidOptionError(
+            "processor",
+            processor,
+            "must be an async function; pass run_in_thread=True to run a sync one in a thread",
+        )
+    return processor
+
+
+def non_negative(field: str, value: object) -> float:
+    return _number(field, value)
+
+
+def positive(field: str, value: object) -> float:
+    return _number(field, value, positive=True)
+
+
+def count(field: str, value: object, low: int = 1) -> int:
+    return _int(field, value, low)

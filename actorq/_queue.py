@@ -1,0 +1,162 @@
+"""`Queue`: add jobs, look them up, count them, and control the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._core import JobState
+from ._exceptions import InvalidOptionError
+from ._job import Job
+from ._options import count, job_spec, non_negative
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+_TAG_MODES = ("all", "any", "none", "exact")
+
+
+def _states(value: str | JobState | Iterable[str | JobState] | None) -> list[JobState] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | JobState) else list(value)
+    out = []
+    for item in items:
+        try:
+            out.append(JobState(item))
+        except ValueError:
+            raise InvalidOptionError(
+                "state", item, f"must be one of {', '.join(s.value for s in JobState)}"
+            ) from None
+    return out
+
+
+class Queue:
+    """A named queue of the runtime. Get one with ``rt.queue(name)``."""
+
+    __slots__ = ("_rt", "name")
+
+    def __init__(self, rt: Runtime, name: str) -> None:
+        self._rt = rt
+        self.name = name
+
+    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+        """Add one job and return it once the runtime has recorded it.
+
+        Options: ``priority`` (int, higher runs first), ``delay`` (seconds) or ``run_at``
+        (seconds on the runtime's clock, or a datetime), ``attempts``, ``backoff`` (a
+        `Backoff` or seconds), ``timeout`` (seconds), ``lifo``, ``tags``,
+        ``idempotency_key`` (a duplicate returns the existing job, with its own data),
+        ``remove_on_complete`` / ``remove_on_fail`` (True, a count to keep, or
+        ``{"count": n, "age": seconds}``), ``max_started_attempts``.
+        """
+        spec = job_spec(self.name, name, data, options)
+        rt = self._rt
+        [(rec, _created)] = await rt._call(rt._core.add, [spec])
+        return Job(rt, rec)
+
+    async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs atomically: all or none. Each item is a mapping with ``name``,
+        optional ``data`` and any option of `add`; an error names the item's index."""
+        specs = []
+        for i, item in enumerate(jobs):
+            where = f"jobs[{i}]."
+            if not isinstance(item, Mapping):
+                raise InvalidOptionError(f"jobs[{i}]", item, "must be a mapping with a 'name'")
+            options = dict(item)
+            if "name" not in options:
+                raise InvalidOptionError(f"{where}name", None, "every job needs a name")
+            name = options.pop("name")
+            data = options.pop("data", None)
+            specs.append(job_spec(self.name, name, data, options, where))
+        if not specs:
+            return []
+        rt = self._rt
+        added = await rt._call(rt._core.add, specs)
+        return [Job(rt, rec) for rec, _created in added]
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """The job with that id in this queue, or None."""
+        rt = self._rt
+        rec = await rt._call(rt._core.jobs.get, job_id, needs_now=False)
+        if rec is None or rec.queue != self.name:
+            return None
+        return Job(rt, rec)
+
+    async def get_jobs(
+        self,
+        state: str | JobState | Iterable[str | JobState] | None = None,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] = (),
+        tag_mode: str = "all",
+        start: int = 0,
+        end: int | None = None,
+    ) -> list[Job]:
+        """Jobs by state(s), name and tags (`tag_mode`: all, any, none or exact).
+
+        Waiting jobs come in the order they will run, the others by id; `start` and `end`
+        slice the result.
+        """
+        states = _states(state)
+        if tag_mode not in _TAG_MODES:
+            raise InvalidOptionError("tag_mode", tag_mode, "must be one of all, any, none, exact")
+        if isinstance(tags, str):
+            raise InvalidOptionError("tags", tags, "must be a list of strings")
+        rt = self._rt
+
+        def query() -> list[Any]:
+            return list(rt._core.select(self.name, states, name, tags, tag_mode))[start:end]
+
+        return [Job(rt, rec) for rec in await rt._call(query, needs_now=False)]
+
+    async def counts(self) -> dict[str, int]:
+        """How many jobs the queue holds in each state (every state listed)."""
+        rt = self._rt
+        raw = await rt._call(rt._core.counts, self.name, needs_now=False)
+        return {state.value: n for state, n in raw.items()}
+
+    async def pause(self) -> None:
+        """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""
+        await self._rt._call(self._rt._core.pause, self.name, needs_now=False)
+
+    async def resume(self) -> None:
+        await self._rt._call(self._rt._core.resume, self.name, needs_now=False)
+
+    async def drain(self, *, delayed: bool = False) -> int:
+        """Remove every waiting job (and delayed ones when asked); returns how many."""
+        if not isinstance(delayed, bool):
+            raise InvalidOptionError("delayed", delayed, "must be True or False")
+        rt = self._rt
+        removed: int = await rt._call(rt._core.drain, self.name, delayed, needs_now=False)
+        return removed
+
+    async def clean(
+        self, grace: float = 0.0, limit: int | None = None, state: str = "completed"
+    ) -> int:
+        """Remove up to `limit` jobs in `state` finished (or created) over `grace` s ago."""
+        grace = non_negative("grace", grace)
+        if limit is not None:
+            limit = count("limit", limit, 0)
+        [job_state] = _states(state) or []
+        rt = self._rt
+        removed: int = await rt._call(rt._core.clean, self.name, grace, limit, job_state)
+        return removed
+
+    async def cancel(self, job_id: int, *, reason: str | None = None) -> None:
+        """Cancel a job that has not finished; a running one has its processor cancelled."""
+        rt = self._rt
+        await rt._call_op(rt._sched.op_cancel, job_id, reason)
+
+    async def retry(self, job_id: int, *, reset_attempts: bool = False) -> None:
+        """Run a finished (completed, failed or cancelled) job again."""
+        rt = self._rt
+        await rt._call(rt._core.retry, job_id, reset_attempts=reset_attempts)
+
+    async def remove(self, job_id: int) -> None:
+        """Remove a job that is not active. Raises `JobNotFoundError` if there is none."""
+        rt = self._rt
+        await rt._call(rt._core.remove, job_id, needs_now=False)
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name!r}>"

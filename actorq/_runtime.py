@@ -1,0 +1,330 @@
+"""`Runtime`: owns the task group, the scheduler, the workers and the clock."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import math
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
+from ._actors.messages import Request
+from ._actors.scheduler import Scheduler, WorkerSlot
+from ._actors.worker import WorkerActor
+from ._core import CoreState, JobRecord
+from ._core.events import Event
+from ._exceptions import InvalidOptionError, RuntimeClosedError
+from ._job import Job
+from ._options import check_processor, check_queue_name, count, positive
+from ._queue import Queue
+from ._worker import Worker
+from .clock import Clock, SystemClock, VirtualClock
+
+log = logging.getLogger("actorq")
+log.addHandler(logging.NullHandler())
+
+_NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+
+class Runtime:
+    """An in-process job-queue runtime. Use it as ``async with Runtime() as rt:``.
+
+    ``journal`` takes a change log (`MemoryChangeLog` keeps every batch in memory, and a new
+    runtime given the same log replays it on start); None keeps no history. ``clock``
+    defaults to `SystemClock`; pass a `VirtualClock` to run in virtual time. ``seed`` seeds
+    the runtime's own random source (backoff jitter). On leaving the block, the runtime stops
+    dispatching, gives running jobs up to ``shutdown_timeout`` seconds to finish, then
+    cancels what is left; a second cancellation while it waits is immediate.
+    """
+
+    def __init__(
+        self,
+        *,
+        journal: ChangeLog | None = None,
+        clock: Clock | None = None,
+        seed: int = 0,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidOptionError("seed", seed, "must be an integer")
+        self.clock: Clock = clock or SystemClock()
+        self.shutdown_timeout = positive("shutdown_timeout", shutdown_timeout)
+        self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
+        self._seed = seed
+        self._state = _NEW
+        self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
+        self._queues: dict[str, Queue] = {}
+        self._workers: dict[str, Worker] = {}
+        self._tokens = itertools.count(1)
+        self._core = CoreState(seed=seed)
+        self._tg: Any = None
+        self._tx: MemoryObjectSendStream[Any] | None = None
+        self._sched: Scheduler = None  # type: ignore[assignment]
+        # Every stream end the runtime made, closed when it stops (subscribers' ends too).
+        self._streams: list[Any] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        if self._state != _NEW:
+            raise RuntimeClosedError("a Runtime can be started once")
+        for change in self._journal.replay():
+            self._core.apply_change(change)
+        tx, rx = anyio.create_memory_object_stream[Any](math.inf)
+        self._tx = tx
+        timer_tx = tx.clone()
+        self._streams += [tx, rx, timer_tx]
+        self._sched = Scheduler(self._core, self._journal, self.clock, rx)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await tg.start(self._sched.run, timer_tx)
+            await tg.start(self._sched.run_timer)
+            if self._vclock is not None and self._vclock.autojump:
+                tg.start_soon(self._vclock.drive)
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        self._state = _RUNNING
+        log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        try:
+            if exc_type is None and self._state == _RUNNING:
+                await self._graceful_stop()
+        finally:
+            self._state = _CLOSED
+            tg.cancel_scope.cancel()
+            try:
+                # The block's own exception propagates as itself, not wrapped in a group.
+                await tg.__aexit__(None, None, None)
+            finally:
+                crashed = self._sched.crashed
+                self._sched.fail_pending(
+                    RuntimeClosedError(f"the runtime crashed: {crashed!r}")
+                    if crashed is not None
+                    and not isinstance(crashed, anyio.get_cancelled_exc_class())
+                    else RuntimeClosedError("the runtime has stopped")
+                )
+                for stream in self._streams:
+                    stream.close()
+                for sub in self._sched.subscribers:
+                    sub.close()
+                await self._journal.aclose()
+        return None
+
+    async def _graceful_stop(self) -> None:
+        self._state = _CLOSING
+        sched = self._sched
+        await self._send(Request(sched.op_stop_dispatch, ()))
+        with self.clock.deadline(self.clock.now() + self.shutdown_timeout):
+            await self._call_deferred(sched.op_wait_workers_idle)
+
+    async def close(self) -> None:
+        """Stop as leaving the ``async with`` block would (for `start_in_background`)."""
+        await self.__aexit__(None, None, None)
+
+    # ------------------------------------------------------------------ handles
+
+    def queue(self, name: str) -> Queue:
+        """The queue called `name` (created on first use)."""
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[check_queue_name(name)] = Queue(self, name)
+        return q
+
+    def worker(
+        self,
+        queue: str | Queue,
+        processor: Callable[..., Any] | None = None,
+        *,
+        concurrency: int = 1,
+        run_in_thread: bool = False,
+    ) -> Worker:
+        """Start a worker running `processor` (an async function of a `Job`) on `queue`.
+
+        ``concurrency`` jobs run at once. With ``run_in_thread=True`` the processor is a
+        plain function run in a worker thread. What it returns (JSON-encodable) becomes the
+        job's return value; what it raises fails the attempt.
+        """
+        self._check_running()
+        name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
+        if processor is None:
+            raise InvalidOptionError(
+                "processor", processor, "a worker needs a processor (manual mode is not built yet)"
+            )
+        check_processor(processor, run_in_thread)
+        concurrency = count("concurrency", concurrency)
+        token = f"worker-{next(self._tokens)}"
+        inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
+        assert self._tx is not None
+        mailbox = self._tx.clone()
+        self._streams += [inbox_tx, inbox_rx, mailbox]
+        actor = WorkerActor(
+            token=token,
+            processor=processor,
+            make_job=self._job_for_worker,
+            concurrency=concurrency,
+            run_in_thread=run_in_thread,
+            clock=self.clock,
+            inbox=inbox_rx,
+            inbox_tx=inbox_tx,
+            mailbox=mailbox,
+        )
+        slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort)
+        actor.slot = slot
+        self._tg.start_soon(actor.run)
+        self._notify(self._sched.op_register, slot)
+        handle = Worker(self, actor, name, concurrency)
+        self._workers[token] = handle
+        return handle
+
+    async def _close_worker(self, worker: Worker) -> None:
+        if self._state == _CLOSED:
+            return
+        await self._call_deferred(self._sched.op_close_worker, worker.token)
+        slot = worker._actor.slot
+        slot.inbox.close()
+        self._workers.pop(worker.token, None)
+
+    def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
+        return Job(self, rec, token)
+
+    def events(self) -> EventStream:
+        """Subscribe to lifecycle events: every event after this call, none missed.
+
+        Use as ``async with rt.events() as events: async for event in events: ...``.
+        """
+        self._check_running()
+        tx, rx = anyio.create_memory_object_stream[Event](math.inf)
+        self._sched.subscribe(tx)
+        return EventStream(self, tx, rx)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Counts by state for every queue."""
+
+        def query() -> dict[str, dict[str, int]]:
+            return {
+                name: {state.value: n for state, n in qs.counts.items()}
+                for name, qs in sorted(self._core.queues.items())
+            }
+
+        result: dict[str, dict[str, int]] = await self._call(query, needs_now=False)
+        return result
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_running(self) -> None:
+        if self._state != _RUNNING:
+            raise RuntimeClosedError(f"the runtime is {self._state}; use `async with Runtime()`")
+
+    async def _call(
+        self, fn: Callable[..., Any], *args: Any, needs_now: bool = True, **kwargs: Any
+    ) -> Any:
+        """Run `fn(*args[, now])` inside the scheduler's next batch; return after the commit."""
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
+        sched = self._sched
+        op = sched.op_call if needs_now else sched.op_plain
+        return await self._send(Request(op, (fn, *args)))
+
+    async def _call_op(self, op: Callable[..., Any], *args: Any) -> Any:
+        return await self._send(Request(op, args))
+
+    async def _call_deferred(self, op: Callable[..., Any], *args: Any) -> Any:
+        req = Request(op, ())
+        req.args = (*args, req)
+        return await self._send(req)
+
+    def _notify(self, op: Callable[..., Any], *args: Any) -> None:
+        """Send a command whose reply nobody awaits."""
+        req = Request(op, args)
+        req.abandoned = True
+        if self._vclock is not None:
+            self._vclock.hold()
+        assert self._tx is not None
+        self._tx.send_nowait(req)
+
+    async def _send(self, req: Request) -> Any:
+        if self._state in (_NEW, _CLOSED) or self._tx is None:
+            raise RuntimeClosedError(f"the runtime is {self._state}")
+        vclock = self._vclock
+        if vclock is not None:
+            vclock.hold()
+        try:
+            self._tx.send_nowait(req)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            if vclock is not None:
+                vclock.release()
+            raise RuntimeClosedError("the runtime has stopped") from None
+        try:
+            await req.done.wait()
+        except BaseException:
+            if req.replied:
+                if vclock is not None:
+                    vclock.release()
+            else:
+                req.abandoned = True
+            raise
+        if vclock is not None:
+            vclock.release()
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self._state}, {len(self._core.jobs)} jobs, {self.clock!r}>"
+
+
+class EventStream:
+    """An async iterator over lifecycle events; close it (or leave its block) to unsubscribe."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        tx: MemoryObjectSendStream[Event],
+        rx: MemoryObjectReceiveStream[Event],
+    ) -> None:
+        self._rt = rt
+        self._tx = tx
+        self._rx = rx
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._rx.__aiter__()
+
+    async def __anext__(self) -> Event:
+        return await self._rx.receive()
+
+    def receive_nowait(self) -> Event:
+        return self._rx.receive_nowait()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rt._sched.unsubscribe(self._tx)
+        self._tx.close()
+        self._rx.close()
+
+
+__all__ = ["EventStream", "MemoryChangeLog", "Runtime"]
