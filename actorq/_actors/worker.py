@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._core import JobRecord
 from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
-from ..clock import Clock, VirtualClock, holding_token
+from ..clock import Clock, VirtualClock, _holds_token
 from .messages import DELAY, FAIL, OK, RELEASED, Outcome, Outcomes
 
 log = logging.getLogger("actorq.worker")
@@ -136,61 +136,85 @@ class WorkerActor:
 
     async def _run_one(self, rec: JobRecord) -> Outcome:
         job = self._make_job(rec, self.token)
+        if self._run_in_thread:
+            return await self._run_in_worker_thread(job, rec)
+        vclock = self._vclock
+        reset = _holds_token.set(True) if vclock is not None else None
+        try:
+            coro = self._processor(job)
+            first = coro.send(None)
+        except StopIteration as stop:
+            return _ok(rec.id, stop.value)
+        except Exception as exc:
+            return _classify(job, exc)
+        finally:
+            if reset is not None:
+                _holds_token.reset(reset)
+        # The processor suspended: only now does it need a cancel scope (for an abort) and a
+        # deadline (for its timeout); a job that never suspends cannot be interrupted anyway.
+        if self._local and self._idle:
+            self._inbox_tx.send_nowait([])  # an idle runner takes the rest of the line
+        self._flush()
+        return await self._resume(job, rec, coro, first)
+
+    async def _resume(
+        self, job: Any, rec: JobRecord, coro: Coroutine[Any, Any, Any], first: Any
+    ) -> Outcome:
         job_id = rec.id
         scope = anyio.CancelScope()
         self._running[job_id] = scope
+        reset = _holds_token.set(True) if self._vclock is not None else None
         try:
             with scope:
-                deadline = (
-                    self._clock.deadline(self._clock.now() + rec.timeout)
-                    if rec.timeout is not None
-                    else None
-                )
-                if deadline is None:
-                    return await self._call(job)
-                with deadline:
-                    return await self._call(job)
-                return (FAIL, job_id, f"job timed out after {rec.timeout} s", None, False)
+                if rec.timeout is None:
+                    value = await _Resume(coro, first)
+                else:
+                    assert rec.processed_at is not None
+                    deadline = self._clock.deadline(rec.processed_at + rec.timeout)
+                    with deadline:
+                        value = await _Resume(coro, first)
+                    if deadline.cancelled_caught:
+                        return (FAIL, job_id, f"job timed out after {rec.timeout} s", None, False)
+                return _ok(job_id, value)
             # Only an abort cancels this scope: the job was cancelled while it ran.
             return (RELEASED, job_id)
+        except Exception as exc:
+            return _classify(job, exc)
         finally:
+            if reset is not None:
+                _holds_token.reset(reset)
             del self._running[job_id]
             self.aborted.discard(job_id)
 
-    async def _call(self, job: Any) -> Outcome:
-        job_id = job.id
+    async def _run_in_worker_thread(self, job: Any, rec: JobRecord) -> Outcome:
+        reset = _holds_token.set(True) if self._vclock is not None else None
         try:
-            if self._run_in_thread:
-                with holding_token(self._clock):
-                    value = await anyio.to_thread.run_sync(self._processor, job)
-            else:
-                with holding_token(self._clock):
-                    coro = self._processor(job)
-                    try:
-                        first = coro.send(None)
-                    except StopIteration as stop:
-                        value = stop.value
-                    else:
-                        if self._local and self._idle:
-                            self._inbox_tx.send_nowait([])  # an idle runner takes the rest
-                        self._flush()
-                        value = await _Resume(coro, first)
-        except DelayedError as exc:
-            if job._moved:
-                return (RELEASED, job_id)
-            return (DELAY, job_id, exc.delay)
-        except WaitingChildrenError:
-            return (RELEASED, job_id)
-        except UnrecoverableError as exc:
-            return (FAIL, job_id, _reason(exc), _trace(exc), True)
+            value = await anyio.to_thread.run_sync(self._processor, job)
         except Exception as exc:
-            return (FAIL, job_id, _reason(exc), _trace(exc), False)
-        if value is None:
-            return (OK, job_id, None)
-        try:
-            return (OK, job_id, orjson.dumps(value))
-        except TypeError as exc:
-            return (FAIL, job_id, f"return value cannot be encoded as JSON: {exc}", None, False)
+            return _classify(job, exc)
+        finally:
+            if reset is not None:
+                _holds_token.reset(reset)
+        return _ok(rec.id, value)
+
+
+def _ok(job_id: int, value: Any) -> Outcome:
+    if value is None:
+        return (OK, job_id, None)
+    try:
+        return (OK, job_id, orjson.dumps(value))
+    except TypeError as exc:
+        return (FAIL, job_id, f"return value cannot be encoded as JSON: {exc}", None, False)
+
+
+def _classify(job: Any, exc: Exception) -> Outcome:
+    """The outcome a processor's exception means: a control signal or a failed attempt."""
+    job_id = job.id
+    if isinstance(exc, DelayedError):
+        return (RELEASED, job_id) if job._moved else (DELAY, job_id, exc.delay)
+    if isinstance(exc, WaitingChildrenError):
+        return (RELEASED, job_id)
+    return (FAIL, job_id, _reason(exc), _trace(exc), isinstance(exc, UnrecoverableError))
 
 
 def _reason(exc: BaseException) -> str:
