@@ -116,7 +116,7 @@ class VirtualClock:
         self._seq = itertools.count()
         self._busy = 0
         self._moves = 0  # bumped on every change, to notice activity while settling
-        self._idle: anyio.Event | None = None
+        self._idle: list[anyio.Event] = []  # one per task waiting for idleness
         self._changed: anyio.Event | None = None
 
     def now(self) -> float:
@@ -155,8 +155,10 @@ class VirtualClock:
         self._touch()
         if self._busy < 0:
             raise AssertionError("VirtualClock busy count went negative")
-        if self._busy == 0 and self._idle is not None:
-            self._idle.set()
+        if self._busy == 0 and self._idle:
+            for event in self._idle:
+                event.set()
+            self._idle.clear()
 
     def _touch(self) -> None:
         self._moves += 1
@@ -179,9 +181,9 @@ class VirtualClock:
         """Return once no busy token is out and nothing moved for a few loop turns."""
         while True:
             while self._busy:
-                idle = self._idle = anyio.Event()
+                idle = anyio.Event()
+                self._idle.append(idle)
                 await idle.wait()
-                self._idle = None
             moves = self._moves
             for _ in range(self.SETTLE_TURNS):
                 await anyio.lowlevel.checkpoint()

@@ -37,7 +37,9 @@ class VerifyReport:
 
 
 def _segments(fs: FileSystem, folder: str) -> list[tuple[int, str]]:
-    found = [(seq, name) for name in fs.listdir(folder) if (seq := parse_segment_name(name))]
+    found = [
+        (seq, name) for name in fs.listdir(folder) if (seq := parse_segment_name(name)) is not None
+    ]
     return sorted(found)
 
 

@@ -132,7 +132,10 @@ class WorkerActor:
                 local.extend(batch)
                 continue
             rec = local.popleft()
-            self._reports.append(await self._run_one(rec))
+            # Not `self._reports.append(await ...)`: that binds the list before the await,
+            # and a flush during the await replaces it, losing this outcome.
+            outcome = await self._run_one(rec)
+            self._reports.append(outcome)
 
     async def _run_one(self, rec: JobRecord) -> Outcome:
         job = self._make_job(rec, self.token)

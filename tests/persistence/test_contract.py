@@ -1,0 +1,318 @@
+"""The journal contract, kept identically by MemoryJournal and the file journal on both the
+real and the simulated file system."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from persistence import (
+    CorruptJournalError,
+    FsyncPolicy,
+    JournalError,
+    JournalLockedError,
+    OsFileSystem,
+    open_journal,
+)
+
+if TYPE_CHECKING:
+    from conftest import Backend, FileBackend
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def payload(i: int) -> bytes:
+    return f"record-{i}-".encode() * (i % 5 + 1)
+
+
+def test_append_then_reopen_returns_the_same_records(backend: Backend) -> None:
+    journal, recovery = backend.open()
+    assert recovery.records == []
+    assert recovery.snapshot is None
+    assert recovery.next_seq == 1
+    seqs = [journal.append(payload(i)) for i in range(1, 11)]
+    journal.sync()
+    assert seqs == list(range(1, 11))
+    assert journal.last_seq == 10
+    journal, recovery = backend.reopen(journal)
+    assert recovery.records == [(i, payload(i)) for i in range(1, 11)]
+    assert recovery.next_seq == 11
+    assert recovery.torn_tail is None
+    assert journal.append(b"more") == 11
+    journal, recovery = backend.reopen(journal)
+    assert recovery.records[-1] == (11, b"more")
+    journal.close()
+
+
+def test_empty_payloads_are_records_too(backend: Backend) -> None:
+    journal, _ = backend.open()
+    assert journal.append(b"") == 1
+    assert journal.append(b"x") == 2
+    journal, recovery = backend.reopen(journal)
+    assert recovery.records == [(1, b""), (2, b"x")]
+    journal.close()
+
+
+def test_segments_roll_and_reopen_across_many(backend: Backend) -> None:
+    journal, _ = backend.open(segment_bytes=200) if backend.name != "memory" else backend.open()
+    for i in range(1, 101):
+        assert journal.append(payload(i)) == i
+    journal.sync()
+    if backend.name != "memory":
+        assert backend.fs is not None
+        segments = [n for n in backend.fs.listdir(backend.folder) if n.endswith(".seg")]
+        assert len(segments) > 10
+        assert segments == sorted(segments)
+        assert segments[0] == "journal-00000000000000000001.seg"
+    journal, recovery = backend.reopen(journal, segment_bytes=200)
+    assert recovery.records == [(i, payload(i)) for i in range(1, 101)]
+    for i in range(101, 121):
+        assert journal.append(payload(i)) == i
+    journal, recovery = backend.reopen(journal, segment_bytes=200)
+    assert [seq for seq, _ in recovery.records] == list(range(1, 121))
+    journal.close()
+
+
+def test_snapshot_then_tail_replay(backend: Backend) -> None:
+    journal, _ = backend.open()
+    for i in range(1, 11):
+        journal.append(payload(i))
+    journal.write_snapshot(b"state@6", 6)
+    assert journal.snapshot_seq == 6
+    for i in range(11, 15):
+        journal.append(payload(i))
+    journal, recovery = backend.reopen(journal)
+    assert recovery.snapshot == b"state@6"
+    assert recovery.snapshot_seq == 6
+    assert recovery.records == [(i, payload(i)) for i in range(7, 15)]
+    assert recovery.next_seq == 15
+    journal.close()
+
+
+def test_snapshot_of_everything_leaves_no_records(backend: Backend) -> None:
+    journal, _ = backend.open()
+    for i in range(1, 6):
+        journal.append(payload(i))
+    journal.write_snapshot(b"all", 5)
+    assert journal.size_since_snapshot == 0
+    journal, recovery = backend.reopen(journal)
+    assert (recovery.snapshot, recovery.snapshot_seq, recovery.records) == (b"all", 5, [])
+    assert recovery.next_seq == 6
+    assert journal.append(b"six") == 6
+    assert journal.size_since_snapshot > 0
+    journal, recovery = backend.reopen(journal)
+    assert recovery.records == [(6, b"six")]
+    journal.close()
+
+
+def test_snapshot_rejects_seqs_outside_what_exists(backend: Backend) -> None:
+    journal, _ = backend.open()
+    journal.append(b"a")
+    journal.append(b"b")
+    with pytest.raises(ValueError, match="covers_seq=3"):
+        journal.write_snapshot(b"x", 3)
+    journal.write_snapshot(b"x", 2)
+    with pytest.raises(ValueError, match="covers_seq=1"):
+        journal.write_snapshot(b"y", 1)
+    journal.close()
+
+
+def test_closed_journal_refuses_writes(backend: Backend) -> None:
+    journal, _ = backend.open()
+    journal.append(b"a")
+    journal.close()
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.append(b"b")
+    with pytest.raises(JournalError, match="closed"):
+        journal.sync()
+
+
+def test_policy_is_parsed_and_reported(backend: Backend) -> None:
+    journal, _ = backend.open(fsync="never")
+    assert journal.policy is FsyncPolicy.NEVER
+    journal.append(b"a")
+    journal.sync()
+    journal.close()
+    with pytest.raises(ValueError, match="'sometimes'"):
+        backend.open(fsync="sometimes")
+
+
+def test_size_since_snapshot_grows_with_appends(backend: Backend) -> None:
+    journal, _ = backend.open()
+    before = journal.size_since_snapshot
+    journal.append(b"x" * 100)
+    assert journal.size_since_snapshot >= before + 100
+    journal.close()
+
+
+# -- file journal only ---------------------------------------------------------------------
+
+
+def test_previous_snapshot_generation_is_kept(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open()
+    for i in range(1, 10):
+        journal.append(payload(i))
+        if i % 3 == 0:
+            journal.write_snapshot(f"state@{i}".encode(), i)
+    snapshots = [n for n in file_backend.files() if n.startswith("snapshot-")]
+    assert snapshots == [
+        "snapshot-00000000000000000006.snap",
+        "snapshot-00000000000000000009.snap",
+    ]
+    journal.close()
+
+
+def test_covered_segments_are_deleted(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open(segment_bytes=150)
+    for i in range(1, 41):
+        journal.append(payload(i))
+    segments_before = [n for n in file_backend.files() if n.endswith(".seg")]
+    assert len(segments_before) > 5
+    journal.write_snapshot(b"state@25", 25)
+    segments = [n for n in file_backend.files() if n.endswith(".seg")]
+    assert len(segments) < len(segments_before)
+    journal, recovery = file_backend.reopen(journal, segment_bytes=150)
+    assert recovery.records == [(i, payload(i)) for i in range(26, 41)]
+    journal.write_snapshot(b"state@40", 40)
+    assert [n for n in file_backend.files() if n.endswith(".seg")] == [
+        "journal-00000000000000000041.seg"
+    ]
+    journal, recovery = file_backend.reopen(journal, segment_bytes=150)
+    assert (recovery.snapshot_seq, recovery.records, recovery.next_seq) == (40, [], 41)
+    journal.close()
+
+
+def _corrupt_newest_snapshot(file_backend: FileBackend) -> str:
+    assert file_backend.fs is not None
+    newest = sorted(n for n in file_backend.files() if n.startswith("snapshot-"))[-1]
+    path = os.path.join(file_backend.folder, newest)
+    data = bytearray(file_backend.fs.read_bytes(path))
+    data[-1] ^= 0xFF
+    handle = file_backend.fs.create(path)
+    handle.write(bytes(data))
+    handle.fsync()
+    handle.close()
+    return newest
+
+
+def test_corrupt_newest_snapshot_falls_back_when_segments_remain(
+    file_backend: FileBackend,
+) -> None:
+    journal, _ = file_backend.open()
+    for i in range(1, 11):
+        journal.append(payload(i))
+        if i in (5, 8):
+            journal.write_snapshot(f"state@{i - 2}".encode(), i - 2)
+    journal.close()
+    # Each snapshot covered less than the current segment holds, so no segment was deleted.
+    bad = _corrupt_newest_snapshot(file_backend)
+    journal, recovery = file_backend.open()
+    assert recovery.snapshot == b"state@3"
+    assert recovery.records == [(i, payload(i)) for i in range(4, 11)]
+    assert bad + ".corrupt" in file_backend.files()
+    journal.close()
+
+
+def test_corrupt_newest_snapshot_without_its_segments_is_an_error(
+    file_backend: FileBackend,
+) -> None:
+    journal, _ = file_backend.open(segment_bytes=100)
+    for i in range(1, 21):
+        journal.append(payload(i))
+        if i in (10, 20):
+            journal.write_snapshot(f"state@{i}".encode(), i)
+    journal.close()
+    bad = _corrupt_newest_snapshot(file_backend)
+    with pytest.raises(CorruptJournalError) as info:
+        file_backend.open(segment_bytes=100)
+    assert bad in info.value.file
+    assert "crc mismatch" in str(info.value)
+    assert "previous generation" in str(info.value)
+
+
+def test_corrupt_only_snapshot_is_an_error(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open()
+    journal.append(b"a")
+    journal.write_snapshot(b"state", 1)
+    journal.close()
+    bad = _corrupt_newest_snapshot(file_backend)
+    with pytest.raises(CorruptJournalError, match="expected seq 1") as info:
+        file_backend.open()
+    assert info.value.file.endswith(bad)
+
+
+def test_second_open_in_process_is_locked(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open()
+    # A fresh OsFileSystem is a separate opener; for the simulation the lock is per instance.
+    other_fs = OsFileSystem() if file_backend.name == "os" else file_backend.fs
+    with pytest.raises(JournalLockedError, match="locked") as info:
+        open_journal(file_backend.folder, fs=other_fs)
+    assert file_backend.folder in str(info.value)
+    journal.close()
+    journal, _ = open_journal(file_backend.folder, fs=other_fs)
+    journal.close()
+
+
+def test_second_open_from_another_process_is_locked(tmp_path: Path) -> None:
+    folder = os.fspath(tmp_path / "journal")
+    code = (
+        "import sys, persistence\n"
+        "try:\n"
+        "    persistence.open_journal(sys.argv[1])\n"
+        "except persistence.JournalLockedError as exc:\n"
+        "    print('LOCKED', exc)\n"
+        "else:\n"
+        "    print('OPENED')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.fspath(REPO_ROOT)}
+    with open_journal(folder)[0]:
+        result = subprocess.run(
+            [sys.executable, "-c", code, folder],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=30,
+        )
+        assert result.stdout.startswith("LOCKED"), result.stderr
+        assert folder in result.stdout
+        assert f"pid {os.getpid()}" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-c", code, folder],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=30,
+    )
+    assert result.stdout.strip() == "OPENED", result.stderr
+
+
+def test_stale_snapshot_temp_file_is_removed(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open()
+    journal.append(b"a")
+    journal.close()
+    assert file_backend.fs is not None
+    tmp = os.path.join(file_backend.folder, "snapshot-00000000000000000001.snap.tmp")
+    handle = file_backend.fs.create(tmp)
+    handle.write(b"half a snapshot")
+    handle.close()
+    journal, recovery = file_backend.open()
+    assert recovery.records == [(1, b"a")]
+    assert not file_backend.fs.exists(tmp)
+    journal.close()
+
+
+def test_context_manager_releases_the_lock(file_backend: FileBackend) -> None:
+    journal, _ = file_backend.open()
+    with journal:
+        journal.append(b"a")
+    journal, recovery = file_backend.open()
+    assert recovery.records == [(1, b"a")]
+    journal.close()
