@@ -15,11 +15,13 @@ from ._exceptions import (
     JobCancelledError,
     JobFailedError,
     JobNotFoundError,
+    UnrecoverableError,
 )
-from ._options import absolute_time
+from ._options import absolute_time, positive
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._worker import Worker
 
 
 class Job:
@@ -30,12 +32,22 @@ class Job:
     nothing in the queue: call `update_data` for that.
     """
 
-    __slots__ = ("_data", "_moved", "_raw", "_rec", "_rt", "_token")
+    __slots__ = ("_data", "_in_processor", "_moved", "_raw", "_rec", "_rt", "_token", "_worker")
 
-    def __init__(self, rt: Runtime, rec: JobRecord, token: str | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        rec: JobRecord,
+        token: str | None = None,
+        *,
+        worker: Worker | None = None,
+        in_processor: bool = False,
+    ) -> None:
         self._rt = rt
         self._rec = rec
         self._token = token
+        self._worker = worker
+        self._in_processor = in_processor
         self._moved = False
         self._raw: bytes | None = None
         self._data: Any = None
@@ -146,6 +158,15 @@ class Job:
     def timeout(self) -> float | None:
         return self._rec.timeout
 
+    @property
+    def lock_token(self) -> str | None:
+        return self._rec.lock_token
+
+    @property
+    def lock_expires_at(self) -> float | None:
+        """When a manual consumer's lock expires; None while unlocked or held by a processor."""
+        return self._rec.lock_expires_at
+
     # ------------------------------------------------------------------ commands
 
     async def update_data(self, data: Any) -> None:
@@ -173,9 +194,10 @@ class Job:
         """Step job: delay this active job until `timestamp`, then unwind the processor.
 
         Sets ``data["step"] = next_step`` in the same transition when `next_step` is given
-        (the data must then be a dict). A past timestamp makes the job due at once. Raises
-        `DelayedError`, which the worker catches: the job is neither completed nor failed, and
-        `attempts_made` is unchanged.
+        (the data must then be a dict). A past timestamp makes the job due at once. Inside a
+        processor it then raises `DelayedError`, which the worker catches: the job is neither
+        completed nor failed, and `attempts_made` is unchanged. In manual mode pass the
+        `token` holding the lock; it returns normally.
         """
         at = absolute_time("timestamp", timestamp)
         raw: bytes | None = None
@@ -188,7 +210,53 @@ class Job:
             raw = encode("data", {**data, "step": next_step})
         await self._rt._call(self._rt._core.move_to_delayed, self.id, token or self._token, at, raw)
         self._moved = True
-        raise DelayedError(delay=max(0.0, at - self._rt.clock.now()))
+        if self._in_processor:
+            raise DelayedError(delay=max(0.0, at - self._rt.clock.now()))
+
+    # ------------------------------------------------------------------ manual mode
+
+    async def extend_lock(self, token: str, duration: float) -> None:
+        """Keep the lock of `token` for `duration` more seconds from now."""
+        duration = positive("duration", duration)
+        rt = self._rt
+        await rt._call(lambda now: rt._core.extend_lock(self.id, token, now + duration, now))
+
+    async def move_to_completed(
+        self, value: Any, token: str, fetch_next: bool = True
+    ) -> Job | None:
+        """Complete this job held under `token`; return the next job locked under the same
+        token when `fetch_next` (None if nothing waits)."""
+        raw = None if value is None else encode("value", value)
+        return await self._finish(token, False, raw, fetch_next)
+
+    async def move_to_failed(
+        self, error: BaseException | str, token: str, fetch_next: bool = True
+    ) -> Job | None:
+        """Fail this attempt (retried with backoff while attempts remain, as for processors);
+        an `UnrecoverableError` fails the job for good. Returns the next job as
+        `move_to_completed` does."""
+        if isinstance(error, BaseException):
+            text = str(error)
+            reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            payload = (reason, None, isinstance(error, UnrecoverableError))
+        elif isinstance(error, str):
+            payload = (error, None, False)
+        else:
+            raise InvalidOptionError("error", error, "must be an exception or a string")
+        return await self._finish(token, True, payload, fetch_next)
+
+    async def _finish(self, token: str, failed: bool, payload: Any, fetch_next: bool) -> Job | None:
+        if not isinstance(token, str) or not token:
+            raise InvalidOptionError("token", token, "must be a non-empty string")
+        worker = self._worker
+        fetch = None
+        if fetch_next:
+            lock = worker.lock_duration if worker else 30.0
+            stalls = worker.max_stalled_count if worker else 1
+            fetch = (self.queue, lock, stalls)
+        rt = self._rt
+        rec = await rt._call_op(rt._sched.op_finish, self.id, token, failed, payload, fetch)
+        return None if rec is None else Job(rt, rec, token, worker=worker)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish and return its return value.
@@ -211,6 +279,8 @@ class Job:
                 rec = await rt._call_deferred(rt._sched.op_wait, self.id)
             if scope.cancelled_caught:
                 raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
+        if rec is None and self._rec.state in TERMINAL:
+            rec = self._rec  # finished, then removed (retention): this handle saw the end
         if rec is None or rec.state not in TERMINAL:
             raise JobNotFoundError(self.id, "it was removed before it finished")
         self._rec = rec

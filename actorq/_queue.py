@@ -128,7 +128,7 @@ class Queue:
         if not isinstance(delayed, bool):
             raise InvalidOptionError("delayed", delayed, "must be True or False")
         rt = self._rt
-        removed: int = await rt._call(rt._core.drain, self.name, delayed, needs_now=False)
+        removed: int = await rt._call(rt._core.drain, self.name, delayed=delayed, needs_now=False)
         return removed
 
     async def clean(

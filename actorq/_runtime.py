@@ -6,6 +6,7 @@ import functools
 import itertools
 import logging
 import math
+import os
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -17,7 +18,7 @@ from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.messages import Request
 from ._actors.scheduler import Scheduler, WorkerSlot
 from ._actors.worker import WorkerActor
-from ._core import CoreState, JobRecord
+from ._core import CoreState, JobRecord, JobState
 from ._core.events import Event
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
@@ -35,7 +36,10 @@ _NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
 class Runtime:
     """An in-process job-queue runtime. Use it as ``async with Runtime() as rt:``.
 
-    ``journal`` takes a change log (`MemoryChangeLog` keeps every batch in memory, and a new
+    ``path`` makes it durable: every acknowledged change is journaled in that folder under
+    the ``fsync`` policy (``"always"``, ``"interval"`` or ``"never"``; see the durability
+    guarantees in the docs), and a runtime opened on the same folder later replays it.
+    ``journal`` instead takes a change log (`MemoryChangeLog` keeps every batch in memory, and a new
     runtime given the same log replays it on start); None keeps no history. ``clock``
     defaults to `SystemClock`; pass a `VirtualClock` to run in virtual time. ``seed`` seeds
     the runtime's own random source (backoff jitter). On leaving the block, the runtime stops
@@ -45,7 +49,9 @@ class Runtime:
 
     def __init__(
         self,
+        path: str | os.PathLike[str] | None = None,
         *,
+        fsync: str = "always",
         journal: ChangeLog | None = None,
         clock: Clock | None = None,
         seed: int = 0,
@@ -57,6 +63,12 @@ class Runtime:
             raise InvalidOptionError("seed", seed, "must be an integer")
         self.clock: Clock = clock or SystemClock()
         self.shutdown_timeout = positive("shutdown_timeout", shutdown_timeout)
+        if path is not None and journal is not None:
+            raise InvalidOptionError("journal", journal, "give path= or journal=, not both")
+        if fsync not in ("always", "interval", "never"):
+            raise InvalidOptionError("fsync", fsync, "must be 'always', 'interval' or 'never'")
+        self.path = None if path is None else os.fspath(path)
+        self.fsync = fsync
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
         self._seed = seed
         self._state = _NEW
@@ -67,7 +79,7 @@ class Runtime:
         self._core = CoreState(seed=seed)
         self._tg: Any = None
         self._tx: MemoryObjectSendStream[Any] | None = None
-        self._sched: Scheduler = None  # type: ignore[assignment]
+        self._sched: Scheduler = None  # type: ignore[assignment]  # set on start
         # Every stream end the runtime made, closed when it stops (subscribers' ends too).
         self._streams: list[Any] = []
 
@@ -76,6 +88,12 @@ class Runtime:
     async def __aenter__(self) -> Self:
         if self._state != _NEW:
             raise RuntimeClosedError("a Runtime can be started once")
+        if self.path is not None:
+            from ._journal import open_changelog  # noqa: PLC0415 - only durable runtimes import it
+
+            self._journal = await anyio.to_thread.run_sync(
+                functools.partial(open_changelog, self.path, fsync=self.fsync)
+            )
         for change in self._journal.replay():
             self._core.apply_change(change)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
@@ -96,6 +114,10 @@ class Runtime:
             await tg.__aexit__(None, None, None)
             raise
         self._state = _RUNNING
+        if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
+            # Whoever held them is gone with the previous runtime: they stalled.
+            stalled = await self._call(self._core.stall_all_active)
+            log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
         return self
 
@@ -137,6 +159,10 @@ class Runtime:
         with self.clock.deadline(self.clock.now() + self.shutdown_timeout):
             await self._call_deferred(sched.op_wait_workers_idle)
 
+    async def snapshot(self) -> None:
+        """Compact the journal now: write the state as a snapshot, drop covered history."""
+        await self._call_op(self._sched.op_snapshot)
+
     async def close(self) -> None:
         """Stop as leaving the ``async with`` block would (for `start_in_background`)."""
         await self.__aexit__(None, None, None)
@@ -157,22 +183,36 @@ class Runtime:
         *,
         concurrency: int = 1,
         run_in_thread: bool = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
     ) -> Worker:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
         ``concurrency`` jobs run at once. With ``run_in_thread=True`` the processor is a
         plain function run in a worker thread. What it returns (JSON-encodable) becomes the
-        job's return value; what it raises fails the attempt.
+        job's return value; what it raises fails the attempt. Without a processor the worker
+        is manual (see `Worker.get_next_job`): its jobs are locked for ``lock_duration``
+        seconds, and stall when a lock expires. A stall is detected the moment the lock
+        expires (a sorted index, not a periodic scan), so ``stalled_interval`` is accepted for
+        BullMQ compatibility and never delays detection.
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
+        lock_duration = positive("lock_duration", lock_duration)
+        stalled_interval = positive("stalled_interval", stalled_interval)
+        max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
+        token = f"worker-{next(self._tokens)}"
         if processor is None:
-            raise InvalidOptionError(
-                "processor", processor, "a worker needs a processor (manual mode is not built yet)"
+            if run_in_thread:
+                raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")
+            handle = Worker(
+                self, None, name, 0, lock_duration, stalled_interval, max_stalled_count, token
             )
+            self._workers[token] = handle
+            return handle
         check_processor(processor, run_in_thread)
         concurrency = count("concurrency", concurrency)
-        token = f"worker-{next(self._tokens)}"
         inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
         assert self._tx is not None
         mailbox = self._tx.clone()
@@ -192,20 +232,32 @@ class Runtime:
         actor.slot = slot
         self._tg.start_soon(actor.run)
         self._notify(self._sched.op_register, slot)
-        handle = Worker(self, actor, name, concurrency)
+        handle = Worker(
+            self,
+            actor,
+            name,
+            concurrency,
+            lock_duration,
+            stalled_interval,
+            max_stalled_count,
+            token,
+        )
         self._workers[token] = handle
         return handle
 
     async def _close_worker(self, worker: Worker) -> None:
         if self._state == _CLOSED:
             return
-        await self._call_deferred(self._sched.op_close_worker, worker.token)
-        slot = worker._actor.slot
-        slot.inbox.close()
         self._workers.pop(worker.token, None)
+        if worker._actor is None:
+            if worker._tokens:
+                await self._call_op(self._sched.op_release_tokens, frozenset(worker._tokens))
+            return
+        await self._call_deferred(self._sched.op_close_worker, worker.token)
+        worker._actor.slot.inbox.close()
 
     def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
-        return Job(self, rec, token)
+        return Job(self, rec, token, in_processor=True)
 
     def events(self) -> EventStream:
         """Subscribe to lifecycle events: every event after this call, none missed.
@@ -242,6 +294,8 @@ class Runtime:
         if kwargs:
             fn = functools.partial(fn, **kwargs)
         sched = self._sched
+        if sched is None:
+            raise RuntimeClosedError("the runtime is not started; use `async with Runtime()`")
         op = sched.op_call if needs_now else sched.op_plain
         return await self._send(Request(op, (fn, *args)))
 

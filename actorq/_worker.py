@@ -1,34 +1,107 @@
-"""`Worker`: runs a processor over a queue's jobs, `concurrency` at a time."""
+"""`Worker`: runs a processor over a queue's jobs, or hands them out by hand (manual mode)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._actors.worker import WorkerActor
+from ._exceptions import InvalidOptionError
+from ._job import Job
+from ._options import non_negative
 
 if TYPE_CHECKING:
+    from ._actors.worker import WorkerActor
     from ._runtime import Runtime
 
 
 class Worker:
-    """A worker of the runtime. Get one with ``rt.worker(queue, processor, ...)``."""
+    """A worker of the runtime. Get one with ``rt.worker(queue, processor, ...)``.
 
-    __slots__ = ("_actor", "_closed", "_rt", "concurrency", "queue", "token")
+    Without a processor it is a *manual* worker: fetch jobs with `get_next_job`, finish them
+    with `Job.move_to_completed` / `Job.move_to_failed`. A job so fetched is locked for
+    `lock_duration` seconds under the caller's token; `Job.extend_lock` keeps it longer. A lock
+    that expires makes the job *stalled*: back to waiting, or failed once it stalled more than
+    `max_stalled_count` times ("job stalled more than allowable limit").
+    """
 
-    def __init__(self, rt: Runtime, actor: WorkerActor, queue: str, concurrency: int) -> None:
+    __slots__ = (
+        "_actor",
+        "_closed",
+        "_rt",
+        "_tokens",
+        "concurrency",
+        "lock_duration",
+        "max_stalled_count",
+        "queue",
+        "stalled_interval",
+        "token",
+    )
+
+    def __init__(
+        self,
+        rt: Runtime,
+        actor: WorkerActor | None,
+        queue: str,
+        concurrency: int,
+        lock_duration: float,
+        stalled_interval: float,
+        max_stalled_count: int,
+        token: str,
+    ) -> None:
         self._rt = rt
         self._actor = actor
         self._closed = False
+        self._tokens: set[str] = set()
         self.queue = queue
         self.concurrency = concurrency
-        self.token = actor.token
+        self.lock_duration = lock_duration
+        self.stalled_interval = stalled_interval
+        self.max_stalled_count = max_stalled_count
+        self.token = token
+
+    @property
+    def manual(self) -> bool:
+        return self._actor is None
+
+    async def get_next_job(self, token: str, timeout: float | None = None) -> Job | None:
+        """Lock the next waiting job under `token` and return it (manual mode).
+
+        With no `timeout`, returns None at once when nothing is waiting; with one, waits up to
+        `timeout` seconds (on the runtime's clock) for a job.
+        """
+        if not self.manual:
+            raise InvalidOptionError(
+                "processor", "set", "get_next_job is for workers created without a processor"
+            )
+        if self._closed:
+            raise InvalidOptionError("worker", self, "this worker is closed")
+        if not isinstance(token, str) or not token:
+            raise InvalidOptionError("token", token, "must be a non-empty string")
+        wait = timeout is not None and non_negative("timeout", timeout) > 0
+        self._tokens.add(token)
+        rt = self._rt
+        args = (self.queue, token, self.lock_duration, self.max_stalled_count, wait)
+        if not wait:
+            rec = await rt._call_deferred(rt._sched.op_fetch, *args)
+        else:
+            assert timeout is not None
+            rec = None
+            scope = rt.clock.deadline(rt.clock.now() + timeout)
+            with scope:
+                rec = await rt._call_deferred(rt._sched.op_fetch, *args)
+        return None if rec is None else Job(rt, rec, token, worker=self)
 
     async def close(self) -> None:
-        """Take no new job, let the running ones finish, then stop. Idempotent."""
+        """Take no new job and stop; idempotent.
+
+        A processor worker lets its running jobs finish first. A manual worker gives every
+        job still locked under a token it handed out back to waiting (no stall counted), so
+        none is lost and none waits for its lock to expire.
+        """
         if self._closed:
             return
         self._closed = True
         await self._rt._close_worker(self)
 
     def __repr__(self) -> str:
-        return f"<Worker {self.token} on {self.queue!r}, concurrency {self.concurrency}>"
+        kind = "manual" if self.manual else f"concurrency {self.concurrency}"
+        return f"<Worker {self.token} on {self.queue!r}, {kind}>"

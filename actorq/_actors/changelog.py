@@ -23,7 +23,15 @@ class ChangeLog(Protocol):
         ...
 
     def replay(self) -> Iterator[Change]:
-        """Every change committed so far, in order (what a restart applies)."""
+        """Changes that rebuild the committed state: the snapshot's, then the tail's."""
+        ...
+
+    def wants_snapshot(self) -> bool:
+        """Whether the log has grown enough since the last snapshot to take one now."""
+        ...
+
+    async def snapshot(self, changes: list[Change]) -> None:
+        """Replace the history with `changes`, which rebuild the current state."""
         ...
 
     async def aclose(self) -> None: ...
@@ -37,6 +45,12 @@ class NullChangeLog:
 
     def replay(self) -> Iterator[Change]:
         return iter(())
+
+    def wants_snapshot(self) -> bool:
+        return False
+
+    async def snapshot(self, changes: list[Change]) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None
@@ -56,6 +70,12 @@ class MemoryChangeLog:
     def replay(self) -> Iterator[Change]:
         for batch in self.batches:
             yield from batch
+
+    def wants_snapshot(self) -> bool:
+        return False
+
+    async def snapshot(self, changes: list[Change]) -> None:
+        self.batches = [changes]
 
     async def aclose(self) -> None:
         return None

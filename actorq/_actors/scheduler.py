@@ -21,6 +21,7 @@ earliest due time the core reports and then sends a `Tick` into the mailbox.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,8 @@ class Scheduler:
         self.subscribers: list[MemoryObjectSendStream[Event]] = []
         self.idle_waiters: list[Request] = []
         self.closing: dict[str, Request] = {}
+        # Manual consumers waiting in get_next_job, per queue, oldest first.
+        self.fetchers: dict[str, deque[Request]] = {}
         self.dispatching = True
         # The outbox of the batch being built: released only after the commit.
         self._replies: list[Request] = []
@@ -94,6 +97,7 @@ class Scheduler:
         self._timer_changed = anyio.Event()
         self._timer_tx: MemoryObjectSendStream[Any] | None = None
         self.crashed: BaseException | None = None
+        self.snapshot_requested = False
 
     # ------------------------------------------------------------------ loop
 
@@ -176,13 +180,25 @@ class Scheduler:
             else:
                 raise TypeError(f"scheduler got an unknown message {msg!r}")
         core.promote_due(now)
+        core.expire_locks(now)
         core.expire_retention(now)
         if self.dispatching:
             self._dispatch(now)
+            if self.fetchers:
+                self._serve_fetchers(now)
         changes, events, finished = core.take_effects()
         if changes:
             await self.changelog.commit(changes)
+        if self.snapshot_requested or (changes and self.changelog.wants_snapshot()):
+            self.snapshot_requested = False
+            await self.changelog.snapshot(core.as_changes())
         self._flush_outbox(events, finished)
+
+    def op_snapshot(self, now: float) -> Any:
+        """Take a snapshot between two batches (the reply comes once it is written)."""
+        del now
+        self.snapshot_requested = True
+        return None
 
     def _flush_outbox(self, events: list[Event], finished: list[JobRecord]) -> None:
         vclock = self.vclock
@@ -281,6 +297,26 @@ class Scheduler:
                 slot.free -= len(jobs)
                 self._sends.append((slot, jobs))
 
+    def _serve_fetchers(self, now: float) -> None:
+        core = self.core
+        for queue, waiting in list(self.fetchers.items()):
+            qs = core.queues.get(queue)
+            while waiting and qs is not None and qs.counts[JobState.WAITING] and not qs.paused:
+                req = waiting.popleft()
+                if req.abandoned:  # its caller timed out; its token went with the deferral
+                    continue
+                _queue, token, lock_duration, max_stalled, _wait, _req = req.args
+                jobs = core.take(queue, 1, now, token, now + lock_duration, max_stalled)
+                if not jobs:
+                    waiting.appendleft(req)
+                    break
+                req.result = jobs[0]
+                if self.vclock is not None:
+                    self.vclock.hold()
+                self._replies.append(req)
+            if not waiting:
+                del self.fetchers[queue]
+
     def _apply_outcomes(self, msg: Outcomes, now: float) -> None:
         slot: WorkerSlot = msg.worker
         core = self.core
@@ -351,6 +387,58 @@ class Scheduler:
             return None
         self.closing[token] = req
         return DEFER
+
+    def op_fetch(
+        self,
+        now: float,
+        queue: str,
+        token: str,
+        lock_duration: float,
+        max_stalled: int,
+        wait: bool,
+        req: Request,
+    ) -> Any:
+        """Manual `get_next_job`: lock the next waiting job under `token`, or wait for one."""
+        if self.dispatching:
+            jobs = self.core.take(queue, 1, now, token, now + lock_duration, max_stalled)
+            if jobs:
+                return jobs[0]
+        if not wait:
+            return None
+        self.fetchers.setdefault(queue, deque()).append(req)
+        return DEFER
+
+    def op_finish(
+        self,
+        now: float,
+        job_id: int,
+        token: str,
+        failed: bool,
+        payload: Any,
+        fetch: tuple[str, float, int] | None,
+    ) -> JobRecord | None:
+        """Manual `move_to_completed` / `move_to_failed`, then maybe lock the next job."""
+        core = self.core
+        if failed:
+            reason, stacktrace, unrecoverable = payload
+            core.fail(job_id, token, reason, stacktrace, now, unrecoverable=unrecoverable)
+        else:
+            core.complete(job_id, token, payload, now)
+        if fetch is None or not self.dispatching:
+            return None
+        queue, lock_duration, max_stalled = fetch
+        jobs = core.take(queue, 1, now, token, now + lock_duration, max_stalled)
+        return jobs[0] if jobs else None
+
+    def op_release_tokens(self, now: float, tokens: frozenset[str]) -> int:
+        """Give back to waiting every job a closing manual consumer still holds."""
+        core = self.core
+        held = [job_id for _expiry, job_id in core.locks if core.jobs[job_id].lock_token in tokens]
+        for job_id in held:
+            rec = core.jobs[job_id]
+            assert rec.lock_token is not None
+            core.release(job_id, rec.lock_token, now)
+        return len(held)
 
     def op_wait(self, now: float, job_id: int, req: Request) -> Any:
         """Reply with the record once the job is finished, or None once it is gone."""

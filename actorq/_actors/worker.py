@@ -97,7 +97,6 @@ class WorkerActor:
         self._reports: list[Outcome] = []
         self._idle = 0
         self._running: dict[int, anyio.CancelScope] = {}
-        self.aborted: set[int] = set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -109,7 +108,6 @@ class WorkerActor:
         """Cancel the processor running `job_id` (the job was cancelled)."""
         scope = self._running.get(job_id)
         if scope is not None:
-            self.aborted.add(job_id)
             scope.cancel()
 
     def _flush(self) -> None:
@@ -118,7 +116,21 @@ class WorkerActor:
             self._mailbox.send_nowait(Outcomes(self.slot, reports))
 
     async def _runner(self) -> None:
+        while True:
+            # One cancel scope serves every job this runner runs until one is aborted (the
+            # job was cancelled): a scope per job would cost more than a no-op job itself.
+            current: list[int] = []
+            with anyio.CancelScope() as scope:
+                if await self._run_until_aborted(scope, current):
+                    return
+            if current:  # the scope was cancelled by `abort` while this job ran
+                self._running.pop(current[0], None)
+                self._reports.append((RELEASED, current[0]))
+
+    async def _run_until_aborted(self, scope: anyio.CancelScope, current: list[int]) -> bool:
+        """Run jobs; True once the inbox is closed, False after an abort hit this scope."""
         local = self._local
+        running = self._running
         while True:
             if not local:
                 self._flush()
@@ -126,68 +138,56 @@ class WorkerActor:
                 try:
                     batch = await self._inbox.receive()
                 except anyio.EndOfStream:
-                    return
+                    return True
                 finally:
                     self._idle -= 1
                 local.extend(batch)
                 continue
             rec = local.popleft()
+            running[rec.id] = scope
+            current.append(rec.id)
             # Not `self._reports.append(await ...)`: that binds the list before the await,
             # and a flush during the await replaces it, losing this outcome.
             outcome = await self._run_one(rec)
+            current.pop()
+            del running[rec.id]
             self._reports.append(outcome)
+            if scope.cancel_called:  # aborted, but the processor finished anyway
+                return False
 
     async def _run_one(self, rec: JobRecord) -> Outcome:
         job = self._make_job(rec, self.token)
+        if rec.timeout is None:
+            return await self._execute(job, rec)
+        assert rec.processed_at is not None
+        deadline = self._clock.deadline(rec.processed_at + rec.timeout)
+        with deadline:
+            return await self._execute(job, rec)
+        return (FAIL, rec.id, f"job timed out after {rec.timeout} s", None, False)
+
+    async def _execute(self, job: Any, rec: JobRecord) -> Outcome:
         if self._run_in_thread:
             return await self._run_in_worker_thread(job, rec)
         vclock = self._vclock
         reset = _holds_token.set(True) if vclock is not None else None
         try:
             coro = self._processor(job)
-            first = coro.send(None)
-        except StopIteration as stop:
-            return _ok(rec.id, stop.value)
+            try:
+                first = coro.send(None)
+            except StopIteration as stop:
+                return _ok(rec.id, stop.value)
+            # The processor suspended: report what we have, and let an idle runner take the
+            # rest of the line while this one waits.
+            if self._local and self._idle:
+                self._inbox_tx.send_nowait([])
+            self._flush()
+            value = await _Resume(coro, first)
         except Exception as exc:
             return _classify(job, exc)
         finally:
             if reset is not None:
                 _holds_token.reset(reset)
-        # The processor suspended: only now does it need a cancel scope (for an abort) and a
-        # deadline (for its timeout); a job that never suspends cannot be interrupted anyway.
-        if self._local and self._idle:
-            self._inbox_tx.send_nowait([])  # an idle runner takes the rest of the line
-        self._flush()
-        return await self._resume(job, rec, coro, first)
-
-    async def _resume(
-        self, job: Any, rec: JobRecord, coro: Coroutine[Any, Any, Any], first: Any
-    ) -> Outcome:
-        job_id = rec.id
-        scope = anyio.CancelScope()
-        self._running[job_id] = scope
-        reset = _holds_token.set(True) if self._vclock is not None else None
-        try:
-            with scope:
-                if rec.timeout is None:
-                    value = await _Resume(coro, first)
-                else:
-                    assert rec.processed_at is not None
-                    deadline = self._clock.deadline(rec.processed_at + rec.timeout)
-                    with deadline:
-                        value = await _Resume(coro, first)
-                    if deadline.cancelled_caught:
-                        return (FAIL, job_id, f"job timed out after {rec.timeout} s", None, False)
-                return _ok(job_id, value)
-            # Only an abort cancels this scope: the job was cancelled while it ran.
-            return (RELEASED, job_id)
-        except Exception as exc:
-            return _classify(job, exc)
-        finally:
-            if reset is not None:
-                _holds_token.reset(reset)
-            del self._running[job_id]
-            self.aborted.discard(job_id)
+        return _ok(rec.id, value)
 
     async def _run_in_worker_thread(self, job: Any, rec: JobRecord) -> Outcome:
         reset = _holds_token.set(True) if self._vclock is not None else None

@@ -144,6 +144,8 @@ class JobRecord:
     order: int = 0
     lock_token: str | None = None
     lock_expires_at: float | None = None
+    #: Stalls allowed before the job fails; set by the worker that takes it.
+    max_stalled_count: int = 1
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""

@@ -52,6 +52,8 @@ _INDEXED: Final = frozenset({"state", "run_at", "lock_expires_at", "priority", "
 _MASK64: Final = (1 << 64) - 1
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
+#: BullMQ's reason, kept word for word so code matching on it keeps working.
+STALLED_LIMIT: Final = "job stalled more than allowable limit"
 
 Change = tuple[Any, ...]
 
@@ -289,7 +291,13 @@ class CoreState:
     # ------------------------------------------------------------------ dispatch
 
     def take(
-        self, queue: str, n: int, now: float, token: str, lock_until: float | None = None
+        self,
+        queue: str,
+        n: int,
+        now: float,
+        token: str,
+        lock_until: float | None = None,
+        max_stalled_count: int = 1,
     ) -> list[JobRecord]:
         """Move up to `n` waiting jobs of `queue` to active under `token`, in dispatch order.
 
@@ -316,17 +324,16 @@ class CoreState:
                     "exceed_started_attempts",
                 )
                 continue
-            self._change(
-                rec,
-                {
-                    "state": A,
-                    "attempts_started": started,
-                    "processed_at": now,
-                    "lock_token": token,
-                    "lock_expires_at": lock_until,
-                },
-                "take",
-            )
+            changes = {
+                "state": A,
+                "attempts_started": started,
+                "processed_at": now,
+                "lock_token": token,
+                "lock_expires_at": lock_until,
+            }
+            if max_stalled_count != rec.max_stalled_count:
+                changes["max_stalled_count"] = max_stalled_count
+            self._change(rec, changes, "take")
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
@@ -416,7 +423,7 @@ class CoreState:
             common["state"] = F
             common["finished_at"] = now
             self._change(rec, common, "fail")
-            self._after_failed(rec, now)
+            self._after_failed(rec)
             return rec
         wait = (
             rec.backoff.wait(made, self._random() if rec.backoff.jitter else 0.0)
@@ -447,9 +454,9 @@ class CoreState:
             },
             command,
         )
-        self._after_failed(rec, now)
+        self._after_failed(rec)
 
-    def _after_failed(self, rec: JobRecord, now: float) -> None:
+    def _after_failed(self, rec: JobRecord) -> None:
         if self.events is not None:
             self.events.append(ev.JobFailed(rec.id, rec.queue, rec.name, rec.failed_reason))
         self.finished.append(rec)
@@ -485,6 +492,56 @@ class CoreState:
         if rec.lock_expires_at is not None:
             self._change(rec, {"lock_expires_at": until}, "extend_lock")
         return rec
+
+    def release(self, job_id: int, token: str, now: float) -> JobRecord:
+        """Give a held job back to waiting unfinished (a consumer closing); no stall counted."""
+        rec = self._held(job_id, token, "release", now)
+        self._change(rec, {"state": W, "lock_token": None, "lock_expires_at": None}, "release")
+        if self.events is not None:
+            self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, A))
+        return rec
+
+    def expire_locks(self, now: float) -> int:
+        """Every job whose lock expired by `now` stalls: back to waiting, or failed."""
+        stalled = 0
+        locks = self.locks
+        while locks and locks[0][0] <= now:
+            self._stall(self.jobs[locks[0][1]], now)
+            stalled += 1
+        return stalled
+
+    def stall_all_active(self, now: float) -> int:
+        """After a restart, every job that was active stalled: its holder is gone."""
+        held = [rec for rec in self.jobs.values() if rec.state is A]
+        for rec in held:
+            self._stall(rec, now)
+        return len(held)
+
+    def _stall(self, rec: JobRecord, now: float) -> None:
+        count = rec.stalled_counter + 1
+        if count > rec.max_stalled_count:
+            self._change(
+                rec,
+                {
+                    "state": F,
+                    "stalled_counter": count,
+                    "attempts_made": rec.attempts_made + 1,
+                    "failed_reason": STALLED_LIMIT,
+                    "finished_at": now,
+                    "lock_token": None,
+                    "lock_expires_at": None,
+                },
+                "stall",
+            )
+            self._after_failed(rec)
+            return
+        self._change(
+            rec,
+            {"state": W, "stalled_counter": count, "lock_token": None, "lock_expires_at": None},
+            "stall",
+        )
+        if self.events is not None:
+            self.events.append(ev.JobStalled(rec.id, rec.queue, rec.name, count))
 
     # ------------------------------------------------------------------ updates
 
@@ -545,9 +602,10 @@ class CoreState:
         if reset_attempts:
             changes["attempts_made"] = 0
             changes["attempts_started"] = 0
+        previous = rec.state
         self._change(rec, changes, "retry")
         if self.events is not None:
-            self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, rec.state))
+            self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, previous))
         return rec
 
     def remove(self, job_id: int) -> JobRecord:
@@ -735,6 +793,13 @@ class CoreState:
             self.queue(change[1]).paused = bool(change[2]["paused"])
         elif kind == "rng":
             self.rng = change[1]
+        elif kind == "meta":
+            meta = change[1]
+            self.next_id = meta["next_id"]
+            self._next_fifo = meta["next_fifo"]
+            self._next_lifo = meta["next_lifo"]
+            self.rng = meta["rng"]
+            self._rebuild_lines()
         else:
             raise ValueError(f"unknown change record kind {kind!r}")
 
@@ -770,23 +835,48 @@ class CoreState:
             "idempotency": dict(sorted(self.idempotency.items())),
         }
 
+    def as_changes(self) -> list[Change]:
+        """Change records that rebuild this state from nothing: the content of a snapshot."""
+        out: list[Change] = [
+            ("queue", name, {"paused": qs.paused}) for name, qs in self.queues.items()
+        ]
+        out.extend(("add", rec.fields()) for rec in self.jobs.values())
+        out.append(
+            (
+                "meta",
+                {
+                    "next_id": self.next_id,
+                    "next_fifo": self._next_fifo,
+                    "next_lifo": self._next_lifo,
+                    "rng": self.rng,
+                },
+            )
+        )
+        return out
+
     def rebuild_indexes(self) -> CoreState:
         """A new state holding these records with indexes computed from scratch."""
         fresh = CoreState(seed=0)
-        fresh.rng = self.rng
-        fresh.next_id = self.next_id
-        fresh._next_fifo, fresh._next_lifo = self._next_fifo, self._next_lifo
-        for name, qs in self.queues.items():
-            fresh.queue(name).paused = qs.paused
-        records = sorted(self.jobs.values(), key=lambda r: (r.finished_at or 0.0, r.id))
-        for rec in records:
-            fresh._insert(JobRecord.from_fields(rec.fields()))
-        for qs in fresh.queues.values():
-            live = sorted(qs.waiting.live(fresh.jobs), key=lambda r: (-r.priority, r.order))
-            qs.waiting.clear()
-            for rec in live:
-                qs.waiting.push(rec)
+        for change in self.as_changes():
+            fresh.apply_change(change)
         return fresh
+
+    def _rebuild_lines(self) -> None:
+        """Recompute the order-dependent indexes (waiting lines, finished lines) by sorting."""
+        for qs in self.queues.values():
+            qs.waiting.clear()
+            qs.completed.clear()
+            qs.failed.clear()
+        waiting = [rec for rec in self.jobs.values() if rec.state is W]
+        waiting.sort(key=lambda r: (-r.priority, r.order))
+        for rec in waiting:
+            self.queues[rec.queue].waiting.push_back(rec)
+        finished = [rec for rec in self.jobs.values() if rec.state is C or rec.state is F]
+        finished.sort(key=lambda r: (r.finished_at or 0.0, r.id))
+        for rec in finished:
+            qs = self.queues[rec.queue]
+            assert rec.finished_at is not None
+            (qs.completed if rec.state is C else qs.failed).append((rec.finished_at, rec.id))
 
 
 def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:

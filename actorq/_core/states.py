@@ -55,6 +55,7 @@ TRANSITIONS: Mapping[str, Mapping[JobState | None, frozenset[JobState]]] = {
     },
     "dependencies_met": {B: frozenset({W, D})},
     "stall": {A: frozenset({W, F})},
+    "release": {A: frozenset({W})},
     "cancel": {
         W: frozenset({X}),
         D: frozenset({X}),

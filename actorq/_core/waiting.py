@@ -42,6 +42,15 @@ class WaitingLine:
             line.append((rec.order, rec.id))
         self._size += 1
 
+    def push_back(self, rec: JobRecord) -> None:
+        """Append at the back whatever the order's sign (rebuilding from a sorted list)."""
+        line = self._lines.get(rec.priority)
+        if line is None:
+            line = self._lines[rec.priority] = deque()
+            self._priorities.add(-rec.priority)
+        line.append((rec.order, rec.id))
+        self._size += 1
+
     def pop(self, jobs: Mapping[int, JobRecord]) -> JobRecord | None:
         """Take the next live job, or None when the line is empty."""
         lines = self._lines
