@@ -10,6 +10,7 @@ from ._core.events import (
     Event,
     JobActive,
     JobAdded,
+    JobBlocked,
     JobCancelled,
     JobCompleted,
     JobDelayed,
@@ -20,6 +21,7 @@ from ._core.events import (
     JobRetrying,
     JobStalled,
     JobWaiting,
+    JobWaitingChildren,
     QueueDrained,
     QueueEvent,
     QueuePaused,
@@ -39,8 +41,10 @@ from ._exceptions import (
     UnrecoverableError,
     WaitingChildrenError,
 )
+from ._flow import FlowProducer, JobNode
 from ._job import Job
 from ._queue import Queue
+from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._runtime import EventStream, Runtime
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -50,17 +54,22 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorqError",
     "Backoff",
+    "BatchRef",
     "ChangeLog",
     "Clock",
     "DelayedError",
+    "DependsOn",
     "Event",
     "EventStream",
+    "FlowJob",
+    "FlowProducer",
     "IllegalTransitionError",
     "InvalidDependencyError",
     "InvalidOptionError",
     "Job",
     "JobActive",
     "JobAdded",
+    "JobBlocked",
     "JobCancelled",
     "JobCancelledError",
     "JobCompleted",
@@ -68,6 +77,7 @@ __all__ = [
     "JobEvent",
     "JobFailed",
     "JobFailedError",
+    "JobNode",
     "JobNotFoundError",
     "JobProgress",
     "JobRemoved",
@@ -75,6 +85,7 @@ __all__ = [
     "JobStalled",
     "JobState",
     "JobWaiting",
+    "JobWaitingChildren",
     "LockError",
     "MemoryChangeLog",
     "NullChangeLog",
@@ -91,4 +102,5 @@ __all__ = [
     "VirtualClock",
     "WaitingChildrenError",
     "Worker",
+    "batch_ref",
 ]

@@ -12,6 +12,7 @@ import anyio
 from ._core import JobState
 from ._exceptions import UnrecoverableError
 from ._job import Job
+from ._journal_cli import add_journal_commands, run_journal_command
 from ._runtime import Runtime
 from .clock import VirtualClock
 
@@ -81,9 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run a small workload and print a summary")
     demo.add_argument("--users", type=int, default=200, help="campaigns to run (default 200)")
+    add_journal_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return anyio.run(_demo, args.users)
+    code = run_journal_command(args)
+    if code is not None:
+        return code
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -16,6 +16,7 @@ from ._exceptions import (
     JobFailedError,
     JobNotFoundError,
     UnrecoverableError,
+    WaitingChildrenError,
 )
 from ._options import absolute_time, positive
 
@@ -212,6 +213,80 @@ class Job:
         self._moved = True
         if self._in_processor:
             raise DelayedError(delay=max(0.0, at - self._rt.clock.now()))
+
+    # ------------------------------------------------------------------ children
+
+    async def move_to_waiting_children(self, token: str | None = None) -> bool:
+        """Wait for this parent's open children (the dynamic-children pattern).
+
+        Inside a processor: while children are open, the job moves to `waiting-children`
+        and the processor unwinds with `WaitingChildrenError` (caught by the worker); it runs
+        again once the last child finishes. With no open child (zero children included) it
+        returns False and the processor carries on. If a child's failure has doomed the
+        parent (``fail_parent_on_failure``), the parent fails now and the processor unwinds.
+        In manual mode pass the `token`: returns True when the job moved, False when no child
+        is open, and raises `JobFailedError` when the parent failed.
+        """
+        rt = self._rt
+        outcome = await rt._call(rt._core.move_to_waiting_children, self.id, token or self._token)
+        if outcome == "done":
+            return False
+        self._moved = True
+        if self._in_processor:
+            raise WaitingChildrenError()
+        if outcome == "failed":
+            raise JobFailedError(self.id, self._rec.failed_reason)
+        return True
+
+    async def get_children_values(self) -> dict[int, Any]:
+        """Return values of the children that completed, keyed by child id."""
+        deps = await self.get_dependencies()
+        processed: dict[int, Any] = deps["processed"]
+        return processed
+
+    async def get_dependencies(self) -> dict[str, Any]:
+        """This job's children and prerequisites, as BullMQ and dataqueue report them.
+
+        ``processed`` {child id: return value}, ``pending`` [child ids] (including children
+        that failed under ``fail_parent_on_failure=False`` and may be retried), ``failed``
+        {child id: reason}, ``ignored`` {child id: reason}; ``unmet_job_ids`` (prerequisites
+        not yet completed) and ``blocking_job_ids`` (unfinished jobs holding its tag barrier).
+        """
+        rt = self._rt
+        job_id = self.id
+
+        def query() -> dict[str, Any]:
+            core = rt._core
+            rec = core.jobs.get(job_id, self._rec)
+            out: dict[str, Any] = {"processed": {}, "pending": [], "failed": {}, "ignored": {}}
+            for child_id, (status, payload) in sorted((rec.children or {}).items()):
+                if status == "processed":
+                    out["processed"][child_id] = decode(payload)
+                elif status in ("pending", "unresolved"):
+                    out["pending"].append(child_id)
+                if status in ("failed", "continued", "unresolved"):
+                    out["failed"][child_id] = payload
+                elif status == "ignored":
+                    out["ignored"][child_id] = payload
+            out["unmet_job_ids"] = [
+                d
+                for d in rec.depends_on_job_ids
+                if (p := core.jobs.get(d)) is not None and p.state is not JobState.COMPLETED
+            ]
+            blocking: list[int] = []
+            if rec.depends_on_tags and rec.state not in TERMINAL:
+                holders = core.blocking.holder_ids(frozenset(rec.depends_on_tags))
+                blocking = sorted(holders - {job_id})
+            out["blocking_job_ids"] = blocking
+            return out
+
+        result: dict[str, Any] = await rt._call(query, needs_now=False)
+        return result
+
+    async def get_dependencies_count(self) -> dict[str, int]:
+        """How many children are processed, pending, failed and ignored."""
+        deps = await self.get_dependencies()
+        return {key: len(deps[key]) for key in ("processed", "pending", "failed", "ignored")}
 
     # ------------------------------------------------------------------ manual mode
 

@@ -15,6 +15,7 @@ from typing import Any, Final
 from ._codec import encode
 from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
 from ._exceptions import InvalidOptionError
+from ._relations import BatchRef, DependsOn
 
 #: Priorities are bounded so an ordering key never needs more than a machine word.
 MAX_PRIORITY: Final = 2**31
@@ -32,6 +33,17 @@ JOB_OPTIONS: Final = (
     "remove_on_complete",
     "remove_on_fail",
     "max_started_attempts",
+    "parent",
+    "depends_on",
+    "fail_parent_on_failure",
+    "ignore_dependency_on_failure",
+    "remove_dependency_on_failure",
+    "continue_parent_on_failure",
+)
+_CHILD_POLICIES: Final = (
+    ("ignore_dependency_on_failure", "ignore"),
+    ("remove_dependency_on_failure", "remove"),
+    ("continue_parent_on_failure", "continue"),
 )
 
 
@@ -127,8 +139,79 @@ def tags(field: str, value: object) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+def child_failure_policy(options: Mapping[str, Any], where: str) -> str:
+    """BullMQ's mutually exclusive child-failure options, as one policy name."""
+    chosen: list[tuple[str, str]] = []
+    fail_parent = options.get("fail_parent_on_failure")
+    if fail_parent is not None and not isinstance(fail_parent, bool):
+        raise InvalidOptionError(f"{where}fail_parent_on_failure", fail_parent, "must be a bool")
+    for option, policy in _CHILD_POLICIES:
+        value = options.get(option)
+        if value is None or value is False:
+            continue
+        if value is not True:
+            raise InvalidOptionError(f"{where}{option}", value, "must be a bool")
+        chosen.append((option, policy))
+    if fail_parent is True:
+        chosen.insert(0, ("fail_parent_on_failure", "fail"))
+    if len(chosen) > 1:
+        names = " and ".join(option for option, _ in chosen)
+        raise InvalidOptionError(
+            f"{where}{chosen[1][0]}", True, f"{names} are mutually exclusive: pick one"
+        )
+    if chosen:
+        return chosen[0][1]
+    return "wait" if fail_parent is False else "fail"
+
+
+def depends_on(
+    value: object, where: str, *, in_batch: bool
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...]]:
+    """(job ids, batch indexes, barrier tags) from a `DependsOn`."""
+    if value is None:
+        return (), (), ()
+    if not isinstance(value, DependsOn):
+        raise InvalidOptionError(f"{where}depends_on", value, "must be a DependsOn(...)")
+    ids: list[int] = []
+    refs: list[int] = []
+    if isinstance(value.job_ids, str | bytes) or not isinstance(value.job_ids, Iterable):
+        raise InvalidOptionError(f"{where}depends_on.job_ids", value.job_ids, "must be a list")
+    for item in value.job_ids:
+        if isinstance(item, BatchRef):
+            if not in_batch:
+                raise InvalidOptionError(
+                    f"{where}depends_on.job_ids",
+                    item,
+                    "batch_ref() only refers to jobs of the same add_bulk call",
+                )
+            refs.append(item.index)
+        elif isinstance(item, int) and not isinstance(item, bool) and item > 0:
+            ids.append(item)
+        else:
+            raise InvalidOptionError(
+                f"{where}depends_on.job_ids", item, "must be a job id (int > 0) or a batch_ref"
+            )
+    barrier = tags(f"{where}depends_on.tags", value.tags)
+    return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(refs)), barrier
+
+
+def parent_id(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    job_id = getattr(value, "id", value)  # a Job, or an id
+    if isinstance(job_id, bool) or not isinstance(job_id, int) or job_id <= 0:
+        raise InvalidOptionError(f"{where}parent", value, "must be a Job or a job id")
+    return job_id
+
+
 def job_spec(
-    queue: str, name: object, data: object, options: Mapping[str, Any], where: str = ""
+    queue: str,
+    name: object,
+    data: object,
+    options: Mapping[str, Any],
+    where: str = "",
+    *,
+    in_batch: bool = False,
 ) -> JobSpec:
     """A validated `JobSpec`; `where` prefixes field names (``"jobs[3]."`` in a bulk add)."""
     for key, value in options.items():
@@ -151,6 +234,7 @@ def job_spec(
     idem = get("idempotency_key")
     if idem is not None and (not isinstance(idem, str) or not idem):
         raise InvalidOptionError(f"{where}idempotency_key", idem, "must be a non-empty string")
+    dep_ids, dep_refs, barrier = depends_on(get("depends_on"), where, in_batch=in_batch)
     return JobSpec(
         name=name,
         queue=queue,
@@ -169,6 +253,11 @@ def job_spec(
         max_started_attempts=None
         if max_started is None
         else _int(f"{where}max_started_attempts", max_started, 1),
+        parent_id=parent_id(get("parent"), where),
+        depends_on_job_ids=dep_ids,
+        depends_on_batch_refs=dep_refs,
+        depends_on_tags=barrier,
+        on_child_failure=child_failure_policy(options, where),
     )
 
 

@@ -48,7 +48,11 @@ class Queue:
         `Backoff` or seconds), ``timeout`` (seconds), ``lifo``, ``tags``,
         ``idempotency_key`` (a duplicate returns the existing job, with its own data),
         ``remove_on_complete`` / ``remove_on_fail`` (True, a count to keep, or
-        ``{"count": n, "age": seconds}``), ``max_started_attempts``.
+        ``{"count": n, "age": seconds}``), ``max_started_attempts``, ``parent`` (a Job or id:
+        this job becomes its child), ``depends_on`` (a `DependsOn`), and for a child one of
+        ``fail_parent_on_failure`` (the default), ``ignore_dependency_on_failure``,
+        ``remove_dependency_on_failure``, ``continue_parent_on_failure``, or
+        ``fail_parent_on_failure=False`` (the parent waits; the child can be retried).
         """
         spec = job_spec(self.name, name, data, options)
         rt = self._rt
@@ -68,7 +72,7 @@ class Queue:
                 raise InvalidOptionError(f"{where}name", None, "every job needs a name")
             name = options.pop("name")
             data = options.pop("data", None)
-            specs.append(job_spec(self.name, name, data, options, where))
+            specs.append(job_spec(self.name, name, data, options, where, in_batch=True))
         if not specs:
             return []
         rt = self._rt
@@ -128,7 +132,7 @@ class Queue:
         if not isinstance(delayed, bool):
             raise InvalidOptionError("delayed", delayed, "must be True or False")
         rt = self._rt
-        removed: int = await rt._call(rt._core.drain, self.name, delayed=delayed, needs_now=False)
+        removed: int = await rt._call(rt._core.drain, self.name, delayed=delayed)
         return removed
 
     async def clean(
@@ -146,7 +150,7 @@ class Queue:
     async def cancel(self, job_id: int, *, reason: str | None = None) -> None:
         """Cancel a job that has not finished; a running one has its processor cancelled."""
         rt = self._rt
-        await rt._call_op(rt._sched.op_cancel, job_id, reason)
+        await rt._call(rt._core.cancel, job_id, reason=reason)
 
     async def retry(self, job_id: int, *, reset_attempts: bool = False) -> None:
         """Run a finished (completed, failed or cancelled) job again."""
@@ -156,7 +160,7 @@ class Queue:
     async def remove(self, job_id: int) -> None:
         """Remove a job that is not active. Raises `JobNotFoundError` if there is none."""
         rt = self._rt
-        await rt._call(rt._core.remove, job_id, needs_now=False)
+        await rt._call(rt._core.remove, job_id)
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"

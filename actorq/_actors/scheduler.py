@@ -186,6 +186,12 @@ class Scheduler:
             self._dispatch(now)
             if self.fetchers:
                 self._serve_fetchers(now)
+        if core.aborts:
+            for job_id, token in core.aborts:
+                slot = self.slots.get(token)
+                if slot is not None:
+                    self._aborts.append((slot, job_id))
+            core.aborts.clear()
         changes, events, finished = core.take_effects()
         if changes:
             await self.changelog.commit(changes)
@@ -448,16 +454,6 @@ class Scheduler:
             return rec
         self.waiters.setdefault(job_id, []).append(req)
         return DEFER
-
-    def op_cancel(self, now: float, job_id: int, reason: str | None) -> JobRecord:
-        rec = self.core.jobs.get(job_id)
-        held_by = rec.lock_token if rec is not None and rec.state is JobState.ACTIVE else None
-        rec = self.core.cancel(job_id, now, reason)
-        if held_by is not None:
-            slot = self.slots.get(held_by)
-            if slot is not None:
-                self._aborts.append((slot, job_id))
-        return rec
 
     def op_stop_dispatch(self, now: float) -> None:
         del now

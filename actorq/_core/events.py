@@ -86,6 +86,16 @@ class JobProgress(JobEvent):
 
 
 @attrs.frozen(slots=True)
+class JobWaitingChildren(JobEvent):
+    """The parent waits for its open children."""
+
+
+@attrs.frozen(slots=True)
+class JobBlocked(JobEvent):
+    """Reserved: a job's prerequisites or barrier hold it (reported at add as its state)."""
+
+
+@attrs.frozen(slots=True)
 class JobStalled(JobEvent):
     stalled_counter: int
 

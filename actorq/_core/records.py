@@ -102,6 +102,25 @@ class JobSpec:
     depends_on_tags: tuple[str, ...] = ()
     max_started_attempts: int | None = None
     on_child_failure: str = "fail"
+    #: Index, in the same batch, of this job's parent (a flow); resolved to `parent_id`.
+    parent_ref: int | None = None
+    #: Start in `waiting-children` (a flow node whose children come in the same batch).
+    wait_children: bool = False
+
+
+#: A child's standing in its parent's bookkeeping. FAILED fails the parent; CONTINUED
+#: failed but lets the parent go on; UNRESOLVED failed and keeps the parent waiting.
+PENDING, PROCESSED, FAILED, CONTINUED, IGNORED, UNRESOLVED = (
+    "pending",
+    "processed",
+    "failed",
+    "continued",
+    "ignored",
+    "unresolved",
+)
+#: Statuses that keep a parent in `waiting-children` (an unresolved child failed under
+#: ``fail_parent_on_failure=False`` and can still be retried).
+OPEN_STATUSES: Final = frozenset({PENDING, UNRESOLVED})
 
 
 @attrs.define(slots=True, eq=False)
@@ -146,10 +165,16 @@ class JobRecord:
     lock_expires_at: float | None = None
     #: Stalls allowed before the job fails; set by the worker that takes it.
     max_stalled_count: int = 1
+    #: A parent's children: child id -> (status, return value bytes or failure reason).
+    #: Kept on the parent, so a child removed by retention still leaves its value.
+    children: dict[int, tuple[str, Any]] | None = None
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""
-        return {name: getattr(self, name) for name in FIELD_NAMES}
+        out = {name: getattr(self, name) for name in FIELD_NAMES}
+        if self.children is not None:
+            out["children"] = dict(self.children)
+        return out
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> JobRecord:

@@ -39,7 +39,20 @@ from .._exceptions import (
     LockError,
 )
 from . import events as ev
-from .records import FIELD_NAMES, JobRecord, JobSpec, Retention
+from .blocking import BlockingIndex
+from .records import (
+    CONTINUED,
+    FAILED,
+    FIELD_NAMES,
+    IGNORED,
+    OPEN_STATUSES,
+    PENDING,
+    PROCESSED,
+    UNRESOLVED,
+    JobRecord,
+    JobSpec,
+    Retention,
+)
 from .states import ACTIVE_OR_IDLE, LEGAL, TERMINAL, TRANSITIONS, JobState
 from .waiting import WaitingLine
 
@@ -86,9 +99,19 @@ class CoreState:
         self.locks: SortedList[tuple[float, int]] = SortedList()
         self.expiries: SortedList[tuple[float, int]] = SortedList()
         self.idempotency: dict[str, int] = {}
+        self.blocking = BlockingIndex()
         self.changes: list[Change] | None = None
         self.events: list[ev.Event] | None = None
         self.finished: list[JobRecord] = []
+        #: Active jobs cancelled since the last `take_effects`: (job id, lock token), so the
+        #: scheduler can stop their processors.
+        self.aborts: list[tuple[int, str]] = []
+        # Work the index layer found for the transition layer (live only, never in replay):
+        # blocked jobs that may be ready, jobs whose end cascades, children that ended.
+        self._live = True
+        self._wake: list[int] = []
+        self._cascade: list[tuple[JobRecord, str]] = []
+        self._ended_children: list[tuple[JobRecord, str]] = []
 
     # ------------------------------------------------------------------ effects
 
@@ -193,36 +216,10 @@ class CoreState:
         Returns ``(record, created)`` per spec; `created` is False where an idempotency key
         matched a job that already exists (that job is returned, with its own data).
         """
-        seen_keys: dict[str, int] = {}
         for i, spec in enumerate(specs):
-            where = f"jobs[{i}]." if len(specs) > 1 else ""
-            if spec.parent_id is not None:
-                parent = self.jobs.get(spec.parent_id)
-                if parent is None:
-                    raise InvalidDependencyError(
-                        f"{where}parent: job {spec.parent_id} does not exist"
-                    )
-                if parent.state in TERMINAL:
-                    raise InvalidDependencyError(
-                        f"{where}parent: job {spec.parent_id} is already {parent.state}"
-                    )
-            for dep in spec.depends_on_job_ids:
-                if dep not in self.jobs:
-                    raise InvalidDependencyError(
-                        f"{where}depends_on.job_ids: job {dep} does not exist"
-                    )
-            for ref in spec.depends_on_batch_refs:
-                if not 0 <= ref < len(specs):
-                    raise InvalidOptionError(
-                        f"{where}depends_on.job_ids", f"batch_ref({ref})", "out of the batch"
-                    )
-                if ref == i:
-                    raise InvalidDependencyError(
-                        f"{where}depends_on: a job cannot depend on itself"
-                    )
-            if spec.idempotency_key is not None:
-                seen_keys.setdefault(spec.idempotency_key, i)
+            self._check_spec(i, spec, specs)
         _check_batch_cycles(specs)
+        self._check_barrier_deadlock(specs)
 
         out: list[tuple[JobRecord, bool]] = []
         batch_ids: list[int] = []
@@ -239,24 +236,115 @@ class CoreState:
             batch_ids.append(rec.id)
         return out
 
+    def _check_spec(self, i: int, spec: JobSpec, specs: Sequence[JobSpec]) -> None:
+        where = f"jobs[{i}]." if len(specs) > 1 else ""
+        if spec.parent_id is not None:
+            parent = self.jobs.get(spec.parent_id)
+            if parent is None:
+                raise InvalidDependencyError(f"{where}parent: job {spec.parent_id} does not exist")
+            if parent.state in TERMINAL:
+                raise InvalidDependencyError(
+                    f"{where}parent: job {spec.parent_id} is already {parent.state}"
+                )
+        if spec.parent_ref is not None and not 0 <= spec.parent_ref < i:
+            raise InvalidDependencyError(
+                f"{where}parent: a flow parent must come before its children in the batch"
+            )
+        for dep in spec.depends_on_job_ids:
+            prereq = self.jobs.get(dep)
+            if prereq is None:
+                raise InvalidDependencyError(f"{where}depends_on.job_ids: job {dep} does not exist")
+            if prereq.state is F or prereq.state is X:
+                raise InvalidDependencyError(
+                    f"{where}depends_on.job_ids: job {dep} is already {prereq.state}, "
+                    "so this job could never run"
+                )
+        for ref in spec.depends_on_batch_refs:
+            if not 0 <= ref < len(specs):
+                raise InvalidOptionError(
+                    f"{where}depends_on.job_ids", f"batch_ref({ref})", "out of the batch"
+                )
+            if ref == i:
+                raise InvalidDependencyError(f"{where}depends_on: a job cannot depend on itself")
+
+    def _check_barrier_deadlock(self, specs: Sequence[JobSpec]) -> None:
+        """Reject a batch whose tag barriers would block each other forever.
+
+        A blocked job waits on the holders of its barrier (non-terminal jobs whose tags are a
+        superset) and on its unmet prerequisites; a cycle of such waits among blocked jobs
+        never clears. The search is bounded; a larger tangle is left to the event.
+        """
+        if not any(spec.depends_on_tags for spec in specs):
+            return
+        budget = [20_000]
+        blocking = self.blocking
+
+        def waits_on(node: tuple[str, int]) -> list[tuple[str, int]]:
+            kind, key = node
+            budget[0] -= 1
+            if budget[0] < 0:
+                return []
+            if kind == "new":
+                spec = specs[key]
+                barrier = frozenset(spec.depends_on_tags)
+                deps_new = list(spec.depends_on_batch_refs)
+                deps_old = list(spec.depends_on_job_ids)
+                tags = frozenset(spec.tags)
+            else:
+                rec = self.jobs[key]
+                barrier = frozenset(rec.depends_on_tags)
+                deps_new, deps_old = [], list(rec.depends_on_job_ids)
+                tags = frozenset(rec.tags)
+            del tags
+            out: list[tuple[str, int]] = [("new", j) for j in deps_new]
+            out += [("old", d) for d in deps_old if self.jobs[d].state is B]
+            if barrier:
+                for j, other in enumerate(specs):
+                    if ("new", j) != node and barrier <= frozenset(other.tags):
+                        out.append(("new", j))
+                for job_id in blocking.holder_ids(barrier):
+                    if ("old", job_id) != node and self.jobs[job_id].state is B:
+                        out.append(("old", job_id))
+            return out
+
+        for start, spec in enumerate(specs):
+            if not spec.depends_on_tags:
+                continue
+            origin = ("new", start)
+            seen = {origin}
+            stack = waits_on(origin)
+            while stack:
+                node = stack.pop()
+                if node == origin:
+                    names = ", ".join(spec.depends_on_tags)
+                    raise InvalidDependencyError(
+                        f"jobs[{start}].depends_on.tags: the barrier [{names}] can never clear: "
+                        "jobs blocked on each other's tags would wait forever"
+                    )
+                if node in seen:
+                    continue
+                seen.add(node)
+                if node[0] == "new" or self.jobs[node[1]].state is B:
+                    stack.extend(waits_on(node))
+
     def _new_record(self, spec: JobSpec, now: float, batch_ids: list[int]) -> JobRecord:
         run_at = spec.run_at
         if run_at is None and spec.delay:
             run_at = now + spec.delay
         deps = spec.depends_on_job_ids + tuple(batch_ids[r] for r in spec.depends_on_batch_refs)
-        state = D if run_at is not None and run_at > now else W
+        parent_id = spec.parent_id if spec.parent_ref is None else batch_ids[spec.parent_ref]
         rec = JobRecord(
             id=self.next_id,
             name=spec.name,
             queue=spec.queue,
             data=spec.data,
-            state=state,
+            state=W,
             priority=spec.priority,
             tags=spec.tags,
             run_at=run_at,
             attempts=spec.attempts,
             created_at=now,
-            parent_id=spec.parent_id,
+            parent_id=parent_id,
             depends_on_job_ids=deps,
             depends_on_tags=spec.depends_on_tags,
             idempotency_key=spec.idempotency_key,
@@ -268,7 +356,16 @@ class CoreState:
             max_started_attempts=spec.max_started_attempts,
             on_child_failure=spec.on_child_failure,
         )
-        if state is W:
+        blocked = any((p := self.jobs.get(d)) is not None and p.state is not C for d in deps) or (
+            bool(rec.depends_on_tags) and not self.blocking.barrier_clear(rec)
+        )
+        if blocked:
+            rec.state = B
+        elif spec.wait_children:
+            rec.state = WC
+        elif run_at is not None and run_at > now:
+            rec.state = D
+        else:
             rec.order = self._next_order(rec.lifo)
         self.next_id += 1
         self.queue(spec.queue)
@@ -277,6 +374,8 @@ class CoreState:
             self.changes.append(("add", rec.fields()))
         if self.events is not None:
             self.events.append(ev.JobAdded(rec.id, rec.queue, rec.name, rec.state))
+        if parent_id is not None:
+            self._set_child(self.jobs[parent_id], rec.id, PENDING, None)
         return rec
 
     def _next_order(self, lifo: bool) -> int:
@@ -340,6 +439,8 @@ class CoreState:
         if qs.counts[W] == 0 and taken and self.events is not None:
             self.events.append(ev.QueueDrained(queue))
         qs.waiting.maybe_compact(jobs, qs.counts[W])
+        if self._cascade or self._ended_children or self._wake:
+            self._settle(now)
         return taken
 
     def promote_due(self, now: float) -> int:
@@ -348,7 +449,7 @@ class CoreState:
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
             rec = self.jobs[delayed[0][1]]
-            self._change(rec, {"state": W, "run_at": None}, "promote")
+            self._change(rec, {"state": W}, "promote")
             if self.events is not None:
                 self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, D))
             moved += 1
@@ -377,7 +478,24 @@ class CoreState:
     def complete(
         self, job_id: int, token: str | None, value: bytes | None, now: float
     ) -> JobRecord:
+        """End the attempt in success. A parent with a child whose failure dooms it, or with
+        children still open, fails instead, saying so (BullMQ refuses such a completion)."""
         rec = self._held(job_id, token, "complete", now)
+        if rec.children:
+            fatal = _fatal_child(rec)
+            reason = None
+            if fatal is not None:
+                reason = f"child job {fatal[0]} failed: {fatal[1]}"
+            elif (open_count := _open_children(rec)) > 0:
+                reason = (
+                    f"job {rec.id} cannot complete with {open_count} unfinished children; "
+                    "await job.move_to_waiting_children() first"
+                )
+            if reason is not None:
+                self._change(rec, {"attempts_made": rec.attempts_made + 1}, "complete")
+                self._finish_failed(rec, now, reason, "complete")
+                self._settle(now)
+                return rec
         self._change(
             rec,
             {
@@ -394,6 +512,7 @@ class CoreState:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
         self.finished.append(rec)
         self._retain(rec, rec.remove_on_complete)
+        self._settle(now)
         return rec
 
     def fail(
@@ -424,6 +543,7 @@ class CoreState:
             common["finished_at"] = now
             self._change(rec, common, "fail")
             self._after_failed(rec)
+            self._settle(now)
             return rec
         wait = (
             rec.backoff.wait(made, self._random() if rec.backoff.jitter else 0.0)
@@ -440,6 +560,7 @@ class CoreState:
             self.events.append(
                 ev.JobRetrying(rec.id, rec.queue, rec.name, reason, made, rec.run_at)
             )
+        self._settle(now)
         return rec
 
     def _finish_failed(self, rec: JobRecord, now: float, reason: str, command: str) -> None:
@@ -485,6 +606,7 @@ class CoreState:
                 self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, A))
             else:
                 self.events.append(ev.JobDelayed(rec.id, rec.queue, rec.name, changes["run_at"]))
+        self._settle(now)
         return rec
 
     def extend_lock(self, job_id: int, token: str, until: float, now: float) -> JobRecord:
@@ -499,6 +621,7 @@ class CoreState:
         self._change(rec, {"state": W, "lock_token": None, "lock_expires_at": None}, "release")
         if self.events is not None:
             self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, A))
+        self._settle(now)
         return rec
 
     def expire_locks(self, now: float) -> int:
@@ -508,6 +631,8 @@ class CoreState:
         while locks and locks[0][0] <= now:
             self._stall(self.jobs[locks[0][1]], now)
             stalled += 1
+        if stalled:
+            self._settle(now)
         return stalled
 
     def stall_all_active(self, now: float) -> int:
@@ -515,6 +640,7 @@ class CoreState:
         held = [rec for rec in self.jobs.values() if rec.state is A]
         for rec in held:
             self._stall(rec, now)
+        self._settle(now)
         return len(held)
 
     def _stall(self, rec: JobRecord, now: float) -> None:
@@ -568,9 +694,18 @@ class CoreState:
     # ------------------------------------------------------------------ queue control
 
     def cancel(self, job_id: int, now: float, reason: str | None = None) -> JobRecord:
+        """Cancel a job that has not finished; its blocked dependents and its open children
+        are cancelled too, transitively, each with a reason naming the cause."""
         rec = self.get(job_id)
         if rec.state not in ACTIVE_OR_IDLE:
             raise IllegalTransitionError(job_id, rec.state, "cancel")
+        self._cancel(rec, now, reason)
+        self._settle(now)
+        return rec
+
+    def _cancel(self, rec: JobRecord, now: float, reason: str | None) -> None:
+        if rec.state is A and rec.lock_token is not None:
+            self.aborts.append((rec.id, rec.lock_token))
         self._change(
             rec,
             {
@@ -585,7 +720,6 @@ class CoreState:
         if self.events is not None:
             self.events.append(ev.JobCancelled(rec.id, rec.queue, rec.name, reason))
         self.finished.append(rec)
-        return rec
 
     def retry(self, job_id: int, now: float, *, reset_attempts: bool = False) -> JobRecord:
         """Run a finished job again (BullMQ's `job.retry`); counters kept unless reset."""
@@ -606,15 +740,19 @@ class CoreState:
         self._change(rec, changes, "retry")
         if self.events is not None:
             self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, previous))
+        self._settle(now)
         return rec
 
-    def remove(self, job_id: int) -> JobRecord:
+    def remove(self, job_id: int, now: float) -> JobRecord:
+        """Remove a job that is not active. Removing an unfinished job cancels its blocked
+        dependents and its open children (transitively), as cancelling it would."""
         rec = self.get(job_id)
         if rec.state is A:
             raise IllegalTransitionError(
                 job_id, rec.state, "remove", "an active job is held by a worker; cancel it first"
             )
         self._remove(rec)
+        self._settle(now)
         return rec
 
     def pause(self, queue: str) -> None:
@@ -631,12 +769,14 @@ class CoreState:
             if self.events is not None:
                 self.events.append(ev.QueueResumed(queue))
 
-    def drain(self, queue: str, *, delayed: bool = False) -> int:
+    def drain(self, queue: str, now: float, *, delayed: bool = False) -> int:
         """Remove the queue's waiting jobs (and delayed ones when asked), as BullMQ does."""
         states = {W, D} if delayed else {W}
         doomed = list(self.select(queue, states))
         for rec in doomed:
-            self._remove(rec)
+            if rec.id in self.jobs:  # a cascade may have taken it already
+                self._remove(rec)
+        self._settle(now)
         return len(doomed)
 
     def clean(
@@ -653,9 +793,10 @@ class CoreState:
             if limit is not None and removed >= limit:
                 break
             stamp = rec.finished_at if rec.finished_at is not None else rec.created_at
-            if stamp <= now - grace:
+            if stamp <= now - grace and rec.id in self.jobs:
                 self._remove(rec)
                 removed += 1
+        self._settle(now)
         return removed
 
     # ------------------------------------------------------------------ retention
@@ -684,6 +825,144 @@ class CoreState:
             removed += 1
         return removed
 
+    # ------------------------------------------------------------------ consequences
+
+    def _settle(self, now: float) -> None:
+        """Carry out what the last changes set in motion: cascades, parents, releases."""
+        while self._cascade or self._ended_children or self._wake:
+            while self._cascade:
+                rec, verb = self._cascade.pop(0)
+                self._cascade_from(rec, verb, now)
+            while self._ended_children:
+                rec, end = self._ended_children.pop(0)
+                if end == "check-parent":
+                    self._check_parent(rec, now)
+                else:
+                    self._child_ended(rec, end, now)
+            if self._wake:
+                wake = sorted(set(self._wake))
+                self._wake.clear()
+                for job_id in wake:
+                    blocked = self.jobs.get(job_id)
+                    if blocked is not None and blocked.state is B and self.blocking.ready(blocked):
+                        due = blocked.run_at
+                        after = D if due is not None and due > now else W
+                        self._change(blocked, {"state": after}, "dependencies_met")
+                        if self.events is not None:
+                            self.events.append(
+                                ev.JobWaiting(blocked.id, blocked.queue, blocked.name, B)
+                            )
+
+    def _cascade_from(self, rec: JobRecord, verb: str, now: float) -> None:
+        """A job ended without completing: cancel what can no longer run because of it."""
+        doomed: list[tuple[int, str]] = []
+        for dep in sorted(self.blocking.dependents.get(rec.id, ())):
+            doomed.append((dep, f"prerequisite job {rec.id} {verb}"))
+        if rec.tags:
+            for barrier in self.blocking._barriers_of(rec.tags):
+                names = ", ".join(sorted(barrier))
+                for waiter in sorted(self.blocking.barrier_waiters.get(barrier, ())):
+                    if waiter != rec.id:
+                        doomed.append((waiter, f"job {rec.id} holding barrier [{names}] {verb}"))
+        if verb != "failed" and rec.children:
+            for child_id, (status, _payload) in sorted(rec.children.items()):
+                if status == PENDING:
+                    doomed.append((child_id, f"parent job {rec.id} {verb}"))
+        for job_id, reason in doomed:
+            target = self.jobs.get(job_id)
+            if target is not None and target.state not in TERMINAL:
+                self._cancel(target, now, reason)
+
+    def _child_ended(self, child: JobRecord, end: str, now: float) -> None:
+        parent = self.jobs.get(child.parent_id) if child.parent_id is not None else None
+        if parent is None or parent.state in TERMINAL or not parent.children:
+            return
+        if child.id not in parent.children:
+            return
+        if end == JobState.COMPLETED.value:
+            self._set_child(parent, child.id, PROCESSED, child.return_value)
+        elif end in ("removed",):
+            self._set_child(parent, child.id, None, None)
+        elif end == "retried":
+            self._set_child(parent, child.id, PENDING, None)
+        else:  # failed or cancelled
+            reason = child.failed_reason or end
+            policy = child.on_child_failure
+            if policy == "fail":
+                self._set_child(parent, child.id, FAILED, reason)
+            elif policy == "ignore":
+                self._set_child(parent, child.id, IGNORED, reason)
+            elif policy == "remove":
+                self._set_child(parent, child.id, None, None)
+            elif policy == "continue":
+                self._set_child(parent, child.id, CONTINUED, reason)
+                if parent.state is WC:
+                    self._to_waiting_after_children(parent, now, "child_failed")
+                    return
+            else:  # "wait": the parent keeps waiting; the child can be retried
+                self._set_child(parent, child.id, UNRESOLVED, reason)
+        self._check_parent(parent, now)
+
+    def _check_parent(self, parent: JobRecord, now: float) -> None:
+        """Fail a parent a child's failure doomed, or wake it once no child is open."""
+        if parent.state in TERMINAL or parent.state is A:
+            return
+        fatal = _fatal_child(parent)
+        if fatal is not None:
+            child_id, reason = fatal
+            self._finish_failed(
+                parent, now, f"child job {child_id} failed: {reason}", "child_failed"
+            )
+            return
+        if parent.state is WC and _open_children(parent) == 0:
+            self._to_waiting_after_children(parent, now, "children_done")
+
+    def _to_waiting_after_children(self, parent: JobRecord, now: float, command: str) -> None:
+        after = D if parent.run_at is not None and parent.run_at > now else W
+        self._change(parent, {"state": after}, command)
+        if self.events is not None:
+            self.events.append(ev.JobWaiting(parent.id, parent.queue, parent.name, WC))
+
+    def _set_child(
+        self, parent: JobRecord, child_id: int, status: str | None, payload: Any
+    ) -> None:
+        self._apply_child(parent, child_id, status, payload)
+        if self.changes is not None:
+            self.changes.append(("child", parent.id, child_id, status, payload))
+
+    @staticmethod
+    def _apply_child(parent: JobRecord, child_id: int, status: str | None, payload: Any) -> None:
+        if parent.children is None:
+            parent.children = {}
+        if status is None:
+            parent.children.pop(child_id, None)
+        else:
+            parent.children[child_id] = (status, payload)
+
+    def move_to_waiting_children(self, job_id: int, token: str | None, now: float) -> str:
+        """The active parent waits for its open children: "waiting"; none open: "done" (it
+        keeps running); a child's failure dooms it: "failed" (the parent fails now)."""
+        rec = self._held(job_id, token, "move_to_waiting_children", now)
+        fatal = _fatal_child(rec)
+        if fatal is not None:
+            child_id, reason = fatal
+            self._finish_failed(
+                rec, now, f"child job {child_id} failed: {reason}", "move_to_waiting_children"
+            )
+            self._settle(now)
+            return "failed"
+        if _open_children(rec) == 0:
+            return "done"
+        self._change(
+            rec,
+            {"state": WC, "lock_token": None, "lock_expires_at": None},
+            "move_to_waiting_children",
+        )
+        if self.events is not None:
+            self.events.append(ev.JobWaitingChildren(rec.id, rec.queue, rec.name))
+        self._settle(now)
+        return "waiting"
+
     # ------------------------------------------------------------------ the one writer
 
     def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
@@ -700,6 +979,7 @@ class CoreState:
             self.changes.append(("set", rec.id, changes))
 
     def _apply(self, rec: JobRecord, changes: dict[str, Any]) -> None:
+        old = rec.state
         reindex = not _INDEXED.isdisjoint(changes)
         if reindex:
             self._unindex(rec)
@@ -707,6 +987,36 @@ class CoreState:
             setattr(rec, name, value)
         if reindex:
             self._index(rec)
+            if rec.state is not old:
+                self._moved(rec, old)
+
+    def _moved(self, rec: JobRecord, old: JobState | None) -> None:
+        """Index upkeep that depends on where a job came from, not only where it is."""
+        new = rec.state
+        was_alive = old is not None and old not in TERMINAL
+        alive = new not in TERMINAL
+        if alive and not was_alive:
+            self.blocking.job_alive(rec)
+        elif was_alive and not alive:
+            fallen = self.blocking.job_gone(rec)
+            if self._live:
+                for barrier in fallen:
+                    self._wake.extend(self.blocking.barrier_waiters.get(barrier, ()))
+        if new is C:
+            released = self.blocking.completed(rec.id)
+            if self._live:
+                self._wake.extend(released)
+        if not self._live:
+            return
+        if new is F or new is X:
+            self._cascade.append((rec, "failed" if new is F else "was cancelled"))
+        if rec.parent_id is not None:
+            if was_alive and not alive:
+                self._ended_children.append((rec, new.value))
+            elif alive and old is not None and not was_alive:
+                self._ended_children.append((rec, "retried"))
+        if old is A and alive and rec.children:
+            self._ended_children.append((rec, "check-parent"))
 
     def _set_queue(self, qs: QueueState, *, paused: bool) -> None:
         qs.paused = paused
@@ -718,11 +1028,20 @@ class CoreState:
         if rec.idempotency_key is not None:
             self.idempotency[rec.idempotency_key] = rec.id
         self._index(rec)
+        self._moved(rec, None)
 
     def _remove(self, rec: JobRecord) -> None:
         previous = rec.state
         self._unindex(rec)
         del self.jobs[rec.id]
+        if previous not in TERMINAL:
+            fallen = self.blocking.job_gone(rec)
+            if self._live:
+                for barrier in fallen:
+                    self._wake.extend(self.blocking.barrier_waiters.get(barrier, ()))
+                self._cascade.append((rec, "was removed"))
+                if rec.parent_id is not None:
+                    self._ended_children.append((rec, "removed"))
         if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
             del self.idempotency[rec.idempotency_key]
         if self.changes is not None:
@@ -743,6 +1062,14 @@ class CoreState:
         elif state is A:
             if rec.lock_expires_at is not None:
                 self.locks.add((rec.lock_expires_at, rec.id))
+        elif state is B:
+            jobs = self.jobs
+            unmet = [
+                d
+                for d in rec.depends_on_job_ids
+                if (p := jobs.get(d)) is not None and p.state is not C
+            ]
+            self.blocking.block(rec, unmet)
         elif state is C or state is F:
             assert rec.finished_at is not None
             (qs.completed if state is C else qs.failed).append((rec.finished_at, rec.id))
@@ -761,6 +1088,8 @@ class CoreState:
         elif state is A:
             if rec.lock_expires_at is not None:
                 self.locks.remove((rec.lock_expires_at, rec.id))
+        elif state is B:
+            self.blocking.unblock(rec)
         elif state is C or state is F:
             assert rec.finished_at is not None
             keep = rec.remove_on_complete if state is C else rec.remove_on_fail
@@ -771,8 +1100,17 @@ class CoreState:
 
     def apply_change(self, change: Change) -> None:
         """Replay one change record (no validation, no clock, no new records)."""
+        self._live = False
+        try:
+            self._replay(change)
+        finally:
+            self._live = True
+
+    def _replay(self, change: Change) -> None:
         kind = change[0]
-        if kind == "set":
+        if kind == "child":
+            self._apply_child(self.jobs[change[1]], change[2], change[3], change[4])
+        elif kind == "set":
             self._apply(self.jobs[change[1]], dict(change[2]))
             order = change[2].get("order")
             if order is not None:
@@ -784,11 +1122,7 @@ class CoreState:
             self.next_id = max(self.next_id, rec.id + 1)
             self._see_order(rec.order)
         elif kind == "del":
-            rec = self.jobs[change[1]]
-            self._unindex(rec)
-            del self.jobs[rec.id]
-            if rec.idempotency_key is not None:
-                self.idempotency.pop(rec.idempotency_key, None)
+            self._remove_quietly(self.jobs[change[1]])
         elif kind == "queue":
             self.queue(change[1]).paused = bool(change[2]["paused"])
         elif kind == "rng":
@@ -800,6 +1134,7 @@ class CoreState:
             self._next_lifo = meta["next_lifo"]
             self.rng = meta["rng"]
             self._rebuild_lines()
+            self._rebuild_blocking()
         else:
             raise ValueError(f"unknown change record kind {kind!r}")
 
@@ -833,6 +1168,7 @@ class CoreState:
             "locks": list(self.locks),
             "expiries": list(self.expiries),
             "idempotency": dict(sorted(self.idempotency.items())),
+            "blocking": self.blocking.view(),
         }
 
     def as_changes(self) -> list[Change]:
@@ -861,6 +1197,30 @@ class CoreState:
             fresh.apply_change(change)
         return fresh
 
+    def _remove_quietly(self, rec: JobRecord) -> None:
+        previous = rec.state
+        self._unindex(rec)
+        del self.jobs[rec.id]
+        if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
+            del self.idempotency[rec.idempotency_key]
+        if previous not in TERMINAL:
+            self.blocking.job_gone(rec)
+
+    def _rebuild_blocking(self) -> None:
+        """Recompute the blocking index once every record of a snapshot is in."""
+        self.blocking = BlockingIndex()
+        for rec in sorted(self.jobs.values(), key=lambda r: r.id):
+            if rec.state not in TERMINAL:
+                self.blocking.job_alive(rec)
+        for rec in sorted(self.jobs.values(), key=lambda r: r.id):
+            if rec.state is B:
+                unmet = [
+                    d
+                    for d in rec.depends_on_job_ids
+                    if (p := self.jobs.get(d)) is not None and p.state is not C
+                ]
+                self.blocking.block(rec, unmet)
+
     def _rebuild_lines(self) -> None:
         """Recompute the order-dependent indexes (waiting lines, finished lines) by sorting."""
         for qs in self.queues.values():
@@ -877,6 +1237,21 @@ class CoreState:
             qs = self.queues[rec.queue]
             assert rec.finished_at is not None
             (qs.completed if rec.state is C else qs.failed).append((rec.finished_at, rec.id))
+
+
+def _fatal_child(parent: JobRecord) -> tuple[int, str] | None:
+    """The first child whose failure fails the parent, with its reason."""
+    if parent.children:
+        for child_id, (status, payload) in sorted(parent.children.items()):
+            if status == FAILED:
+                return child_id, str(payload)
+    return None
+
+
+def _open_children(parent: JobRecord) -> int:
+    if not parent.children:
+        return 0
+    return sum(1 for status, _payload in parent.children.values() if status in OPEN_STATUSES)
 
 
 def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:

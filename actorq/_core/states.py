@@ -42,10 +42,10 @@ TRANSITIONS: Mapping[str, Mapping[JobState | None, frozenset[JobState]]] = {
     "add": {None: frozenset({W, D, B, WC})},
     "take": {W: frozenset({A})},
     "promote": {D: frozenset({W})},
-    "complete": {A: frozenset({C})},
+    "complete": {A: frozenset({C, F})},
     "fail": {A: frozenset({F, W, D})},
     "move_to_delayed": {A: frozenset({D, W})},
-    "move_to_waiting_children": {A: frozenset({WC})},
+    "move_to_waiting_children": {A: frozenset({WC, F})},
     "children_done": {WC: frozenset({W, D})},
     "child_failed": {
         WC: frozenset({F, W}),

@@ -1,0 +1,179 @@
+"""What keeps a `blocked` job blocked: unmet prerequisites and tag-drain barriers.
+
+Both are indexes in the core's sense: a pure function of the records, kept up to date by the
+core's one writer as jobs change state, so replay and snapshots rebuild them exactly.
+
+* Prerequisites: for each blocked job, how many of its `depends_on_job_ids` are not yet
+  completed, and for each prerequisite the blocked jobs that wait on it (reverse edges). A
+  completion touches only its own dependents.
+* Barriers: a blocked job with `depends_on_tags = T` waits while another non-terminal job's
+  tags are a superset of T. For every barrier set T some blocked job waits on, the index
+  counts the non-terminal jobs whose tags ⊇ T. A job entering or leaving a non-terminal state
+  updates only the barriers that share a tag with it and are subsets of its tags — never a
+  scan of all jobs. A barrier first registered counts its holders from the tag index (jobs
+  per tag), starting from its rarest tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .records import JobRecord
+
+Barrier = frozenset[str]
+
+
+class BlockingIndex:
+    __slots__ = (
+        "barrier_count",
+        "barrier_waiters",
+        "barriers_by_tag",
+        "dependents",
+        "tagged",
+        "unmet",
+    )
+
+    def __init__(self) -> None:
+        #: blocked job -> prerequisites not yet completed
+        self.unmet: dict[int, int] = {}
+        #: prerequisite -> blocked jobs waiting on it
+        self.dependents: dict[int, set[int]] = {}
+        #: non-terminal jobs per tag
+        self.tagged: dict[str, set[int]] = {}
+        #: barrier -> non-terminal jobs whose tags are a superset of it
+        self.barrier_count: dict[Barrier, int] = {}
+        #: barrier -> blocked jobs waiting on it
+        self.barrier_waiters: dict[Barrier, set[int]] = {}
+        #: tag -> registered barriers containing it
+        self.barriers_by_tag: dict[str, set[Barrier]] = {}
+
+    # ------------------------------------------------------------------ live jobs and tags
+
+    def job_alive(self, rec: JobRecord) -> list[Barrier]:
+        """A job entered a non-terminal state (or was added in one)."""
+        if not rec.tags:
+            return []
+        for tag in rec.tags:
+            self.tagged.setdefault(tag, set()).add(rec.id)
+        touched = self._barriers_of(rec.tags)
+        for barrier in touched:
+            self.barrier_count[barrier] += 1
+        return touched
+
+    def job_gone(self, rec: JobRecord) -> list[Barrier]:
+        """A job left the non-terminal states (finished or removed). Returns the barriers
+        whose count fell, so the core can release their waiters."""
+        if not rec.tags:
+            return []
+        for tag in rec.tags:
+            holders = self.tagged.get(tag)
+            if holders is not None:
+                holders.discard(rec.id)
+                if not holders:
+                    del self.tagged[tag]
+        touched = self._barriers_of(rec.tags)
+        for barrier in touched:
+            self.barrier_count[barrier] -= 1
+        return touched
+
+    def _barriers_of(self, tags: Iterable[str]) -> list[Barrier]:
+        tagset = frozenset(tags)
+        seen: set[Barrier] = set()
+        out: list[Barrier] = []
+        for tag in tagset:
+            for barrier in self.barriers_by_tag.get(tag, ()):
+                if barrier not in seen:
+                    seen.add(barrier)
+                    if barrier <= tagset:
+                        out.append(barrier)
+        return out
+
+    def holders(self, barrier: Barrier) -> int:
+        count = self.barrier_count.get(barrier)
+        if count is not None:
+            return count
+        return len(self._holders_by_scan(barrier))
+
+    def holder_ids(self, barrier: Barrier) -> set[int]:
+        return self._holders_by_scan(barrier)
+
+    def _holders_by_scan(self, barrier: Barrier) -> set[int]:
+        sets = sorted((self.tagged.get(tag, set()) for tag in barrier), key=len)
+        if not sets or not sets[0]:
+            return set()
+        return set(sets[0]).intersection(*sets[1:])
+
+    # ------------------------------------------------------------------ blocked jobs
+
+    def block(self, rec: JobRecord, unmet_ids: list[int]) -> None:
+        """A job entered `blocked`, waiting on `unmet_ids` and its barrier (if any)."""
+        if unmet_ids:
+            self.unmet[rec.id] = len(unmet_ids)
+            for dep in unmet_ids:
+                self.dependents.setdefault(dep, set()).add(rec.id)
+        if rec.depends_on_tags:
+            barrier = frozenset(rec.depends_on_tags)
+            waiters = self.barrier_waiters.get(barrier)
+            if waiters is None:
+                waiters = self.barrier_waiters[barrier] = set()
+                self.barrier_count[barrier] = len(self._holders_by_scan(barrier))
+                for tag in barrier:
+                    self.barriers_by_tag.setdefault(tag, set()).add(barrier)
+            waiters.add(rec.id)
+
+    def unblock(self, rec: JobRecord) -> None:
+        """A job left `blocked` (released, cancelled or removed)."""
+        if self.unmet.pop(rec.id, None) is not None:
+            for dep in rec.depends_on_job_ids:
+                waiting = self.dependents.get(dep)
+                if waiting is not None:
+                    waiting.discard(rec.id)
+                    if not waiting:
+                        del self.dependents[dep]
+        if rec.depends_on_tags:
+            barrier = frozenset(rec.depends_on_tags)
+            waiters = self.barrier_waiters.get(barrier)
+            if waiters is not None:
+                waiters.discard(rec.id)
+                if not waiters:
+                    del self.barrier_waiters[barrier]
+                    del self.barrier_count[barrier]
+                    for tag in barrier:
+                        registered = self.barriers_by_tag[tag]
+                        registered.discard(barrier)
+                        if not registered:
+                            del self.barriers_by_tag[tag]
+
+    def completed(self, job_id: int) -> list[int]:
+        """A prerequisite completed: its dependents' unmet counts fall; returns them."""
+        waiting = self.dependents.pop(job_id, None)
+        if not waiting:
+            return []
+        for dep in waiting:
+            self.unmet[dep] -= 1
+        return sorted(waiting)
+
+    def barrier_clear(self, rec: JobRecord) -> bool:
+        """Whether no *other* non-terminal job holds the blocked job's barrier."""
+        if not rec.depends_on_tags:
+            return True
+        barrier = frozenset(rec.depends_on_tags)
+        count = self.barrier_count.get(barrier)
+        if count is None:
+            count = self.holders(barrier)
+        own = 1 if barrier <= frozenset(rec.tags) else 0
+        return count - own <= 0
+
+    def ready(self, rec: JobRecord) -> bool:
+        return self.unmet.get(rec.id, 0) == 0 and self.barrier_clear(rec)
+
+    def view(self) -> dict[str, object]:
+        """Plain values, to compare the incremental index with a rebuild."""
+        return {
+            "unmet": dict(sorted(self.unmet.items())),
+            "dependents": {k: sorted(v) for k, v in sorted(self.dependents.items())},
+            "barrier_count": {",".join(sorted(b)): n for b, n in self.barrier_count.items()},
+            "barrier_waiters": {
+                ",".join(sorted(b)): sorted(w) for b, w in self.barrier_waiters.items()
+            },
+        }

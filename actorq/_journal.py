@@ -1,0 +1,350 @@
+"""The durable change log: the scheduler's batches as frames of a `persistence` journal.
+
+Theory of operation
+-------------------
+`Runtime(path=...)` calls `open_changelog` (in a worker thread) and gets a `JournalChangeLog`,
+the `ChangeLog` the scheduler commits every batch to. One batch of change records becomes one
+frame (`actorq._journal_codec`), so a batch is atomic on replay, and the scheduler replies to
+nobody before `commit` returns.
+
+When `commit` returns, per fsync policy:
+
+* ``"always"`` (default): the frame is written *and fsynced* (append and sync run together
+  in a worker thread, off the event loop). Nothing acknowledged is lost, even on power loss.
+* ``"interval"``: the frame is written (into the OS cache) before `commit` returns, and a
+  background thread fsyncs at most every `sync_interval` seconds (0.1 s by default) while
+  there is something to sync. A process crash loses nothing acknowledged; a power loss or OS
+  crash loses at most what was acknowledged in the last `sync_interval` plus one fsync's
+  duration. The append runs on the event loop; while the thread fsyncs, that append waits for
+  it (the journal serialises its calls), so a batch may stall for one fsync per interval.
+* ``"never"``: the frame is written and left to the OS (the journal still fsyncs segment
+  rollovers, snapshots, and the final state on close).
+
+Any write or fsync error is final: `commit` raises `JournalFailedError` (the scheduler
+crashes, the runtime stops, waiting callers get `RuntimeClosedError`), and every later call
+raises it again. An fsync is never retried: after a failed fsync the kernel may have dropped
+the dirty pages, and a retry could report success for data that never reached the disk.
+Under ``"interval"`` a failure of the background fsync surfaces at the next `commit`.
+
+`replay` yields the newest snapshot's change records, then those of every frame after it.
+A torn tail that recovery cut (an append interrupted by a crash: by construction never
+acknowledged under ``"always"``) is logged on the ``actorq.journal`` logger and kept in
+`JournalChangeLog.torn_tail`. `wants_snapshot` turns true once the segments written since the
+last snapshot exceed `snapshot_bytes` (and twice the last snapshot's size, so a large state is
+not rewritten over and over); `snapshot` encodes the state and installs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+import persistence
+from persistence import FileSystem, FsyncPolicy, Journal, Recovery, TornTail
+
+from ._exceptions import ActorqError
+from ._journal_codec import PayloadError, decode_batch, encode_batch
+
+__all__ = [
+    "DEFAULT_SEGMENT_BYTES",
+    "DEFAULT_SNAPSHOT_BYTES",
+    "DEFAULT_SYNC_INTERVAL",
+    "JournalChangeLog",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalFailedError",
+    "JournalFormatError",
+    "JournalLockedError",
+    "open_changelog",
+]
+
+log = logging.getLogger("actorq.journal")
+log.addHandler(logging.NullHandler())
+
+Change = tuple[Any, ...]
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+DEFAULT_SNAPSHOT_BYTES = 256 * 1024 * 1024
+DEFAULT_SYNC_INTERVAL = 0.1
+
+
+class JournalError(ActorqError):
+    """Base class of the errors a durable runtime's journal raises."""
+
+
+class JournalLockedError(JournalError, persistence.JournalLockedError):
+    """Another runtime (in this process or another) has the journal folder open."""
+
+
+class JournalCorruptError(JournalError, persistence.CorruptJournalError):
+    """The journal folder is damaged where recovery cannot safely cut; names the file, the
+    byte offset, the sequence number expected there and the reason."""
+
+
+class JournalFailedError(JournalError, persistence.JournalFailedError):
+    """A write or fsync failed; the journal takes no more writes. Reopen the folder (a new
+    runtime on it) to recover what reached the disk."""
+
+
+class JournalFormatError(JournalError):
+    """A frame checks out but its content is not a batch this actorq can read (for example
+    one written by a newer version)."""
+
+
+def _wrapped(exc: persistence.JournalError) -> JournalError:
+    if isinstance(exc, JournalError):
+        return exc
+    if isinstance(exc, persistence.JournalLockedError):
+        return JournalLockedError(exc.folder, exc.detail)
+    if isinstance(exc, persistence.CorruptJournalError):
+        return JournalCorruptError(exc.file, exc.offset, exc.expected_seq, exc.reason)
+    if isinstance(exc, persistence.JournalFailedError):
+        return JournalFailedError(str(exc))
+    return JournalError(str(exc))
+
+
+class _IntervalSyncer:
+    """A daemon thread that fsyncs the journal at most every `interval` seconds while there
+    are unsynced appends; the first error stops it and is kept in `error`."""
+
+    def __init__(self, journal: Journal, interval: float) -> None:
+        self._journal = journal
+        self._interval = interval
+        self._cond = threading.Condition()
+        self._dirty = False
+        self._stopping = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"actorq-journal-sync {journal.folder}", daemon=True
+        )
+        self._thread.start()
+
+    def kick(self) -> None:
+        """Something was appended: sync it within the interval."""
+        if self._dirty:  # already due; the sync reads every append made before it
+            return
+        with self._cond:
+            self._dirty = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._dirty and not self._stopping:
+                    cond.wait()
+                if self._stopping:
+                    return  # close() fsyncs what is left
+                self._dirty = False
+            try:
+                self._journal.sync()
+            except BaseException as exc:
+                self.error = exc
+                log.error("journal %s: background fsync failed: %s", self._journal.folder, exc)
+                return
+            with cond:
+                cond.wait_for(lambda: self._stopping, timeout=self._interval)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join()
+
+
+class JournalChangeLog:
+    """A `ChangeLog` that journals every batch in a folder; see the module docstring."""
+
+    records = True
+
+    def __init__(
+        self,
+        journal: Journal,
+        recovery: Recovery,
+        *,
+        snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+        sync_interval: float = DEFAULT_SYNC_INTERVAL,
+    ) -> None:
+        self.journal = journal
+        self.policy: FsyncPolicy = journal.policy
+        self.snapshot_bytes = snapshot_bytes
+        self.sync_interval = sync_interval
+        self.torn_tail: TornTail | None = recovery.torn_tail
+        self.replayed_records = len(recovery.records)
+        self._recovery: Recovery | None = recovery
+        self._snapshot_size = len(recovery.snapshot) if recovery.snapshot is not None else 0
+        self._failure: JournalError | None = None
+        self._closed = False
+        self._syncer = (
+            _IntervalSyncer(journal, sync_interval) if self.policy is FsyncPolicy.INTERVAL else None
+        )
+        if self.torn_tail is not None:
+            tail = self.torn_tail
+            log.warning(
+                "journal %s: cut a torn tail of %d bytes at offset %d of %s "
+                "(an append interrupted by a crash, never acknowledged); saved to %s",
+                journal.folder,
+                tail.length,
+                tail.offset,
+                tail.file,
+                tail.saved_to,
+            )
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def folder(self) -> str:
+        return self.journal.folder
+
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last frame written (each frame is one batch)."""
+        return self.journal.last_seq
+
+    @property
+    def failed(self) -> bool:
+        return self._failure is not None
+
+    # ------------------------------------------------------------------ ChangeLog
+
+    def _fail(self, exc: BaseException) -> JournalError:
+        error = (
+            _wrapped(exc)
+            if isinstance(exc, persistence.JournalError)
+            else JournalFailedError(f"journal {self.folder} failed: {exc!r}")
+        )
+        if self._failure is None:
+            self._failure = error
+            log.error("journal %s failed, the runtime stops: %s", self.folder, error)
+        return error
+
+    def _check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        syncer = self._syncer
+        if syncer is not None and syncer.error is not None:
+            raise self._fail(syncer.error) from syncer.error
+
+    def _append_and_sync(self, payload: bytes) -> None:
+        self.journal.append(payload)
+        self.journal.sync()
+
+    async def commit(self, changes: list[Change]) -> None:
+        """Write `changes` as one frame; return once it is durable under the policy."""
+        self._check()
+        payload = encode_batch(changes)
+        try:
+            if self.policy is FsyncPolicy.ALWAYS:
+                await anyio.to_thread.run_sync(self._append_and_sync, payload)
+            else:
+                self.journal.append(payload)
+                if self._syncer is not None:
+                    self._syncer.kick()
+        except persistence.JournalError as exc:
+            raise self._fail(exc) from exc
+
+    def _decoded(self, payload: bytes, where: str) -> list[Change]:
+        try:
+            return decode_batch(payload)
+        except PayloadError as exc:
+            raise JournalFormatError(f"journal {self.folder}: cannot read {where}: {exc}") from None
+
+    def replay(self) -> Iterator[Change]:
+        """The snapshot's change records, then every frame's after it, decoded (once)."""
+        recovery = self._recovery
+        if recovery is None:
+            raise RuntimeError("a JournalChangeLog replays once, into the runtime that opened it")
+        self._recovery = None
+        if recovery.snapshot is not None:
+            where = f"the snapshot covering seq {recovery.snapshot_seq}"
+            yield from self._decoded(recovery.snapshot, where)
+        for seq, payload in recovery.records:
+            yield from self._decoded(payload, f"frame seq {seq}")
+
+    def wants_snapshot(self) -> bool:
+        limit = max(self.snapshot_bytes, 2 * self._snapshot_size)
+        return self.journal.size_since_snapshot > limit
+
+    def _write_snapshot(self, changes: list[Change], covers_seq: int) -> None:
+        payload = encode_batch(changes)
+        self.journal.write_snapshot(payload, covers_seq)
+        self._snapshot_size = len(payload)
+
+    async def snapshot(self, changes: list[Change]) -> None:
+        """Install `changes` (the whole state) as the snapshot covering every frame so far."""
+        self._check()
+        covers = self.journal.last_seq
+        if covers == self.journal.snapshot_seq:
+            return  # nothing written since the last snapshot
+        try:
+            await anyio.to_thread.run_sync(self._write_snapshot, changes, covers)
+        except persistence.JournalError as exc:
+            raise self._fail(exc) from exc
+        log.info(
+            "journal %s: snapshot covering seq %d (%d bytes)",
+            self.folder,
+            covers,
+            self._snapshot_size,
+        )
+
+    def close(self) -> None:
+        """Stop the background sync, fsync what is left and release the folder (blocking)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._syncer is not None:
+                self._syncer.stop()
+            self.journal.close()
+        except persistence.JournalError as exc:
+            raise self._fail(exc) from exc
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            await anyio.to_thread.run_sync(self.close)
+
+    def __repr__(self) -> str:
+        state = "failed" if self._failure else "closed" if self._closed else "open"
+        return (
+            f"<JournalChangeLog {self.folder!r} fsync={self.policy.value} "
+            f"last_seq={self.last_seq} {state}>"
+        )
+
+
+def open_changelog(
+    path: str | os.PathLike[str],
+    *,
+    fsync: FsyncPolicy | str = "always",
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+    sync_interval: float = DEFAULT_SYNC_INTERVAL,
+    fs: FileSystem | None = None,
+) -> JournalChangeLog:
+    """Lock the journal folder `path` (created if missing), recover it, and return the change
+    log a runtime replays and commits to. Blocking: a runtime calls it in a worker thread.
+
+    Raises `JournalLockedError` if another runtime has the folder open, `JournalCorruptError`
+    if it is damaged anywhere but a torn tail. `fs` swaps the file system (a
+    `persistence.SimFileSystem` in tests).
+    """
+    if isinstance(snapshot_bytes, bool) or not isinstance(snapshot_bytes, int):
+        raise TypeError(f"snapshot_bytes={snapshot_bytes!r} must be an int")
+    if snapshot_bytes < 1:
+        raise ValueError(f"snapshot_bytes={snapshot_bytes!r} must be positive")
+    if not sync_interval > 0:
+        raise ValueError(f"sync_interval={sync_interval!r} must be positive (seconds)")
+    try:
+        journal, recovery = persistence.open_journal(
+            path, fs=fs, segment_bytes=segment_bytes, fsync=fsync
+        )
+    except persistence.JournalError as exc:
+        raise _wrapped(exc) from exc
+    return JournalChangeLog(
+        journal, recovery, snapshot_bytes=snapshot_bytes, sync_interval=sync_interval
+    )

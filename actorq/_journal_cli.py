@@ -1,0 +1,325 @@
+"""``actorq stats|show|verify|compact|dump PATH``: look into a journal folder.
+
+`stats`, `show`, `verify` and `dump` only read: they take no lock and write nothing, so they
+work while a live runtime holds the folder (a frame it is appending at that moment shows as a
+torn tail and is left alone). `compact` opens the folder as a runtime would, so it refuses
+while a runtime holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import anyio
+import orjson
+
+import persistence
+from persistence import OsFileSystem
+from persistence.recovery import RecoveryPlan, plan_recovery
+
+from ._core import CoreState, JobState
+from ._journal import JournalError, JournalLockedError, open_changelog
+from ._journal_codec import PayloadError, decode_batch, human_change, human_fields
+
+__all__ = ["JOURNAL_COMMANDS", "add_journal_commands", "run_journal_command"]
+
+JOURNAL_COMMANDS = ("stats", "show", "verify", "compact", "dump")
+
+Change = tuple[Any, ...]
+
+
+def add_journal_commands(commands: Any) -> None:
+    """Register the journal subcommands on an argparse subparsers object."""
+    stats = commands.add_parser("stats", help="job counts by queue and state in a journal folder")
+    stats.add_argument("path", help="the journal folder (a runtime's path=)")
+    show = commands.add_parser("show", help="one job's record and every change that touched it")
+    show.add_argument("path")
+    show.add_argument("job_id", type=int)
+    verify = commands.add_parser("verify", help="check every snapshot and frame; exit 1 if bad")
+    verify.add_argument("path")
+    compact = commands.add_parser(
+        "compact", help="write a snapshot and drop the history it covers (folder must be idle)"
+    )
+    compact.add_argument("path")
+    dump = commands.add_parser("dump", help="print the change records (snapshot, then tail)")
+    dump.add_argument("path")
+    dump.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+    dump.add_argument(
+        "--frames",
+        action="store_true",
+        help="every intact frame on disk (including those a snapshot covers), no snapshot",
+    )
+
+
+def run_journal_command(args: argparse.Namespace, out: TextIO | None = None) -> int | None:
+    """Run the journal subcommand `args.command`; None if it is not one of them."""
+    out = sys.stdout if out is None else out
+    command = args.command
+    if command not in JOURNAL_COMMANDS:
+        return None
+    folder = os.fspath(args.path)
+    if not os.path.isdir(folder):
+        print(f"error: {folder} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        if command == "stats":
+            return _stats(folder, out)
+        if command == "show":
+            return _show(folder, args.job_id, out)
+        if command == "verify":
+            return _verify(folder, out)
+        if command == "compact":
+            return _compact(folder, out)
+        return _dump(folder, out, jsonl=args.jsonl, frames=args.frames)
+    except (persistence.JournalError, JournalError, PayloadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `actorq dump ... | head`: the reader left; say nothing more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+# ---------------------------------------------------------------------- reading
+
+
+@dataclass
+class _Loaded:
+    plan: RecoveryPlan
+    core: CoreState
+
+
+def _plan(folder: str) -> RecoveryPlan:
+    # A live runtime may remove a segment or snapshot between the listing and the read
+    # (after a snapshot); reading again sees the folder after that.
+    for attempt in range(5):
+        try:
+            return plan_recovery(OsFileSystem(), folder)
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _decoded(payload: bytes, where: str) -> list[Change]:
+    try:
+        return decode_batch(payload)
+    except PayloadError as exc:
+        raise PayloadError(f"cannot read {where}: {exc}") from None
+
+
+def _replay(plan: RecoveryPlan) -> Iterator[tuple[int | None, Change]]:
+    """(seq or None for the snapshot, change) in replay order."""
+    if plan.snapshot is not None:
+        where = f"the snapshot covering seq {plan.snapshot_seq}"
+        for change in _decoded(plan.snapshot, where):
+            yield None, change
+    for seq, payload in plan.records:
+        for change in _decoded(payload, f"frame seq {seq}"):
+            yield seq, change
+
+
+def _load(folder: str) -> _Loaded:
+    plan = _plan(folder)
+    core = CoreState()
+    for _, change in _replay(plan):
+        core.apply_change(change)
+    return _Loaded(plan, core)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _folder_bytes(folder: str) -> int:
+    total = 0
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            total += os.path.getsize(path)
+    return total
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.2f} MiB"
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _stats(folder: str, out: TextIO) -> int:
+    loaded = _load(folder)
+    plan, core = loaded.plan, loaded.core
+    last_seq = plan.next_seq - 1
+    print(
+        f"journal {folder}: {len(plan.segments)} segment(s), last seq {last_seq}, "
+        f"snapshot covers seq {plan.snapshot_seq}, {len(plan.records)} frame(s) after it, "
+        f"{_mib(_folder_bytes(folder))} on disk",
+        file=out,
+    )
+    if plan.torn_segment is not None:
+        print(
+            f"note: {len(plan.torn_bytes)} byte(s) at the end of {plan.torn_segment} are an "
+            "unfinished append (a live runtime writing, or a crash; recovery cuts them)",
+            file=out,
+        )
+    states = list(JobState)
+    width = max(len(name) for name in ["queue", "total", *core.queues])
+    cols = [max(len(s.value), 7) for s in states]
+    header = f"{'queue':<{width}}" + "".join(
+        f"  {s.value:>{w}}" for s, w in zip(states, cols, strict=True)
+    )
+    print(header + f"  {'total':>7}", file=out)
+    totals = dict.fromkeys(states, 0)
+    for name, qs in sorted(core.queues.items()):
+        row = f"{name:<{width}}"
+        for s, w in zip(states, cols, strict=True):
+            row += f"  {qs.counts[s]:>{w}}"
+            totals[s] += qs.counts[s]
+        paused = "  (paused)" if qs.paused else ""
+        print(row + f"  {sum(qs.counts.values()):>7}{paused}", file=out)
+    row = f"{'total':<{width}}" + "".join(
+        f"  {totals[s]:>{w}}" for s, w in zip(states, cols, strict=True)
+    )
+    print(row + f"  {sum(totals.values()):>7}", file=out)
+    return 0
+
+
+def _touches(change: Change, job_id: int) -> bool:
+    kind = change[0]
+    if kind == "add":
+        return bool(change[1].get("id") == job_id)
+    if kind in ("set", "del"):
+        return bool(change[1] == job_id)
+    return False
+
+
+def _show(folder: str, job_id: int, out: TextIO) -> int:
+    loaded = _load(folder)
+    rec = loaded.core.jobs.get(job_id)
+    if rec is None:
+        print(f"job {job_id} is not in the journal's current state", file=out)
+    else:
+        print(
+            orjson.dumps(human_fields(rec.fields()), option=orjson.OPT_INDENT_2).decode(), file=out
+        )
+    history: list[tuple[int, Change]] = []
+    first_seq: int | None = None
+    for seq, payload in persistence.iter_frames(folder):
+        if first_seq is None:
+            first_seq = seq
+        history.extend(
+            (seq, change)
+            for change in _decoded(payload, f"frame seq {seq}")
+            if _touches(change, job_id)
+        )
+    print(f"history of job {job_id}:", file=out)
+    snapshot_seq = loaded.plan.snapshot_seq
+    if snapshot_seq and (first_seq is None or first_seq > 1):
+        print(
+            f"  (earlier history was compacted into the snapshot covering seq {snapshot_seq})",
+            file=out,
+        )
+    for seq, change in history:
+        print(f"  seq {seq}: {_json(human_change(change))}", file=out)
+    if not history:
+        print("  (no change on disk touches it)", file=out)
+    return 0 if rec is not None or history else 1
+
+
+def _verify(folder: str, out: TextIO) -> int:
+    report = persistence.verify(folder)
+    problems = list(report.problems)
+    if report.ok:
+        # Every intact frame and the snapshot must also decode as actorq batches.
+        try:
+            for seq, payload in persistence.iter_frames(folder):
+                try:
+                    decode_batch(payload)
+                except PayloadError as exc:
+                    problems.append(f"frame seq {seq}: {exc}")
+            plan = _plan(folder)
+            if plan.snapshot is not None:
+                try:
+                    decode_batch(plan.snapshot)
+                except PayloadError as exc:
+                    problems.append(f"snapshot covering seq {plan.snapshot_seq}: {exc}")
+        except persistence.JournalError as exc:
+            problems.append(str(exc))
+    for problem in problems:
+        print(f"problem: {problem}", file=out)
+    if report.torn_tail is not None:
+        tail = report.torn_tail
+        print(
+            f"note: torn tail of {tail.length} byte(s) at offset {tail.offset} of {tail.file} "
+            "(an unfinished append: a live runtime writing, or a crash; recovery cuts it)",
+            file=out,
+        )
+    verdict = "ok" if not problems else f"{len(problems)} problem(s)"
+    print(
+        f"{verdict}: {report.frames} frame(s) in {report.segments} segment(s), "
+        f"snapshot covers seq {report.snapshot_seq}",
+        file=out,
+    )
+    return 0 if not problems else 1
+
+
+def _compact(folder: str, out: TextIO) -> int:
+    before = _folder_bytes(folder)
+    try:
+        changelog = open_changelog(folder)
+    except JournalLockedError as exc:
+        print(
+            f"error: cannot compact {folder}: {exc}; stop the runtime using it first",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        core = CoreState()
+        for change in changelog.replay():
+            core.apply_change(change)
+        anyio.run(changelog.snapshot, core.as_changes())
+        covers = changelog.journal.snapshot_seq
+    finally:
+        changelog.close()
+    after = _folder_bytes(folder)
+    print(
+        f"compacted {folder}: snapshot covers seq {covers}, {len(core.jobs)} job(s); "
+        f"{_mib(before)} -> {_mib(after)} on disk",
+        file=out,
+    )
+    return 0
+
+
+def _dump(folder: str, out: TextIO, *, jsonl: bool, frames: bool) -> int:
+    items: Iterator[tuple[int | None, Change]]
+    snapshot_seq = 0
+    if frames:
+        items = (
+            (seq, change)
+            for seq, payload in persistence.iter_frames(folder)
+            for change in _decoded(payload, f"frame seq {seq}")
+        )
+    else:
+        plan = _plan(folder)
+        snapshot_seq = plan.snapshot_seq
+        items = _replay(plan)
+    for seq, change in items:
+        human = human_change(change)
+        if jsonl:
+            line: dict[str, Any] = (
+                {"seq": seq, "change": human}
+                if seq is not None
+                else {"snapshot": snapshot_seq, "change": human}
+            )
+            out.write(_json(line) + "\n")
+        else:
+            where = f"seq {seq}" if seq is not None else f"snapshot@{snapshot_seq}"
+            out.write(f"{where:>14}  {_json(human)}\n")
+    return 0
