@@ -1,0 +1,321 @@
+"""Lifecycle events a subscriber cannot miss, and how a runtime shuts down."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from actorq import (
+    Event,
+    Job,
+    JobActive,
+    JobAdded,
+    JobCompleted,
+    JobEvent,
+    JobState,
+    QueuePaused,
+    QueueResumed,
+    Runtime,
+    RuntimeClosedError,
+    VirtualClock,
+)
+
+
+async def test_events_for_one_job_come_in_lifecycle_order() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("ev")
+
+        async def work(job: Job) -> dict[str, int]:
+            return {"n": job.data * 2}
+
+        rt.worker(q, work)
+        async with rt.events() as events:
+            job = await q.add("double", 21)
+            mine: list[JobEvent] = []
+            with anyio.fail_after(5):
+                async for event in events:
+                    if isinstance(event, JobEvent) and event.job_id == job.id:
+                        mine.append(event)
+                        if isinstance(event, JobCompleted):
+                            break
+        assert [type(e) for e in mine] == [JobAdded, JobActive, JobCompleted]
+        added, active, completed = mine
+        assert isinstance(added, JobAdded)
+        assert added.state is JobState.WAITING
+        assert (added.queue, added.name) == ("ev", "double")
+        assert isinstance(active, JobActive)
+        assert active.attempts_started == 1
+        assert isinstance(completed, JobCompleted)
+        assert completed.return_value == {"n": 42}
+
+
+async def test_subscriber_misses_nothing_added_after_subscribing() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("ev")
+
+        async def work(job: Job) -> int:
+            return int(job.data)
+
+        rt.worker(q, work, concurrency=4)
+        n = 60
+        async with rt.events() as events:
+            jobs = [await q.add("j", i) for i in range(n // 2)]
+            jobs += await q.add_bulk([{"name": "j", "data": i} for i in range(n // 2, n)])
+            added: set[int] = set()
+            active: set[int] = set()
+            completed: dict[int, int] = {}
+            with anyio.fail_after(5):
+                async for event in events:
+                    if isinstance(event, JobAdded):
+                        added.add(event.job_id)
+                    elif isinstance(event, JobActive):
+                        assert event.job_id in added  # never active before added
+                        active.add(event.job_id)
+                    elif isinstance(event, JobCompleted):
+                        assert event.job_id in active
+                        completed[event.job_id] = event.return_value
+                        if len(completed) == n:
+                            break
+        ids = {j.id for j in jobs}
+        assert added == ids
+        assert active == ids
+        assert completed == {j.id: j.data for j in jobs}
+
+
+async def test_two_subscribers_each_get_every_event() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("ev")
+        async with rt.events() as first, rt.events() as second:
+            await q.pause()
+            job = await q.add("x")
+            await q.resume()
+            got: list[list[Event]] = []
+            for stream in (first, second):
+                seen: list[Event] = []
+                with anyio.fail_after(5):
+                    while len(seen) < 3:
+                        seen.append(await stream.__anext__())
+                got.append(seen)
+        for seen in got:
+            assert [type(e) for e in seen] == [QueuePaused, JobAdded, QueueResumed]
+            added = seen[1]
+            assert isinstance(added, JobAdded)
+            assert added.job_id == job.id
+
+
+async def test_closed_subscription_receives_no_more_events() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("ev")
+        await q.pause()
+        events = rt.events()
+        await q.add("a")
+        events.close()
+        await q.add("b")  # publishing to a closed subscription must not break the runtime
+        assert (await q.counts())["waiting"] == 2
+
+
+# ---------------------------------------------------------------- shutdown
+
+
+async def test_leaving_the_block_lets_a_running_job_finish() -> None:
+    clock = VirtualClock()
+    finished: list[float] = []
+    async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+        q = rt.queue("s")
+        started = anyio.Event()
+
+        async def slow(job: Job) -> str:
+            started.set()
+            await clock.sleep(5)
+            finished.append(clock.now())
+            return "done"
+
+        rt.worker(q, slow)
+        job = await q.add("slow")
+        with anyio.fail_after(5):
+            await started.wait()
+    assert finished == [5.0]
+    assert job.state is JobState.COMPLETED
+    assert job.return_value == "done"
+
+
+async def test_leaving_the_block_cancels_a_job_that_exceeds_shutdown_timeout() -> None:
+    clock = VirtualClock()
+    outcome: list[str] = []
+    with anyio.fail_after(5):
+        async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+            q = rt.queue("s")
+            started = anyio.Event()
+
+            async def too_slow(job: Job) -> str:
+                started.set()
+                try:
+                    await clock.sleep(1000)
+                except anyio.get_cancelled_exc_class():
+                    outcome.append(f"cancelled at {clock.now()}")
+                    raise
+                outcome.append("finished")
+                return "late"
+
+            rt.worker(q, too_slow)
+            await q.add("slow")
+            await started.wait()
+    assert outcome == ["cancelled at 10.0"]
+
+
+async def test_graceful_stop_waits_for_a_job_blocked_on_an_event() -> None:
+    release = anyio.Event()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as outer, Runtime(shutdown_timeout=10) as rt:
+            q = rt.queue("s")
+            started = anyio.Event()
+
+            async def gated(job: Job) -> str:
+                started.set()
+                await release.wait()
+                return "finished"
+
+            rt.worker(q, gated)
+            job = await q.add("g")
+            await started.wait()
+
+            async def release_once_closing() -> None:
+                await anyio.wait_all_tasks_blocked()
+                release.set()
+
+            outer.start_soon(release_once_closing)
+    assert job.state is JobState.COMPLETED
+    assert job.return_value == "finished"
+
+
+async def test_shutdown_timeout_cancels_a_job_that_never_ends() -> None:
+    outcome: list[str] = []
+    with anyio.fail_after(5):
+        async with Runtime(shutdown_timeout=0.01) as rt:
+            q = rt.queue("s")
+            started = anyio.Event()
+
+            async def forever(job: Job) -> None:
+                started.set()
+                try:
+                    await anyio.Event().wait()
+                except anyio.get_cancelled_exc_class():
+                    outcome.append("cancelled")
+                    raise
+
+            rt.worker(q, forever)
+            await q.add("f")
+            await started.wait()
+    assert outcome == ["cancelled"]
+
+
+async def test_leaving_the_block_does_not_start_waiting_jobs() -> None:
+    clock = VirtualClock()
+    ran: list[int] = []
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("s")
+        started = anyio.Event()
+        release = anyio.Event()
+
+        async def first_holds(job: Job) -> None:
+            ran.append(job.id)
+            started.set()
+            await release.wait()
+
+        rt.worker(q, first_holds)
+        first = await q.add("a")
+        await q.add("b")
+        with anyio.fail_after(5):
+            await started.wait()
+
+        async def release_later() -> None:
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+
+        rt._tg.start_soon(release_later)
+    assert ran == [first.id]
+
+
+async def test_calls_after_the_block_raise_runtime_closed() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("c")
+        job = await q.add("x")
+
+    async def proc(job: Job) -> None:
+        return None
+
+    with pytest.raises(RuntimeClosedError):
+        await q.add("y")
+    with pytest.raises(RuntimeClosedError):
+        await q.counts()
+    with pytest.raises(RuntimeClosedError):
+        await q.get_jobs()
+    with pytest.raises(RuntimeClosedError):
+        await rt.counts()
+    with pytest.raises(RuntimeClosedError):
+        rt.worker(q, proc)
+    with pytest.raises(RuntimeClosedError):
+        rt.events()
+    with pytest.raises(RuntimeClosedError):
+        await job.wait_until_finished()
+    with pytest.raises(RuntimeClosedError):
+        await job.update_progress(1)
+    with pytest.raises(RuntimeClosedError):
+        async with rt:
+            pass
+    assert isinstance(RuntimeClosedError("x"), RuntimeError)
+
+
+async def test_calls_before_the_block_raise_runtime_closed() -> None:
+    rt = Runtime()
+    q = rt.queue("early")
+    with pytest.raises(RuntimeClosedError):
+        await q.add("x")
+
+
+async def test_waiter_gets_runtime_closed_when_the_runtime_stops() -> None:
+    errors: list[BaseException] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg, Runtime(clock=VirtualClock()) as rt:
+            q = rt.queue("w")
+            await q.pause()
+            job = await q.add("never")
+
+            async def wait() -> None:
+                try:
+                    await job.wait_until_finished()
+                except RuntimeClosedError as exc:
+                    errors.append(exc)
+
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+    assert len(errors) == 1
+    assert isinstance(errors[0], RuntimeClosedError)
+
+
+async def test_exception_in_the_body_propagates_as_itself() -> None:
+    class Boom(Exception):
+        pass
+
+    with anyio.fail_after(5), pytest.raises(Boom) as info:
+        async with Runtime(clock=VirtualClock()) as rt:
+            q = rt.queue("b")
+            started = anyio.Event()
+
+            async def hang(job: Job) -> None:
+                started.set()
+                await anyio.Event().wait()
+
+            rt.worker(q, hang)
+            await q.add("h")
+            await started.wait()
+            raise Boom("from the body")
+    assert type(info.value) is Boom
+    assert str(info.value) == "from the body"
+
+
+async def test_exception_in_the_body_of_an_idle_runtime_propagates() -> None:
+    with pytest.raises(KeyError) as info:
+        async with Runtime():
+            raise KeyError("k")
+    assert type(info.value) is KeyError
