@@ -43,6 +43,13 @@ from ._exceptions import (
 )
 from ._flow import FlowProducer, JobNode
 from ._job import Job
+from ._journal import (
+    JournalCorruptError,
+    JournalError,
+    JournalFailedError,
+    JournalFormatError,
+    JournalLockedError,
+)
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._runtime import EventStream, Runtime
@@ -86,6 +93,11 @@ __all__ = [
     "JobState",
     "JobWaiting",
     "JobWaitingChildren",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalFailedError",
+    "JournalFormatError",
+    "JournalLockedError",
     "LockError",
     "MemoryChangeLog",
     "NullChangeLog",

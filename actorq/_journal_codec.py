@@ -5,7 +5,8 @@ Payload (schema version 1)::
     {"v": 1, "c": [change, change, ...]}
 
 Each change is the core's tuple as a JSON array (``["add", {...}]``, ``["set", id, {...}]``,
-``["del", id]``, ``["queue", name, {...}]``, ``["rng", n]``, ``["meta", {...}]``). Field
+``["del", id]``, ``["queue", name, {...}]``, ``["rng", n]``, ``["meta", {...}]``,
+``["child", parent, child, status, {"j": <json>} or {"p": reason}]``). Field
 values are encoded so decoding restores the exact Python values the core held:
 
 * `JobState` as its string value, tuples as arrays, `Backoff`/`Retention` as small objects
@@ -142,6 +143,10 @@ def _encodable(change: Change) -> Any:
         return ("set", change[1], _encode_set(fields))
     if kind == "add":
         return ("add", _encode_add(change[1]))
+    if kind == "child":
+        payload = change[4]
+        boxed = {"j": orjson.Fragment(payload)} if type(payload) is bytes else {"p": payload}
+        return ("child", change[1], change[2], change[3], boxed)
     return change
 
 
@@ -241,6 +246,10 @@ def decode_change(raw: list[Any]) -> Change:
         return ("add", _decode_fields(raw[1]))
     if kind in ("del", "queue", "rng", "meta"):
         return tuple(raw)
+    if kind == "child":
+        boxed = raw[4]
+        payload = orjson.dumps(boxed["j"]) if "j" in boxed else boxed["p"]
+        return ("child", raw[1], raw[2], raw[3], payload)
     raise PayloadError(f"unknown change record kind {kind!r}")
 
 

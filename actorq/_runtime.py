@@ -94,13 +94,19 @@ class Runtime:
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
             )
+        replayed = 0
         for change in self._journal.replay():
             self._core.apply_change(change)
+            replayed += 1
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._tx = tx
         timer_tx = tx.clone()
         self._streams += [tx, rx, timer_tx]
         self._sched = Scheduler(self._core, self._journal, self.clock, rx)
+        if not replayed and self._core.changes is not None:
+            # A new history starts with the seed, so a replay never depends on the runtime
+            # that reopens it being given the same one.
+            self._core.changes.append(("rng", self._core.rng))
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg

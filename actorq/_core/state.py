@@ -81,8 +81,9 @@ class QueueState:
         self.paused = False
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
-        # Finished jobs in the order they finished, for count-based retention. Entries of jobs
-        # removed or retried since are stale and skipped (their finished_at no longer matches).
+        # Finished jobs in the order they finished, for count-based retention: (order, id).
+        # Entries of jobs removed or retried since are stale and skipped (their order, stamped
+        # anew at every finish, no longer matches).
         self.completed: deque[tuple[float, int]] = deque()
         self.failed: deque[tuple[float, int]] = deque()
 
@@ -812,9 +813,9 @@ class CoreState:
             state = rec.state
             line = qs.completed if state is C else qs.failed
             while qs.counts[state] > keep.count and line:
-                finished_at, job_id = line.popleft()
+                stamp, job_id = line.popleft()
                 old = self.jobs.get(job_id)
-                if old is not None and old.state is state and old.finished_at == finished_at:
+                if old is not None and old.state is state and old.order == stamp:
                     self._remove(old)
 
     def expire_retention(self, now: float) -> int:
@@ -972,8 +973,13 @@ class CoreState:
         if new is not old:
             if (old, new) not in LEGAL or old not in TRANSITIONS[command]:
                 raise AssertionError(f"core bug: {command} moved job {rec.id} {old} -> {new}")
-            if new is W and "order" not in changes:
-                changes["order"] = self._next_order(rec.lifo)
+            if "order" not in changes:
+                # `order` places a job in its waiting line while it waits, and in its
+                # finished line once it completes or fails (for count retention).
+                if new is W:
+                    changes["order"] = self._next_order(rec.lifo)
+                elif new is C or new is F:
+                    changes["order"] = self._next_order(False)
         self._apply(rec, changes)
         if self.changes is not None:
             self.changes.append(("set", rec.id, changes))
@@ -1072,7 +1078,7 @@ class CoreState:
             self.blocking.block(rec, unmet)
         elif state is C or state is F:
             assert rec.finished_at is not None
-            (qs.completed if state is C else qs.failed).append((rec.finished_at, rec.id))
+            (qs.completed if state is C else qs.failed).append((rec.order, rec.id))
             keep = rec.remove_on_complete if state is C else rec.remove_on_fail
             if keep.age is not None:
                 self.expiries.add((rec.finished_at + keep.age, rec.id))
@@ -1232,11 +1238,10 @@ class CoreState:
         for rec in waiting:
             self.queues[rec.queue].waiting.push_back(rec)
         finished = [rec for rec in self.jobs.values() if rec.state is C or rec.state is F]
-        finished.sort(key=lambda r: (r.finished_at or 0.0, r.id))
+        finished.sort(key=lambda r: r.order)
         for rec in finished:
             qs = self.queues[rec.queue]
-            assert rec.finished_at is not None
-            (qs.completed if rec.state is C else qs.failed).append((rec.finished_at, rec.id))
+            (qs.completed if rec.state is C else qs.failed).append((rec.order, rec.id))
 
 
 def _fatal_child(parent: JobRecord) -> tuple[int, str] | None:

@@ -83,8 +83,8 @@ class WaitingLine:
         if stale > 1024 and stale > live:
             survivors = list(self.live(jobs))
             self.clear()
-            for rec in survivors:
-                self.push(rec)
+            for rec in survivors:  # already in dispatch order: keep it, LIFO entries too
+                self.push_back(rec)
 
     def clear(self) -> None:
         self._lines.clear()

@@ -1,0 +1,371 @@
+"""The durable journal under a real runtime: round trips, snapshots, locking, corruption and
+fsync failure."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import anyio
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import persistence
+from actorq import (
+    ActorqError,
+    Backoff,
+    Job,
+    JobFailedError,
+    JobState,
+    RuntimeClosedError,
+    UnrecoverableError,
+    VirtualClock,
+)
+from actorq._core import CoreState
+from actorq._core.records import JobRecord, Retention
+from actorq._journal import (
+    JournalChangeLog,
+    JournalCorruptError,
+    JournalLockedError,
+    open_changelog,
+)
+from actorq._journal_codec import PayloadError, decode_batch, encode_batch
+from actorq._runtime import Runtime
+
+
+def replay_folder(path: Path) -> tuple[CoreState, JournalChangeLog]:
+    """Open the folder as a runtime would and replay it into a fresh core (then close)."""
+    changelog = open_changelog(path)
+    try:
+        core = CoreState()
+        for change in changelog.replay():
+            core.apply_change(change)
+    finally:
+        changelog.close()
+    return core, changelog
+
+
+async def workload(rt: Runtime, clock: VirtualClock) -> dict[str, Job]:
+    """Everything that changes state; leaves no job active."""
+    work = rt.queue("work")
+    parked = rt.queue("parked")
+
+    async def process(job: Job) -> Any:
+        kind = job.data["kind"]
+        if kind == "flaky" and job.attempts_started < 3:
+            raise RuntimeError(f"try {job.attempts_started}")
+        if kind == "fatal":
+            raise UnrecoverableError("fatal")
+        if kind == "steps":
+            await job.update_progress(50)
+            await job.update_progress(None)
+            await job.log("half")
+            await job.update_data({**job.data, "seen": True, "f": 0.1, "t": [1, 2]})
+        if kind == "none":
+            return None
+        return {"id": job.id, "at": clock.now(), "nested": {"a": [1.5, "é", None]}}
+
+    rt.worker(work, process, concurrency=2)
+    await parked.pause()
+    jobs: dict[str, Job] = {}
+    jobs["plain"] = await work.add("plain", {"kind": "plain"})
+    jobs["none"] = await work.add("none", {"kind": "none"})
+    jobs["flaky"] = await work.add(
+        "flaky",
+        {"kind": "flaky"},
+        attempts=4,
+        backoff=Backoff.exponential(2, jitter=0.5, max_delay=math.inf),
+    )
+    jobs["fatal"] = await work.add("fatal", {"kind": "fatal"}, attempts=3, timeout=30)
+    jobs["steps"] = await work.add("steps", {"kind": "steps"}, priority=3, tags=["a", "b"])
+    jobs["gone"] = await work.add("gone", {"kind": "plain"}, remove_on_complete=True)
+    jobs["kept"] = await work.add("kept", {"kind": "plain"}, remove_on_fail=Retention(count=5))
+    jobs["later"] = await work.add("later", {"kind": "plain"}, delay=30)
+    jobs["far"] = await work.add("far", {"kind": "plain"}, delay=10_000)
+    jobs["idem"] = await work.add("idem", {"kind": "plain"}, idempotency_key="k-1")
+    again = await work.add("idem", {"kind": "other"}, idempotency_key="k-1")
+    assert again.id == jobs["idem"].id
+    bulk = await parked.add_bulk(
+        [
+            {"name": "p1", "data": {"i": 1}},
+            {"name": "p2", "data": {"i": 2}, "priority": 5},
+            {"name": "p3", "data": {"i": 3}, "lifo": True},
+            {"name": "p4", "data": {"i": 4}, "idempotency_key": "k-2"},
+            {"name": "p5", "data": "text \n with \u2028 odd \x00 chars"},
+            {"name": "p6", "data": [1, 2.0, -0.0, 1e300, 2**63 - 1]},
+        ]
+    )
+    jobs.update({f"p{i + 1}": job for i, job in enumerate(bulk)})
+    jobs["cancelled"] = await parked.add("c", {"i": 0})
+    await parked.cancel(jobs["cancelled"].id, reason="test")
+    await parked.remove(jobs["p1"].id)
+    jobs["parked-delayed"] = await parked.add("pd", None, delay=5)
+    with anyio.fail_after(5):
+        for key in ("plain", "none", "flaky", "steps", "later", "idem"):
+            await jobs[key].wait_until_finished()
+        with pytest.raises(JobFailedError):
+            await jobs["fatal"].wait_until_finished()
+    await clock.run_until_idle()
+    return jobs
+
+
+async def test_a_reopened_folder_holds_exactly_the_state_it_was_closed_with(
+    tmp_path: Path,
+) -> None:
+    clock = VirtualClock()
+    async with Runtime(path=tmp_path, clock=clock, seed=7) as rt:
+        jobs = await workload(rt, clock)
+        counts = await rt.counts()
+    live = rt._core.snapshot()
+    assert jobs["flaky"].attempts_made == 3
+    assert jobs["steps"].state is JobState.COMPLETED
+
+    core, _ = replay_folder(tmp_path)
+    assert core.snapshot() == live
+    assert core.index_view() == rt._core.index_view()
+
+    clock2 = VirtualClock(start=clock.now())
+    async with Runtime(path=tmp_path, clock=clock2, seed=7) as rt2:
+        assert rt2._core.snapshot() == live
+        assert await rt2.counts() == counts
+        steps = await rt2.queue("work").get_job(jobs["steps"].id)
+        assert steps is not None
+        assert steps.data == {"kind": "steps", "seen": True, "f": 0.1, "t": [1, 2]}
+        assert steps.progress is None
+        assert steps.logs == ["half"]
+        none = await rt2.queue("work").get_job(jobs["none"].id)
+        assert none is not None
+        assert none.return_value is None
+        # and it keeps working: ids continue after the replayed ones
+        job = await rt2.queue("work").add("after", {"kind": "plain"})
+        assert job.id == max(j.id for j in jobs.values()) + 1
+
+
+async def test_snapshot_plus_tail_replays_to_the_live_state(tmp_path: Path) -> None:
+    clock = VirtualClock()
+    async with Runtime(path=tmp_path, clock=clock, seed=3) as rt:
+        await workload(rt, clock)
+        await rt.snapshot()
+        changelog = rt._journal
+        assert isinstance(changelog, JournalChangeLog)
+        covered = changelog.journal.snapshot_seq
+        assert covered == changelog.last_seq > 0
+        q = rt.queue("tail")
+        for i in range(5):
+            await q.add("t", {"i": i}, priority=i % 2)
+        await rt.queue("parked").resume()
+        await rt.queue("parked").pause()
+        await rt.snapshot()  # a second generation
+        await q.add("t", {"i": 99}, lifo=True)
+        await q.pause()
+        live = rt._core.snapshot()
+        live_index = rt._core.index_view()
+        assert changelog.journal.snapshot_seq > covered
+    core, reopened = replay_folder(tmp_path)
+    assert core.snapshot() == live
+    assert core.index_view() == live_index
+    assert reopened.replayed_records == 2  # the tail after the newest snapshot
+    names = sorted(os.listdir(tmp_path))
+    assert sum(name.startswith("snapshot-") for name in names) == 2
+
+
+async def test_a_second_runtime_on_an_open_folder_gets_a_clear_error(tmp_path: Path) -> None:
+    async with Runtime(path=tmp_path) as rt:
+        await rt.queue("q").add("x")
+        second = Runtime(path=tmp_path)
+        with pytest.raises(JournalLockedError) as info:
+            await second.__aenter__()
+        assert str(tmp_path) in str(info.value)
+        assert "locked" in str(info.value)
+        assert isinstance(info.value, ActorqError)
+        assert isinstance(info.value, persistence.JournalLockedError)
+        assert (await rt.counts())["q"]["waiting"] == 1
+    # released on close
+    async with Runtime(path=tmp_path) as rt:
+        assert (await rt.counts())["q"]["waiting"] == 1
+
+
+def _flip_middle_byte(folder: Path) -> tuple[Path, bytes, int]:
+    (segment,) = [p for p in folder.iterdir() if p.name.startswith("journal-")]
+    data = bytearray(segment.read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0x40
+    segment.write_bytes(bytes(data))
+    return segment, bytes(data), middle
+
+
+async def test_a_flipped_byte_mid_journal_is_an_error_naming_file_offset_and_seq(
+    tmp_path: Path,
+) -> None:
+    async with Runtime(path=tmp_path) as rt:
+        q = rt.queue("q")
+        for i in range(10):
+            await q.add("x", {"i": i})
+    frames = list(persistence.iter_frames(tmp_path))
+    segment, data, middle = _flip_middle_byte(tmp_path)
+    with pytest.raises(JournalCorruptError) as info:
+        async with Runtime(path=tmp_path):
+            pass
+    err = info.value
+    assert err.file == str(segment)
+    assert 0 < err.offset <= middle
+    assert 1 < err.expected_seq < len(frames)
+    message = str(err)
+    assert str(segment) in message
+    assert f"offset {err.offset}" in message
+    assert f"expected seq {err.expected_seq}" in message
+    assert isinstance(err, persistence.CorruptJournalError)
+    # the folder was left as it was (nothing cut) and is not locked
+    assert segment.read_bytes() == data
+    report = persistence.verify(tmp_path)
+    assert not report.ok
+
+
+async def test_an_fsync_failure_stops_the_runtime_and_acknowledges_nothing_more() -> None:
+    sim = persistence.SimFileSystem()
+    changelog = open_changelog("/data", fs=sim)
+    acked: list[int] = []
+    with pytest.raises(BaseException) as stopped:
+        async with Runtime(journal=changelog) as rt:
+            q = rt.queue("q")
+            for i in range(3):
+                acked.append((await q.add("x", {"i": i})).id)
+            sim.fail_next_fsync()
+            with pytest.raises(RuntimeClosedError) as info:
+                await q.add("x", {"i": 3})
+            assert "JournalFailedError" in str(info.value)
+            with pytest.raises(RuntimeClosedError):
+                await q.add("x", {"i": 4})
+    assert changelog.failed
+    # The runtime stopped loudly: the journal error comes out of the block.
+    assert "fsync" in repr(stopped.value) or "JournalFailedError" in repr(stopped.value)
+    # What was acknowledged survives a crash right now; nothing after it was acknowledged.
+    sim.crash()
+    reopened = open_changelog("/data", fs=sim)
+    core = CoreState()
+    for change in reopened.replay():
+        core.apply_change(change)
+    reopened.close()
+    assert sorted(core.jobs) == acked
+
+
+async def test_interval_and_never_policies_round_trip(tmp_path: Path) -> None:
+    for policy in ("interval", "never"):
+        folder = tmp_path / policy
+        async with Runtime(path=folder, fsync=policy) as rt:
+            q = rt.queue("q")
+
+            async def work(job: Job) -> int:
+                return int(job.data) * 2
+
+            rt.worker(q, work, concurrency=3)
+            jobs = await q.add_bulk([{"name": "x", "data": i} for i in range(50)])
+            for job in jobs:
+                await job.wait_until_finished()
+            live = rt._core.snapshot()
+        core, _ = replay_folder(folder)
+        assert core.snapshot() == live
+
+
+def test_open_changelog_validates_its_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync"):
+        open_changelog(tmp_path, fsync="sometimes")
+    with pytest.raises(ValueError, match="snapshot_bytes"):
+        open_changelog(tmp_path, snapshot_bytes=0)
+    with pytest.raises(ValueError, match="sync_interval"):
+        open_changelog(tmp_path, sync_interval=0)
+
+
+def test_wants_snapshot_after_snapshot_bytes(tmp_path: Path) -> None:
+    changelog = open_changelog(tmp_path, snapshot_bytes=1000)
+    try:
+        list(changelog.replay())
+        assert not changelog.wants_snapshot()
+        for i in range(20):
+            anyio.run(changelog.commit, [("queue", f"q{i}", {"paused": False})])
+        assert changelog.wants_snapshot()
+        anyio.run(changelog.snapshot, [("queue", "q", {"paused": False})])
+        assert not changelog.wants_snapshot()
+    finally:
+        changelog.close()
+
+
+# ---------------------------------------------------------------------- codec
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, progress=st.none() | _json_values)
+def test_payload_bytes_survive_the_codec_byte_for_byte(value: Any, progress: Any) -> None:
+    data = orjson.dumps(value)
+    prog = None if progress is None else orjson.dumps(progress)
+    rec = JobRecord(
+        id=1,
+        name="n",
+        queue="q",
+        data=data,
+        state=JobState.ACTIVE,
+        priority=0,
+        tags=("a",),
+        run_at=None,
+        attempts=2,
+        created_at=0.5,
+        progress=prog,
+        return_value=b"null",
+        backoff=Backoff.fixed(1.0, max_delay=math.inf),
+        remove_on_complete=Retention(count=3, age=60.0),
+    )
+    changes = [("add", rec.fields()), ("set", 1, {"progress": prog, "data": data, "logs": ()})]
+    decoded = decode_batch(encode_batch(changes))
+    assert decoded[1] == changes[1]
+    # an add leaves its defaults out; the record it rebuilds is the same
+    fields = JobRecord.from_fields(decoded[0][1]).fields()
+    assert fields == changes[0][1]
+    assert fields["data"] == data
+    assert fields["progress"] == prog
+    assert fields["return_value"] == b"null"
+    assert type(fields["state"]) is JobState
+    assert type(fields["tags"]) is tuple
+    assert fields["backoff"] == rec.backoff
+
+
+def test_unknown_fields_are_dropped_and_newer_versions_refused() -> None:
+    payload = orjson.dumps(
+        {
+            "v": 1,
+            "c": [
+                ["add", {"id": 1, "name": "n", "queue": "q", "data": None, "state": "waiting",
+                         "priority": 0, "tags": [], "run_at": None, "attempts": 1,
+                         "created_at": 0.0, "retired_field": 5}],
+                ["set", 1, {"retired_field": 6, "priority": 2}],
+            ],
+        }
+    )  # fmt: skip
+    (add, set_) = decode_batch(payload)
+    assert "retired_field" not in add[1]
+    assert add[1]["data"] == b"null"
+    assert set_ == ("set", 1, {"priority": 2})
+    with pytest.raises(PayloadError, match="newer actorq"):
+        decode_batch(b'{"v": 2, "c": []}')
+
+
+def test_a_parents_children_survive_the_codec() -> None:
+    children = {7: ("processed", b'{"a":1}'), 8: ("failed", "boom"), 9: ("pending", None)}
+    changes = [("set", 3, {"children": children, "state": JobState.WAITING_CHILDREN})]
+    assert decode_batch(encode_batch(changes)) == changes
+    assert type(decode_batch(encode_batch(changes))[0][2]["children"][7][1]) is bytes
