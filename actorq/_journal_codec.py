@@ -244,7 +244,7 @@ def decode_change(raw: list[Any]) -> Change:
         return ("set", raw[1], _decode_fields(raw[2]))
     if kind == "add":
         return ("add", _decode_fields(raw[1]))
-    if kind in ("del", "queue", "rng", "meta"):
+    if kind in ("del", "queue", "rng", "meta", "snapshot"):
         return tuple(raw)
     if kind == "child":
         boxed = raw[4]

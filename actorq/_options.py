@@ -48,7 +48,8 @@ _CHILD_POLICIES: Final = (
 
 
 def unknown_option(field: str, value: object, known: Iterable[str]) -> InvalidOptionError:
-    close = difflib.get_close_matches(field, list(known), n=1)
+    key = field.rsplit(".", 1)[-1]  # the hint matches the option, not its path
+    close = difflib.get_close_matches(key, list(known), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return InvalidOptionError(field, value, f"unknown option{hint}")
 

@@ -94,10 +94,7 @@ class Runtime:
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
             )
-        replayed = 0
-        for change in self._journal.replay():
-            self._core.apply_change(change)
-            replayed += 1
+        replayed = self._core.apply_changes(self._journal.replay())
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._tx = tx
         timer_tx = tx.clone()
@@ -234,7 +231,7 @@ class Runtime:
             inbox_tx=inbox_tx,
             mailbox=mailbox,
         )
-        slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort)
+        slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort, max_stalled_count)
         actor.slot = slot
         self._tg.start_soon(actor.run)
         self._notify(self._sched.op_register, slot)

@@ -45,7 +45,16 @@ MAX_BATCH = 4096
 class WorkerSlot:
     """What the scheduler knows of one processor worker: its queue and free credits."""
 
-    __slots__ = ("abort", "closing", "concurrency", "free", "inbox", "queue", "token")
+    __slots__ = (
+        "abort",
+        "closing",
+        "concurrency",
+        "free",
+        "inbox",
+        "max_stalled_count",
+        "queue",
+        "token",
+    )
 
     def __init__(
         self,
@@ -54,9 +63,11 @@ class WorkerSlot:
         concurrency: int,
         inbox: MemoryObjectSendStream[Any],
         abort: Callable[[int], None],
+        max_stalled_count: int = 1,
     ) -> None:
         self.token = token
         self.abort = abort
+        self.max_stalled_count = max_stalled_count
         self.queue = queue
         self.concurrency = concurrency
         self.free = concurrency
@@ -297,7 +308,7 @@ class Scheduler:
             for slot in slots:
                 if slot.free <= 0 or slot.closing:
                     continue
-                jobs = core.take(queue, slot.free, now, slot.token)
+                jobs = core.take(queue, slot.free, now, slot.token, None, slot.max_stalled_count)
                 if not jobs:
                     break
                 slot.free -= len(jobs)
@@ -437,7 +448,18 @@ class Scheduler:
         return jobs[0] if jobs else None
 
     def op_release_tokens(self, now: float, tokens: frozenset[str]) -> int:
-        """Give back to waiting every job a closing manual consumer still holds."""
+        """A manual worker closes: its pending `get_next_job` calls get None, and every job
+        still locked under one of its tokens goes back to waiting."""
+        for queue, waiting in list(self.fetchers.items()):
+            for req in [r for r in waiting if r.args[1] in tokens]:
+                waiting.remove(req)
+                if not req.abandoned:
+                    req.result = None
+                    if self.vclock is not None:
+                        self.vclock.hold()
+                    self._replies.append(req)
+            if not waiting:
+                del self.fetchers[queue]
         core = self.core
         held = [job_id for _expiry, job_id in core.locks if core.jobs[job_id].lock_token in tokens]
         for job_id in held:

@@ -8,10 +8,11 @@ core's one writer as jobs change state, so replay and snapshots rebuild them exa
   completion touches only its own dependents.
 * Barriers: a blocked job with `depends_on_tags = T` waits while another non-terminal job's
   tags are a superset of T. For every barrier set T some blocked job waits on, the index
-  counts the non-terminal jobs whose tags ⊇ T. A job entering or leaving a non-terminal state
-  updates only the barriers that share a tag with it and are subsets of its tags — never a
-  scan of all jobs. A barrier first registered counts its holders from the tag index (jobs
-  per tag), starting from its rarest tag.
+  counts the non-terminal jobs whose tags ⊇ T. Each barrier is filed under one of its tags
+  (its key tag), so a job entering or leaving a non-terminal state looks only at the barriers
+  filed under its own tags, finds each candidate once, and keeps those that are subsets of
+  its tags — never a scan of all jobs. A barrier first registered counts its holders from the
+  tag index (jobs per tag), starting from its rarest tag.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class BlockingIndex:
         self.barrier_count: dict[Barrier, int] = {}
         #: barrier -> blocked jobs waiting on it
         self.barrier_waiters: dict[Barrier, set[int]] = {}
-        #: tag -> registered barriers containing it
+        #: key tag -> registered barriers filed under it (each barrier under one tag)
         self.barriers_by_tag: dict[str, set[Barrier]] = {}
 
     # ------------------------------------------------------------------ live jobs and tags
@@ -77,15 +78,16 @@ class BlockingIndex:
         return touched
 
     def _barriers_of(self, tags: Iterable[str]) -> list[Barrier]:
+        """Registered barriers that are subsets of `tags` (each found once, via its key)."""
+        by_tag = self.barriers_by_tag
+        if not by_tag:
+            return []
         tagset = frozenset(tags)
-        seen: set[Barrier] = set()
         out: list[Barrier] = []
         for tag in tagset:
-            for barrier in self.barriers_by_tag.get(tag, ()):
-                if barrier not in seen:
-                    seen.add(barrier)
-                    if barrier <= tagset:
-                        out.append(barrier)
+            filed = by_tag.get(tag)
+            if filed:
+                out.extend(barrier for barrier in filed if barrier <= tagset)
         return out
 
     def holders(self, barrier: Barrier) -> int:
@@ -117,8 +119,7 @@ class BlockingIndex:
             if waiters is None:
                 waiters = self.barrier_waiters[barrier] = set()
                 self.barrier_count[barrier] = len(self._holders_by_scan(barrier))
-                for tag in barrier:
-                    self.barriers_by_tag.setdefault(tag, set()).add(barrier)
+                self.barriers_by_tag.setdefault(_key_tag(barrier), set()).add(barrier)
             waiters.add(rec.id)
 
     def unblock(self, rec: JobRecord) -> None:
@@ -138,11 +139,11 @@ class BlockingIndex:
                 if not waiters:
                     del self.barrier_waiters[barrier]
                     del self.barrier_count[barrier]
-                    for tag in barrier:
-                        registered = self.barriers_by_tag[tag]
-                        registered.discard(barrier)
-                        if not registered:
-                            del self.barriers_by_tag[tag]
+                    key = _key_tag(barrier)
+                    filed = self.barriers_by_tag[key]
+                    filed.discard(barrier)
+                    if not filed:
+                        del self.barriers_by_tag[key]
 
     def completed(self, job_id: int) -> list[int]:
         """A prerequisite completed: its dependents' unmet counts fall; returns them."""
@@ -153,15 +154,16 @@ class BlockingIndex:
             self.unmet[dep] -= 1
         return sorted(waiting)
 
-    def barrier_clear(self, rec: JobRecord) -> bool:
-        """Whether no *other* non-terminal job holds the blocked job's barrier."""
+    def barrier_clear(self, rec: JobRecord, *, counted: bool = True) -> bool:
+        """Whether no *other* non-terminal job holds the job's barrier. `counted` says
+        whether the job itself is already among the holders the index counts."""
         if not rec.depends_on_tags:
             return True
         barrier = frozenset(rec.depends_on_tags)
         count = self.barrier_count.get(barrier)
         if count is None:
             count = self.holders(barrier)
-        own = 1 if barrier <= frozenset(rec.tags) else 0
+        own = 1 if counted and barrier <= frozenset(rec.tags) else 0
         return count - own <= 0
 
     def ready(self, rec: JobRecord) -> bool:
@@ -177,3 +179,8 @@ class BlockingIndex:
                 ",".join(sorted(b)): sorted(w) for b, w in self.barrier_waiters.items()
             },
         }
+
+
+def _key_tag(barrier: Barrier) -> str:
+    """The one tag a barrier is filed under (any fixed choice works; the least is simple)."""
+    return min(barrier)

@@ -178,7 +178,10 @@ class JobRecord:
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> JobRecord:
-        return cls(**fields)
+        rec = cls(**fields)
+        if rec.children is not None:  # the record must not share the change's dict
+            rec.children = dict(rec.children)
+        return rec
 
 
 FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in attrs.fields(JobRecord))
