@@ -164,7 +164,7 @@ class Runtime:
 
     async def snapshot(self) -> None:
         """Compact the journal now: write the state as a snapshot, drop covered history."""
-        await self._call_op(self._sched.op_snapshot)
+        await self._call_deferred(self._sched.op_snapshot)
 
     async def close(self) -> None:
         """Stop as leaving the ``async with`` block would (for `start_in_background`)."""

@@ -75,6 +75,30 @@ class WorkerSlot:
         self.closing = False
 
 
+class Outbox:
+    """What one batch may show the world, held until the batch's changes are durable."""
+
+    __slots__ = ("aborts", "changes", "events", "finished", "releases", "replies", "sends")
+
+    def __init__(
+        self,
+        changes: list[Any],
+        sends: list[tuple[WorkerSlot, list[JobRecord]]],
+        aborts: list[tuple[WorkerSlot, int]],
+        replies: list[Request],
+        events: list[Event],
+        finished: list[JobRecord],
+        releases: int,
+    ) -> None:
+        self.changes = changes
+        self.sends = sends
+        self.aborts = aborts
+        self.replies = replies
+        self.events = events
+        self.finished = finished
+        self.releases = releases
+
+
 class Scheduler:
     def __init__(
         self,
@@ -108,7 +132,7 @@ class Scheduler:
         self._timer_changed = anyio.Event()
         self._timer_tx: MemoryObjectSendStream[Any] | None = None
         self.crashed: BaseException | None = None
-        self.snapshot_requested = False
+        self._snapshot_waiters: list[Request] = []
 
     # ------------------------------------------------------------------ loop
 
@@ -145,7 +169,13 @@ class Scheduler:
 
     def fail_pending(self, error: BaseException) -> None:
         """The scheduler is gone: every caller still waiting gets `error`, none hangs."""
-        pending: list[Request] = [*self._replies, *self.idle_waiters, *self.closing.values()]
+        pending: list[Request] = [
+            *self._replies,
+            *self.idle_waiters,
+            *self.closing.values(),
+            *self._snapshot_waiters,
+        ]
+
         for waiting in self.waiters.values():
             pending.extend(waiting)
         try:
@@ -204,34 +234,45 @@ class Scheduler:
                     self._aborts.append((slot, job_id))
             core.aborts.clear()
         changes, events, finished = core.take_effects()
+        outbox = Outbox(
+            changes, self._sends, self._aborts, self._replies, events, finished, self._releases
+        )
+        self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
         if changes:
             await self.changelog.commit(changes)
-        if self.snapshot_requested or (changes and self.changelog.wants_snapshot()):
-            self.snapshot_requested = False
-            await self.changelog.snapshot(core.as_changes())
-        self._flush_outbox(events, finished)
+        self._flush_outbox(outbox)
+        await self._after_flush(bool(changes))
 
-    def op_snapshot(self, now: float) -> Any:
-        """Take a snapshot between two batches (the reply comes once it is written)."""
+    async def _after_flush(self, wrote: bool) -> None:
+        """Snapshot when asked or due (between batches, so the state equals the durable
+        one), then answer whoever waits for the workers or the snapshot."""
+        if self._snapshot_waiters or (wrote and self.changelog.wants_snapshot()):
+            await self.changelog.snapshot(self.core.as_changes())
+            for req in self._snapshot_waiters:
+                if self.vclock is not None:
+                    self.vclock.hold()
+                _reply(req, self.vclock)
+            self._snapshot_waiters.clear()
+        self._reply_idle_waiters()
+
+    def op_snapshot(self, now: float, req: Request) -> Any:
+        """Take a snapshot once this batch is durable; reply when it is written."""
         del now
-        self.snapshot_requested = True
-        return None
+        self._snapshot_waiters.append(req)
+        return DEFER
 
-    def _flush_outbox(self, events: list[Event], finished: list[JobRecord]) -> None:
+    def _flush_outbox(self, outbox: Outbox) -> None:
         vclock = self.vclock
-        for slot, jobs in self._sends:
+        for slot, jobs in outbox.sends:
             if vclock is not None:
                 vclock.hold(len(jobs))
             slot.inbox.send_nowait(jobs)
-        self._sends.clear()
-        for slot, job_id in self._aborts:
+        for slot, job_id in outbox.aborts:
             slot.abort(job_id)
-        self._aborts.clear()
-        for req in self._replies:
+        for req in outbox.replies:
             _reply(req, vclock)
-        self._replies.clear()
-        if finished and self.waiters:
-            for rec in finished:
+        if outbox.finished and self.waiters:
+            for rec in outbox.finished:
                 waiting = self.waiters.pop(rec.id, None)
                 if waiting:
                     for req in waiting:
@@ -239,8 +280,15 @@ class Scheduler:
                         if vclock is not None:
                             vclock.hold()
                         _reply(req, vclock)
-        if events and self.subscribers:
-            self._publish(events)
+        if outbox.events and self.subscribers:
+            self._publish(outbox.events)
+        if outbox.releases and vclock is not None:
+            vclock.release(outbox.releases)
+        self._rearm_timer()
+
+    def _reply_idle_waiters(self) -> None:
+        """Workers closing or a shutdown waiting for idle workers: answer those now idle."""
+        vclock = self.vclock
         if self.closing:
             for token in [t for t in self.closing if self._slot_idle(t)]:
                 self.op_unregister(0.0, token)
@@ -253,11 +301,6 @@ class Scheduler:
                     vclock.hold()
                 _reply(req, vclock)
             self.idle_waiters.clear()
-        if self._releases:
-            if vclock is not None:
-                vclock.release(self._releases)
-            self._releases = 0
-        self._rearm_timer()
 
     def _publish(self, events: list[Event]) -> None:
         dead = []
@@ -271,8 +314,10 @@ class Scheduler:
             self.subscribers.remove(sub)
 
     def _rearm_timer(self) -> None:
+        """Wake the timer only when the next due time moves earlier. A due time that moved
+        later makes the timer fire early once; that batch finds nothing due and re-arms."""
         due = self.core.next_due()
-        if due != self._timer_due:
+        if due is not None and (self._timer_due is None or due < self._timer_due):
             self._timer_due = due
             self._timer_changed.set()
 
