@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import logging
 import math
@@ -94,7 +95,8 @@ class Runtime:
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
             )
-        replayed = self._core.apply_changes(self._journal.replay())
+        # Off the event loop: reading and applying a large journal takes seconds.
+        replayed = await anyio.to_thread.run_sync(_load, self._core, self._journal)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._tx = tx
         timer_tx = tx.clone()
@@ -348,6 +350,19 @@ class Runtime:
 
     def __repr__(self) -> str:
         return f"<Runtime {self._state}, {len(self._core.jobs)} jobs, {self.clock!r}>"
+
+
+def _load(core: CoreState, journal: ChangeLog) -> int:
+    """Replay the journal into `core`, with the cyclic garbage collector paused: loading
+    creates millions of objects that live on, and each collection would walk them all again
+    (1.75x faster on 200k jobs)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return core.apply_changes(journal.replay())
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class EventStream:

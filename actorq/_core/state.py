@@ -25,6 +25,7 @@ outside or from the state itself, so replaying the changes rebuilds the same sta
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
@@ -63,6 +64,7 @@ C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
 #: Fields whose change moves a job within an index even when its state stays the same.
 _INDEXED: Final = frozenset({"state", "run_at", "lock_expires_at", "priority", "order"})
 _MASK64: Final = (1 << 64) - 1
+_BY_ORDER: Final = operator.attrgetter("order")
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
 #: BullMQ's reason, kept word for word so code matching on it keeps working.
@@ -1342,12 +1344,17 @@ class CoreState:
             qs.waiting.clear()
             qs.completed.clear()
             qs.failed.clear()
-        waiting = [rec for rec in self.jobs.values() if rec.state is W]
-        waiting.sort(key=lambda r: (-r.priority, r.order))
-        for rec in waiting:
-            self.queues[rec.queue].waiting.push_back(rec)
+        by_priority: dict[int, list[JobRecord]] = {}
+        for rec in self.jobs.values():
+            if rec.state is W:
+                by_priority.setdefault(rec.priority, []).append(rec)
+        for priority in sorted(by_priority, reverse=True):
+            line = by_priority[priority]
+            line.sort(key=_BY_ORDER)
+            for rec in line:
+                self.queues[rec.queue].waiting.push_back(rec)
         finished = [rec for rec in self.jobs.values() if rec.state is C or rec.state is F]
-        finished.sort(key=lambda r: r.order)
+        finished.sort(key=_BY_ORDER)
         for rec in finished:
             qs = self.queues[rec.queue]
             (qs.completed if rec.state is C else qs.failed).append((rec.order, rec.id))
