@@ -49,7 +49,13 @@ import persistence
 from persistence import FileSystem, FsyncPolicy, Journal, Recovery, TornTail
 
 from ._exceptions import ActorqError
-from ._journal_codec import PayloadError, decode_batch, encode_batch
+from ._journal_codec import (
+    PayloadError,
+    decode_batch,
+    decode_snapshot,
+    encode_batch,
+    encode_snapshot,
+)
 
 __all__ = [
     "DEFAULT_SEGMENT_BYTES",
@@ -263,7 +269,12 @@ class JournalChangeLog:
         self._recovery = None
         if recovery.snapshot is not None:
             where = f"the snapshot covering seq {recovery.snapshot_seq}"
-            yield from self._decoded(recovery.snapshot, where)
+            try:
+                yield from decode_snapshot(recovery.snapshot)
+            except PayloadError as exc:
+                raise JournalFormatError(
+                    f"journal {self.folder}: cannot read {where}: {exc}"
+                ) from None
         for seq, payload in recovery.records:
             yield from self._decoded(payload, f"frame seq {seq}")
 
@@ -272,7 +283,7 @@ class JournalChangeLog:
         return self.journal.size_since_snapshot > limit
 
     def _write_snapshot(self, changes: list[Change], covers_seq: int) -> None:
-        payload = encode_batch(changes)
+        payload = encode_snapshot(changes)
         self.journal.write_snapshot(payload, covers_seq)
         self._snapshot_size = len(payload)
 

@@ -24,7 +24,13 @@ from persistence.recovery import RecoveryPlan, plan_recovery
 
 from ._core import CoreState, JobState
 from ._journal import JournalError, JournalLockedError, open_changelog
-from ._journal_codec import PayloadError, decode_batch, human_change, human_fields
+from ._journal_codec import (
+    PayloadError,
+    decode_batch,
+    decode_snapshot,
+    human_change,
+    human_fields,
+)
 
 __all__ = ["JOURNAL_COMMANDS", "add_journal_commands", "run_journal_command"]
 
@@ -118,8 +124,11 @@ def _replay(plan: RecoveryPlan) -> Iterator[tuple[int | None, Change]]:
     """(seq or None for the snapshot, change) in replay order."""
     if plan.snapshot is not None:
         where = f"the snapshot covering seq {plan.snapshot_seq}"
-        for change in _decoded(plan.snapshot, where):
-            yield None, change
+        try:
+            for change in decode_snapshot(plan.snapshot):
+                yield None, change
+        except PayloadError as exc:
+            raise PayloadError(f"cannot read {where}: {exc}") from None
     for seq, payload in plan.records:
         for change in _decoded(payload, f"frame seq {seq}"):
             yield seq, change
@@ -247,7 +256,8 @@ def _verify(folder: str, out: TextIO) -> int:
             plan = _plan(folder)
             if plan.snapshot is not None:
                 try:
-                    decode_batch(plan.snapshot)
+                    for _change in decode_snapshot(plan.snapshot):
+                        pass
                 except PayloadError as exc:
                     problems.append(f"snapshot covering seq {plan.snapshot_seq}: {exc}")
         except persistence.JournalError as exc:

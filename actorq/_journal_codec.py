@@ -30,7 +30,7 @@ field was added still replays.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import attrs
@@ -41,10 +41,13 @@ from ._core.states import JobState
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SNAPSHOT_MAGIC",
     "PayloadError",
     "decode_batch",
     "decode_change",
+    "decode_snapshot",
     "encode_batch",
+    "encode_snapshot",
     "human_change",
     "human_fields",
 ]
@@ -275,6 +278,43 @@ def decode_batch(payload: bytes) -> list[Change]:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise PayloadError(f"malformed change record ({type(exc).__name__}: {exc})") from None
+
+
+# ---------------------------------------------------------------------- snapshots
+
+#: A snapshot is a sequence of chunks, each ``<u32 length><batch payload>``, after this magic:
+#: one huge JSON document decodes superlinearly (orjson on 1M jobs: 14x the time of 200k), and
+#: chunks also keep the peak memory of a reopen to one chunk's worth of decoded records.
+SNAPSHOT_MAGIC: Final = b"AQS1"
+SNAPSHOT_CHUNK: Final = 10_000
+
+
+def encode_snapshot(changes: list[Change]) -> bytes:
+    parts = [SNAPSHOT_MAGIC]
+    for start in range(0, len(changes), SNAPSHOT_CHUNK):
+        chunk = encode_batch(changes[start : start + SNAPSHOT_CHUNK])
+        parts.append(len(chunk).to_bytes(4, "little"))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def decode_snapshot(payload: bytes) -> Iterator[Change]:
+    """The change records of a snapshot, chunk by chunk (a one-document snapshot, as
+    written before chunking, is read whole)."""
+    if not payload.startswith(SNAPSHOT_MAGIC):
+        yield from decode_batch(payload)
+        return
+    view = memoryview(payload)
+    at = len(SNAPSHOT_MAGIC)
+    while at < len(payload):
+        if at + 4 > len(payload):
+            raise PayloadError(f"snapshot chunk header cut at byte {at}")
+        size = int.from_bytes(view[at : at + 4], "little")
+        at += 4
+        if at + size > len(payload):
+            raise PayloadError(f"snapshot chunk at byte {at} runs past the end")
+        yield from decode_batch(bytes(view[at : at + size]))
+        at += size
 
 
 # ---------------------------------------------------------------------- for humans

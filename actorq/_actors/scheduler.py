@@ -133,6 +133,7 @@ class Scheduler:
         self._timer_tx: MemoryObjectSendStream[Any] | None = None
         self.crashed: BaseException | None = None
         self._snapshot_waiters: list[Request] = []
+        self._inflight: Outbox | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -175,6 +176,8 @@ class Scheduler:
             *self.closing.values(),
             *self._snapshot_waiters,
         ]
+        if self._inflight is not None:
+            pending.extend(self._inflight.replies)
 
         for waiting in self.waiters.values():
             pending.extend(waiting)
@@ -239,7 +242,9 @@ class Scheduler:
         )
         self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
         if changes:
+            self._inflight = outbox  # if the commit fails, its callers still get an answer
             await self.changelog.commit(changes)
+            self._inflight = None
         self._flush_outbox(outbox)
         await self._after_flush(bool(changes))
 

@@ -150,9 +150,22 @@ class BlockingIndex:
         waiting = self.dependents.pop(job_id, None)
         if not waiting:
             return []
+        unmet = self.unmet
         for dep in waiting:
-            self.unmet[dep] -= 1
+            left = unmet[dep] - 1
+            if left:
+                unmet[dep] = left
+            else:
+                del unmet[dep]  # as a rebuild would have it: no entry once all are met
         return sorted(waiting)
+
+    def uncompleted(self, job_id: int, blocked: Iterable[JobRecord]) -> None:
+        """A completed prerequisite runs again (retried by hand): the blocked jobs that list
+        it wait on it again, as a rebuild from the records would count them."""
+        for rec in blocked:
+            if job_id in rec.depends_on_job_ids:
+                self.unmet[rec.id] = self.unmet.get(rec.id, 0) + 1
+                self.dependents.setdefault(job_id, set()).add(rec.id)
 
     def barrier_clear(self, rec: JobRecord, *, counted: bool = True) -> bool:
         """Whether no *other* non-terminal job holds the job's barrier. `counted` says

@@ -939,9 +939,16 @@ class CoreState:
 
     def _child_ended(self, child: JobRecord, end: str, now: float) -> None:
         parent = self.jobs.get(child.parent_id) if child.parent_id is not None else None
-        if parent is None or parent.state in TERMINAL or not parent.children:
+        if parent is None or not parent.children or child.id not in parent.children:
             return
-        if child.id not in parent.children:
+        if parent.state in TERMINAL:
+            # Keep the bookkeeping true even so: the parent may be retried by hand later.
+            if end == JobState.COMPLETED.value:
+                self._set_child(parent, child.id, PROCESSED, child.return_value)
+            elif end == "retried":
+                self._set_child(parent, child.id, PENDING, None)
+            elif end == "removed":
+                self._set_child(parent, child.id, None, None)
             return
         if end == JobState.COMPLETED.value:
             self._set_child(parent, child.id, PROCESSED, child.return_value)
@@ -1075,6 +1082,8 @@ class CoreState:
             released = self.blocking.completed(rec.id)
             if self._live:
                 self._wake.extend(released)
+        elif old is C and alive:  # a completed job retried by hand: a scan, but a rare one
+            self.blocking.uncompleted(rec.id, (r for r in self.jobs.values() if r.state is B))
         if not self._live:
             return
         if new is F or new is X:

@@ -1,0 +1,283 @@
+"""The invariants a simulation checks after every step (see docs/testing.md).
+
+Theory of operation
+-------------------
+`check_core` reads a `CoreState` (never mutates it) and raises `InvariantViolation` for the
+first rule it finds broken, naming the rule, the job and the seed. Most rules are *static*:
+they hold in every state the scheduler commits (indexes agree with the records, one lock
+holder per job, attempts bounded...). A few are about *transitions* (a job left `blocked`
+while a barrier holder was still unfinished; a parent left `waiting-children` while a child
+was open): for those the caller passes the `Observation` returned by the previous check, and
+the rule compares the two.
+
+The rules that need more than one runtime's state (nothing acknowledged lost across a crash,
+no reply before the batch is durable, replay exact) live in `actorq._simulation`, which has
+the journal and the history; they raise the same exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._core import CoreState, JobRecord, JobState
+from ._core.records import OPEN_STATUSES
+
+if TYPE_CHECKING:
+    from ._runtime import Runtime
+
+__all__ = ["INVARIANTS", "InvariantViolation", "Observation", "check_core", "check_invariants"]
+
+W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
+WC, B = JobState.WAITING_CHILDREN, JobState.BLOCKED
+C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
+_TERMINAL = frozenset({C, F, X})
+_STARTED = frozenset({W, A, C})  # states a job reaches by leaving blocked/waiting-children
+
+#: Every invariant by name, with what it means (the names InvariantViolation carries).
+INVARIANTS: dict[str, str] = {
+    "no-acked-job-lost": "every job whose add returned is present after a crash and replay",
+    "reply-after-durable": "no reply or dispatch is seen for a batch not yet durable",
+    "replay-exact": "the state replayed after a crash equals the state committed before it",
+    "one-state-per-job": "each job is in exactly one state; its state fields agree with it",
+    "indexes-match-records": "indexes and counters equal their recomputation from the records",
+    "single-lock-holder": "no two holders of a valid lock on one job",
+    "delayed-never-early": "a job never starts before its run_at",
+    "dependencies-respected": "a job leaves blocked only once its prerequisites completed",
+    "barriers-respected": "a job leaves blocked only once no unfinished job holds its barrier",
+    "parent-after-children": "a parent never resumes before its last child finished",
+    "attempts-bounded": "attempts_made <= attempts; attempts_started <= max_started_attempts",
+    "idempotency-unique": "at most one job per idempotency key",
+}
+
+
+class InvariantViolation(AssertionError):
+    """A simulation invariant broke: names the invariant, the job, the seed and the detail."""
+
+    def __init__(
+        self,
+        invariant: str,
+        detail: str,
+        *,
+        job_id: int | None = None,
+        seed: int | None = None,
+        time: float | None = None,
+    ) -> None:
+        self.invariant = invariant
+        self.detail = detail
+        self.job_id = job_id
+        self.seed = seed
+        self.time = time
+        where = [f"job {job_id}"] if job_id is not None else []
+        if seed is not None:
+            where.append(f"seed {seed}")
+        if time is not None:
+            where.append(f"t={time:g}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"invariant {invariant!r} broken{suffix}: {detail}")
+
+
+@attrs.frozen(slots=True)
+class Observation:
+    """What a check saw, for the next check's transition rules."""
+
+    states: dict[int, JobState]
+    #: Barrier holders then: job id -> tags, for non-terminal jobs with tags.
+    tagged: dict[int, tuple[str, ...]]
+
+
+def check_invariants(rt: Runtime, *, seed: int | None = None) -> Observation:
+    """Check the static invariants on a running (or stopped) runtime's state.
+
+    Call it while the runtime is idle (between steps): mid-batch the state is in flux.
+    Raises `InvariantViolation`; returns an `Observation` for `check_core(previous=...)`.
+    """
+    return check_core(rt._core, now=rt.clock.now(), seed=seed)
+
+
+def check_core(
+    core: CoreState,
+    *,
+    now: float | None = None,
+    seed: int | None = None,
+    previous: Observation | None = None,
+    retried: Collection[int] = (),
+) -> Observation:
+    """Check `core`; `retried`: jobs retried by hand (exempt from the attempts bound)."""
+
+    def fail(invariant: str, detail: str, job_id: int | None = None) -> InvariantViolation:
+        return InvariantViolation(invariant, detail, job_id=job_id, seed=seed, time=now)
+
+    jobs = core.jobs
+    keys: dict[str, int] = {}
+    for job_id, rec in jobs.items():
+        _check_record(rec, job_id, core, now, retried, fail)
+        key = rec.idempotency_key
+        if key is not None:
+            other = keys.setdefault(key, job_id)
+            if other != job_id:
+                raise fail("idempotency-unique", f"key {key!r} held by jobs {other} and {job_id}")
+            if core.idempotency.get(key) != job_id:
+                raise fail(
+                    "idempotency-unique",
+                    f"key {key!r} maps to {core.idempotency.get(key)!r}, not to its job",
+                    job_id,
+                )
+        if rec.state is B:
+            _check_still_blocked(rec, core, fail)
+        if rec.children is not None and job_id not in retried:
+            _check_children(rec, core, previous, fail)
+    _check_indexes(core, fail)
+    if previous is not None:
+        _check_unblocked(core, previous, fail)
+    tagged = {i: r.tags for i, r in jobs.items() if r.tags and r.state not in _TERMINAL}
+    return Observation({i: r.state for i, r in jobs.items()}, tagged)
+
+
+def _normalized(view: dict[str, Any]) -> dict[str, Any]:
+    # BlockingIndex.completed leaves a zero unmet count behind while the job still waits on
+    # its barrier (a rebuild has no entry): equivalent, so compare without zero counts.
+    blocking = dict(view["blocking"])
+    blocking["unmet"] = {k: v for k, v in blocking["unmet"].items() if v}
+    return {**view, "blocking": blocking}
+
+
+def _check_indexes(core: CoreState, fail: Any) -> None:
+    view = _normalized(core.index_view())
+    fresh = _normalized(core.rebuild_indexes().index_view())
+    if view != fresh:
+        for name in view:
+            if view[name] != fresh.get(name):
+                detail = f"index {name!r} is {view[name]!r}; from the records: {fresh[name]!r}"
+                raise fail("indexes-match-records", detail)
+    totals: dict[JobState, int] = dict.fromkeys(JobState, 0)
+    for qs in core.queues.values():
+        for state, n in qs.counts.items():
+            totals[state] += n
+    for rec in core.jobs.values():
+        totals[rec.state] -= 1
+    wrong = {s.value: n for s, n in totals.items() if n}
+    if wrong:
+        raise fail("indexes-match-records", f"counters off by {wrong} from the job table")
+
+
+def _check_record(
+    rec: JobRecord,
+    job_id: int,
+    core: CoreState,
+    now: float | None,
+    retried: Collection[int],
+    fail: Any,
+) -> None:
+    state = rec.state
+    if rec.id != job_id or not isinstance(state, JobState):
+        raise fail(
+            "one-state-per-job", f"record {rec.id} state {state!r} filed as {job_id}", job_id
+        )
+    if rec.queue not in core.queues:
+        raise fail("one-state-per-job", f"queue {rec.queue!r} is unknown", job_id)
+    in_delayed = rec.run_at is not None and (rec.run_at, job_id) in core.delayed
+    if (state is D) != in_delayed:
+        detail = f"state {state.value} but in the delayed index: {in_delayed}"
+        raise fail("one-state-per-job", detail, job_id)
+    if state is A:
+        if rec.lock_token is None:
+            raise fail("single-lock-holder", "an active job without a lock holder", job_id)
+        if rec.lock_expires_at is not None:
+            if (rec.lock_expires_at, job_id) not in core.locks:
+                raise fail(
+                    "single-lock-holder", "a manual lock missing from the lock index", job_id
+                )
+            if now is not None and rec.lock_expires_at < now:
+                detail = f"lock of {rec.lock_token} expired at {rec.lock_expires_at:g}, still held"
+                raise fail("single-lock-holder", detail, job_id)
+        if rec.processed_at is None:
+            raise fail("one-state-per-job", "active but never started", job_id)
+    elif rec.lock_token is not None or rec.lock_expires_at is not None:
+        detail = f"{state.value} but still locked by {rec.lock_token!r}"
+        raise fail("single-lock-holder", detail, job_id)
+    if (state in _TERMINAL) != (rec.finished_at is not None) and state is not X:
+        raise fail("one-state-per-job", f"{state.value} with finished_at={rec.finished_at}", job_id)
+    if (
+        state in (A, C)
+        and rec.run_at is not None
+        and rec.processed_at is not None
+        and rec.processed_at < rec.run_at
+    ):
+        detail = f"started at {rec.processed_at:g}, due at {rec.run_at:g}"
+        raise fail("delayed-never-early", detail, job_id)
+    if rec.attempts_made > rec.attempts and job_id not in retried:
+        detail = f"attempts_made={rec.attempts_made} > attempts={rec.attempts}"
+        raise fail("attempts-bounded", detail, job_id)
+    cap = rec.max_started_attempts
+    if cap is not None and rec.attempts_started > cap and job_id not in retried:
+        detail = f"attempts_started={rec.attempts_started} > max_started_attempts={cap}"
+        raise fail("attempts-bounded", detail, job_id)
+    if state in (A, C) and rec.depends_on_job_ids:
+        for dep in rec.depends_on_job_ids:
+            prereq = core.jobs.get(dep)
+            if prereq is not None and prereq.state is not C and not {job_id, dep} & set(retried):
+                detail = f"{state.value} while prerequisite {dep} is {prereq.state.value}"
+                raise fail("dependencies-respected", detail, job_id)
+
+
+def _holds(tags: tuple[str, ...], barrier: tuple[str, ...]) -> bool:
+    return bool(barrier) and set(barrier) <= set(tags)
+
+
+def _check_still_blocked(rec: JobRecord, core: CoreState, fail: Any) -> None:
+    """A blocked job has a reason to be: an unmet prerequisite or a barrier holder."""
+    for dep in rec.depends_on_job_ids:
+        prereq = core.jobs.get(dep)
+        if prereq is not None and prereq.state is not C:
+            return
+    barrier = rec.depends_on_tags
+    if barrier:
+        for other in core.jobs.values():
+            if other.id != rec.id and other.state not in _TERMINAL and _holds(other.tags, barrier):
+                return
+    detail = "still blocked though every prerequisite completed and no barrier holder is left"
+    raise fail("dependencies-respected", detail, rec.id)
+
+
+def _check_unblocked(core: CoreState, previous: Observation, fail: Any) -> None:
+    """Jobs that left blocked since the previous check: no barrier holder was unfinished
+    throughout (unfinished then, unfinished now)."""
+    for job_id, rec in core.jobs.items():
+        if previous.states.get(job_id) is not B or rec.state not in _STARTED:
+            continue
+        barrier = rec.depends_on_tags
+        if not barrier:
+            continue
+        for other_id, tags in previous.tagged.items():
+            other = core.jobs.get(other_id)
+            if (
+                other_id != job_id
+                and other is not None
+                and other.state not in _TERMINAL
+                and _holds(tags, barrier)
+            ):
+                detail = f"left blocked while job {other_id} {tags} still holds barrier {barrier}"
+                raise fail("barriers-respected", detail, job_id)
+
+
+def _check_children(
+    parent: JobRecord, core: CoreState, previous: Observation | None, fail: Any
+) -> None:
+    assert parent.children is not None
+    open_children = [
+        cid for cid, (status, _v) in parent.children.items() if status in OPEN_STATUSES
+    ]
+    for cid in open_children:
+        child = core.jobs.get(cid)
+        if parent.state not in _TERMINAL and child is not None and child.state in (C, X):
+            detail = f"child {cid} is {child.state.value} but still counted open by its parent"
+            raise fail("parent-after-children", detail, parent.id)
+    if not open_children:
+        return
+    resumed = previous is not None and previous.states.get(parent.id) is WC
+    if parent.state is C or (resumed and parent.state in _STARTED):
+        detail = f"{parent.state.value} while children {open_children} are unfinished"
+        raise fail("parent-after-children", detail, parent.id)

@@ -1,0 +1,632 @@
+"""`Simulation`: a real `Runtime` on a simulated file system and a virtual clock, with faults.
+
+Theory of operation
+-------------------
+Each *life* of the simulated process is one `Runtime` given ``journal=`` a `_SimJournal`
+over a `persistence.SimFileSystem` (which knows written from synced bytes) and a fresh
+`VirtualClock` started where the previous life's clock stopped. The runtime runs in a *host*
+task of the simulation's own task group, so `crash()` can cancel it from the outside exactly
+as a dying process stops: no graceful shutdown, no final fsync (the journal is abandoned),
+then `SimFileSystem.crash()` drops every unsynced byte. `restart()` opens a new life on the
+same file system: the journal is recovered and replayed, and jobs active at the crash count
+as stalled. A journal error (an injected fsync failure) kills the runtime loudly: the host
+records the death, and the next `restart()` crashes the file system first, as the process
+would have died.
+
+`_SimJournal` commits on the event loop (the file system is memory; no worker thread), so the
+runtime's interleavings depend on nothing but the event loop, and every committed batch is
+also applied to a *shadow* `CoreState`: the state a replay of the durable journal builds.
+That gives three invariants no runtime state alone can give:
+
+* replay-exact: when idle, the live state equals the shadow; after a crash the replayed state
+  equals the shadow of the life that crashed (under ``fsync="always"``);
+* no-acked-job-lost: every job whose `add` returned is in the replayed state unless a
+  committed change removed it;
+* reply-after-durable: whatever a caller or a processor receives is already in the shadow.
+
+Fault decisions for a job (`maybe_fail`, `maybe_delay`) are drawn from a generator seeded by
+(seed, kind, job id, attempt), so they do not depend on which task asked first.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+
+import persistence
+from persistence import FsyncPolicy, SimFileSystem
+
+from ._core import CoreState
+from ._core.events import Event
+from ._exceptions import ActorqError, RuntimeClosedError
+from ._invariants import InvariantViolation, Observation, check_core
+from ._job import Job
+from ._journal import JournalChangeLog, open_changelog
+from ._journal_codec import encode_batch
+from ._runtime import Runtime
+from .clock import VirtualClock
+
+__all__ = ["Faults", "HistoryEntry", "InjectedFault", "Simulation"]
+
+Change = tuple[Any, ...]
+Setup = Callable[[Runtime], Awaitable[None] | None]
+
+
+class InjectedFault(ActorqError):
+    """The failure `Simulation.maybe_fail` raises inside a job (retried like any error)."""
+
+
+@attrs.frozen(slots=True)
+class Faults:
+    """Probabilities of the faults a simulation injects through its hooks.
+
+    ``job_error``: `maybe_fail` raises `InjectedFault`. ``slow_job``: `maybe_delay` sleeps
+    up to ``max_delay`` virtual seconds.
+    """
+
+    job_error: float = 0.1
+    slow_job: float = 0.1
+    max_delay: float = 30.0
+
+
+@attrs.frozen(slots=True)
+class HistoryEntry:
+    """One operation of the history: virtual time, kind, job (if any) and a detail."""
+
+    time: float
+    kind: str
+    job: int | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        job = f" job={self.job}" if self.job is not None else ""
+        return f"t={self.time:<10g} {self.kind}{job} {self.detail}".rstrip()
+
+
+class _SimJournal:
+    """A `ChangeLog` over a `JournalChangeLog`: commits inline, feeds the shadow state."""
+
+    records = True
+
+    def __init__(self, inner: JournalChangeLog, sim: Simulation) -> None:
+        self.inner = inner
+        self._sim = sim
+        self.replayed: list[Change] = list(inner.replay())
+        self.abandoned = False
+
+    def _failed(self, exc: BaseException) -> BaseException:
+        return self.inner._fail(exc)
+
+    async def commit(self, changes: list[Change]) -> None:
+        inner = self.inner
+        inner._check()
+        payload = encode_batch(changes)
+        try:
+            inner.journal.append(payload)
+            if inner.policy is FsyncPolicy.ALWAYS:
+                inner.journal.sync()
+        except (persistence.JournalError, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._sim._committed(changes)
+
+    def replay(self) -> Iterator[Change]:
+        return iter(self.replayed)
+
+    def wants_snapshot(self) -> bool:
+        return self.inner.wants_snapshot()
+
+    async def snapshot(self, changes: list[Change]) -> None:
+        inner = self.inner
+        inner._check()
+        covers = inner.journal.last_seq
+        if covers == inner.journal.snapshot_seq:
+            return
+        try:
+            inner._write_snapshot(changes, covers)
+        except (persistence.JournalError, OSError) as exc:
+            raise self._failed(exc) from exc
+        self._sim._note("snapshot", detail=f"covers seq {covers}")
+
+    async def aclose(self) -> None:
+        if self.abandoned or self.inner.failed:
+            return  # a dead process closes nothing: no final fsync
+        self.inner.close()
+
+
+class Simulation:
+    """Run a real `Runtime` under a virtual clock on a simulated disk, with injected faults.
+
+    Use as ``async with Simulation(seed=1) as sim:``; `sim.runtime` is the current runtime
+    (a new one after each `restart`), `sim.clock` its clock. ``setup(rt)`` (sync or async)
+    runs on every start, to register workers again after a restart. With ``autojump=False``
+    time moves only through `advance` (what a swarm wants); with the default it also jumps
+    whenever the runtime is idle, so ``await job.wait_until_finished()`` returns at once.
+
+    Call `crash` and `restart` from the task that entered the block (not from a job).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        path: str = "sim",
+        fsync: str = "always",
+        autojump: bool = True,
+        start: float = 0.0,
+        faults: Faults | None = None,
+        setup: Setup | None = None,
+        snapshot_bytes: int = 1 << 20,
+        shutdown_timeout: float = 10.0,
+        check_every_step: bool = True,
+    ) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed={seed!r} must be an int")
+        if fsync not in ("always", "never"):
+            raise ValueError(
+                f"fsync={fsync!r}: a simulation runs 'always' or 'never' ('interval' syncs"
+                " from a thread, which no seed can replay)"
+            )
+        self.seed = seed
+        self.path = path
+        self.fsync = fsync
+        self.autojump = autojump
+        self.faults = faults if faults is not None else Faults()
+        self.setup = setup
+        self.snapshot_bytes = snapshot_bytes
+        self.shutdown_timeout = shutdown_timeout
+        self.check_every_step = check_every_step
+        #: Seeded source for the test's own choices (and the swarm's workload).
+        self.random = random.Random(seed)
+        self.fs = SimFileSystem()
+        self.clock = VirtualClock(start, autojump=autojump)
+        self.history: list[HistoryEntry] = []
+        self.crashes = 0
+        self.restarts = 0
+        self.deaths = 0
+        self._rt: Runtime | None = None
+        self._journal: _SimJournal | None = None
+        self._shadow = CoreState(seed=seed)
+        self._deleted: set[int] = set()
+        self._acked: set[int] = set()
+        self._retried: set[int] = set()
+        self._held: dict[int, tuple[str, float | None]] = {}
+        self._obs: Observation | None = None
+        self._tg: TaskGroup | None = None
+        self._alive = False
+        self._stop = anyio.Event()
+        self._host_done = anyio.Event()
+        self._host_scope: anyio.CancelScope | None = None
+        self._guards: set[anyio.CancelScope] = set()
+        self._fs_dirty = False  # the process died: crash the disk before the next life
+        #: A violation seen inside the runtime's tasks, raised at the next check.
+        self._pending: InvariantViolation | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        _seed_trio_scheduler(self.seed)
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await self._start_life()
+        except BaseException:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        try:
+            if self._alive:
+                if exc_type is None:
+                    if not self.autojump:
+                        tg.start_soon(self.clock.drive)  # let the shutdown deadline pass
+                    self._stop.set()
+                    await self._host_done.wait()
+                else:
+                    await self._kill()
+        finally:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        return None
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime of the current life."""
+        if self._rt is None:
+            raise RuntimeError("the simulation is not started; use `async with Simulation()`")
+        return self._rt
+
+    @property
+    def alive(self) -> bool:
+        """Whether the current runtime is running (False after a crash or a death)."""
+        return self._alive
+
+    async def _start_life(self) -> None:
+        if self._fs_dirty:
+            self.fs.crash()
+            self._fs_dirty = False
+        first = self._rt is None
+        self.clock = VirtualClock(self.clock.now(), autojump=self.autojump)
+        inner = open_changelog(
+            self.path, fs=self.fs, fsync=self.fsync, snapshot_bytes=self.snapshot_bytes
+        )
+        journal = _SimJournal(inner, self)
+        if inner.torn_tail is not None:
+            self._note("torn-tail-cut", detail=f"{inner.torn_tail.length} bytes")
+        replayed = CoreState(seed=self.seed)
+        replayed.apply_changes(journal.replayed)
+        if not first:
+            self._check_replay(replayed)
+        self._shadow = replayed
+        self._journal = journal
+        self._held.clear()
+        self._obs = None
+        rt = Runtime(
+            journal=journal,
+            clock=self.clock,
+            seed=self.seed,
+            shutdown_timeout=self.shutdown_timeout,
+        )
+        self._rt = rt
+        self._stop = anyio.Event()
+        self._host_done = anyio.Event()
+        assert self._tg is not None
+        await self._tg.start(self._host, rt)
+        if self.setup is not None:
+            result = self.setup(rt)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _host(self, rt: Runtime, *, task_status: TaskStatus[None]) -> None:
+        started = False
+        try:
+            with anyio.CancelScope() as scope:
+                self._host_scope = scope
+                async with rt:
+                    stream = rt.events()
+                    try:
+                        self._alive = started = True
+                        task_status.started()
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(self._pump, stream)
+                            await self._stop.wait()
+                            tg.cancel_scope.cancel()
+                    finally:
+                        stream.close()
+        except Exception as exc:
+            if not started:
+                raise
+            self.deaths += 1
+            self._fs_dirty = True
+            self._note("died", detail=_describe(exc))
+        finally:
+            self._alive = False
+            for guard in self._guards:
+                guard.cancel()
+            self._host_done.set()
+
+    async def _pump(self, stream: Any) -> None:
+        async for event in stream:
+            self._observe_event(event)
+
+    async def _kill(self) -> None:
+        if self._journal is not None:
+            self._journal.abandoned = True
+        if self._alive and self._host_scope is not None:
+            self._host_scope.cancel()
+            await self._host_done.wait()
+
+    async def crash(self) -> None:
+        """Kill the runtime abruptly and drop every byte not synced (a power loss)."""
+        await self._kill()
+        self.fs.crash()
+        self._fs_dirty = False
+        self.crashes += 1
+        self._note("crash")
+
+    async def restart(self) -> Runtime:
+        """Start a new runtime on the same disk: recover, replay, stall what was active.
+
+        Checks the crash invariants (nothing acknowledged lost, replay exact) on the way.
+        """
+        if self._alive:
+            raise RuntimeError("the runtime is running: crash() it before restart()")
+        self.restarts += 1
+        await self._start_life()
+        self._note("restart", detail=f"{len(self.runtime._core.jobs)} jobs")
+        if self.check_every_step:
+            await self.check()
+        return self.runtime
+
+    # ------------------------------------------------------------------ time
+
+    async def _guarded(self, fn: Callable[[], Awaitable[None]]) -> None:
+        if not self._alive:
+            return
+        with anyio.CancelScope() as scope:
+            self._guards.add(scope)
+            try:
+                await fn()
+            finally:
+                self._guards.discard(scope)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """Await ``fn(*args, **kwargs)`` (a runtime call), or raise `RuntimeClosedError` if
+        the runtime dies first: a caller whose batch failed to commit is never left hanging.
+        """
+        if not self._alive:
+            raise RuntimeClosedError("the simulated runtime is down: restart() it")
+        result: Any = None
+        with anyio.CancelScope() as scope:
+            self._guards.add(scope)
+            try:
+                result = await fn(*args, **kwargs)
+            finally:
+                self._guards.discard(scope)
+        if scope.cancelled_caught:
+            raise RuntimeClosedError("the simulated runtime died during the call")
+        return result
+
+    async def advance(self, seconds: float) -> None:
+        """Move virtual time forward, stopping at every deadline (returns early on a death)."""
+        clock = self.clock
+        target = clock.now() + seconds
+        await self._guarded(lambda: clock.advance_to(target))
+        if not self._alive and clock.now() < target:
+            self.clock = VirtualClock(target, autojump=self.autojump)
+
+    async def settle(self) -> None:
+        """Let the runtime run until it is idle at the current time."""
+        clock = self.clock
+        await self._guarded(clock.run_until_idle)
+
+    async def check(self) -> None:
+        """`settle`, then `assert_invariants`."""
+        await self.settle()
+        self.assert_invariants()
+
+    # ------------------------------------------------------------------ faults
+
+    def _draw(self, kind: str, job: Job) -> random.Random:
+        return random.Random(f"{self.seed}/{kind}/{job.id}/{job.attempts_started}")
+
+    async def maybe_fail(self, job: Job) -> None:
+        """Call from a processor: raise `InjectedFault` with probability ``faults.job_error``
+        (decided by the seed, the job and its attempt)."""
+        try:
+            self._observe_job(job, "dispatch")
+        except InvariantViolation as exc:
+            self._pending = self._pending or exc  # raised at the next check, not in the job
+        if self._draw("fail", job).random() < self.faults.job_error:
+            self._note("fault", job.id, f"job error, attempt {job.attempts_started}")
+            raise InjectedFault(f"injected failure (seed {self.seed})")
+
+    async def maybe_delay(self, job: Job) -> None:
+        """Call from a processor: sleep up to ``faults.max_delay`` virtual seconds with
+        probability ``faults.slow_job``."""
+        draw = self._draw("delay", job)
+        if draw.random() < self.faults.slow_job:
+            seconds = round(draw.random() * self.faults.max_delay, 3)
+            self._note("fault", job.id, f"slow job, {seconds:g}s")
+            await self.clock.sleep(seconds)
+
+    def fail_next_fsync(self) -> None:
+        """The next fsync fails: the runtime dies loudly; `restart()` brings it back."""
+        self.fs.fail_next_fsync()
+        self._note("fault", detail="next fsync fails")
+
+    def tear_next_write(self, keep: int) -> None:
+        """The next write keeps only `keep` bytes if a crash comes before its fsync."""
+        self.fs.tear_next_write(keep)
+        self._note("fault", detail=f"next write torn at {keep} bytes")
+
+    # ------------------------------------------------------------------ history
+
+    def _note(self, kind: str, job: int | None = None, detail: str = "") -> None:
+        self.history.append(HistoryEntry(self.clock.now(), kind, job, detail))
+
+    def record(self, kind: str, job: int | None = None, detail: str = "") -> None:
+        """Add your own operation to the history."""
+        self._note(kind, job, detail)
+
+    def trace(self, last: int = 20) -> str:
+        """The last operations of the history, one a line."""
+        return "\n".join(str(entry) for entry in self.history[-last:])
+
+    def acknowledged(self, job: Job, what: str = "add") -> Job:
+        """Record that `job`'s add returned: it must survive any crash from now on."""
+        self._acked.add(job.id)
+        self._note(what, job.id, f"{job.queue}/{job.name} {job.state.value}")
+        self._observe_job(job, what)
+        return job
+
+    async def add(self, queue: str, name: str, data: Any = None, **options: Any) -> Job:
+        """`runtime.queue(queue).add(...)`, recorded and checked as acknowledged."""
+        job: Job = await self.call(self.runtime.queue(queue).add, name, data, **options)
+        return self.acknowledged(job)
+
+    def retried_by_hand(self, job_id: int) -> None:
+        """Exempt a job retried by hand from the attempts bound."""
+        self._retried.add(job_id)
+        self._note("retry", job_id)
+
+    def lock_taken(self, job: Job) -> None:
+        """Record that a manual consumer holds `job` (from `get_next_job`)."""
+        now = self.clock.now()
+        token = job.lock_token
+        assert token is not None
+        held = self._held.get(job.id)
+        if held is not None and held[0] != token and (held[1] is None or held[1] > now):
+            raise self._violation(
+                "single-lock-holder",
+                f"locked by {token} while {held[0]} holds a lock valid until {held[1]}",
+                job.id,
+            )
+        self._held[job.id] = (token, job.lock_expires_at)
+        self._note("lock", job.id, f"{token} until {job.lock_expires_at}")
+
+    def lock_released(self, job_id: int, token: str, accepted: bool) -> None:
+        """Record a manual consumer's finish under `token`: accepted, or rejected."""
+        held = self._held.get(job_id)
+        if accepted and (held is None or held[0] != token):
+            current = held[0] if held is not None else None
+            raise self._violation(
+                "single-lock-holder",
+                f"finish under {token} accepted while the lock is {current}'s",
+                job_id,
+            )
+        if accepted:
+            del self._held[job_id]
+        self._note("finish" if accepted else "finish-rejected", job_id, token)
+
+    # ------------------------------------------------------------------ invariants
+
+    def _violation(self, invariant: str, detail: str, job_id: int | None) -> InvariantViolation:
+        detail = f"{detail}\nlast operations:\n{self.trace()}"
+        return InvariantViolation(
+            invariant, detail, job_id=job_id, seed=self.seed, time=self.clock.now()
+        )
+
+    def _committed(self, changes: list[Change]) -> None:
+        self._shadow.apply_changes(changes)
+        for change in changes:
+            if change[0] == "del":
+                self._deleted.add(change[1])
+
+    def _observe_job(self, job: Job, what: str) -> None:
+        rec = self._shadow.jobs.get(job.id)
+        if rec is None and job.id not in self._deleted:
+            raise self._violation(
+                "reply-after-durable", f"{what} seen before its batch was committed", job.id
+            )
+        if what == "dispatch" and rec is not None and rec.attempts_started < job.attempts_started:
+            raise self._violation(
+                "reply-after-durable",
+                f"attempt {job.attempts_started} dispatched; the journal has "
+                f"{rec.attempts_started}",
+                job.id,
+            )
+
+    def _observe_event(self, event: Event) -> None:
+        job_id = getattr(event, "job_id", None)
+        if job_id is not None and job_id not in self._shadow.jobs and job_id not in self._deleted:
+            self._pending = self._pending or self._violation(
+                "reply-after-durable", f"event {type(event).__name__} before its commit", job_id
+            )
+        detail = _event_detail(event)
+        self._note(type(event).__name__, job_id, detail)
+
+    def _check_replay(self, replayed: CoreState) -> None:
+        if self.fsync != "always":
+            return
+        for job_id in sorted(self._acked):
+            if job_id not in replayed.jobs and job_id not in self._deleted:
+                raise self._violation(
+                    "no-acked-job-lost", "acknowledged, not removed, missing after replay", job_id
+                )
+        before, after = self._shadow.snapshot(), replayed.snapshot()
+        if before != after:
+            raise self._violation(
+                "replay-exact", _diff(before, after), _first_diff_job(before, after)
+            )
+
+    def assert_invariants(self) -> None:
+        """Check every invariant on the current state (call when idle: after `settle`)."""
+        if self._pending is not None:
+            raise self._pending
+        if not self._alive:
+            return
+        core = self.runtime._core
+        try:
+            self._obs = check_core(
+                core,
+                now=self.clock.now(),
+                seed=self.seed,
+                previous=self._obs,
+                retried=self._retried,
+            )
+        except InvariantViolation as exc:
+            raise self._violation(exc.invariant, exc.detail, exc.job_id) from None
+        live, shadow = core.snapshot(), self._shadow.snapshot()
+        if live != shadow:
+            raise self._violation(
+                "replay-exact",
+                "live state differs from the journal's: " + _diff(shadow, live),
+                _first_diff_job(shadow, live),
+            )
+        for job_id in self._acked:
+            if job_id not in core.jobs and job_id not in self._deleted:
+                raise self._violation("no-acked-job-lost", "acknowledged job is gone", job_id)
+
+    def __repr__(self) -> str:
+        state = "alive" if self._alive else "down"
+        return (
+            f"<Simulation seed={self.seed} {state} t={self.clock.now():g} ops={len(self.history)}>"
+        )
+
+
+def _event_detail(event: Event) -> str:
+    fields = attrs.asdict(event, recurse=False) if attrs.has(type(event)) else {}
+    parts = [f"{k}={v}" for k, v in fields.items() if k not in ("job_id", "queue", "name")]
+    return " ".join(parts)
+
+
+def _describe(exc: BaseException) -> str:
+    leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+    return "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
+
+
+def _first_diff_job(a: dict[str, Any], b: dict[str, Any]) -> int | None:
+    for job_id in sorted(set(a["jobs"]) | set(b["jobs"])):
+        if a["jobs"].get(job_id) != b["jobs"].get(job_id):
+            return int(job_id)
+    return None
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    job_id = _first_diff_job(a, b)
+    if job_id is not None:
+        ra, rb = a["jobs"].get(job_id), b["jobs"].get(job_id)
+        if ra is None or rb is None:
+            return f"job {job_id} present in only one: {ra is not None} / {rb is not None}"
+        fields = {k: (ra[k], rb.get(k)) for k in ra if ra[k] != rb.get(k)}
+        return f"job {job_id} differs: {fields}"
+    keys = [k for k in a if a[k] != b.get(k)]
+    return f"differs in {keys}"
+
+
+def _seed_trio_scheduler(seed: int) -> None:
+    """Trio shuffles each batch of runnable tasks with a module-level generator; seed it so
+    a simulation on trio replays the same interleaving too."""
+    if "trio" not in sys.modules:
+        return
+    try:
+        import sniffio  # noqa: PLC0415
+
+        if sniffio.current_async_library() != "trio":
+            return
+        from trio._core import _run  # noqa: PLC0415
+
+        _run._r.seed(seed)
+    except Exception:  # a trio without it: interleavings may vary, results still checked
+        return

@@ -1,0 +1,185 @@
+"""The swarm workload: a random mix of operations from a seed, under faults and crashes.
+
+Shared by tests/test_sim_swarm.py and tests/test_sim_determinism.py.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import attrs
+import pytest
+
+from actorq import (
+    ActorqError,
+    Backoff,
+    DependsOn,
+    FlowJob,
+    FlowProducer,
+    Job,
+    Runtime,
+    RuntimeClosedError,
+)
+from actorq.testing import Faults, Simulation
+
+QUEUES = ("work", "steps", "manual")
+TAGS = ("red", "blue", "green")
+
+
+def seeds(n: int) -> pytest.MarkDecorator:
+    """Parametrize ``actorq_seed`` over 0..n-1, or only ``ACTORQ_SEED`` when set (what the
+    ``actorq_seeds(n)`` marker does once the plugin is registered before collection)."""
+    only = os.environ.get("ACTORQ_SEED")
+    chosen = [int(only)] if only else list(range(n))
+    return pytest.mark.parametrize("actorq_seed", chosen, ids=[f"seed={s}" for s in chosen])
+
+
+@attrs.define
+class SwarmStats:
+    steps: int = 0
+    crashes: int = 0
+    deaths: int = 0
+    jobs: int = 0
+    faults: int = 0
+
+
+def make_simulation(seed: int) -> Simulation:
+    sim: Simulation
+
+    async def work(job: Job) -> Any:
+        await sim.maybe_delay(job)
+        await sim.maybe_fail(job)
+        return job.id
+
+    async def steps(job: Job) -> Any:
+        await sim.maybe_fail(job)
+        step = job.data["step"]
+        if step < job.data["n"]:
+            await job.move_to_delayed(sim.now() + 5 * (step + 1), next_step=step + 1)
+        return step
+
+    def setup(rt: Runtime) -> None:
+        rt.worker("work", work, concurrency=1 + seed % 3)
+        rt.worker("steps", steps)
+        sim.manual = rt.worker("manual", lock_duration=20)  # type: ignore[attr-defined]
+
+    sim = Simulation(
+        seed=seed,
+        autojump=False,
+        setup=setup,
+        faults=Faults(job_error=0.2, slow_job=0.2, max_delay=20.0),
+        snapshot_bytes=4096,
+    )
+    return sim
+
+
+def _options(rng: random.Random, known: list[int]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if rng.random() < 0.3:
+        opts["delay"] = rng.choice([1, 5, 30, 120])
+    if rng.random() < 0.4:
+        opts["attempts"] = rng.randint(2, 4)
+        opts["backoff"] = Backoff.exponential(rng.choice([1, 2, 5]), jitter=rng.random() / 2)
+    if rng.random() < 0.2:
+        opts["priority"] = rng.randint(0, 3)
+    if rng.random() < 0.4:
+        opts["tags"] = rng.sample(TAGS, rng.randint(1, 2))
+    if rng.random() < 0.15:
+        opts["idempotency_key"] = f"k{rng.randint(0, 4)}"
+    deps: dict[str, Any] = {}
+    if known and rng.random() < 0.25:
+        deps["job_ids"] = rng.sample(known, min(len(known), rng.randint(1, 2)))
+    if rng.random() < 0.15:
+        deps["tags"] = [rng.choice(TAGS)]
+    if deps:
+        opts["depends_on"] = DependsOn(**deps)
+    return opts
+
+
+async def _op(sim: Simulation, rng: random.Random, known: list[int], stats: SwarmStats) -> None:
+    rt = sim.runtime
+    roll = rng.random()
+    if roll < 0.30:
+        queue = rng.choice(("work", "work", "manual"))
+        job = await sim.add(queue, "job", {"i": len(known)}, **_options(rng, known))
+        known.append(job.id)
+    elif roll < 0.38:
+        n = rng.randint(1, 3)
+        job = await sim.add("steps", "step", {"step": 0, "n": n}, max_started_attempts=n + 3)
+        known.append(job.id)
+    elif roll < 0.45:
+        kids = [FlowJob(f"c{i}", "work", {"c": i}) for i in range(rng.randint(1, 3))]
+        node = await sim.call(FlowProducer(rt).add, FlowJob("parent", "work", {}, children=kids))
+        sim.acknowledged(node.job, "add-flow")
+        known.append(node.job.id)
+    elif roll < 0.58:
+        manual = sim.manual  # type: ignore[attr-defined]
+        token = f"tok{rng.randint(0, 2)}"
+        job = await sim.call(manual.get_next_job, token)
+        if job is not None:
+            sim.lock_taken(job)
+            choice = rng.random()
+            if choice < 0.6:
+                try:
+                    await sim.call(job.move_to_completed, {"by": token}, token, False)
+                    sim.lock_released(job.id, token, True)
+                except ActorqError as exc:
+                    if isinstance(exc, RuntimeClosedError):
+                        raise
+                    sim.lock_released(job.id, token, False)
+            elif choice < 0.8:
+                await sim.call(job.move_to_failed, "manual failure", token, False)
+                sim.lock_released(job.id, token, True)
+            # else: keep it; its lock expires when time passes (a stall)
+    elif roll < 0.65 and known:
+        job_id = rng.choice(known)
+        verb = rng.choice(("cancel", "retry", "remove"))
+        q = rt.queue("work")
+        await sim.call(getattr(q, verb), job_id)
+        sim.record(verb, job_id)
+        if verb == "retry":
+            sim.retried_by_hand(job_id)
+    elif roll < 0.68:
+        await sim.call(rt.snapshot)
+    elif roll < 0.74:
+        sim.fail_next_fsync()
+        if rng.random() < 0.5:
+            sim.tear_next_write(rng.randint(0, 40))
+        stats.faults += 1
+    elif roll < 0.80:
+        await sim.crash()
+        stats.crashes += 1
+        await sim.restart()
+    else:
+        await sim.advance(rng.choice([0.5, 3, 10, 25, 60, 200]))
+
+
+async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, SwarmStats]:
+    """Run one seed's workload; raises InvariantViolation on a broken invariant."""
+    rng = random.Random(seed * 7919 + 1)
+    n_steps = steps if steps is not None else rng.randint(20, 50)
+    sim = make_simulation(seed)
+    stats = SwarmStats()
+    known: list[int] = []
+    async with sim:
+        for _ in range(n_steps):
+            stats.steps += 1
+            if not sim.alive:
+                await sim.restart()
+            try:
+                await _op(sim, rng, known, stats)
+            except RuntimeClosedError:
+                pass  # the runtime died under an injected fault; restarted next step
+            except ActorqError as exc:
+                sim.record("rejected", detail=type(exc).__name__)
+            await sim.check()
+        # Liveness phase: no new faults; let every timer run out.
+        if not sim.alive:
+            await sim.restart()
+        await sim.advance(10_000)
+        await sim.check()
+        stats.jobs = len(sim.runtime._core.jobs)
+    stats.deaths = sim.deaths
+    return sim, stats
