@@ -7,8 +7,6 @@ from sim_swarm import run_swarm
 
 from actorq.testing import Simulation
 
-pytest_plugins = ["actorq.pytest_plugin"]
-
 
 def _files(sim: Simulation) -> dict[str, bytes]:
     fs = sim.fs

@@ -11,8 +11,6 @@ from actorq import JobState
 from actorq._core import CoreState
 from actorq.testing import InvariantViolation, Observation, Simulation, check_core
 
-pytest_plugins = ["actorq.pytest_plugin"]
-
 SEED = 4242
 
 

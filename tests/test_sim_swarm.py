@@ -10,8 +10,6 @@ import time
 import pytest
 from sim_swarm import run_swarm, seeds
 
-pytest_plugins = ["actorq.pytest_plugin"]
-
 
 @seeds(200)
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
