@@ -114,6 +114,9 @@ class _SimJournal:
             if inner.policy is FsyncPolicy.ALWAYS:
                 inner.journal.sync()
         except (persistence.JournalError, OSError) as exc:
+            # A failed write or fsync leaves the batch in doubt: its bytes may or may not be
+            # on disk. Its callers got an error; a replay may show it applied, or not.
+            self._sim._in_doubt = list(changes)
             raise self._failed(exc) from exc
         self._sim._committed(changes)
 
@@ -195,6 +198,7 @@ class Simulation:
         self._journal: _SimJournal | None = None
         self._shadow = CoreState(seed=seed)
         self._deleted: set[int] = set()
+        self._in_doubt: list[Change] = []
         self._acked: set[int] = set()
         self._retried: set[int] = set()
         self._held: dict[int, tuple[str, float | None]] = {}
@@ -274,6 +278,11 @@ class Simulation:
         replayed.apply_changes(journal.replayed)
         if not first:
             self._check_replay(replayed)
+        # Deletions of an in-doubt batch that did reach the disk are real from now on.
+        self._deleted.update(
+            c[1] for c in self._in_doubt if c[0] == "del" and c[1] not in replayed.jobs
+        )
+        self._in_doubt = []
         self._shadow = replayed
         self._journal = journal
         self._held.clear()
@@ -539,12 +548,18 @@ class Simulation:
     def _check_replay(self, replayed: CoreState) -> None:
         if self.fsync != "always":
             return
+        doubtful = {change[1] for change in self._in_doubt if change[0] == "del"}
         for job_id in sorted(self._acked):
-            if job_id not in replayed.jobs and job_id not in self._deleted:
+            if job_id not in replayed.jobs and job_id not in self._deleted | doubtful:
                 raise self._violation(
                     "no-acked-job-lost", "acknowledged, not removed, missing after replay", job_id
                 )
         before, after = self._shadow.snapshot(), replayed.snapshot()
+        if before != after and self._in_doubt:
+            # The batch whose commit failed may have reached the disk whole.
+            applied = self._shadow.rebuild_indexes()
+            applied.apply_changes(self._in_doubt)
+            before = applied.snapshot()
         if before != after:
             raise self._violation(
                 "replay-exact", _diff(before, after), _first_diff_job(before, after)
