@@ -5,6 +5,7 @@ lifecycle events — for one async program, with no server, and exact under a vi
 """
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
+from ._background import BackgroundRuntime, start_in_background
 from ._core import Backoff, JobState, Retention
 from ._core.events import (
     Event,
@@ -60,6 +61,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActorqError",
+    "BackgroundRuntime",
     "Backoff",
     "BatchRef",
     "ChangeLog",
@@ -115,4 +117,5 @@ __all__ = [
     "WaitingChildrenError",
     "Worker",
     "batch_ref",
+    "start_in_background",
 ]

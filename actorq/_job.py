@@ -374,5 +374,10 @@ class Job:
     async def remove(self) -> None:
         await self._rt.queue(self.queue).remove(self.id)
 
+    def _repr_html_(self) -> str:
+        from ._display import job_html  # noqa: PLC0415 - display code loads on first use
+
+        return job_html(self)
+
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.name!r} on {self.queue!r}: {self.state.value}>"

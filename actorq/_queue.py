@@ -162,5 +162,10 @@ class Queue:
         rt = self._rt
         await rt._call(rt._core.remove, job_id)
 
+    def _repr_html_(self) -> str:
+        from ._display import queue_snapshot_html  # noqa: PLC0415 - loads on first use
+
+        return queue_snapshot_html(self)
+
     def __repr__(self) -> str:
         return f"<Queue {self.name!r}>"

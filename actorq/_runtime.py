@@ -8,7 +8,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -347,6 +347,18 @@ class Runtime:
         if req.error is not None:
             raise req.error
         return req.result
+
+    async def wait(self, jobs: Iterable[Job], progress: bool = False) -> list[Any]:
+        """Wait for every job to finish; their return values in order. With `progress`, a
+        progress bar (tqdm.auto when installed, plain lines otherwise)."""
+        from ._display import wait_for  # noqa: PLC0415 - display code loads on first use
+
+        return await wait_for(jobs, progress)
+
+    def _repr_html_(self) -> str:
+        from ._display import runtime_html  # noqa: PLC0415 - display code loads on first use
+
+        return runtime_html(self)
 
     def __repr__(self) -> str:
         return f"<Runtime {self._state}, {len(self._core.jobs)} jobs, {self.clock!r}>"

@@ -1,0 +1,163 @@
+"""`start_in_background`: a runtime on its own thread, driven from sync code and from
+another event loop (asyncio and trio); plus the HTML views and `wait_for`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from actorq import Job, JobFailedError, Runtime, RuntimeClosedError, VirtualClock
+from actorq._background import start_in_background
+from actorq._display import job_html, queue_html, queue_snapshot_html, runtime_html, wait_for
+
+
+async def double(job: Job) -> int:
+    await anyio.lowlevel.checkpoint()
+    return int(job.data["n"]) * 2
+
+
+def portal_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t is not threading.current_thread())
+
+
+def test_sync_facade_runs_jobs_and_stops() -> None:
+    before = portal_threads()
+    bg = start_in_background()
+    try:
+        bg.worker("q", double, concurrency=4)
+        q = bg.queue("q")
+        job = q.add("double", {"n": 21})
+        assert job.wait_until_finished() == 42
+        jobs = q.add_bulk([{"name": "double", "data": {"n": i}} for i in range(10)])
+        assert [j.wait_until_finished() for j in jobs] == [2 * i for i in range(10)]
+        assert q.counts()["completed"] == 11
+        assert bg.counts()["q"]["completed"] == 11
+        again = q.get_job(job.id)
+        assert again is not None
+        assert again.return_value == 42
+        assert "<table" in bg._repr_html_()
+    finally:
+        bg.stop()
+    bg.stop()  # idempotent
+    assert bg.stopped
+    assert portal_threads() == before
+    with pytest.raises(RuntimeClosedError):
+        bg.queue("q")
+
+
+def test_context_manager_and_virtual_time() -> None:
+    clock = VirtualClock()
+    with start_in_background(clock=clock) as bg:
+        bg.worker("later", double)
+        job = bg.queue("later").add("double", {"n": 1}, delay=24 * 3600)
+        assert job.wait_until_finished() == 2
+        assert job.finished_at == pytest.approx(24 * 3600)
+    assert bg.stopped
+
+
+def test_failure_raises_in_the_caller() -> None:
+    async def boom(job: Job) -> None:
+        raise ValueError("no")
+
+    with start_in_background() as bg:
+        bg.worker("q", boom)
+        job = bg.queue("q").add("x")
+        with pytest.raises(JobFailedError, match="no"):
+            job.wait_until_finished()
+
+
+async def test_async_facade_from_another_loop() -> None:
+    bg = await anyio.to_thread.run_sync(start_in_background)
+    try:
+        # The runtime lives on another thread: this loop only awaits futures.
+        assert bg.runtime is not None
+        bg.worker("q", double, concurrency=2)
+        q = bg.aqueue("q")
+        job = await q.add("double", {"n": 5})
+        assert await job.wait_until_finished() == 10
+        jobs = await q.add_bulk([{"name": "double", "data": {"n": i}} for i in range(5)])
+        assert await wait_for(jobs) == [0, 2, 4, 6, 8]
+        assert (await q.counts())["completed"] == 6
+        assert (await bg.acounts())["q"]["completed"] == 6
+
+        async def on_runtime_loop(x: int) -> int:
+            await anyio.lowlevel.checkpoint()
+            return x + 1
+
+        assert await bg.call(on_runtime_loop, 1) == 2
+        assert await bg.call(lambda: 3) == 3
+    finally:
+        await bg.astop()
+    assert bg.stopped
+
+
+def test_journal_survives_a_restart(tmp_path: Path) -> None:
+    with start_in_background(path=tmp_path / "j") as bg:
+        job_id = bg.queue("q").add("kept", {"n": 1}).id
+    with start_in_background(path=tmp_path / "j") as bg:
+        q = bg.queue("q")
+        job = q.get_job(job_id)
+        assert job is not None
+        assert job.state.value == "waiting"
+        bg.worker(q, double)
+        assert job.wait_until_finished() == 2
+
+
+def test_a_script_that_forgets_to_stop_still_exits(tmp_path: Path) -> None:
+    script = (
+        "from actorq._background import start_in_background\n"
+        "bg = start_in_background()\n"
+        "bg.queue('q').add('x', {'n': 1})\n"
+        "print('added')\n"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "added"
+    assert time.perf_counter() - t0 < 30
+
+
+def test_html_views_escape() -> None:
+    with start_in_background() as bg:
+        job: Any = bg.queue("q").add("x<script>", {"html": "<b>&</b>"})
+        text = job_html(job.unwrapped)
+        assert "<script>" not in text
+        assert "&lt;script&gt;" in text
+        assert "&lt;b&gt;" in text
+        assert "waiting" in text
+        assert job._repr_html_() == text
+        assert "waiting" in runtime_html(bg.runtime)
+        snapshot = queue_snapshot_html(bg.runtime.queue("q"))
+        assert "&#x27;q&#x27;" in snapshot
+        assert ">1<" in snapshot  # one waiting job
+    assert "completed" in queue_html({"completed": 3}, "q<")
+    assert "q&lt;" in queue_html({"completed": 3}, "q<")
+
+
+async def test_wait_for_with_progress(capsys: pytest.CaptureFixture[str]) -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("q")
+        rt.worker(q, double, concurrency=3)
+        jobs = await q.add_bulk([{"name": "d", "data": {"n": i}} for i in range(20)])
+        assert await wait_for(jobs, progress=True) == [2 * i for i in range(20)]
+
+        async def boom(job: Job) -> None:
+            raise ValueError("bad")
+
+        rt.worker("bad", boom)
+        bad = await rt.queue("bad").add("x")
+        out = await wait_for([bad, jobs[0]], return_exceptions=True)
+        assert isinstance(out[0], JobFailedError)
+        assert out[1] == 0
+        with pytest.raises(JobFailedError):
+            await wait_for([bad])
+    assert "20/20" in capsys.readouterr().err
