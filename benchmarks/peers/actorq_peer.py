@@ -1,0 +1,113 @@
+"""actorq itself, in memory or with ``Runtime(path=tmpdir, fsync="always")``."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import anyio
+
+from actorq import FlowJob, FlowProducer, Job, Runtime
+
+from .common import (
+    Counter,
+    Env,
+    Params,
+    Sample,
+    delays,
+    now,
+    w1_sample,
+    w2_sample,
+    w3_sample,
+    w4_sample,
+)
+
+
+def _runtime(env: Env, durable: bool) -> Runtime:
+    if not durable:
+        return Runtime()
+    return Runtime(path=tempfile.mkdtemp(prefix="actorq-", dir=env.tmpdir), fsync="always")
+
+
+async def w1(p: Params, env: Env, durable: bool) -> Sample:
+    done = anyio.Event()
+    counter = Counter(p.w1_jobs, done)
+
+    async def process(job: Job) -> None:
+        counter.hit()
+
+    async with _runtime(env, durable) as rt:
+        q = rt.queue("w1")
+        t0 = now()
+        await q.add_bulk([{"name": "noop", "data": None} for _ in range(p.w1_jobs)])
+        t1 = now()
+        rt.worker(q, process, concurrency=p.concurrency)
+        await done.wait()
+        t2 = now()
+    return w1_sample(p.w1_jobs, t1 - t0, t2 - t1)
+
+
+async def w2(p: Params, env: Env, durable: bool) -> Sample:
+    started = [0.0]
+
+    async def process(job: Job) -> None:
+        started[0] = now()
+
+    to_start: list[float] = []
+    to_done: list[float] = []
+    async with _runtime(env, durable) as rt:
+        q = rt.queue("w2")
+        rt.worker(q, process, concurrency=1)
+        for i in range(p.w2_warmup + p.w2_samples):
+            t0 = now()
+            job = await q.add("ping", None)
+            await job.wait_until_finished()
+            t1 = now()
+            if i >= p.w2_warmup:
+                to_start.append(started[0] - t0)
+                to_done.append(t1 - t0)
+    return w2_sample(to_start, to_done)
+
+
+async def w3(p: Params, env: Env, durable: bool) -> Sample:
+    ds = delays(p)
+    lateness: list[float] = []
+    done = anyio.Event()
+
+    async def process(job: Job) -> None:
+        lateness.append(time.time() - (job.created_at + job.data["delay"]))
+        if len(lateness) == len(ds):
+            done.set()
+
+    async with _runtime(env, durable) as rt:
+        q = rt.queue("w3")
+        rt.worker(q, process, concurrency=p.concurrency)
+        t0 = now()
+        for d in ds:
+            await q.add("later", {"delay": d}, delay=d)
+        enqueue_s = now() - t0
+        await done.wait()
+    return w3_sample(lateness, len(ds), enqueue_s)
+
+
+async def w4(p: Params, env: Env, durable: bool) -> Sample:
+    async def noop(job: Job) -> None:
+        return None
+
+    trees = [
+        FlowJob("parent", "w4-parents", {"n": i},
+                children=[FlowJob("child", "w4-children", None) for _ in range(p.w4_children)])
+        for i in range(p.w4_parents)
+    ]  # fmt: skip
+    async with _runtime(env, durable) as rt:
+        producer = FlowProducer(rt)
+        t0 = now()
+        parents = [(await producer.add(tree)).job for tree in trees]
+        t1 = now()
+        rt.worker("w4-children", noop, concurrency=p.concurrency)
+        rt.worker("w4-parents", noop, concurrency=p.concurrency)
+        async with anyio.create_task_group() as tg:
+            for job in parents:
+                tg.start_soon(job.wait_until_finished)
+        t2 = now()
+    return w4_sample(p.w4_parents, p.w4_children, t1 - t0, t2 - t1)
