@@ -303,19 +303,14 @@ class CoreState:
         any_barrier = any(spec.depends_on_tags for spec in specs)
         if not any_barrier and not blocking.barrier_waiters:
             return
-        by_tag: dict[str, list[int]] = {}
-        for i, spec in enumerate(specs):
-            for tag in spec.tags:
-                by_tag.setdefault(tag, []).append(i)
+        by_tag = _batch_tags(specs)
         jobs = self.jobs
         Node = tuple[bool, int]  # (is new, batch index or job id)
 
         def holders(barrier: frozenset[str], me: Node) -> list[Node]:
-            out: list[Node] = []
-            rarest = min(barrier, key=lambda tag: len(by_tag.get(tag, ())))
-            for j in by_tag.get(rarest, ()):
-                if (True, j) != me and barrier <= frozenset(specs[j].tags):
-                    out.append((True, j))
+            out: list[Node] = [
+                (True, j) for j in _batch_holders(specs, by_tag, barrier) if (True, j) != me
+            ]
             for job_id in blocking.holder_ids(barrier):
                 held = jobs.get(job_id)
                 if held is not None and held.state is B and (False, job_id) != me:
@@ -1075,9 +1070,8 @@ class CoreState:
             self.blocking.job_alive(rec)
         elif was_alive and not alive:
             fallen = self.blocking.job_gone(rec)
-            if self._live:
-                for barrier in fallen:
-                    self._wake.extend(self.blocking.barrier_waiters.get(barrier, ()))
+            if self._live and fallen:
+                self._wake_barrier_waiters(fallen)
         if new is C:
             released = self.blocking.completed(rec.id)
             if self._live:
@@ -1110,18 +1104,15 @@ class CoreState:
 
     def _remove(self, rec: JobRecord) -> None:
         previous = rec.state
-        self._unindex(rec)
-        del self.jobs[rec.id]
+        fallen = self._remove_quietly(rec)
         if previous not in TERMINAL:
-            fallen = self.blocking.job_gone(rec)
-            if self._live:
-                for barrier in fallen:
-                    self._wake.extend(self.blocking.barrier_waiters.get(barrier, ()))
-                self._cascade.append((rec, "was removed"))
-                if rec.parent_id is not None:
-                    self._ended_children.append((rec, "removed"))
-        if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
-            del self.idempotency[rec.idempotency_key]
+            # Live only (replay has these as their own change records): what the removal of
+            # an unfinished job sets in motion.
+            if fallen:
+                self._wake_barrier_waiters(fallen)
+            self._cascade.append((rec, "was removed"))
+            if rec.parent_id is not None:
+                self._ended_children.append((rec, "removed"))
         if self.changes is not None:
             self.changes.append(("del", rec.id))
         if self.events is not None:
@@ -1323,14 +1314,21 @@ class CoreState:
             fresh.apply_change(change)
         return fresh
 
-    def _remove_quietly(self, rec: JobRecord) -> None:
+    def _wake_barrier_waiters(self, fallen: list[frozenset[str]]) -> None:
+        """Barriers whose holder count fell: their waiters may be free now."""
+        waiters = self.blocking.barrier_waiters
+        for barrier in fallen:
+            self._wake.extend(waiters.get(barrier, ()))
+
+    def _remove_quietly(self, rec: JobRecord) -> list[frozenset[str]]:
+        """Drop a record and its index entries (replay's `del`); returns the barriers whose
+        holder count fell."""
         previous = rec.state
         self._unindex(rec)
         del self.jobs[rec.id]
         if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
             del self.idempotency[rec.idempotency_key]
-        if previous not in TERMINAL:
-            self.blocking.job_gone(rec)
+        return self.blocking.job_gone(rec) if previous not in TERMINAL else []
 
     def _rebuild_blocking(self) -> None:
         """Recompute the blocking index once every record of a snapshot is in."""
@@ -1396,6 +1394,23 @@ def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:
     if mode == "exact":
         return lambda job_tags: tags == frozenset(job_tags)
     raise InvalidOptionError("tag_mode", mode, "must be one of all, any, none, exact")
+
+
+def _batch_tags(specs: Sequence[JobSpec]) -> dict[str, list[int]]:
+    """The indexes of a batch's specs, per tag."""
+    by_tag: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        for tag in spec.tags:
+            by_tag.setdefault(tag, []).append(i)
+    return by_tag
+
+
+def _batch_holders(
+    specs: Sequence[JobSpec], by_tag: dict[str, list[int]], barrier: frozenset[str]
+) -> list[int]:
+    """Indexes of the batch's specs whose tags hold `barrier`, found from its rarest tag."""
+    rarest = min(barrier, key=lambda tag: len(by_tag.get(tag, ())))
+    return [j for j in by_tag.get(rarest, ()) if barrier <= frozenset(specs[j].tags)]
 
 
 def _creation_order(specs: Sequence[JobSpec], created: list[bool]) -> list[int]:
