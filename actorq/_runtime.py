@@ -399,6 +399,15 @@ class EventStream:
     def receive_nowait(self) -> Event:
         return self._rx.receive_nowait()
 
+    def drain_nowait(self) -> list[Event]:
+        """Every event already delivered, without waiting (empty when none is)."""
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self._rx.receive_nowait())
+            except anyio.WouldBlock:
+                return out
+
     async def __aenter__(self) -> Self:
         return self
 

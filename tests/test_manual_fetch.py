@@ -27,12 +27,7 @@ from actorq import (
 
 
 def drain(events: EventStream) -> list[Event]:
-    out: list[Event] = []
-    while True:
-        try:
-            out.append(events.receive_nowait())
-        except anyio.WouldBlock:
-            return out
+    return events.drain_nowait()
 
 
 async def fetch(worker: Worker, token: str) -> Job:

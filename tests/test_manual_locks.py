@@ -25,12 +25,7 @@ from actorq._core.state import STALLED_LIMIT
 
 
 def drain(events: EventStream) -> list[Event]:
-    out: list[Event] = []
-    while True:
-        try:
-            out.append(events.receive_nowait())
-        except anyio.WouldBlock:
-            return out
+    return events.drain_nowait()
 
 
 def fields(rt: Runtime, job_id: int) -> dict[str, Any]:
