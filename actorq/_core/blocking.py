@@ -30,6 +30,7 @@ class BlockingIndex:
         "barrier_waiters",
         "barriers_by_tag",
         "dependents",
+        "held",
         "tagged",
         "unmet",
     )
@@ -47,6 +48,9 @@ class BlockingIndex:
         self.barrier_waiters: dict[Barrier, set[int]] = {}
         #: key tag -> registered barriers filed under it (each barrier under one tag)
         self.barriers_by_tag: dict[str, set[Barrier]] = {}
+        #: non-terminal job -> registered barriers it holds (found once, when it came alive
+        #: or when the barrier was registered), so its end needs no search
+        self.held: dict[int, set[Barrier]] = {}
 
     # ------------------------------------------------------------------ live jobs and tags
 
@@ -57,8 +61,10 @@ class BlockingIndex:
         for tag in rec.tags:
             self.tagged.setdefault(tag, set()).add(rec.id)
         touched = self._barriers_of(rec.tags)
-        for barrier in touched:
-            self.barrier_count[barrier] += 1
+        if touched:
+            self.held[rec.id] = set(touched)
+            for barrier in touched:
+                self.barrier_count[barrier] += 1
         return touched
 
     def job_gone(self, rec: JobRecord) -> list[Barrier]:
@@ -72,9 +78,14 @@ class BlockingIndex:
                 holders.discard(rec.id)
                 if not holders:
                     del self.tagged[tag]
-        touched = self._barriers_of(rec.tags)
+        held = self.held.pop(rec.id, None)
+        if not held:
+            return []
+        count = self.barrier_count
+        # A barrier unregistered since (no waiter left) is no longer counted.
+        touched = [barrier for barrier in held if barrier in count]
         for barrier in touched:
-            self.barrier_count[barrier] -= 1
+            count[barrier] -= 1
         return touched
 
     def _barriers_of(self, tags: Iterable[str]) -> list[Barrier]:
@@ -118,7 +129,10 @@ class BlockingIndex:
             waiters = self.barrier_waiters.get(barrier)
             if waiters is None:
                 waiters = self.barrier_waiters[barrier] = set()
-                self.barrier_count[barrier] = len(self._holders_by_scan(barrier))
+                holders = self._holders_by_scan(barrier)
+                self.barrier_count[barrier] = len(holders)
+                for holder in holders:
+                    self.held.setdefault(holder, set()).add(barrier)
                 self.barriers_by_tag.setdefault(_key_tag(barrier), set()).add(barrier)
             waiters.add(rec.id)
 
