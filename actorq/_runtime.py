@@ -23,6 +23,7 @@ from ._core import CoreState, JobRecord, JobState
 from ._core.events import Event
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
+from ._journal import open_changelog
 from ._options import check_processor, check_queue_name, count, positive
 from ._queue import Queue
 from ._worker import Worker
@@ -90,8 +91,6 @@ class Runtime:
         if self._state != _NEW:
             raise RuntimeClosedError("a Runtime can be started once")
         if self.path is not None:
-            from ._journal import open_changelog  # noqa: PLC0415 - only durable runtimes import it
-
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
             )

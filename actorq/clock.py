@@ -24,8 +24,6 @@ import contextvars
 import itertools
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
@@ -272,16 +270,3 @@ class _VirtualScope:
             self.woken = False
             clock.release()
         return bool(self._scope.__exit__(exc_type, exc, tb))
-
-
-@contextmanager
-def holding_token(clock: Clock) -> Iterator[None]:
-    """Mark the current task as holding a busy token of a VirtualClock (for processors)."""
-    if isinstance(clock, VirtualClock):
-        reset = _holds_token.set(True)
-        try:
-            yield
-        finally:
-            _holds_token.reset(reset)
-    else:
-        yield

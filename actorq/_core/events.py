@@ -91,11 +91,6 @@ class JobWaitingChildren(JobEvent):
 
 
 @attrs.frozen(slots=True)
-class JobBlocked(JobEvent):
-    """Reserved: a job's prerequisites or barrier hold it (reported at add as its state)."""
-
-
-@attrs.frozen(slots=True)
 class JobStalled(JobEvent):
     stalled_counter: int
 
