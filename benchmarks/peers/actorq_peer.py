@@ -17,7 +17,7 @@ from .common import (
     delays,
     now,
     w1_sample,
-    w2_sample,
+    w2_rounds,
     w3_sample,
     w4_sample,
 )
@@ -53,20 +53,15 @@ async def w2(p: Params, env: Env, durable: bool) -> Sample:
     async def process(job: Job) -> None:
         started[0] = now()
 
-    to_start: list[float] = []
-    to_done: list[float] = []
     async with _runtime(env, durable) as rt:
         q = rt.queue("w2")
         rt.worker(q, process, concurrency=1)
-        for i in range(p.w2_warmup + p.w2_samples):
-            t0 = now()
+
+        async def one_job() -> None:
             job = await q.add("ping", None)
             await job.wait_until_finished()
-            t1 = now()
-            if i >= p.w2_warmup:
-                to_start.append(started[0] - t0)
-                to_done.append(t1 - t0)
-    return w2_sample(to_start, to_done)
+
+        return await w2_rounds(p, started, one_job)
 
 
 async def w3(p: Params, env: Env, durable: bool) -> Sample:

@@ -19,7 +19,17 @@ from arq import Worker, create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import func
 
-from .common import Counter, Env, Params, Sample, delays, now, w1_sample, w2_sample, w3_sample
+from .common import (
+    Counter,
+    Env,
+    Params,
+    Sample,
+    delays,
+    now,
+    w1_sample,
+    w2_rounds,
+    w3_sample,
+)
 
 MISSING = {
     "W4": "not supported: arq has no flows / parent-child jobs",
@@ -82,20 +92,15 @@ async def w2(p: Params, env: Env, cfg: Any) -> Sample:
     async def after_job_end(ctx: Any) -> None:
         finished.set()
 
-    to_start: list[float] = []
-    to_done: list[float] = []
     async with _worker(pool, [func(ping, name="ping")], 1, after_job_end=after_job_end):
-        for i in range(p.w2_warmup + p.w2_samples):
-            finished.clear()
-            t0 = now()
+
+        async def one_job() -> None:
             await pool.enqueue_job("ping")
             await finished.wait()
-            t1 = now()
-            if i >= p.w2_warmup:
-                to_start.append(started[0] - t0)
-                to_done.append(t1 - t0)
+
+        sample = await w2_rounds(p, started, one_job, finished.clear)
     await pool.aclose()
-    return w2_sample(to_start, to_done)
+    return sample
 
 
 async def w3(p: Params, env: Env, cfg: Any) -> Sample:

@@ -24,7 +24,7 @@ from .common import (
     delays,
     now,
     w1_sample,
-    w2_sample,
+    w2_rounds,
     w3_sample,
     w4_sample,
 )
@@ -71,20 +71,15 @@ async def w2(p: Params, env: Env, cfg: Any) -> Sample:
 
     worker = Worker("w2", ping, _opts(env, concurrency=1))
     worker.on("completed", lambda job, result: finished.set())
-    to_start: list[float] = []
-    to_done: list[float] = []
-    for i in range(p.w2_warmup + p.w2_samples):
-        finished.clear()
-        t0 = now()
+
+    async def one_job() -> None:
         await queue.add("ping", {})
         await finished.wait()
-        t1 = now()
-        if i >= p.w2_warmup:
-            to_start.append(started[0] - t0)
-            to_done.append(t1 - t0)
+
+    sample = await w2_rounds(p, started, one_job, finished.clear)
     await worker.close()
     await queue.close()
-    return w2_sample(to_start, to_done)
+    return sample
 
 
 async def w3(p: Params, env: Env, cfg: Any) -> Sample:

@@ -6,6 +6,7 @@ import math
 import random
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,6 +70,29 @@ def w2_sample(to_start: list[float], to_done: list[float]) -> Sample:
         "start_raw_us": [x * 1e6 for x in to_start],
         "done_raw_us": [x * 1e6 for x in to_done],
     }
+
+
+async def w2_rounds(
+    p: Params,
+    started: list[float],
+    one_job: Callable[[], Awaitable[object]],
+    reset: Callable[[], object] | None = None,
+) -> Sample:
+    """W2's loop for every async peer: `one_job()` enqueues one job and returns once it has
+    finished; the processor writes its start time into ``started[0]``. `reset` (clearing a
+    "finished" event) runs before the clock is read, so it is not part of the sample."""
+    to_start: list[float] = []
+    to_done: list[float] = []
+    for i in range(p.w2_warmup + p.w2_samples):
+        if reset is not None:
+            reset()
+        t0 = now()
+        await one_job()
+        t1 = now()
+        if i >= p.w2_warmup:
+            to_start.append(started[0] - t0)
+            to_done.append(t1 - t0)
+    return w2_sample(to_start, to_done)
 
 
 def w3_sample(lateness: list[float], expected: int, enqueue_s: float) -> Sample:

@@ -20,7 +20,17 @@ from typing import Any
 import psycopg
 from procrastinate import App, PsycopgConnector
 
-from .common import Counter, Env, Params, Sample, delays, now, w1_sample, w2_sample, w3_sample
+from .common import (
+    Counter,
+    Env,
+    Params,
+    Sample,
+    delays,
+    now,
+    w1_sample,
+    w2_rounds,
+    w3_sample,
+)
 
 MISSING = {
     "W4": "not supported: procrastinate has no flows / parent-child jobs",
@@ -102,19 +112,13 @@ async def w2(p: Params, env: Env, cfg: Any) -> Sample:
         return out
 
     manager.finish_job = finish_and_signal  # type: ignore[method-assign]
-    to_start: list[float] = []
-    to_done: list[float] = []
     async with _open(env, app), _worker(app, 1):
-        for i in range(p.w2_warmup + p.w2_samples):
-            finished.clear()
-            t0 = now()
+
+        async def one_job() -> None:
             await ping.defer_async()
             await finished.wait()
-            t1 = now()
-            if i >= p.w2_warmup:
-                to_start.append(started[0] - t0)
-                to_done.append(t1 - t0)
-    return w2_sample(to_start, to_done)
+
+        return await w2_rounds(p, started, one_job, finished.clear)
 
 
 async def w3(p: Params, env: Env, cfg: Any) -> Sample:

@@ -17,7 +17,17 @@ from typing import Any
 
 from saq import Queue, Worker
 
-from .common import Counter, Env, Params, Sample, delays, now, w1_sample, w2_sample, w3_sample
+from .common import (
+    Counter,
+    Env,
+    Params,
+    Sample,
+    delays,
+    now,
+    w1_sample,
+    w2_rounds,
+    w3_sample,
+)
 
 MISSING = {
     "W4": "not supported: saq has no flows / parent-child jobs",
@@ -75,20 +85,15 @@ async def w2(p: Params, env: Env, cfg: Any) -> Sample:
     async def after_process(ctx: Any) -> None:
         finished.set()
 
-    to_start: list[float] = []
-    to_done: list[float] = []
     async with _worker(queue, [("ping", ping)], 1, after_process=after_process):
-        for i in range(p.w2_warmup + p.w2_samples):
-            finished.clear()
-            t0 = now()
+
+        async def one_job() -> None:
             await queue.enqueue("ping")
             await finished.wait()
-            t1 = now()
-            if i >= p.w2_warmup:
-                to_start.append(started[0] - t0)
-                to_done.append(t1 - t0)
+
+        sample = await w2_rounds(p, started, one_job, finished.clear)
     await queue.disconnect()
-    return w2_sample(to_start, to_done)
+    return sample
 
 
 async def w3(p: Params, env: Env, cfg: Any) -> Sample:

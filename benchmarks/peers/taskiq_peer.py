@@ -11,7 +11,7 @@ from typing import Any
 from taskiq import InMemoryBroker, TaskiqMiddleware, TaskiqResult
 from taskiq.message import TaskiqMessage
 
-from .common import Counter, Env, Params, Sample, now, w1_sample, w2_sample
+from .common import Counter, Env, Params, Sample, now, w1_sample, w2_rounds
 
 MISSING = {
     "W3": (
@@ -67,19 +67,19 @@ async def w2(p: Params, env: Env, cfg: Any) -> Sample:
     async def ping() -> None:
         started[0] = now()
 
-    to_start: list[float] = []
-    to_done: list[float] = []
     await broker.startup()
     try:
-        for i in range(p.w2_warmup + p.w2_samples):
+
+        def _new_event() -> None:
             saved.event = asyncio.Event()
-            t0 = now()
+
+        async def one_job() -> None:
             await ping.kiq()
-            await saved.event.wait()
-            t1 = now()
-            if i >= p.w2_warmup:
-                to_start.append(started[0] - t0)
-                to_done.append(t1 - t0)
+            event = saved.event
+            assert event is not None  # set by _new_event before every round
+            await event.wait()
+
+        sample = await w2_rounds(p, started, one_job, _new_event)
     finally:
         await broker.shutdown()
-    return w2_sample(to_start, to_done)
+    return sample
