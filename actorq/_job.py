@@ -6,6 +6,7 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ._actors.messages import Request
 from ._codec import decode, encode
 from ._core import JobRecord, JobState
 from ._core.states import TERMINAL
@@ -330,7 +331,8 @@ class Job:
             stalls = worker.max_stalled_count if worker else 1
             fetch = (self.queue, lock, stalls)
         rt = self._rt
-        rec = await rt._call_op(rt._sched.op_finish, self.id, token, failed, payload, fetch)
+        req = Request(rt._sched.op_finish, (self._rec.id, token, failed, payload, fetch))
+        rec = await rt._send(req)
         return None if rec is None else Job(rt, rec, token, worker=worker)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._actors.messages import Request
 from ._exceptions import InvalidOptionError
 from ._job import Job
 from ._options import non_negative
@@ -84,10 +85,14 @@ class Worker:
             rec = await rt._call_deferred(rt._sched.op_fetch, *args)
         else:
             assert timeout is not None
-            rec = None
+            req = Request(rt._sched.op_fetch, ())
+            req.args = (*args, req)
             scope = rt.clock.deadline(rt.clock.now() + timeout)
             with scope:
-                rec = await rt._call_deferred(rt._sched.op_fetch, *args)
+                await rt._send(req)
+            # A job locked for this caller at the moment its wait timed out is still its
+            # own: hand it over rather than leave it locked under a token told "nothing".
+            rec = req.result if req.replied and req.error is None else None
         return None if rec is None else Job(rt, rec, token, worker=self)
 
     async def close(self) -> None:

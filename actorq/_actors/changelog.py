@@ -4,6 +4,11 @@ The scheduler hands every batch of change records to `ChangeLog.commit` and repl
 caller, dispatches no job and publishes no event of that batch before `commit` returns. The
 in-memory `MemoryChangeLog` keeps the batches so a test (or a restart within one process)
 can replay them; `NullChangeLog` keeps nothing, for a runtime with no durability at all.
+
+A log may also have ``commit_nowait(changes)``, a `commit` that never waits. Both of ours
+do: then a request that arrives while the scheduler is idle runs inline, in the caller's
+task, with no mailbox round trip (see `Scheduler.idle`). A subclass that overrides `commit`
+alone goes back to the awaited path, so its `commit` still sees every batch.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ class NullChangeLog:
     async def commit(self, changes: list[Change]) -> None:
         return None
 
+    def commit_nowait(self, changes: list[Change]) -> None:
+        return None
+
     def replay(self) -> Iterator[Change]:
         return iter(())
 
@@ -65,6 +73,10 @@ class MemoryChangeLog:
         self.batches: list[list[Change]] = []
 
     async def commit(self, changes: list[Change]) -> None:
+        self.batches.append(changes)
+
+    def commit_nowait(self, changes: list[Change]) -> None:
+        """`commit` without waiting: nothing here is slow, so requests may run inline."""
         self.batches.append(changes)
 
     def replay(self) -> Iterator[Change]:

@@ -28,7 +28,8 @@ class Request:
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn
         self.args = args
-        self.done = anyio.Event()
+        # Made only by a caller that must wait: an inline request is answered before that.
+        self.done: anyio.Event | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.replied = False
@@ -49,6 +50,15 @@ class Tick:
     """The timer's message: a deadline the scheduler asked to be woken at has come."""
 
     __slots__ = ()
+
+
+class Crash:
+    """A request run inline hit a bug: the scheduler's task dies of `exc` on receiving it."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 TICK: Final = Tick()

@@ -34,7 +34,18 @@ from .._core.events import Event
 from .._exceptions import ActorqError
 from ..clock import Clock, VirtualClock
 from .changelog import ChangeLog
-from .messages import DEFER, DELAY, FAIL, OK, RELEASED, Outcome, Outcomes, Request, Tick
+from .messages import (
+    DEFER,
+    DELAY,
+    FAIL,
+    OK,
+    RELEASED,
+    Crash,
+    Outcome,
+    Outcomes,
+    Request,
+    Tick,
+)
 
 log = logging.getLogger("actorq.scheduler")
 
@@ -134,6 +145,10 @@ class Scheduler:
         self.crashed: BaseException | None = None
         self._snapshot_waiters: list[Request] = []
         self._inflight: Outbox | None = None
+        # True while the loop waits on an empty mailbox (see `idle`).
+        self.parked = False
+        # A change log that commits without waiting lets idle-time requests run inline.
+        self._commit_nowait = _commit_nowait(changelog)
 
     # ------------------------------------------------------------------ loop
 
@@ -148,13 +163,20 @@ class Scheduler:
         task_status.started()
         try:
             while True:
-                if vclock is not None:
-                    vclock.release()
                 try:
-                    first = await rx.receive()
-                finally:
+                    first = rx.receive_nowait()
+                except anyio.WouldBlock:
+                    # Parked from here until a sender clears the flag (see `post`): requests
+                    # run inline meanwhile, even before `receive` registers this task.
+                    self.parked = True
                     if vclock is not None:
-                        vclock.hold()
+                        vclock.release()
+                    try:
+                        first = await rx.receive()
+                    finally:
+                        self.parked = False
+                        if vclock is not None:
+                            vclock.hold()
                 batch = [first]
                 try:
                     while len(batch) < MAX_BATCH:
@@ -196,9 +218,108 @@ class Scheduler:
             if not req.replied:
                 req.error = error
                 req.replied = True
-                req.done.set()
+                if req.done is not None:
+                    req.done.set()
 
     async def _process(self, batch: list[Any]) -> None:
+        outbox = self._apply(batch)
+        if outbox.changes:
+            self._inflight = outbox  # if the commit fails, its callers still get an answer
+            await self.changelog.commit(outbox.changes)
+            self._inflight = None
+        self._flush_outbox(outbox)
+        await self._after_flush(bool(outbox.changes))
+
+    def idle(self) -> bool:
+        """Whether a request may run inline, in its caller's task: the change log commits
+        without waiting, and the scheduler is parked on an empty mailbox, so no batch is
+        half done and no message sent earlier would be overtaken."""
+        return self.parked and self._commit_nowait is not None and self.crashed is None
+
+    def post(self, tx: MemoryObjectSendStream[Any], msg: Any) -> None:
+        """Put `msg` in the mailbox through `tx`. Every sender goes through here: the
+        scheduler is no longer idle once a message waits for it."""
+        self.parked = False
+        tx.send_nowait(msg)
+
+    def run_inline(self, req: Request | Outcomes) -> None:
+        """Apply `req` as a batch of its own, now, in the caller's task (see `idle`).
+
+        The steps of `_apply` and `_process` for a batch of one request, in the same order
+        (command, timers, dispatch, commit, outbox), minus what a lone request never needs.
+        It saves the two task switches of a mailbox round trip, which cost more than the
+        work of most commands. The caller's reply is marked last, after the commit.
+        """
+        commit_nowait = self._commit_nowait
+        assert commit_nowait is not None
+        core = self.core
+        now = self.clock.now()
+        deferred = True
+        try:
+            if type(req) is Outcomes:
+                self._apply_outcomes(req, now)
+            else:
+                assert isinstance(req, Request)
+                try:
+                    result = req.fn(now, *req.args)
+                except ActorqError as exc:
+                    req.error = exc
+                    result = None
+                deferred = result is DEFER
+                if deferred:
+                    if self.vclock is not None:
+                        self.vclock.release()  # the caller waits; it is not busy
+                else:
+                    req.result = result
+            core.promote_due(now)
+            core.expire_locks(now)
+            core.expire_retention(now)
+            if self.dispatching:
+                if self.workers:
+                    self._dispatch(now)
+                if self.fetchers:
+                    self._serve_fetchers(now)
+            if core.aborts:
+                self._collect_aborts()
+            changes, events, finished = core.take_effects()
+            if changes:
+                commit_nowait(changes)
+            if (
+                self._sends
+                or self._aborts
+                or self._replies
+                or events
+                or self._releases
+                or (finished and self.waiters)
+            ):
+                outbox = Outbox(
+                    changes,
+                    self._sends,
+                    self._aborts,
+                    self._replies,
+                    events,
+                    finished,
+                    self._releases,
+                )
+                self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
+                self._flush_outbox(outbox)
+            else:
+                self._rearm_timer()
+            if self.closing or self.idle_waiters:
+                self._reply_idle_waiters()
+        except BaseException as exc:
+            # A bug in the core: the scheduler's task must die of it as it would have had
+            # the request gone through the mailbox, and the caller hears of it too.
+            self.crashed = exc
+            if self._timer_tx is not None:
+                self.post(self._timer_tx, Crash(exc))
+            raise
+        if not deferred:
+            assert isinstance(req, Request)
+            req.replied = True
+
+    def _apply(self, batch: list[Any]) -> Outbox:
+        """Apply one batch to the core with one `now`; return what it may show once durable."""
         core = self.core
         now = self.clock.now()
         replies = self._replies
@@ -221,6 +342,8 @@ class Scheduler:
                         replies.append(msg)
             elif kind is Tick:
                 self._releases += 1
+            elif kind is Crash:
+                raise msg.exc
             else:
                 raise TypeError(f"scheduler got an unknown message {msg!r}")
         core.promote_due(now)
@@ -231,22 +354,22 @@ class Scheduler:
             if self.fetchers:
                 self._serve_fetchers(now)
         if core.aborts:
-            for job_id, token in core.aborts:
-                slot = self.slots.get(token)
-                if slot is not None:
-                    self._aborts.append((slot, job_id))
-            core.aborts.clear()
+            self._collect_aborts()
         changes, events, finished = core.take_effects()
         outbox = Outbox(
             changes, self._sends, self._aborts, self._replies, events, finished, self._releases
         )
         self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
-        if changes:
-            self._inflight = outbox  # if the commit fails, its callers still get an answer
-            await self.changelog.commit(changes)
-            self._inflight = None
-        self._flush_outbox(outbox)
-        await self._after_flush(bool(changes))
+        return outbox
+
+    def _collect_aborts(self) -> None:
+        """Processors to cancel: jobs the batch cancelled or removed while they ran."""
+        core = self.core
+        for job_id, token in core.aborts:
+            slot = self.slots.get(token)
+            if slot is not None:
+                self._aborts.append((slot, job_id))
+        core.aborts.clear()
 
     async def _after_flush(self, wrote: bool) -> None:
         """Snapshot when asked or due (between batches, so the state equals the durable
@@ -345,7 +468,7 @@ class Scheduler:
                 self._timer_due = None
                 if vclock is not None:
                     vclock.hold()
-                tx.send_nowait(Tick())
+                self.post(tx, Tick())
 
     # ------------------------------------------------------------------ dispatch
 
@@ -550,6 +673,19 @@ class Scheduler:
             self.core.publish_events(False)
 
 
+def _commit_nowait(changelog: ChangeLog) -> Callable[[list[Any]], None] | None:
+    """The log's synchronous commit, when it has one that does what its `commit` does: both
+    defined by the same class (a subclass that overrides only `commit`, say to inject a
+    fault, keeps every batch going through its `commit`)."""
+    nowait: Callable[[list[Any]], None] | None = getattr(changelog, "commit_nowait", None)
+    if nowait is None:
+        return None
+    mro = type(changelog).__mro__
+    owner_commit = next((c for c in mro if "commit" in c.__dict__), None)
+    owner_nowait = next((c for c in mro if "commit_nowait" in c.__dict__), None)
+    return nowait if owner_commit is owner_nowait else None
+
+
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 
 
@@ -559,4 +695,5 @@ def _reply(req: Request, vclock: VirtualClock | None) -> None:
         if vclock is not None:
             vclock.release()
         return
-    req.done.set()
+    if req.done is not None:
+        req.done.set()

@@ -33,6 +33,7 @@ from .._core import JobRecord
 from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
 from ..clock import Clock, VirtualClock, _holds_token
 from .messages import DELAY, FAIL, OK, RELEASED, Outcome, Outcomes
+from .scheduler import Scheduler
 
 log = logging.getLogger("actorq.worker")
 
@@ -82,6 +83,7 @@ class WorkerActor:
         inbox: MemoryObjectReceiveStream[list[JobRecord]],
         inbox_tx: MemoryObjectSendStream[list[JobRecord]],
         mailbox: MemoryObjectSendStream[Any],
+        scheduler: Scheduler,
     ) -> None:
         self.token = token
         self.slot: Any = None  # the scheduler's WorkerSlot, set at registration
@@ -94,6 +96,7 @@ class WorkerActor:
         self._inbox = inbox
         self._inbox_tx = inbox_tx
         self._mailbox = mailbox
+        self._sched = scheduler
         self._local: deque[JobRecord] = deque()
         self._reports: list[Outcome] = []
         self._idle = 0
@@ -114,7 +117,12 @@ class WorkerActor:
     def _flush(self) -> None:
         if self._reports:
             reports, self._reports = self._reports, []
-            self._mailbox.send_nowait(Outcomes(self.slot, reports))
+            msg = Outcomes(self.slot, reports)
+            sched = self._sched
+            if sched.idle():  # no mailbox round trip: see Scheduler.run_inline
+                sched.run_inline(msg)
+            else:
+                sched.post(self._mailbox, msg)
 
     async def _runner(self) -> None:
         while True:

@@ -482,16 +482,21 @@ class CoreState:
                     "exceed_started_attempts",
                 )
                 continue
-            changes = {
-                "state": A,
-                "attempts_started": started,
-                "processed_at": now,
-                "lock_token": token,
-                "lock_expires_at": lock_until,
-            }
-            if max_stalled_count != rec.max_stalled_count:
-                changes["max_stalled_count"] = max_stalled_count
-            self._change(rec, changes, "take")
+            if max_stalled_count == rec.max_stalled_count:
+                self._take_one(rec, qs, started, now, token, lock_until)
+            else:
+                self._change(
+                    rec,
+                    {
+                        "state": A,
+                        "attempts_started": started,
+                        "processed_at": now,
+                        "lock_token": token,
+                        "lock_expires_at": lock_until,
+                        "max_stalled_count": max_stalled_count,
+                    },
+                    "take",
+                )
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
@@ -501,6 +506,44 @@ class CoreState:
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return taken
+
+    def _take_one(
+        self,
+        rec: JobRecord,
+        qs: QueueState,
+        started: int,
+        now: float,
+        token: str,
+        lock_until: float | None,
+    ) -> None:
+        """`_change` for waiting → active, spelled out: every job passes here, and the
+        generic path (a dict, a legality check, the index dispatch) costs twice the work. A
+        waiting job's line entry goes stale by itself; only the counts and the lock index
+        follow the move. Replay applies the same delta through `_apply`."""
+        counts = qs.counts
+        counts[W] -= 1
+        counts[A] += 1
+        rec.state = A
+        rec.attempts_started = started
+        rec.processed_at = now
+        rec.lock_token = token
+        rec.lock_expires_at = lock_until
+        if lock_until is not None:
+            self.locks.add((lock_until, rec.id))
+        if self.changes is not None:
+            self.changes.append(
+                (
+                    "set",
+                    rec.id,
+                    {
+                        "state": A,
+                        "attempts_started": started,
+                        "processed_at": now,
+                        "lock_token": token,
+                        "lock_expires_at": lock_until,
+                    },
+                )
+            )
 
     def promote_due(self, now: float) -> int:
         """Move every delayed job whose time has come to waiting."""
@@ -555,24 +598,52 @@ class CoreState:
                 self._finish_failed(rec, now, reason, "complete")
                 self._settle(now)
                 return rec
-        self._change(
-            rec,
-            {
-                "state": C,
-                "attempts_made": rec.attempts_made + 1,
-                "finished_at": now,
-                "return_value": value,
-                "lock_token": None,
-                "lock_expires_at": None,
-            },
-            "complete",
-        )
+        self._complete_one(rec, value, now)
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
         self.finished.append(rec)
         self._retain(rec, rec.remove_on_complete)
         self._settle(now)
         return rec
+
+    def _complete_one(self, rec: JobRecord, value: bytes | None, now: float) -> None:
+        """`_change` for active → completed, spelled out (see `_take_one`)."""
+        qs = self.queues[rec.queue]
+        counts = qs.counts
+        counts[A] -= 1
+        counts[C] += 1
+        if rec.lock_expires_at is not None:
+            self.locks.remove((rec.lock_expires_at, rec.id))
+        made = rec.attempts_made + 1
+        order = self._next_order(False)
+        rec.state = C
+        rec.attempts_made = made
+        rec.finished_at = now
+        rec.return_value = value
+        rec.lock_token = None
+        rec.lock_expires_at = None
+        rec.order = order
+        qs.completed.append((order, rec.id))
+        age = rec.remove_on_complete.age
+        if age is not None:
+            self.expiries.add((now + age, rec.id))
+        self._moved(rec, A)
+        if self.changes is not None:
+            self.changes.append(
+                (
+                    "set",
+                    rec.id,
+                    {
+                        "state": C,
+                        "attempts_made": made,
+                        "finished_at": now,
+                        "return_value": value,
+                        "lock_token": None,
+                        "lock_expires_at": None,
+                        "order": order,
+                    },
+                )
+            )
 
     def fail(
         self,

@@ -1,7 +1,8 @@
 """The waiting line of one queue: priority first (higher runs first), then order.
 
-One deque per priority present, and the priorities kept sorted. Pushing and popping the head
-cost O(1) plus a log of the number of *distinct* priorities (a handful in practice). A job
+One deque per priority present, and the priorities present in a heap (a line is only ever
+dropped from the head, once it is empty). Pushing and popping the head cost O(1) plus a log
+of the number of *distinct* priorities (a handful in practice). A job
 that leaves the line other than from its head (cancelled, removed, drained) is not searched
 for: its entry goes stale and is skipped when it reaches the head, since a stale entry's
 ``order`` no longer matches its record. Stale entries are compacted once they outnumber the
@@ -11,10 +12,9 @@ waiting.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterator, Mapping
-
-from sortedcontainers import SortedList
 
 from .records import JobRecord
 from .states import JobState
@@ -27,15 +27,15 @@ class WaitingLine:
 
     def __init__(self) -> None:
         self._lines: dict[int, deque[tuple[int, int]]] = {}
-        # Negated, so the first element is the highest priority.
-        self._priorities: SortedList[int] = SortedList()
+        # A heap of negated priorities, so the first element is the highest one.
+        self._priorities: list[int] = []
         self._size = 0
 
     def push(self, rec: JobRecord) -> None:
         line = self._lines.get(rec.priority)
         if line is None:
             line = self._lines[rec.priority] = deque()
-            self._priorities.add(-rec.priority)
+            heapq.heappush(self._priorities, -rec.priority)
         if rec.order < 0:
             line.appendleft((rec.order, rec.id))
         else:
@@ -47,7 +47,7 @@ class WaitingLine:
         line = self._lines.get(rec.priority)
         if line is None:
             line = self._lines[rec.priority] = deque()
-            self._priorities.add(-rec.priority)
+            heapq.heappush(self._priorities, -rec.priority)
         line.append((rec.order, rec.id))
         self._size += 1
 
@@ -64,15 +64,15 @@ class WaitingLine:
                 if rec is not None and rec.state is _WAITING and rec.order == order:
                     if not line:
                         del lines[priority]
-                        self._priorities.remove(-priority)
+                        heapq.heappop(self._priorities)
                     return rec
             del lines[priority]
-            self._priorities.remove(-priority)
+            heapq.heappop(self._priorities)
         return None
 
     def live(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
         """Live entries in dispatch order (for queries and invariant checks)."""
-        for negated in self._priorities:
+        for negated in sorted(self._priorities):
             for order, job_id in self._lines[-negated]:
                 rec = jobs.get(job_id)
                 if rec is not None and rec.state is _WAITING and rec.order == order:

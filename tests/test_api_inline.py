@@ -1,0 +1,108 @@
+"""Requests run inline, in the caller's task, while the scheduler is idle and the change log
+commits without waiting (no journal, or the in-memory one): what a user can rely on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from actorq import Job, MemoryChangeLog, Runtime
+
+
+async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run() -> None:
+    # Inline calls mostly do not suspend; one in 16 yields, so a producer still gets to run.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        w = rt.worker(q)
+        job: Job | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(q.add, "made-elsewhere")
+            for _ in range(64):
+                job = await w.get_next_job("poller")
+                if job is not None:
+                    break
+        assert job is not None and job.name == "made-elsewhere"
+
+
+async def test_a_cancelled_caller_stops_within_16_calls_each_whole() -> None:
+    # One call in 16 yields and checks for cancellation before it changes anything, so
+    # a cancelled caller stops soon, and every call it made either happened or did not.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        added = 0
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            for _ in range(32):
+                await q.add("j")
+                added += 1
+        counts = await q.counts()
+        assert added < 16
+        assert counts["waiting"] == added
+
+
+class CountingLog(MemoryChangeLog):
+    """Overrides `commit` alone, as a test double or a fault injector would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commits = 0
+
+    async def commit(self, changes: list[Any]) -> None:
+        self.commits += 1
+        await super().commit(changes)
+
+
+async def test_a_change_log_overriding_commit_sees_every_batch() -> None:
+    log = CountingLog()
+    async with Runtime(journal=log) as rt:
+        q = rt.queue("m")
+        for i in range(10):
+            await q.add("j", i)
+    assert log.commits >= 10
+    async with Runtime(journal=log) as again:
+        assert (await again.queue("m").counts())["waiting"] == 10
+
+
+async def test_a_bug_in_an_inline_command_crashes_the_runtime_loudly() -> None:
+    def broken(*args: Any) -> None:
+        raise RuntimeError("core bug")
+
+    caught: list[BaseException] = []
+    with pytest.raises(BaseException) as raised:  # a group, or the error itself
+        async with Runtime() as rt:
+            q = rt.queue("m")
+            rt._core.pause = broken  # type: ignore[method-assign]
+            try:
+                await q.pause()
+            except RuntimeError as exc:
+                caught.append(exc)
+            await anyio.sleep(1)  # the scheduler's task dies of it meanwhile
+    assert [str(e) for e in caught] == ["core bug"]
+    assert "core bug" in repr(raised.value) or raised.group_contains(RuntimeError)
+
+
+async def test_worker_outcomes_and_adds_agree_with_events_order() -> None:
+    # With every step inline, events still come out in the order the jobs went through.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        seen: list[tuple[str, int]] = []
+
+        async def process(job: Job) -> int:
+            return int(job.data) * 2
+
+        async with rt.events() as events:
+            rt.worker(q, process, concurrency=2)
+            jobs = [await q.add("j", i) for i in range(5)]
+            values = [await job.wait_until_finished() for job in jobs]
+            for event in events.drain_nowait():
+                if type(event).__name__ in ("JobAdded", "JobCompleted"):
+                    seen.append((type(event).__name__, event.job_id))
+        assert values == [0, 2, 4, 6, 8]
+        completed = [job_id for kind, job_id in seen if kind == "JobCompleted"]
+        added = [job_id for kind, job_id in seen if kind == "JobAdded"]
+        assert added == [job.id for job in jobs]
+        assert sorted(completed) == [job.id for job in jobs]
+        for job in jobs:
+            assert seen.index(("JobAdded", job.id)) < seen.index(("JobCompleted", job.id))
