@@ -21,6 +21,7 @@ earliest due time the core reports and then sends a `Tick` into the mailbox.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -271,9 +272,7 @@ class Scheduler:
                         self.vclock.release()  # the caller waits; it is not busy
                 else:
                     req.result = result
-            core.promote_due(now)
-            core.expire_locks(now)
-            core.expire_retention(now)
+            core.run_timers(now)
             if self.dispatching:
                 if self.workers:
                     self._dispatch(now)
@@ -346,9 +345,7 @@ class Scheduler:
                 raise msg.exc
             else:
                 raise TypeError(f"scheduler got an unknown message {msg!r}")
-        core.promote_due(now)
-        core.expire_locks(now)
-        core.expire_retention(now)
+        core.run_timers(now)
         if self.dispatching:
             self._dispatch(now)
             if self.fetchers:
@@ -444,8 +441,8 @@ class Scheduler:
     def _rearm_timer(self) -> None:
         """Wake the timer only when the next due time moves earlier. A due time that moved
         later makes the timer fire early once; that batch finds nothing due and re-arms."""
-        due = self.core.next_due()
-        if due is not None and (self._timer_due is None or due < self._timer_due):
+        due = self.core.due_bound  # may be early (a lock since released): fires once for nothing
+        if due != math.inf and (self._timer_due is None or due < self._timer_due):
             self._timer_due = due
             self._timer_changed.set()
 

@@ -25,12 +25,11 @@ outside or from the state itself, so replaying the changes rebuilds the same sta
 
 from __future__ import annotations
 
+import math
 import operator
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
-
-from sortedcontainers import SortedList
 
 from .._exceptions import (
     IllegalTransitionError,
@@ -55,6 +54,7 @@ from .records import (
     Retention,
 )
 from .states import ACTIVE_OR_IDLE, LEGAL, TERMINAL, TRANSITIONS, JobState
+from .timed import TimedIndex
 from .waiting import WaitingLine
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
@@ -98,9 +98,13 @@ class CoreState:
         self._next_fifo = 1
         self._next_lifo = -1
         self.rng = seed & _MASK64
-        self.delayed: SortedList[tuple[float, int]] = SortedList()
-        self.locks: SortedList[tuple[float, int]] = SortedList()
-        self.expiries: SortedList[tuple[float, int]] = SortedList()
+        self.delayed = TimedIndex()
+        self.locks = TimedIndex()
+        self.expiries = TimedIndex()
+        #: No timer work is due before this time: a lower bound of `next_due`, lowered by
+        #: every entry added to the three timed indexes above and made exact by
+        #: `run_timers`. A batch that reads it pays one comparison instead of three lookups.
+        self.due_bound = math.inf
         self.idempotency: dict[str, int] = {}
         self.blocking = BlockingIndex()
         self.changes: list[Change] | None = None
@@ -530,6 +534,7 @@ class CoreState:
         rec.lock_expires_at = lock_until
         if lock_until is not None:
             self.locks.add((lock_until, rec.id))
+            self.due_bound = min(self.due_bound, lock_until)
         if self.changes is not None:
             self.changes.append(
                 (
@@ -544,6 +549,17 @@ class CoreState:
                     },
                 )
             )
+
+    def run_timers(self, now: float) -> None:
+        """Every timer transition due at `now`: delayed jobs promoted, expired locks
+        stalled, expired retention removed. Before `due_bound`, a single comparison."""
+        if now < self.due_bound:
+            return
+        self.promote_due(now)
+        self.expire_locks(now)
+        self.expire_retention(now)
+        due = self.next_due()
+        self.due_bound = math.inf if due is None else due
 
     def promote_due(self, now: float) -> int:
         """Move every delayed job whose time has come to waiting."""
@@ -627,6 +643,7 @@ class CoreState:
         age = rec.remove_on_complete.age
         if age is not None:
             self.expiries.add((now + age, rec.id))
+            self.due_bound = min(self.due_bound, now + age)
         self._moved(rec, A)
         if self.changes is not None:
             self.changes.append(
@@ -1199,9 +1216,11 @@ class CoreState:
         elif state is D:
             assert rec.run_at is not None
             self.delayed.add((rec.run_at, rec.id))
+            self.due_bound = min(self.due_bound, rec.run_at)
         elif state is A:
             if rec.lock_expires_at is not None:
                 self.locks.add((rec.lock_expires_at, rec.id))
+                self.due_bound = min(self.due_bound, rec.lock_expires_at)
         elif state is B:
             jobs = self.jobs
             unmet = [
@@ -1216,6 +1235,7 @@ class CoreState:
             keep = rec.remove_on_complete if state is C else rec.remove_on_fail
             if keep.age is not None:
                 self.expiries.add((rec.finished_at + keep.age, rec.id))
+                self.due_bound = min(self.due_bound, rec.finished_at + keep.age)
 
     def _unindex(self, rec: JobRecord) -> None:
         qs = self.queues[rec.queue]
@@ -1321,9 +1341,11 @@ class CoreState:
                     expiries.append((rec.finished_at + keep.age, rec.id))
             if rec.idempotency_key is not None:
                 self.idempotency[rec.idempotency_key] = rec.id
-        self.delayed = SortedList(delayed)
-        self.locks = SortedList(locks)
-        self.expiries = SortedList(expiries)
+        self.delayed = TimedIndex(delayed)
+        self.locks = TimedIndex(locks)
+        self.expiries = TimedIndex(expiries)
+        due = self.next_due()
+        self.due_bound = math.inf if due is None else due
         self._rebuild_lines()
         self._rebuild_blocking()
 
