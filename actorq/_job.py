@@ -327,9 +327,10 @@ class Job:
         worker = self._worker
         fetch = None
         if fetch_next:
-            lock = worker.lock_duration if worker else 30.0
-            stalls = worker.max_stalled_count if worker else 1
-            fetch = (self.queue, lock, stalls)
+            if worker is None:
+                fetch = (self._rec.queue, 30.0, 1)
+            else:
+                fetch = (self._rec.queue, worker.lock_duration, worker.max_stalled_count)
         rt = self._rt
         req = Request(rt._sched.op_finish, (self._rec.id, token, failed, payload, fetch))
         rec = await rt._send(req)

@@ -44,6 +44,7 @@ from .records import (
     CONTINUED,
     FAILED,
     FIELD_NAMES,
+    KEEP_ALL,
     IGNORED,
     OPEN_STATUSES,
     PENDING,
@@ -618,8 +619,11 @@ class CoreState:
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
         self.finished.append(rec)
-        self._retain(rec, rec.remove_on_complete)
-        self._settle(now)
+        keep = rec.remove_on_complete
+        if keep is not KEEP_ALL:
+            self._retain(rec, keep)
+        if self._cascade or self._ended_children or self._wake:
+            self._settle(now)
         return rec
 
     def _complete_one(self, rec: JobRecord, value: bytes | None, now: float) -> None:
