@@ -106,3 +106,24 @@ async def test_worker_outcomes_and_adds_agree_with_events_order() -> None:
         assert sorted(completed) == [job.id for job in jobs]
         for job in jobs:
             assert seen.index(("JobAdded", job.id)) < seen.index(("JobCompleted", job.id))
+
+
+async def test_a_busy_worker_lets_a_woken_task_run_within_a_batch() -> None:
+    # A processor wakes the main task at the 500th job: the main task runs before the worker
+    # has gone through more than a couple of batches (one batch = concurrency jobs), not
+    # after every runner took its turn.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        await q.add_bulk([{"name": "j"} for _ in range(3000)])
+        started = 0
+        woken = anyio.Event()
+
+        async def process(job: Job) -> None:
+            nonlocal started
+            started += 1
+            if started == 500:
+                woken.set()
+
+        rt.worker(q, process, concurrency=50)
+        await woken.wait()
+        assert started <= 500 + 2 * 50

@@ -65,6 +65,7 @@ class WorkerSlot:
         "inbox",
         "max_stalled_count",
         "queue",
+        "sink",
         "token",
     )
 
@@ -84,6 +85,9 @@ class WorkerSlot:
         self.concurrency = concurrency
         self.free = concurrency
         self.inbox = inbox
+        # Set by the worker while it has its own outcomes applied inline: jobs for it go
+        # straight to its local line.
+        self.sink: deque[JobRecord] | None = None
         self.closing = False
 
 
@@ -391,7 +395,10 @@ class Scheduler:
         for slot, jobs in outbox.sends:
             if vclock is not None:
                 vclock.hold(len(jobs))
-            slot.inbox.send_nowait(jobs)
+            if slot.sink is not None:
+                slot.sink.extend(jobs)
+            else:
+                slot.inbox.send_nowait(jobs)
         for slot, job_id in outbox.aborts:
             slot.abort(job_id)
         for req in outbox.replies:

@@ -44,8 +44,8 @@ from .records import (
     CONTINUED,
     FAILED,
     FIELD_NAMES,
-    KEEP_ALL,
     IGNORED,
+    KEEP_ALL,
     OPEN_STATUSES,
     PENDING,
     PROCESSED,
@@ -648,7 +648,17 @@ class CoreState:
         if age is not None:
             self.expiries.add((now + age, rec.id))
             self.due_bound = min(self.due_bound, now + age)
-        self._moved(rec, A)
+        # `_moved(rec, A)` for this one move: a live job ends, and it completed.
+        if rec.tags:
+            fallen = self.blocking.job_gone(rec)
+            if self._live and fallen:
+                self._wake_barrier_waiters(fallen)
+        if rec.id in self.blocking.dependents:
+            released = self.blocking.completed(rec.id)
+            if self._live:
+                self._wake.extend(released)
+        if self._live and rec.parent_id is not None:
+            self._ended_children.append((rec, C.value))
         if self.changes is not None:
             self.changes.append(
                 (
