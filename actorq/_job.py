@@ -332,8 +332,13 @@ class Job:
             else:
                 fetch = (self._rec.queue, worker.lock_duration, worker.max_stalled_count)
         rt = self._rt
-        req = Request(rt._sched.op_finish, (self._rec.id, token, failed, payload, fetch))
-        rec = await rt._send(req)
+        sched = rt._sched
+        if rt._inline_now():  # the manual loop's hot path: no request, no mailbox
+            rt._inline_calls += 1
+            rec = sched.finish_inline(self._rec.id, token, failed, payload, fetch)
+        else:
+            req = Request(sched.op_finish, (self._rec.id, token, failed, payload, fetch))
+            rec = await rt._send(req)
         return None if rec is None else Job(rt, rec, token, worker=worker)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:

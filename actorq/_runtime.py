@@ -336,10 +336,10 @@ class Runtime:
             # there, before anything changed), so a caller looping on inline calls, such as
             # a manual consumer polling, cannot starve the other tasks. The other calls do
             # not suspend: that checkpoint alone would cost a tenth of the call.
-            self._inline_calls += 1
-            if not self._inline_calls & 15:
+            if not (self._inline_calls + 1) & 15:
                 await anyio.lowlevel.checkpoint()
             if sched.idle():
+                self._inline_calls += 1
                 if vclock is not None:
                     vclock.hold()
                 sched.run_inline(req)
@@ -359,6 +359,15 @@ class Runtime:
                 vclock.release()
             raise RuntimeClosedError("the runtime has stopped") from None
         return await self._reply_of(req)
+
+    def _inline_now(self) -> bool:
+        """Whether a command may run inline at once, without suspending (the rule `_send`
+        follows; a caller that gets False goes through `_send`)."""
+        return bool(
+            (self._inline_calls + 1) & 15
+            and self._sched.idle()
+            and (self._state is _RUNNING or self._state is _CLOSING)
+        )
 
     async def _reply_of(self, req: Request) -> Any:
         """Wait for the scheduler's reply to `req` (sent, or deferred while run inline)."""

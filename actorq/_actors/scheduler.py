@@ -255,9 +255,6 @@ class Scheduler:
         It saves the two task switches of a mailbox round trip, which cost more than the
         work of most commands. The caller's reply is marked last, after the commit.
         """
-        commit_nowait = self._commit_nowait
-        assert commit_nowait is not None
-        core = self.core
         now = self.clock.now()
         deferred = True
         try:
@@ -276,50 +273,80 @@ class Scheduler:
                         self.vclock.release()  # the caller waits; it is not busy
                 else:
                     req.result = result
-            core.run_timers(now)
-            if self.dispatching:
-                if self.workers:
-                    self._dispatch(now)
-                if self.fetchers:
-                    self._serve_fetchers(now)
-            if core.aborts:
-                self._collect_aborts()
-            changes, events, finished = core.take_effects()
-            if changes:
-                commit_nowait(changes)
-            if (
-                self._sends
-                or self._aborts
-                or self._replies
-                or events
-                or self._releases
-                or (finished and self.waiters)
-            ):
-                outbox = Outbox(
-                    changes,
-                    self._sends,
-                    self._aborts,
-                    self._replies,
-                    events,
-                    finished,
-                    self._releases,
-                )
-                self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
-                self._flush_outbox(outbox)
-            else:
-                self._rearm_timer()
-            if self.closing or self.idle_waiters:
-                self._reply_idle_waiters()
+            self._end_inline(now)
         except BaseException as exc:
-            # A bug in the core: the scheduler's task must die of it as it would have had
-            # the request gone through the mailbox, and the caller hears of it too.
-            self.crashed = exc
-            if self._timer_tx is not None:
-                self.post(self._timer_tx, Crash(exc))
+            self._crash_inline(exc)
             raise
         if not deferred:
             assert isinstance(req, Request)
             req.replied = True
+
+    def finish_inline(
+        self,
+        job_id: int,
+        token: str,
+        failed: bool,
+        payload: Any,
+        fetch: tuple[str, float, int] | None,
+    ) -> JobRecord | None:
+        """`op_finish` run inline, with no request object: the manual loop's one call per
+        job (`move_to_completed(..., fetch_next=True)`), so every step it saves counts."""
+        now = self.clock.now()
+        try:
+            try:
+                rec = self.op_finish(now, job_id, token, failed, payload, fetch)
+            except ActorqError:
+                self._end_inline(now)  # the core changed nothing; the rest of the batch runs
+                raise
+            self._end_inline(now)
+        except ActorqError:
+            raise
+        except BaseException as exc:
+            self._crash_inline(exc)
+            raise
+        return rec
+
+    def _end_inline(self, now: float) -> None:
+        """The rest of an inline batch after its command: timers, dispatch, commit, outbox."""
+        core = self.core
+        if now >= core.due_bound:
+            core.run_timers(now)
+        if self.dispatching:
+            if self.workers:
+                self._dispatch(now)
+            if self.fetchers:
+                self._serve_fetchers(now)
+        if core.aborts:
+            self._collect_aborts()
+        changes, events, finished = core.take_effects()
+        if changes:
+            commit_nowait = self._commit_nowait
+            assert commit_nowait is not None
+            commit_nowait(changes)
+        if (
+            self._sends
+            or self._aborts
+            or self._replies
+            or events
+            or self._releases
+            or (finished and self.waiters)
+        ):
+            outbox = Outbox(
+                changes, self._sends, self._aborts, self._replies, events, finished, self._releases
+            )
+            self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
+            self._flush_outbox(outbox)
+        elif core.due_bound != self._timer_due:
+            self._rearm_timer()
+        if self.closing or self.idle_waiters:
+            self._reply_idle_waiters()
+
+    def _crash_inline(self, exc: BaseException) -> None:
+        """A bug in the core hit an inline batch: the scheduler's task must die of it, as it
+        would have had the request gone through the mailbox (the caller hears of it too)."""
+        self.crashed = exc
+        if self._timer_tx is not None:
+            self.post(self._timer_tx, Crash(exc))
 
     def _apply(self, batch: list[Any]) -> Outbox:
         """Apply one batch to the core with one `now`; return what it may show once durable."""

@@ -473,6 +473,7 @@ class CoreState:
         taken: list[JobRecord] = []
         jobs = self.jobs
         pop = qs.waiting.pop
+        counts = qs.counts
         events = self.events
         while len(taken) < n:
             rec = pop(jobs)
@@ -488,7 +489,34 @@ class CoreState:
                 )
                 continue
             if max_stalled_count == rec.max_stalled_count:
-                self._take_one(rec, qs, started, now, token, lock_until)
+                # `_change` for waiting → active, spelled out: every job passes here, and the
+                # generic path (a dict, a legality check, the index dispatch) costs twice the
+                # work. A waiting job's line entry goes stale by itself; only the counts and
+                # the lock index follow. Replay applies the same delta through `_apply`.
+                counts[W] -= 1
+                counts[A] += 1
+                rec.state = A
+                rec.attempts_started = started
+                rec.processed_at = now
+                rec.lock_token = token
+                rec.lock_expires_at = lock_until
+                if lock_until is not None:
+                    self.locks.add((lock_until, rec.id))
+                    self.due_bound = min(self.due_bound, lock_until)
+                if self.changes is not None:
+                    self.changes.append(
+                        (
+                            "set",
+                            rec.id,
+                            {
+                                "state": A,
+                                "attempts_started": started,
+                                "processed_at": now,
+                                "lock_token": token,
+                                "lock_expires_at": lock_until,
+                            },
+                        )
+                    )
             else:
                 self._change(
                     rec,
@@ -505,51 +533,12 @@ class CoreState:
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
-        if qs.counts[W] == 0 and taken and self.events is not None:
-            self.events.append(ev.QueueDrained(queue))
-        qs.waiting.maybe_compact(jobs, qs.counts[W])
+        if not counts[W] and taken and events is not None:
+            events.append(ev.QueueDrained(queue))
+        qs.waiting.maybe_compact(jobs, counts[W])
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return taken
-
-    def _take_one(
-        self,
-        rec: JobRecord,
-        qs: QueueState,
-        started: int,
-        now: float,
-        token: str,
-        lock_until: float | None,
-    ) -> None:
-        """`_change` for waiting → active, spelled out: every job passes here, and the
-        generic path (a dict, a legality check, the index dispatch) costs twice the work. A
-        waiting job's line entry goes stale by itself; only the counts and the lock index
-        follow the move. Replay applies the same delta through `_apply`."""
-        counts = qs.counts
-        counts[W] -= 1
-        counts[A] += 1
-        rec.state = A
-        rec.attempts_started = started
-        rec.processed_at = now
-        rec.lock_token = token
-        rec.lock_expires_at = lock_until
-        if lock_until is not None:
-            self.locks.add((lock_until, rec.id))
-            self.due_bound = min(self.due_bound, lock_until)
-        if self.changes is not None:
-            self.changes.append(
-                (
-                    "set",
-                    rec.id,
-                    {
-                        "state": A,
-                        "attempts_started": started,
-                        "processed_at": now,
-                        "lock_token": token,
-                        "lock_expires_at": lock_until,
-                    },
-                )
-            )
 
     def run_timers(self, now: float) -> None:
         """Every timer transition due at `now`: delayed jobs promoted, expired locks
@@ -627,7 +616,7 @@ class CoreState:
         return rec
 
     def _complete_one(self, rec: JobRecord, value: bytes | None, now: float) -> None:
-        """`_change` for active → completed, spelled out (see `_take_one`)."""
+        """`_change` for active → completed, spelled out (see `take`)."""
         qs = self.queues[rec.queue]
         counts = qs.counts
         counts[A] -= 1
