@@ -7,8 +7,11 @@ in a fresh event loop and fresh peer state. Servers (Redis, PostgreSQL) are star
 package or server is unavailable is skipped and the report says why.
 
 Options: ``--reps N`` (default 3), ``--peers SUBSTR,...`` (labels containing any of them;
-actorq always runs), ``--only W1,W2,W3,W4``, ``--quick`` (smaller job counts), ``--output``.
-Writes ``compare.md``, ``results.json`` and PNG plots to ``benchmarks/results/compare/``.
+actorq always runs), ``--only W1,W2,W3,W4``, ``--quick`` (smaller job counts), ``--output``,
+``--no-readme``. Writes ``compare.md``, ``results.json`` and PNG plots to
+``benchmarks/results/compare/``, and refreshes the summary table of the top-level README.md
+(between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->``) unless
+``--no-readme`` is given.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from .run import fmt, machine_line
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "results" / "compare"
+README = HERE.parent / "README.md"
+README_START = "<!-- bench-table:start -->"
+README_END = "<!-- bench-table:end -->"
 WORKLOADS = ("W1", "W2", "W3", "W4")
 SUBPROCESS_TIMEOUT = 600
 MEM, DUR = "actorq (memory)", "actorq (fsync=always)"
@@ -365,6 +371,89 @@ def plot(peers: Sequence[Peer], results: dict[str, Any], out: Path) -> list[Path
     return written
 
 
+# ---------------------------------------------------------------------- README summary
+
+SUMMARY = (("W1 process jobs/s", "W1", "process_jobs_s"),
+           ("W2 add→start p50 µs", "W2", "start_p50_us"),
+           ("W3 lateness p99 ms", "W3", "late_p99_ms"))  # fmt: skip
+
+
+def readme_section(results: dict[str, Any], params: Params, machine: str, command: str,
+                   wall: float, peers: Sequence[Peer] = PEERS,
+                   report_dir: str = "benchmarks/results/compare/") -> str:  # fmt: skip
+    """The README's summary of a compare run: machine line, command, one row per peer with
+    medians of W1 processing, W2 add→start p50 and W3 lateness p99, and a W4 line."""
+    shown = [
+        p for p in peers if any(isinstance(r, list) for r in results.get(p.label, {}).values())
+    ]
+    ran = {w for p in shown for w in results[p.label]}
+    columns = [c for c in SUMMARY if c[1] in ran]
+    sizes = {"W1": f"W1 at {params.w1_jobs:,} jobs", "W2": f"W2 {params.w2_samples:,} samples",
+             "W3": f"W3 {params.w3_jobs:,} jobs",
+             "W4": f"W4 {params.w4_parents} parents × {params.w4_children} children"}  # fmt: skip
+    lines = [
+        "<!-- Written by `python -m benchmarks.compare` (function `readme_section`); "
+        "rerun it rather than editing by hand. -->",
+        machine,
+        "",
+        f"**Command:** `{command}` · {wall:.0f} s · "
+        + ", ".join(text for w, text in sizes.items() if w in ran)
+        + " for every peer"
+        + ("; Redis and PostgreSQL on 127.0.0.1" if any(p.server for p in shown) else "")
+        + ". Medians; the full table with spreads, fairness notes and plots is written to "
+        f"`{report_dir}`.",
+    ]
+    if columns:
+        lines += [
+            "",
+            "| Peer | " + " | ".join(title for title, _, _ in columns) + " |",
+            "|---" + "|--:" * len(columns) + "|",
+        ]
+    missing = False
+    for p in shown if columns else ():
+        row = [p.label]
+        for _, w, key in columns:
+            m = median(results[p.label].get(w, ""), key)
+            missing |= m is None
+            row.append("—" if m is None else fmt(m))
+        lines.append("| " + " | ".join(row) + " |")
+    if missing:
+        lines += ["", "— : not measured for that peer (the reason is in `compare.md`)."]
+    w4_all = [(p.label, median(results[p.label].get("W4", ""), "child_jobs_s")) for p in shown]
+    w4 = [(label, m) for label, m in w4_all if m is not None]
+    if w4:
+        lines += [
+            "",
+            f"W4 flows ({params.w4_parents} parents × {params.w4_children} children), child "
+            "jobs/s: " + " · ".join(f"{label} {fmt(m)}" for label, m in w4) + ".",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_section(text: str, section: str) -> str:
+    """`text` with everything between the README markers replaced by `section`."""
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise ValueError(f"expected one {README_START} and one {README_END} marker")
+    start = text.index(README_START) + len(README_START)
+    end = text.index(README_END)
+    if end < start:
+        raise ValueError(f"{README_END} comes before {README_START}")
+    return text[:start] + "\n" + section.strip("\n") + "\n" + text[end:]
+
+
+def refresh_readme(path: Path, section: str) -> bool:
+    """Write `section` between the markers of the README at `path`; False (logged) if it
+    cannot: a missing file or markers must not throw away a finished run."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        path.write_text(replace_section(text, section), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        log(f"  README not refreshed: {exc}")
+        return False
+    log(f"  README table refreshed: {path}")
+    return True
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -385,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", help="comma-separated workloads: W1,W2,W3,W4")
     ap.add_argument("--quick", action="store_true", help="smaller job counts (a smoke test)")
     ap.add_argument("--output", type=Path, default=OUT, help="report directory")
+    ap.add_argument("--no-readme", action="store_true",
+                    help="do not refresh the summary table in README.md")  # fmt: skip
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     reps = max(1, args.reps)
@@ -437,6 +528,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoding="utf-8",
     )
     pngs = plot(peers, results, args.output)
+    if not args.no_readme:
+        out_dir = args.output.resolve()
+        report_dir = (
+            f"{out_dir.relative_to(HERE.parent)}/"
+            if out_dir.is_relative_to(HERE.parent)
+            else f"{out_dir}/"
+        )
+        section = readme_section(results, params, machine, command, wall, peers, report_dir)
+        refresh_readme(README, section)
     print(text, end="")
     print(f"Floor and machine line above. Wall time: {wall:.0f} s.")
     log(f"(written to {args.output}: compare.md, results.json, logs.txt"
