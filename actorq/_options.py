@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
+import attrs
+
 from ._codec import encode
 from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
 from ._exceptions import InvalidOptionError
@@ -215,6 +217,10 @@ def job_spec(
     in_batch: bool = False,
 ) -> JobSpec:
     """A validated `JobSpec`; `where` prefixes field names (``"jobs[3]."`` in a bulk add)."""
+    if not options:  # the common case: every option at its default, nothing else to check
+        if not isinstance(name, str) or not name:
+            raise InvalidOptionError(f"{where}name", name, "a job name must be a non-empty string")
+        return JobSpec(name=name, queue=queue, data=encode(f"{where}data", data), **_DEFAULTS)
     for key, value in options.items():
         if key not in JOB_OPTIONS:
             raise unknown_option(f"{where}{key}", value, JOB_OPTIONS)
@@ -291,3 +297,13 @@ def positive(field: str, value: object) -> float:
 
 def count(field: str, value: object, low: int = 1) -> int:
     return _int(field, value, low)
+
+
+#: Every `JobSpec` field a job added with no options gets, as the full path computes them.
+_DEFAULTS: Final[dict[str, Any]] = {
+    field: value
+    for field, value in attrs.asdict(
+        job_spec("q", "n", None, {"priority": 0}), recurse=False
+    ).items()
+    if field not in ("name", "queue", "data")
+}

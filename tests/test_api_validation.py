@@ -9,6 +9,7 @@ import pytest
 
 import actorq
 from actorq import Backoff, InvalidOptionError, Queue, Runtime
+from actorq._options import job_spec
 
 
 @pytest.fixture
@@ -242,3 +243,14 @@ async def test_valid_input_is_accepted(q: Queue) -> None:
     await q.add("ok", [1], backoff=Backoff.fixed(0, jitter=1.0), attempts=2)
     after = await q.counts()
     assert after["waiting"] == before["waiting"] + 3
+
+
+def test_a_job_with_no_options_gets_what_the_full_validation_gives() -> None:
+    # Adding with no options takes a shortcut; it must build the very same spec (defaults
+    # included) as the full path, and still reject a bad name or payload.
+    for data in (None, {"x": [1, 2.5, "s"]}, "text"):
+        assert job_spec("q", "n", data, {}) == job_spec("q", "n", data, {"priority": 0})
+    with pytest.raises(InvalidOptionError, match="name"):
+        job_spec("q", "", None, {})
+    with pytest.raises(InvalidOptionError, match="data"):
+        job_spec("q", "n", {1, 2}, {})
