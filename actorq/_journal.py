@@ -10,13 +10,14 @@ nobody before `commit` returns.
 When `commit` returns, per fsync policy:
 
 * ``"always"`` (default): the frame is written *and fsynced* (append and sync run together
-  in a worker thread, off the event loop). Nothing acknowledged is lost, even on power loss.
+  in a worker thread, off the event loop: on asyncio a dedicated one, `_Flusher`, whose round
+  trip costs a third of `anyio.to_thread`'s). Nothing acknowledged is lost, even on power loss.
 * ``"interval"``: the frame is written (into the OS cache) before `commit` returns, and a
   background thread fsyncs at most every `sync_interval` seconds (0.1 s by default) while
   there is something to sync. A process crash loses nothing acknowledged; a power loss or OS
   crash loses at most what was acknowledged in the last `sync_interval` plus one fsync's
-  duration. The append runs on the event loop; while the thread fsyncs, that append waits for
-  it (the journal serialises its calls), so a batch may stall for one fsync per interval.
+  duration. The append runs on the event loop and does not wait for the thread's fsync (the
+  journal fsyncs outside its lock).
 * ``"never"``: the frame is written and left to the OS (the journal still fsyncs segment
   rollovers, snapshots, and the final state on close).
 
@@ -36,10 +37,14 @@ not rewritten over and over); `snapshot` encodes the state and installs it in a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 import anyio
@@ -164,6 +169,66 @@ class _IntervalSyncer:
         self._thread.join()
 
 
+def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop; None on another backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class _Flusher:
+    """A daemon thread that appends and fsyncs the frames of ``"always"`` commits made on an
+    asyncio loop, and wakes the loop when each is durable.
+
+    The same round trip as `anyio.to_thread.run_sync` (which trio commits still take) at a
+    third of its cost: a queue put and a `call_soon_threadsafe`, no capacity limiter, no
+    worker pool, no context copy. It is on the path of every acknowledgement under
+    ``"always"``: the scheduler waits for it before replying, dispatching and publishing.
+    """
+
+    def __init__(self, work: Callable[[bytes], None], name: str) -> None:
+        self._work = work
+        self._queue: queue.SimpleQueue[
+            tuple[bytes, asyncio.AbstractEventLoop, asyncio.Future[None]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            payload, loop, future = item
+            error: BaseException | None = None
+            try:
+                self._work(payload)
+            except BaseException as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, future, error)
+            del item, future, error
+
+    async def run(self, loop: asyncio.AbstractEventLoop, payload: bytes) -> None:
+        """Append and sync `payload` in the thread; return (or raise) once it is done,
+        whatever cancellation comes meanwhile (like `anyio.to_thread.run_sync`)."""
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((payload, loop, future))
+        with anyio.CancelScope(shield=True):
+            await future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
 class JournalChangeLog:
     """A `ChangeLog` that journals every batch in a folder; see the module docstring."""
 
@@ -190,6 +255,7 @@ class JournalChangeLog:
         self._syncer = (
             _IntervalSyncer(journal, sync_interval) if self.policy is FsyncPolicy.INTERVAL else None
         )
+        self._flusher: _Flusher | None = None
         if self.torn_tail is not None:
             tail = self.torn_tail
             log.warning(
@@ -247,7 +313,15 @@ class JournalChangeLog:
         payload = encode_batch(changes)
         try:
             if self.policy is FsyncPolicy.ALWAYS:
-                await anyio.to_thread.run_sync(self._append_and_sync, payload)
+                loop = _asyncio_loop()
+                if loop is not None:
+                    flusher = self._flusher
+                    if flusher is None:
+                        name = f"actorq-journal-flush {self.folder}"
+                        flusher = self._flusher = _Flusher(self._append_and_sync, name)
+                    await flusher.run(loop, payload)
+                else:
+                    await anyio.to_thread.run_sync(self._append_and_sync, payload)
             else:
                 self.journal.append(payload)
                 if self._syncer is not None:
@@ -255,18 +329,16 @@ class JournalChangeLog:
         except persistence.JournalError as exc:
             raise self._fail(exc) from exc
 
-    def _decoded(self, payload: bytes, where: str) -> list[Change]:
+    def _frame(self, record: tuple[int, bytes]) -> list[Change]:
+        seq, payload = record
         try:
             return decode_batch(payload)
         except PayloadError as exc:
-            raise JournalFormatError(f"journal {self.folder}: cannot read {where}: {exc}") from None
+            raise JournalFormatError(
+                f"journal {self.folder}: cannot read frame seq {seq}: {exc}"
+            ) from None
 
-    def replay(self) -> Iterator[Change]:
-        """The snapshot's change records, then every frame's after it, decoded (once)."""
-        recovery = self._recovery
-        if recovery is None:
-            raise RuntimeError("a JournalChangeLog replays once, into the runtime that opened it")
-        self._recovery = None
+    def _snapshot_changes(self, recovery: Recovery) -> Iterator[Change]:
         if recovery.snapshot is not None:
             where = f"the snapshot covering seq {recovery.snapshot_seq}"
             try:
@@ -275,8 +347,16 @@ class JournalChangeLog:
                 raise JournalFormatError(
                     f"journal {self.folder}: cannot read {where}: {exc}"
                 ) from None
-        for seq, payload in recovery.records:
-            yield from self._decoded(payload, f"frame seq {seq}")
+
+    def replay(self) -> Iterator[Change]:
+        """The snapshot's change records, then every frame's after it, decoded (once)."""
+        recovery = self._recovery
+        if recovery is None:
+            raise RuntimeError("a JournalChangeLog replays once, into the runtime that opened it")
+        self._recovery = None
+        # Chained in C: no Python frame per record between the decoder and the core.
+        frames = chain.from_iterable(map(self._frame, recovery.records))
+        return chain(self._snapshot_changes(recovery), frames)
 
     def wants_snapshot(self) -> bool:
         limit = max(self.snapshot_bytes, 2 * self._snapshot_size)
@@ -312,6 +392,8 @@ class JournalChangeLog:
         try:
             if self._syncer is not None:
                 self._syncer.stop()
+            if self._flusher is not None:
+                self._flusher.stop()
             self.journal.close()
         except persistence.JournalError as exc:
             raise self._fail(exc) from exc

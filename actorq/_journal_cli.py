@@ -26,6 +26,7 @@ from ._core import CoreState, JobState
 from ._journal import JournalError, JournalLockedError, open_changelog
 from ._journal_codec import (
     PayloadError,
+    add_fields,
     decode_batch,
     decode_snapshot,
     human_change,
@@ -203,7 +204,7 @@ def _stats(folder: str, out: TextIO) -> int:
 def _touches(change: Change, job_id: int) -> bool:
     kind = change[0]
     if kind == "add":
-        return bool(change[1].get("id") == job_id)
+        return bool(add_fields(change).get("id") == job_id)
     if kind in ("set", "del"):
         return bool(change[1] == job_id)
     return False

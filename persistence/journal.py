@@ -34,7 +34,8 @@ write or fsync poisons the journal; every later call raises `JournalFailedError`
 only way on is to reopen the folder and replay what really reached the disk.
 
 Calls are serialised by one lock, so the runtime may run `append` and `sync` on its flush
-thread while the event loop reads `last_seq`.
+thread while the event loop reads `last_seq`; the fsync of `sync` runs under a second lock,
+the handle's, so an append never waits for a background fsync.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Journal:
         "_folder",
         "_fs",
         "_handle",
+        "_handle_lock",
         "_lock",
         "_lock_path",
         "_next_seq",
@@ -117,6 +119,8 @@ class Journal:
         self._failure: OSError | None = None
         self._closed = False
         self._lock = threading.Lock()
+        #: Held while the handle is fsynced, closed or replaced; taken after `_lock`, or alone.
+        self._handle_lock = threading.Lock()
 
     # -- properties ------------------------------------------------------------------------
 
@@ -159,9 +163,10 @@ class Journal:
         ) from exc
 
     def _roll(self) -> None:
-        self._handle.fsync()
-        self._handle.close()
-        self._handle, segment = _create_segment(self._fs, self._folder, self._next_seq)
+        with self._handle_lock:  # after a `sync` fsyncing the handle outside the lock
+            self._handle.fsync()
+            self._handle.close()
+            self._handle, segment = _create_segment(self._fs, self._folder, self._next_seq)
         self._segments.append(segment)
 
     def append(self, payload: bytes) -> int:
@@ -189,15 +194,25 @@ class Journal:
             return seq
 
     def sync(self) -> None:
-        """Make every appended record durable (only flush under `FsyncPolicy.NEVER`)."""
-        with self._lock:
+        """Make every appended record durable (only flush under `FsyncPolicy.NEVER`).
+
+        The fsync runs under the handle's own lock, not the journal's: appends (from the event
+        loop, under ``"interval"``) go on meanwhile, and a rollover or `close` waits for it
+        before closing the handle. Records appended before the call are in the current
+        segment or an older one (fsynced at the rollover).
+        """
+        with self._lock:  # waits out a rollover, which holds it throughout
             self._check_writable()
-            try:
+        try:
+            with self._handle_lock:
+                if self._closed:
+                    raise JournalError(f"journal {self._folder} is closed")
                 if self._policy is FsyncPolicy.NEVER:
                     self._handle.flush()
                 else:
                     self._handle.fsync()
-            except OSError as exc:
+        except OSError as exc:
+            with self._lock:
                 self._fail(exc)
 
     def write_snapshot(self, payload: bytes, covers_seq: int) -> None:
@@ -252,13 +267,16 @@ class Journal:
                 return
             self._closed = True
             try:
-                if self._failure is None:
+                with self._handle_lock:
                     try:
-                        self._handle.fsync()
-                    except OSError as exc:
-                        self._fail(exc)
+                        if self._failure is None:
+                            try:
+                                self._handle.fsync()
+                            except OSError as exc:
+                                self._fail(exc)
+                    finally:
+                        self._handle.close()
             finally:
-                self._handle.close()
                 self._fs.unlock(self._lock_path)
 
     def __enter__(self) -> Journal:

@@ -7,6 +7,7 @@ caller holding a reference, and the state after a restart equals the state befor
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Final
 
 import attrs
@@ -171,17 +172,30 @@ class JobRecord:
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""
-        out = {name: getattr(self, name) for name in FIELD_NAMES}
+        out = dict(zip(FIELD_NAMES, _all_fields(self), strict=True))  # in C: 1.3x a dictcomp
         if self.children is not None:
             out["children"] = dict(self.children)
         return out
 
+    def row(self) -> tuple[Any, ...]:
+        """Every field in `FIELD_NAMES` order: `fields` without the dict (an ``add`` change
+        may hold either; a row costs a fraction to build, and to journal)."""
+        row = _all_fields(self)
+        if self.children is not None:  # the change must not share the record's dict
+            row = (*row[:_CHILDREN_AT], dict(self.children), *row[_CHILDREN_AT + 1 :])
+        return row
+
     @classmethod
-    def from_fields(cls, fields: dict[str, Any]) -> JobRecord:
-        rec = cls(**fields)
+    def from_fields(cls, fields: dict[str, Any] | tuple[Any, ...]) -> JobRecord:
+        """The record an ``add`` change holds: its fields by name (missing ones take their
+        defaults), or a tuple of every field in `FIELD_NAMES` order (a row of a snapshot,
+        built positionally: several times faster than by keyword)."""
+        rec = cls(*fields) if isinstance(fields, tuple) else cls(**fields)
         if rec.children is not None:  # the record must not share the change's dict
             rec.children = dict(rec.children)
         return rec
 
 
 FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in attrs.fields(JobRecord))
+_all_fields: Final = operator.attrgetter(*FIELD_NAMES)
+_CHILDREN_AT: Final = FIELD_NAMES.index("children")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -316,3 +317,33 @@ def test_context_manager_releases_the_lock(file_backend: FileBackend) -> None:
     journal, recovery = file_backend.open()
     assert recovery.records == [(1, b"a")]
     journal.close()
+
+
+def test_a_background_sync_neither_blocks_appends_nor_loses_a_rollover(tmp_path: Path) -> None:
+    """`sync` fsyncs outside the journal's lock (the handle pinned): appends and segment
+    rollovers on another thread go on meanwhile, and every record comes back."""
+    journal, _ = open_journal(tmp_path, segment_bytes=2_000, fsync="interval")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def syncer() -> None:
+        try:
+            while not stop.is_set():
+                journal.sync()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=syncer)
+    thread.start()
+    try:
+        for i in range(1, 401):
+            journal.append(payload(i))
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    journal.close()
+    assert len(list(tmp_path.glob("journal-*.seg"))) >= 10  # it rolled, many times
+    _, recovery = open_journal(tmp_path)
+    assert [seq for seq, _ in recovery.records] == list(range(1, 401))
+    assert [p for _, p in recovery.records] == [payload(i) for i in range(1, 401)]
