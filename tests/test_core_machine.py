@@ -32,6 +32,7 @@ from actorq._exceptions import (
     JobNotFoundError,
     LockError,
 )
+from actorq._journal_codec import add_fields
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
 WC, B = JobState.WAITING_CHILDREN, JobState.BLOCKED
@@ -548,7 +549,7 @@ class CoreMachine(RuleBasedStateMachine):
         changes, events, finished = self.core.take_effects()
         for change in changes:
             if change[0] == "add":
-                fields = change[1]
+                fields = add_fields(change)
                 assert (None, fields["state"]) in LEGAL
                 self.journal_states[fields["id"]] = fields["state"]
             elif change[0] == "set" and "state" in change[2]:

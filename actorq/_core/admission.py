@@ -276,7 +276,7 @@ class Admission:
         self.queue(spec.queue)
         self._insert(rec)
         if self.changes is not None:
-            self.changes.append(("add", rec.fields()))
+            self.changes.append(("add", rec.row()))
         if self.events is not None:
             self.events.append(ev.JobAdded(rec.id, rec.queue, rec.name, rec.state))
         if parent_id is not None:

@@ -189,7 +189,7 @@ class Replay:
         """Change records that rebuild this state from nothing: the content of a snapshot."""
         out: list[Change] = [("snapshot", {"jobs": len(self.jobs)})]
         out.extend(("queue", name, {"paused": qs.paused}) for name, qs in self.queues.items())
-        out.extend(("add", rec.fields()) for rec in self.jobs.values())
+        out.extend(("add", rec.row()) for rec in self.jobs.values())
         out.append(
             (
                 "meta",
