@@ -59,13 +59,19 @@ async def _w1(path: str | None, fsync: str) -> float:
     return elapsed
 
 
-def _w1_rate(root: Path, policy: str | None, reps: int) -> float:
-    times = []
+def _w1_rates(root: Path, reps: int) -> dict[str | None, float]:
+    """W1 jobs/s per policy (None: in memory), the median of `reps` runs. The policies take
+    turns within each repetition: run one policy's repetitions back to back and it inherits
+    the disk's state from the one before (on 2026-11-24, `interval` run right after the
+    `always` runs measured 34,111 jobs/s; taking turns, 54,761)."""
+    policies: tuple[str | None, ...] = (None, "always", "interval", "never")
+    times: dict[str | None, list[float]] = {policy: [] for policy in policies}
     for rep in range(reps):
-        folder = None if policy is None else str(root / f"w1-{policy}-{rep}")
-        gc.collect()
-        times.append(anyio.run(_w1, folder, policy or "always"))
-    return W1_JOBS / statistics.median(times)
+        for policy in policies:
+            folder = None if policy is None else str(root / f"w1-{policy}-{rep}")
+            gc.collect()
+            times[policy].append(anyio.run(_w1, folder, policy or "always"))
+    return {policy: W1_JOBS / statistics.median(t) for policy, t in times.items()}
 
 
 async def _fill(path: str, jobs: int, *, process: bool) -> None:
@@ -141,11 +147,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(f"W1: {W1_JOBS:,} no-op jobs, add_bulk + worker at concurrency {W1_CONCURRENCY}")
         print(f"    median of {reps} run(s); journal folder under {root}")
-        memory = _w1_rate(root, None, reps)
+        rates = _w1_rates(root, reps)
+        memory = rates[None]
         print(f"    {'in memory':<16} {memory:>10,.0f} jobs/s")
-        rates = {}
         for policy in ("always", "interval", "never"):
-            rates[policy] = rate = _w1_rate(root, policy, reps)
+            rate = rates[policy]
             print(
                 f"    {'path=, ' + policy:<16} {rate:>10,.0f} jobs/s"
                 f"   {memory / rate:4.2f}x slower than in memory"
