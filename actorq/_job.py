@@ -303,7 +303,9 @@ class Job:
         """Complete this job held under `token`; return the next job locked under the same
         token when `fetch_next` (None if nothing waits)."""
         raw = None if value is None else encode("value", value)
-        return await self._finish(token, False, raw, fetch_next)
+        out = self._finish(token, False, raw, fetch_next)
+        rec = await self._rt._send(out) if isinstance(out, Request) else out
+        return None if rec is None else Job(self._rt, rec, token, worker=self._worker)
 
     async def move_to_failed(
         self, error: BaseException | str, token: str, fetch_next: bool = True
@@ -319,9 +321,16 @@ class Job:
             payload = (error, None, False)
         else:
             raise InvalidOptionError("error", error, "must be an exception or a string")
-        return await self._finish(token, True, payload, fetch_next)
+        out = self._finish(token, True, payload, fetch_next)
+        rec = await self._rt._send(out) if isinstance(out, Request) else out
+        return None if rec is None else Job(self._rt, rec, token, worker=self._worker)
 
-    async def _finish(self, token: str, failed: bool, payload: Any, fetch_next: bool) -> Job | None:
+    def _finish(
+        self, token: str, failed: bool, payload: Any, fetch_next: bool
+    ) -> JobRecord | Request | None:
+        """Finish the job inline when the runtime allows it (the manual loop's hot path: no
+        request, no mailbox) and return the next job's record; otherwise return the request
+        for the caller to send."""
         if not isinstance(token, str) or not token:
             raise InvalidOptionError("token", token, "must be a non-empty string")
         worker = self._worker
@@ -333,13 +342,10 @@ class Job:
                 fetch = (self._rec.queue, worker.lock_duration, worker.max_stalled_count)
         rt = self._rt
         sched = rt._sched
-        if rt._inline_now():  # the manual loop's hot path: no request, no mailbox
+        if rt._inline_now():
             rt._inline_calls += 1
-            rec = sched.finish_inline(self._rec.id, token, failed, payload, fetch)
-        else:
-            req = Request(sched.op_finish, (self._rec.id, token, failed, payload, fetch))
-            rec = await rt._send(req)
-        return None if rec is None else Job(rt, rec, token, worker=worker)
+            return sched.finish_inline(self._rec.id, token, failed, payload, fetch)
+        return Request(sched.op_finish, (self._rec.id, token, failed, payload, fetch))
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish and return its return value.

@@ -59,6 +59,8 @@ from .timed import TimedIndex
 from .waiting import WaitingLine
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
+#: The empty list `take_effects` hands back for "none": shared, so never appended to.
+_NONE: Final[list[Any]] = []
 B = JobState.BLOCKED
 C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
 
@@ -133,17 +135,23 @@ class CoreState(Admission, Relations, Control, Replay):
             self.events = None
 
     def take_effects(self) -> tuple[list[Change], list[ev.Event], list[JobRecord]]:
-        """Hand over what the transitions since the last call produced, and start afresh."""
+        """Hand over what the transitions since the last call produced, and start afresh.
+        Nothing is allocated for what is empty: the lists handed back then are shared
+        empty ones, not to be appended to."""
         changes = self.changes
-        if changes is not None and changes:
+        if changes:
             self.changes = []
+        else:
+            changes = _NONE
         events = self.events
-        if events is not None and events:
+        if events:
             self.events = []
+        else:
+            events = _NONE
         finished = self.finished
         if finished:
             self.finished = []
-        return changes or [], events or [], finished
+        return changes, events, finished
 
     # ------------------------------------------------------------------ lookups
 

@@ -33,12 +33,13 @@ class TimedIndex:
 
     def add(self, entry: Entry) -> None:
         at, job_id = entry
-        if job_id in self._live:
-            raise ValueError(f"job {job_id} already has an entry at {self._live[job_id]}")
-        self._live[job_id] = at
+        live = self._live
+        if job_id in live:
+            raise ValueError(f"job {job_id} already has an entry at {live[job_id]}")
+        live[job_id] = at
         heap = self._heap
         heapq.heappush(heap, entry)
-        if len(heap) > 2 * len(self._live) + _SLACK:
+        if len(heap) > 2 * len(live) + _SLACK:
             self._compact()
 
     def remove(self, entry: Entry) -> None:
