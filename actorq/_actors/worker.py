@@ -150,6 +150,12 @@ class WorkerActor:
         """Run jobs; True once the inbox is closed, False after an abort hit this scope."""
         local = self._local
         running = self._running
+        # Without a thread or a virtual clock to tend, a job without a timeout is stepped
+        # right here: `_execute` spelled out, one coroutine fewer per job.
+        direct = not self._run_in_thread and self._vclock is None
+        processor = self._processor
+        make_job = self._make_job
+        token = self.token
         while True:
             if not local:
                 self._flush(keep=True)
@@ -169,16 +175,29 @@ class WorkerActor:
                 local.extend(batch)
                 continue
             rec = local.popleft()
-            running[rec.id] = scope
-            current.append(rec.id)
+            job_id = rec.id
+            running[job_id] = scope
+            current.append(job_id)
             # Not `self._reports.append(await ...)`: that binds the list before the await,
             # and a flush during the await replaces it, losing this outcome.
-            if rec.timeout is None:  # one coroutine fewer per job than `_run_one`
-                outcome = await self._execute(self._make_job(rec, self.token), rec)
-            else:
+            if rec.timeout is not None:
                 outcome = await self._run_one(rec)
+            elif not direct:
+                outcome = await self._execute(make_job(rec, token), rec)
+            else:
+                job = make_job(rec, token)
+                try:
+                    coro = processor(job)
+                    first = coro.send(None)
+                except StopIteration as stop:
+                    value = stop.value
+                    outcome = (OK, job_id, None) if value is None else _ok(job_id, value)
+                except Exception as exc:
+                    outcome = _classify(job, exc)
+                else:
+                    outcome = await self._resume(job, rec, coro, first)
             current.pop()
-            del running[rec.id]
+            del running[job_id]
             self._reports.append(outcome)
             if scope.cancel_called:  # aborted, but the processor finished anyway
                 return False
@@ -198,22 +217,30 @@ class WorkerActor:
         vclock = self._vclock
         reset = _holds_token.set(True) if vclock is not None else None
         try:
-            coro = self._processor(job)
             try:
+                coro = self._processor(job)
                 first = coro.send(None)
             except StopIteration as stop:
                 return _ok(rec.id, stop.value)
-            # The processor suspended: report what we have, and let an idle runner take the
-            # rest of the line while this one waits.
-            if self._local and self._idle:
-                self._inbox_tx.send_nowait([])
-            self._flush()
-            value = await _Resume(coro, first)
-        except Exception as exc:
-            return _classify(job, exc)
+            except Exception as exc:
+                return _classify(job, exc)
+            return await self._resume(job, rec, coro, first)
         finally:
             if reset is not None:
                 _holds_token.reset(reset)
+
+    async def _resume(
+        self, job: Any, rec: JobRecord, coro: Coroutine[Any, Any, Any], first: Any
+    ) -> Outcome:
+        """The processor suspended: report what we have, let an idle runner take the rest
+        of the line while this one waits, and carry on with the coroutine."""
+        if self._local and self._idle:
+            self._inbox_tx.send_nowait([])
+        self._flush()
+        try:
+            value = await _Resume(coro, first)
+        except Exception as exc:
+            return _classify(job, exc)
         return _ok(rec.id, value)
 
     async def _run_in_worker_thread(self, job: Any, rec: JobRecord) -> Outcome:
