@@ -309,23 +309,40 @@ class JournalChangeLog:
 
     async def commit(self, changes: list[Change]) -> None:
         """Write `changes` as one frame; return once it is durable under the policy."""
+        if self.policy is not FsyncPolicy.ALWAYS:
+            self._write(changes)
+            return
         self._check()
         payload = encode_batch(changes)
         try:
-            if self.policy is FsyncPolicy.ALWAYS:
-                loop = _asyncio_loop()
-                if loop is not None:
-                    flusher = self._flusher
-                    if flusher is None:
-                        name = f"actorq-journal-flush {self.folder}"
-                        flusher = self._flusher = _Flusher(self._append_and_sync, name)
-                    await flusher.run(loop, payload)
-                else:
-                    await anyio.to_thread.run_sync(self._append_and_sync, payload)
+            loop = _asyncio_loop()
+            if loop is not None:
+                flusher = self._flusher
+                if flusher is None:
+                    name = f"actorq-journal-flush {self.folder}"
+                    flusher = self._flusher = _Flusher(self._append_and_sync, name)
+                await flusher.run(loop, payload)
             else:
-                self.journal.append(payload)
-                if self._syncer is not None:
-                    self._syncer.kick()
+                await anyio.to_thread.run_sync(self._append_and_sync, payload)
+        except persistence.JournalError as exc:
+            raise self._fail(exc) from exc
+
+    @property
+    def commit_nowait(self) -> Callable[[list[Change]], None] | None:
+        """`commit` without waiting, for the policies whose commit never waits: under
+        ``interval`` and ``never`` the frame is written to the OS on the event loop either
+        way, so requests may run inline (see the scheduler). None under ``always``, whose
+        commit waits for the fsync in a thread."""
+        return None if self.policy is FsyncPolicy.ALWAYS else self._write
+
+    def _write(self, changes: list[Change]) -> None:
+        """Append `changes` as one frame (``interval``: the syncer fsyncs it soon)."""
+        self._check()
+        payload = encode_batch(changes)
+        try:
+            self.journal.append(payload)
+            if self._syncer is not None:
+                self._syncer.kick()
         except persistence.JournalError as exc:
             raise self._fail(exc) from exc
 

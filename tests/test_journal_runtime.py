@@ -369,3 +369,28 @@ def test_a_parents_children_survive_the_codec() -> None:
     changes = [("set", 3, {"children": children, "state": JobState.WAITING_CHILDREN})]
     assert decode_batch(encode_batch(changes)) == changes
     assert type(decode_batch(encode_batch(changes))[0][2]["children"][7][1]) is bytes
+
+
+async def test_never_runs_commands_inline_and_still_snapshots_as_the_journal_grows(
+    tmp_path: Path,
+) -> None:
+    # Under "never" (and "interval") a commit never waits, so commands run inline in the
+    # caller's task; the snapshot the growing journal wants is still taken, by the loop.
+    changelog = open_changelog(tmp_path, fsync="never", snapshot_bytes=4000)
+    async with Runtime(journal=changelog) as rt:
+        assert rt._sched._commit_nowait is not None
+        q = rt.queue("q")
+        for i in range(300):
+            await q.add("x", i)
+        live = rt._core.snapshot()
+    assert any(name.endswith(".snap") for name in os.listdir(tmp_path)), "no snapshot taken"
+    core, _ = replay_folder(tmp_path)
+    assert core.snapshot() == live
+
+
+def test_always_does_not_run_commands_inline(tmp_path: Path) -> None:
+    changelog = open_changelog(tmp_path, fsync="always")
+    try:
+        assert changelog.commit_nowait is None  # its commit waits for the fsync
+    finally:
+        changelog.close()

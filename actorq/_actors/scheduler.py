@@ -152,6 +152,8 @@ class Scheduler:
         self._inflight: Outbox | None = None
         # True while the loop waits on an empty mailbox (see `idle`).
         self.parked = False
+        # An inline batch asked the loop for a snapshot it has not taken yet.
+        self._snapshot_asked = False
         # A change log that commits without waiting lets idle-time requests run inline.
         self._commit_nowait = _commit_nowait(changelog)
 
@@ -335,6 +337,8 @@ class Scheduler:
             commit_nowait = self._commit_nowait
             assert commit_nowait is not None
             commit_nowait(changes)
+            if not self._snapshot_asked and self.changelog.wants_snapshot():
+                self._ask_snapshot()
         if (
             self._sends
             or self._aborts
@@ -352,6 +356,18 @@ class Scheduler:
             self._rearm_timer()
         if self.closing or self.idle_waiters:
             self._reply_idle_waiters()
+
+    def _ask_snapshot(self) -> None:
+        """The log wants a snapshot, and this batch ran inline: the loop takes snapshots
+        (between its batches, where the state equals the durable one), so ask it to."""
+        self._snapshot_asked = True
+        req = Request(self.op_snapshot, ())
+        req.args = (req,)
+        req.abandoned = True  # nobody waits for the reply
+        if self.vclock is not None:
+            self.vclock.hold()
+        assert self._timer_tx is not None
+        self.post(self._timer_tx, req)
 
     def _crash_inline(self, exc: BaseException) -> None:
         """A bug in the core hit an inline batch: the scheduler's task must die of it, as it
@@ -415,6 +431,7 @@ class Scheduler:
         """Snapshot when asked or due (between batches, so the state equals the durable
         one), then answer whoever waits for the workers or the snapshot."""
         if self._snapshot_waiters or (wrote and self.changelog.wants_snapshot()):
+            self._snapshot_asked = False
             await self.changelog.snapshot(self.core.as_changes())
             for req in self._snapshot_waiters:
                 if self.vclock is not None:
