@@ -394,10 +394,10 @@ def render(machine: str, command: str, curves: dict[str, dict[int, list[Sample]]
         "point), RSS growth of an untraced run for every N; both after adding the filler "
         "(`add_bulk`s of ≤ 50k), two round trips and a `gc.collect()`, divided by N. RSS "
         "includes the allocator's slack and rounds to pages: read it at 100k and up.",
-        f"- `add one … job`: {ADD_PROBES:,} sequential `await q.add(...)` calls (a scheduler "
-        f"round trip each) before any worker runs. Lateness: {LATE_JOBS:,} jobs added one at "
-        f"a time, due 0–{LATE_MAX_DELAY * 1000:.0f} ms ahead, start (`time.time()`) − "
-        "`created_at + delay`.",
+        f"- `add one … job`: {ADD_PROBES:,} sequential `await q.add(...)` calls (each run "
+        f"inline while the scheduler is idle) before any worker runs. Lateness: "
+        f"{LATE_JOBS:,} jobs added one at a time, due 0–{LATE_MAX_DELAY * 1000:.0f} ms "
+        "ahead, start (`time.time()`) − `created_at + delay`.",
         '- Replay: the journal is built with `fsync="never"` in one process (`add_bulk`s of '
         f"{JOURNAL_CHUNK:,}; 1 job in {COMPLETED_SHARE} processed), then a new process times "
         "`async with Runtime(path=...)` until the block is entered. Records: change records "
