@@ -34,7 +34,7 @@ from .._core import CoreState, JobRecord, JobState
 from .._core.events import Event
 from .._exceptions import ActorqError
 from ..clock import Clock, VirtualClock
-from .changelog import ChangeLog
+from .changelog import Change, ChangeLog
 from .messages import (
     DEFER,
     DELAY,
@@ -264,17 +264,7 @@ class Scheduler:
                 self._apply_outcomes(req, now)
             else:
                 assert isinstance(req, Request)
-                try:
-                    result = req.fn(now, *req.args)
-                except ActorqError as exc:
-                    req.error = exc
-                    result = None
-                deferred = result is DEFER
-                if deferred:
-                    if self.vclock is not None:
-                        self.vclock.release()  # the caller waits; it is not busy
-                else:
-                    req.result = result
+                deferred = not self._run_request(req, now)
             self._end_inline(now)
         except BaseException as exc:
             self._crash_inline(exc)
@@ -322,17 +312,7 @@ class Scheduler:
 
     def _end_inline(self, now: float) -> None:
         """The rest of an inline batch after its command: timers, dispatch, commit, outbox."""
-        core = self.core
-        if now >= core.due_bound:
-            core.run_timers(now)
-        if self.dispatching:
-            if self.workers:
-                self._dispatch(now)
-            if self.fetchers:
-                self._serve_fetchers(now)
-        if core.aborts:
-            self._collect_aborts()
-        changes, events, finished = core.take_effects()
+        changes, events, finished = self._after_commands(now)
         if changes:
             commit_nowait = self._commit_nowait
             assert commit_nowait is not None
@@ -347,12 +327,8 @@ class Scheduler:
             or self._releases
             or (finished and self.waiters)
         ):
-            outbox = Outbox(
-                changes, self._sends, self._aborts, self._replies, events, finished, self._releases
-            )
-            self._sends, self._aborts, self._replies, self._releases = [], [], [], 0
-            self._flush_outbox(outbox)
-        elif core.due_bound != self._timer_due:
+            self._flush_outbox(self._outbox(changes, events, finished))
+        elif self.core.due_bound != self._timer_due:
             self._rearm_timer()
         if self.closing or self.idle_waiters:
             self._reply_idle_waiters()
@@ -378,7 +354,6 @@ class Scheduler:
 
     def _apply(self, batch: list[Any]) -> Outbox:
         """Apply one batch to the core with one `now`; return what it may show once durable."""
-        core = self.core
         now = self.clock.now()
         replies = self._replies
         for msg in batch:
@@ -386,32 +361,50 @@ class Scheduler:
             if kind is Outcomes:
                 self._apply_outcomes(msg, now)
             elif kind is Request:
-                try:
-                    result = msg.fn(now, *msg.args)
-                except ActorqError as exc:
-                    msg.error = exc
+                if self._run_request(msg, now):
                     replies.append(msg)
-                else:
-                    if result is DEFER:
-                        if self.vclock is not None:
-                            self.vclock.release()  # the caller waits; it is not busy
-                    else:
-                        msg.result = result
-                        replies.append(msg)
             elif kind is Tick:
                 self._releases += 1
             elif kind is Crash:
                 raise msg.exc
             else:
                 raise TypeError(f"scheduler got an unknown message {msg!r}")
-        core.run_timers(now)
+        return self._outbox(*self._after_commands(now))
+
+    def _run_request(self, req: Request, now: float) -> bool:
+        """Run `req`'s command; True when it has its answer now, False when it waits (its
+        caller is then not busy: the virtual clock may move)."""
+        try:
+            result = req.fn(now, *req.args)
+        except ActorqError as exc:
+            req.error = exc
+            return True
+        if result is DEFER:
+            if self.vclock is not None:
+                self.vclock.release()
+            return False
+        req.result = result
+        return True
+
+    def _after_commands(self, now: float) -> tuple[list[Change], list[Event], list[JobRecord]]:
+        """What every batch does after its commands, inline or not: timer transitions, jobs
+        to workers and to waiting manual fetches, processors to abort; then the effects."""
+        core = self.core
+        if now >= core.due_bound:
+            core.run_timers(now)
         if self.dispatching:
-            self._dispatch(now)
+            if self.workers:
+                self._dispatch(now)
             if self.fetchers:
                 self._serve_fetchers(now)
         if core.aborts:
             self._collect_aborts()
-        changes, events, finished = core.take_effects()
+        return core.take_effects()
+
+    def _outbox(
+        self, changes: list[Change], events: list[Event], finished: list[JobRecord]
+    ) -> Outbox:
+        """The batch's outbox, taking over what it gathered to send, abort and reply."""
         outbox = Outbox(
             changes, self._sends, self._aborts, self._replies, events, finished, self._releases
         )
