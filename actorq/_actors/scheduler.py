@@ -284,21 +284,9 @@ class Scheduler:
         """`op_finish` run inline, with no request object: the manual loop's one call per
         job (`move_to_completed(..., fetch_next=True)`), so every step it saves counts."""
         now = self.clock.now()
-        core = self.core
         try:
             try:
-                # `op_finish`, spelled out here: one call fewer per job.
-                if failed:
-                    reason, stacktrace, unrecoverable = payload
-                    core.fail(job_id, token, reason, stacktrace, now, unrecoverable=unrecoverable)
-                else:
-                    core.complete(job_id, token, payload, now)
-                rec = None
-                if fetch is not None and self.dispatching:
-                    queue, lock_duration, max_stalled = fetch
-                    jobs = core.take(queue, 1, now, token, now + lock_duration, max_stalled)
-                    if jobs:
-                        rec = jobs[0]
+                rec = self.op_finish(now, job_id, token, failed, payload, fetch)
             except ActorqError:
                 self._end_inline(now)  # the core changed nothing; the rest of the batch runs
                 raise
