@@ -112,8 +112,9 @@ def check_core(
 
     jobs = core.jobs
     keys: dict[str, int] = {}
+    locks = set(core.locks)  # one read of the lock index, not one scan per locked job
     for job_id, rec in jobs.items():
-        _check_record(rec, job_id, core, now, retried, fail)
+        _check_record(rec, job_id, core, locks, now, retried, fail)
         key = rec.idempotency_key
         if key is not None:
             other = keys.setdefault(key, job_id)
@@ -167,6 +168,7 @@ def _check_record(
     rec: JobRecord,
     job_id: int,
     core: CoreState,
+    locks: set[tuple[float, int]],
     now: float | None,
     retried: Collection[int],
     fail: Any,
@@ -186,7 +188,7 @@ def _check_record(
         if rec.lock_token is None:
             raise fail("single-lock-holder", "an active job without a lock holder", job_id)
         if rec.lock_expires_at is not None:
-            if (rec.lock_expires_at, job_id) not in core.locks:
+            if (rec.lock_expires_at, job_id) not in locks:
                 raise fail(
                     "single-lock-holder", "a manual lock missing from the lock index", job_id
                 )

@@ -1,4 +1,4 @@
-"""The timed index (delayed jobs, locks, retention expiries) behaves as a sorted list of its
+"""The timed index (delayed jobs, retention expiries) behaves as a sorted list of its
 live entries, whatever the order of adds and removals, through compactions."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def test_matches_a_sorted_list_of_live_entries(script: list[tuple[str, int, floa
 
 
 def test_memory_stays_proportional_to_live_entries() -> None:
-    # Every lock of a manual loop is added then removed long before it would expire.
+    # Entries added, then removed long before they would be due.
     index = TimedIndex()
     for job_id in range(100_000):
         index.add((1e9 + job_id, job_id))

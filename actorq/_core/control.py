@@ -20,6 +20,7 @@ from .records import JobRecord, Retention
 from .states import ACTIVE_OR_IDLE, TERMINAL, JobState
 
 if TYPE_CHECKING:
+    from .locks import LockIndex
     from .state import QueueState
     from .timed import TimedIndex
 
@@ -38,7 +39,7 @@ class Control:
     jobs: dict[int, JobRecord]
     queues: dict[str, QueueState]
     delayed: TimedIndex
-    locks: TimedIndex
+    locks: LockIndex
     expiries: TimedIndex
     due_bound: float
     events: list[ev.Event] | None
@@ -92,9 +93,9 @@ class Control:
     def expire_locks(self, now: float) -> int:
         """Every job whose lock expired by `now` stalls: back to waiting, or failed."""
         stalled = 0
-        locks = self.locks
-        while locks and locks[0][0] <= now:
-            self._stall(self.jobs[locks[0][1]], now)
+        earliest = self.locks.earliest
+        while (lock := earliest()) is not None and lock[0] <= now:
+            self._stall(self.jobs[lock[1]], now)
             stalled += 1
         if stalled:
             self._settle(now)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from .blocking import BlockingIndex
+from .locks import LockIndex
 from .records import JobRecord
 from .states import TERMINAL, JobState
 from .timed import TimedIndex
@@ -41,7 +42,7 @@ class Replay:
     _next_lifo: int
     rng: int
     delayed: TimedIndex
-    locks: TimedIndex
+    locks: LockIndex
     expiries: TimedIndex
     due_bound: float
     idempotency: dict[str, int]
@@ -145,7 +146,7 @@ class Replay:
             if rec.idempotency_key is not None:
                 self.idempotency[rec.idempotency_key] = rec.id
         self.delayed = TimedIndex(delayed)
-        self.locks = TimedIndex(locks)
+        self.locks = LockIndex(self.jobs, locks)
         self.expiries = TimedIndex(expiries)
         due = self.next_due()
         self.due_bound = math.inf if due is None else due

@@ -51,6 +51,7 @@ from . import events as ev
 from .admission import Admission
 from .blocking import BlockingIndex
 from .control import STALLED_LIMIT, Control
+from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay
@@ -101,7 +102,7 @@ class CoreState(Admission, Relations, Control, Replay):
         self._next_lifo = -1
         self.rng = seed & _MASK64
         self.delayed = TimedIndex()
-        self.locks = TimedIndex()
+        self.locks = LockIndex(self.jobs)
         self.expiries = TimedIndex()
         #: No timer work is due before this time: a lower bound of `next_due`, lowered by
         #: every entry added to the three timed indexes above and made exact by
@@ -176,9 +177,12 @@ class CoreState(Admission, Relations, Control, Replay):
     def next_due(self) -> float | None:
         """The earliest time at which a timer transition has work to do."""
         due: float | None = None
-        for index in (self.delayed, self.locks, self.expiries):
+        for index in (self.delayed, self.expiries):
             if index and (due is None or index[0][0] < due):
                 due = index[0][0]
+        lock = self.locks.earliest()
+        if lock is not None and (due is None or lock[0] < due):
+            due = lock[0]
         return due
 
     def select(
@@ -274,8 +278,9 @@ class CoreState(Admission, Relations, Control, Replay):
                 rec.lock_token = token
                 rec.lock_expires_at = lock_until
                 if lock_until is not None:
-                    self.locks.add((lock_until, rec.id))
-                    self.due_bound = min(self.due_bound, lock_until)
+                    self.locks.add(lock_until, rec.id)
+                    if lock_until < self.due_bound:  # noqa: PLR1730 - min() costs 3x this
+                        self.due_bound = lock_until
                 if self.changes is not None:
                     self.changes.append(
                         (
@@ -371,8 +376,6 @@ class CoreState(Admission, Relations, Control, Replay):
         counts = qs.counts
         counts[A] -= 1
         counts[C] += 1
-        if rec.lock_expires_at is not None:
-            self.locks.remove((rec.lock_expires_at, rec.id))
         made = rec.attempts_made + 1
         order = self._next_order(False)
         rec.state = C
@@ -645,7 +648,7 @@ class CoreState(Admission, Relations, Control, Replay):
             self.due_bound = min(self.due_bound, rec.run_at)
         elif state is A:
             if rec.lock_expires_at is not None:
-                self.locks.add((rec.lock_expires_at, rec.id))
+                self.locks.add(rec.lock_expires_at, rec.id)
                 self.due_bound = min(self.due_bound, rec.lock_expires_at)
         elif state is B:
             jobs = self.jobs
@@ -671,9 +674,7 @@ class CoreState(Admission, Relations, Control, Replay):
         if state is D:
             assert rec.run_at is not None
             self.delayed.remove((rec.run_at, rec.id))
-        elif state is A:
-            if rec.lock_expires_at is not None:
-                self.locks.remove((rec.lock_expires_at, rec.id))
+        # So does a lock entry once the record leaves active or changes expiry (`LockIndex`).
         elif state is B:
             self.blocking.unblock(rec)
         elif state is C or state is F:

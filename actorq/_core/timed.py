@@ -1,8 +1,8 @@
 """A timed index: at most one ``(time, job_id)`` entry per job, read earliest first.
 
-The core keeps three (delayed jobs by due time, manual locks by expiry, finished jobs by
-retention expiry). Every job passes through one on its hot path (a manual lock is taken and
-released for each job), while the earliest entry is only read by the timers. So entries sit
+The core keeps two (delayed jobs by due time, finished jobs by retention expiry; manual
+locks have a `LockIndex`, which reads the records instead of keeping a dict). A job may pass
+through one on its hot path, while the earliest entry is only read by the timers. So entries sit
 in a binary heap beside a dict of the live ones: adding costs a push, removing costs a
 dict deletion and leaves the heap entry stale, to be dropped when it reaches the top. A
 sorted list would pay a bisection and a shift on both. Stale entries are compacted away once
