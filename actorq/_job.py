@@ -41,10 +41,11 @@ class Job:
         rt: Runtime,
         rec: JobRecord,
         token: str | None = None,
-        *,
         worker: Worker | None = None,
         in_processor: bool = False,
     ) -> None:
+        # Positional parameters: a manual loop makes one Job per job, and a keyword
+        # argument costs a third of the construction.
         self._rt = rt
         self._rec = rec
         self._token = token
@@ -305,7 +306,7 @@ class Job:
         raw = None if value is None else encode("value", value)
         out = self._finish(token, False, raw, fetch_next)
         rec = await self._rt._send(out) if isinstance(out, Request) else out
-        return None if rec is None else Job(self._rt, rec, token, worker=self._worker)
+        return None if rec is None else Job(self._rt, rec, token, self._worker)
 
     async def move_to_failed(
         self, error: BaseException | str, token: str, fetch_next: bool = True
@@ -323,7 +324,7 @@ class Job:
             raise InvalidOptionError("error", error, "must be an exception or a string")
         out = self._finish(token, True, payload, fetch_next)
         rec = await self._rt._send(out) if isinstance(out, Request) else out
-        return None if rec is None else Job(self._rt, rec, token, worker=self._worker)
+        return None if rec is None else Job(self._rt, rec, token, self._worker)
 
     def _finish(
         self, token: str, failed: bool, payload: Any, fetch_next: bool

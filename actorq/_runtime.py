@@ -266,7 +266,7 @@ class Runtime:
         worker._actor.slot.inbox.close()
 
     def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
-        return Job(self, rec, token, in_processor=True)
+        return Job(self, rec, token, None, True)
 
     def events(self) -> EventStream:
         """Subscribe to lifecycle events: every event after this call, none missed.

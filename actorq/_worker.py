@@ -93,7 +93,7 @@ class Worker:
             # A job locked for this caller at the moment its wait timed out is still its
             # own: hand it over rather than leave it locked under a token told "nothing".
             rec = req.result if req.replied and req.error is None else None
-        return None if rec is None else Job(rt, rec, token, worker=self)
+        return None if rec is None else Job(rt, rec, token, self)
 
     async def close(self) -> None:
         """Take no new job and stop; idempotent.
