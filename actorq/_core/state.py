@@ -313,7 +313,6 @@ class CoreState(Admission, Relations, Control, Replay):
             taken.append(rec)
         if not counts[W] and taken and events is not None:
             events.append(ev.QueueDrained(queue))
-        qs.waiting.maybe_compact(jobs, counts[W])
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return taken
@@ -377,7 +376,8 @@ class CoreState(Admission, Relations, Control, Replay):
         counts[A] -= 1
         counts[C] += 1
         made = rec.attempts_made + 1
-        order = self._next_order(False)
+        order = self._next_fifo  # `_next_order(False)`, without the call
+        self._next_fifo = order + 1
         rec.state = C
         rec.attempts_made = made
         rec.finished_at = now
@@ -670,8 +670,11 @@ class CoreState(Admission, Relations, Control, Replay):
         qs = self.queues[rec.queue]
         state = rec.state
         qs.counts[state] -= 1
-        # A waiting entry goes stale by itself once the record leaves waiting.
-        if state is D:
+        if state is W:
+            # Its entry in the line goes stale by itself (unless `take` popped it): the one
+            # place where stale entries appear, so the one place to compact them.
+            qs.waiting.maybe_compact(self.jobs, qs.counts[W])
+        elif state is D:
             assert rec.run_at is not None
             self.delayed.remove((rec.run_at, rec.id))
         # So does a lock entry once the record leaves active or changes expiry (`LockIndex`).
