@@ -150,7 +150,8 @@ class Scheduler:
         self.crashed: BaseException | None = None
         self._snapshot_waiters: list[Request] = []
         self._inflight: Outbox | None = None
-        # True while the loop waits on an empty mailbox (see `idle`).
+        # True while the loop waits on an empty mailbox and requests may run inline meanwhile
+        # (see `idle`): never with a change log that must be awaited, nor after a crash.
         self.parked = False
         # An inline batch asked the loop for a snapshot it has not taken yet.
         self._snapshot_asked = False
@@ -175,7 +176,7 @@ class Scheduler:
                 except anyio.WouldBlock:
                     # Parked from here until a sender clears the flag (see `post`): requests
                     # run inline meanwhile, even before `receive` registers this task.
-                    self.parked = True
+                    self.parked = self._commit_nowait is not None
                     if vclock is not None:
                         vclock.release()
                     try:
@@ -241,7 +242,7 @@ class Scheduler:
         """Whether a request may run inline, in its caller's task: the change log commits
         without waiting, and the scheduler is parked on an empty mailbox, so no batch is
         half done and no message sent earlier would be overtaken."""
-        return self.parked and self._commit_nowait is not None and self.crashed is None
+        return self.parked
 
     def post(self, tx: MemoryObjectSendStream[Any], msg: Any) -> None:
         """Put `msg` in the mailbox through `tx`. Every sender goes through here: the
@@ -337,6 +338,7 @@ class Scheduler:
         """A bug in the core hit an inline batch: the scheduler's task must die of it, as it
         would have had the request gone through the mailbox (the caller hears of it too)."""
         self.crashed = exc
+        self.parked = False
         if self._timer_tx is not None:
             self.post(self._timer_tx, Crash(exc))
 
