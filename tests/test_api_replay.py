@@ -5,18 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import pytest
+from replay_workload import workload
 
-from actorq import (
-    Backoff,
-    Job,
-    JobFailedError,
-    JobState,
-    MemoryChangeLog,
-    Runtime,
-    UnrecoverableError,
-    VirtualClock,
-)
+from actorq import Job, JobState, MemoryChangeLog, Runtime, VirtualClock
 from actorq._core import CoreState
 
 
@@ -27,64 +18,11 @@ def replayed(log: MemoryChangeLog) -> CoreState:
     return core
 
 
-async def workload(rt: Runtime, clock: VirtualClock) -> dict[str, Job]:
-    """A mix of everything that changes state; leaves no job active."""
-    work = rt.queue("work")
-    parked = rt.queue("parked")
-
-    async def process(job: Job) -> Any:
-        kind = job.data["kind"]
-        if kind == "flaky" and job.attempts_started < 3:
-            raise RuntimeError(f"try {job.attempts_started}")
-        if kind == "fatal":
-            raise UnrecoverableError("fatal")
-        if kind == "steps":
-            await job.update_progress(50)
-            await job.log("half")
-            await job.update_data({**job.data, "seen": True})
-        return {"id": job.id, "at": clock.now()}
-
-    rt.worker(work, process, concurrency=2)
-    await parked.pause()
-    jobs: dict[str, Job] = {}
-    jobs["plain"] = await work.add("plain", {"kind": "plain"})
-    jobs["flaky"] = await work.add(
-        "flaky", {"kind": "flaky"}, attempts=4, backoff=Backoff.exponential(2, jitter=0.5)
-    )
-    jobs["fatal"] = await work.add("fatal", {"kind": "fatal"}, attempts=3)
-    jobs["steps"] = await work.add("steps", {"kind": "steps"}, priority=3, tags=["a", "b"])
-    jobs["gone"] = await work.add("gone", {"kind": "plain"}, remove_on_complete=True)
-    jobs["later"] = await work.add("later", {"kind": "plain"}, delay=30)
-    jobs["far"] = await work.add("far", {"kind": "plain"}, delay=10_000)
-    jobs["idem"] = await work.add("idem", {"kind": "plain"}, idempotency_key="k-1")
-    bulk = await parked.add_bulk(
-        [
-            {"name": "p1", "data": {"i": 1}},
-            {"name": "p2", "data": {"i": 2}, "priority": 5},
-            {"name": "p3", "data": {"i": 3}, "lifo": True},
-            {"name": "p4", "data": {"i": 4}, "idempotency_key": "k-2"},
-        ]
-    )
-    jobs.update({f"p{i + 1}": job for i, job in enumerate(bulk)})
-    jobs["cancelled"] = await parked.add("c", {"i": 0})
-    await parked.cancel(jobs["cancelled"].id, reason="test")
-    await parked.remove(jobs["p1"].id)
-    jobs["parked-delayed"] = await parked.add("pd", None, delay=5)
-    await clock.advance(100)  # retries' backoff, `later` and `parked-delayed` come due
-    with anyio.fail_after(5):
-        for key in ("plain", "flaky", "steps", "later", "idem"):
-            await jobs[key].wait_until_finished()
-        with pytest.raises(JobFailedError):
-            await jobs["fatal"].wait_until_finished()
-    await clock.run_until_idle()
-    return jobs
-
-
 async def test_replaying_the_log_rebuilds_the_live_state() -> None:
     clock = VirtualClock(autojump=False)
     log = MemoryChangeLog()
     async with Runtime(journal=log, clock=clock, seed=7) as rt:
-        jobs = await workload(rt, clock)
+        jobs = await workload(rt, clock, advance=100)
         live_snapshot = rt._core.snapshot()
         live_index = rt._core.index_view()
         core = replayed(log)
@@ -134,7 +72,7 @@ async def test_second_runtime_on_the_same_log_starts_with_the_same_jobs() -> Non
     clock = VirtualClock(autojump=False)
     log = MemoryChangeLog()
     async with Runtime(journal=log, clock=clock, seed=7) as rt:
-        jobs = await workload(rt, clock)
+        jobs = await workload(rt, clock, advance=100)
         counts = await rt.counts()
         snapshot = rt._core.snapshot()
         last_id = max(job.id for job in jobs.values())

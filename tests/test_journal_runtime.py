@@ -13,16 +13,15 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from replay_workload import workload
 
 import persistence
 from actorq import (
     ActorqError,
     Backoff,
     Job,
-    JobFailedError,
     JobState,
     RuntimeClosedError,
-    UnrecoverableError,
     VirtualClock,
 )
 from actorq._core import CoreState
@@ -49,76 +48,12 @@ def replay_folder(path: Path) -> tuple[CoreState, JournalChangeLog]:
     return core, changelog
 
 
-async def workload(rt: Runtime, clock: VirtualClock) -> dict[str, Job]:
-    """Everything that changes state; leaves no job active."""
-    work = rt.queue("work")
-    parked = rt.queue("parked")
-
-    async def process(job: Job) -> Any:
-        kind = job.data["kind"]
-        if kind == "flaky" and job.attempts_started < 3:
-            raise RuntimeError(f"try {job.attempts_started}")
-        if kind == "fatal":
-            raise UnrecoverableError("fatal")
-        if kind == "steps":
-            await job.update_progress(50)
-            await job.update_progress(None)
-            await job.log("half")
-            await job.update_data({**job.data, "seen": True, "f": 0.1, "t": [1, 2]})
-        if kind == "none":
-            return None
-        return {"id": job.id, "at": clock.now(), "nested": {"a": [1.5, "é", None]}}
-
-    rt.worker(work, process, concurrency=2)
-    await parked.pause()
-    jobs: dict[str, Job] = {}
-    jobs["plain"] = await work.add("plain", {"kind": "plain"})
-    jobs["none"] = await work.add("none", {"kind": "none"})
-    jobs["flaky"] = await work.add(
-        "flaky",
-        {"kind": "flaky"},
-        attempts=4,
-        backoff=Backoff.exponential(2, jitter=0.5, max_delay=math.inf),
-    )
-    jobs["fatal"] = await work.add("fatal", {"kind": "fatal"}, attempts=3, timeout=30)
-    jobs["steps"] = await work.add("steps", {"kind": "steps"}, priority=3, tags=["a", "b"])
-    jobs["gone"] = await work.add("gone", {"kind": "plain"}, remove_on_complete=True)
-    jobs["kept"] = await work.add("kept", {"kind": "plain"}, remove_on_fail=Retention(count=5))
-    jobs["later"] = await work.add("later", {"kind": "plain"}, delay=30)
-    jobs["far"] = await work.add("far", {"kind": "plain"}, delay=10_000)
-    jobs["idem"] = await work.add("idem", {"kind": "plain"}, idempotency_key="k-1")
-    again = await work.add("idem", {"kind": "other"}, idempotency_key="k-1")
-    assert again.id == jobs["idem"].id
-    bulk = await parked.add_bulk(
-        [
-            {"name": "p1", "data": {"i": 1}},
-            {"name": "p2", "data": {"i": 2}, "priority": 5},
-            {"name": "p3", "data": {"i": 3}, "lifo": True},
-            {"name": "p4", "data": {"i": 4}, "idempotency_key": "k-2"},
-            {"name": "p5", "data": "text \n with \u2028 odd \x00 chars"},
-            {"name": "p6", "data": [1, 2.0, -0.0, 1e300, 2**63 - 1]},
-        ]
-    )
-    jobs.update({f"p{i + 1}": job for i, job in enumerate(bulk)})
-    jobs["cancelled"] = await parked.add("c", {"i": 0})
-    await parked.cancel(jobs["cancelled"].id, reason="test")
-    await parked.remove(jobs["p1"].id)
-    jobs["parked-delayed"] = await parked.add("pd", None, delay=5)
-    with anyio.fail_after(5):
-        for key in ("plain", "none", "flaky", "steps", "later", "idem"):
-            await jobs[key].wait_until_finished()
-        with pytest.raises(JobFailedError):
-            await jobs["fatal"].wait_until_finished()
-    await clock.run_until_idle()
-    return jobs
-
-
 async def test_a_reopened_folder_holds_exactly_the_state_it_was_closed_with(
     tmp_path: Path,
 ) -> None:
     clock = VirtualClock()
     async with Runtime(path=tmp_path, clock=clock, seed=7) as rt:
-        jobs = await workload(rt, clock)
+        jobs = await workload(rt, clock, extended=True)
         counts = await rt.counts()
     live = rt._core.snapshot()
     assert jobs["flaky"].attempts_made == 3
@@ -148,7 +83,7 @@ async def test_a_reopened_folder_holds_exactly_the_state_it_was_closed_with(
 async def test_snapshot_plus_tail_replays_to_the_live_state(tmp_path: Path) -> None:
     clock = VirtualClock()
     async with Runtime(path=tmp_path, clock=clock, seed=3) as rt:
-        await workload(rt, clock)
+        await workload(rt, clock, extended=True)
         await rt.snapshot()
         changelog = rt._journal
         assert isinstance(changelog, JournalChangeLog)
