@@ -76,6 +76,9 @@ class Runtime:
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
         self._seed = seed
         self._state = _NEW
+        # Running or closing (commands are still taken) with no virtual clock to tell of each
+        # command, so a caller may run one through `Scheduler.finish_inline` without `_send`.
+        self._fast_path = False
         self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
         self._queues: dict[str, Queue] = {}
         self._workers: dict[str, Worker] = {}
@@ -123,6 +126,7 @@ class Runtime:
             await tg.__aexit__(None, None, None)
             raise
         self._state = _RUNNING
+        self._fast_path = self._vclock is None
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
             stalled = await self._call(self._core.stall_all_active)
@@ -142,6 +146,7 @@ class Runtime:
                 await self._graceful_stop()
         finally:
             self._state = _CLOSED
+            self._fast_path = False
             tg.cancel_scope.cancel()
             try:
                 # The block's own exception propagates as itself, not wrapped in a group.
@@ -335,11 +340,12 @@ class Runtime:
         sched = self._sched
         if inline and sched._commit_nowait is not None:
             # Run the request in this task when the scheduler is idle (see Scheduler.idle).
-            # One call in 16 first yields to the loop (a checkpoint: cancellation is seen
+            # One call in 32 first yields to the loop (a checkpoint: cancellation is seen
             # there, before anything changed), so a caller looping on inline calls, such as
-            # a manual consumer polling, cannot starve the other tasks. The other calls do
-            # not suspend: that checkpoint alone would cost a tenth of the call.
-            if not (self._inline_calls + 1) & 15:
+            # a manual consumer polling, cannot starve the other tasks: it holds the loop
+            # ~0.1 ms at a time, as a worker's runner does between its batches. The other
+            # calls do not suspend: a checkpoint costs as much as the call.
+            if not (self._inline_calls + 1) & 31:
                 await self._checkpoint()
             if sched.idle():
                 self._inline_calls += 1
@@ -362,15 +368,6 @@ class Runtime:
                 vclock.release()
             raise RuntimeClosedError("the runtime has stopped") from None
         return await self._reply_of(req)
-
-    def _inline_now(self) -> bool:
-        """Whether a command may run inline at once, without suspending (the rule `_send`
-        follows; a caller that gets False goes through `_send`)."""
-        return bool(
-            (self._inline_calls + 1) & 15
-            and self._sched.parked  # `Scheduler.idle`, read without the call
-            and (self._state is _RUNNING or self._state is _CLOSING)
-        )
 
     async def _reply_of(self, req: Request) -> Any:
         """Wait for the scheduler's reply to `req` (sent, or deferred while run inline)."""
@@ -472,7 +469,7 @@ __all__ = ["EventStream", "MemoryChangeLog", "Runtime"]
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     """The running backend's checkpoint, called directly. On asyncio, anyio's `checkpoint` is
     ``asyncio.sleep(0)`` behind a backend lookup that costs a third of it, and an inline
-    caller pays one every 16 calls (see `Runtime._send`)."""
+    caller pays one every 32 calls (see `Runtime._send`)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: trio
