@@ -29,6 +29,7 @@ from actorq._core.records import JobRecord, Retention
 from actorq._journal import (
     JournalChangeLog,
     JournalCorruptError,
+    JournalFailedError,
     JournalLockedError,
     open_changelog,
 )
@@ -329,3 +330,27 @@ def test_always_does_not_run_commands_inline(tmp_path: Path) -> None:
         assert changelog.commit_nowait is None  # its commit waits for the fsync
     finally:
         changelog.close()
+
+
+async def test_a_failed_write_under_a_manual_loop_stops_the_runtime() -> None:
+    # At `fsync="never"` (and "interval") commands commit inline, the manual loop's finish
+    # included: a write that fails there must stop the runtime as it does on the loop, not
+    # leave a job completed in memory and missing from the journal while the loop goes on.
+    sim = persistence.SimFileSystem()
+    changelog = open_changelog("/data", fs=sim, fsync="never")
+    with pytest.raises(BaseException) as stopped:
+        async with Runtime(journal=changelog) as rt:
+            q = rt.queue("q")
+            w = rt.worker(q)
+            await q.add_bulk([{"name": "x", "data": i} for i in range(10)])
+            job = await w.get_next_job("t")
+            assert job is not None
+            job = await job.move_to_completed(None, "t")
+            assert job is not None
+            sim.fail_next_write()
+            with pytest.raises(JournalFailedError):
+                await job.move_to_completed(None, "t")
+            with pytest.raises(RuntimeClosedError):
+                await q.counts()
+    assert changelog.failed
+    assert "JournalFailedError" in repr(stopped.value) or "failed" in repr(stopped.value)

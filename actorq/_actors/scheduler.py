@@ -285,18 +285,24 @@ class Scheduler:
         """`op_finish` run inline, with no request object: the manual loop's one call per
         job (`move_to_completed(..., fetch_next=True)`), so every step it saves counts."""
         now = self.clock.now()
+        refused: ActorqError | None = None
+        rec = None
         try:
-            try:
-                rec = self.op_finish(now, job_id, token, failed, payload, fetch)
-            except ActorqError:
-                self._end_inline(now)  # the core changed nothing; the rest of the batch runs
-                raise
-            self._end_inline(now)
-        except ActorqError:
-            raise
+            rec = self.op_finish(now, job_id, token, failed, payload, fetch)
+        except ActorqError as exc:
+            refused = exc  # the core changed nothing; the rest of the batch runs
         except BaseException as exc:
             self._crash_inline(exc)
             raise
+        try:
+            self._end_inline(now)
+        except BaseException as exc:
+            # A commit that failed (the journal's write, say) ends the scheduler, as it
+            # would on the loop: no later command may run on a state the log lost.
+            self._crash_inline(exc)
+            raise
+        if refused is not None:
+            raise refused
         return rec
 
     def _end_inline(self, now: float) -> None:
