@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -392,6 +393,25 @@ async def test_close_gives_held_jobs_back_to_waiting_without_a_stall() -> None:
         assert finished == 6
         assert all(j.state is JobState.COMPLETED for j in jobs)
         assert sum(j.stalled_counter for j in jobs) == 1  # only `theirs`
+
+
+async def test_close_after_a_lock_expired_but_before_the_stalled_check() -> None:
+    # A batch runs its commands before its timers, so `close()` can come while a lock is
+    # past its expiry and not yet stalled. That job stalls, as its expiry says; the others
+    # go back to waiting; and `close()` does not fail halfway.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        w = rt.worker(q, lock_duration=0.05)
+        await q.add_bulk([{"name": "j", "data": i} for i in range(3)])
+        expiring = await fetch(w, "a")
+        kept = await fetch(w, "a")
+        await kept.extend_lock("a", 60)
+        # Blocks the event loop on purpose: no timer can stall `expiring` before close.
+        time.sleep(0.1)  # noqa: ASYNC251
+        await w.close()
+        assert expiring.state is JobState.WAITING and expiring.stalled_counter == 1
+        assert kept.state is JobState.WAITING and kept.stalled_counter == 0
+        assert (await q.counts())["waiting"] == 3
 
 
 async def test_close_with_nothing_held_and_after_finishing() -> None:

@@ -683,7 +683,13 @@ class Scheduler:
             if not waiting:
                 del self.fetchers[queue]
         core = self.core
-        held = [job_id for _expiry, job_id in core.locks if core.jobs[job_id].lock_token in tokens]
+        # A lock already past its expiry is left to the stalled check, which runs after the
+        # commands of this same batch: that job stalled, and counts it.
+        held = [
+            job_id
+            for expiry, job_id in core.locks
+            if expiry > now and core.jobs[job_id].lock_token in tokens
+        ]
         for job_id in held:
             rec = core.jobs[job_id]
             assert rec.lock_token is not None
