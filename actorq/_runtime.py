@@ -347,6 +347,8 @@ class Runtime:
             # calls do not suspend: a checkpoint costs as much as the call.
             if not (self._inline_calls + 1) & 31:
                 await self._checkpoint()
+                if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look idle
+                    raise RuntimeClosedError("the runtime has stopped")
             if sched.idle():
                 self._inline_calls += 1
                 if vclock is not None:

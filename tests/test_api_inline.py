@@ -3,12 +3,13 @@ commits without waiting (no journal, or the in-memory one): what a user can rely
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
 import pytest
 
-from actorq import Job, MemoryChangeLog, Runtime
+from actorq import Job, MemoryChangeLog, Runtime, RuntimeClosedError
 
 
 async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run() -> None:
@@ -127,3 +128,24 @@ async def test_a_busy_worker_lets_a_woken_task_run_within_a_batch() -> None:
         rt.worker(q, process, concurrency=50)
         await woken.wait()
         assert started <= 500 + 2 * 50
+
+
+async def test_no_inline_call_is_acknowledged_once_the_runtime_closed() -> None:
+    # The call in 32 that yields first can resume after the runtime closed, while its
+    # scheduler still looks idle (its task has not yet seen the cancellation): it must
+    # then refuse, not run on a stopped runtime.
+    late = 0
+    for _ in range(50):
+        async with anyio.create_task_group() as tg, Runtime() as rt:
+            q = rt.queue("q")
+
+            async def spam(rt: Runtime = rt, q: Any = q) -> None:
+                nonlocal late
+                with contextlib.suppress(RuntimeClosedError):
+                    while True:
+                        await q.add("x")
+                        late += rt._state == "closed"
+
+            tg.start_soon(spam)
+            await anyio.sleep(0.001)
+    assert late == 0
