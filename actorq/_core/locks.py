@@ -6,7 +6,8 @@ beside its heap entry, set on take and deleted on release: most of the lock's co
 manual loop's path. Here the job's record is that dict: a heap entry is live while its job
 is active with that expiry. So giving a lock up (a completion, a failure, a stall, an
 extension) writes nothing here, and the entry it leaves behind goes stale by itself: it is
-dropped when it reaches the top, or at a compaction once stale entries outnumber live ones.
+dropped when it reaches the top, or at a compaction: once the heap holds more than twice
+the live locks counted at the previous compaction, plus 1,024.
 
 A job whose lock ends and is taken again with the same expiry (a virtual clock makes that
 easy) has two equal entries: both read as live, and the second is dropped once the first

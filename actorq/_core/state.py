@@ -105,7 +105,7 @@ class CoreState(Admission, Relations, Control, Replay):
         self.locks = LockIndex(self.jobs)
         self.expiries = TimedIndex()
         #: No timer work is due before this time: a lower bound of `next_due`, lowered by
-        #: every entry added to the three timed indexes above and made exact by
+        #: every entry added to the three indexes above and made exact by
         #: `run_timers`. A batch that reads it pays one comparison instead of three lookups.
         self.due_bound = math.inf
         self.idempotency: dict[str, int] = {}
@@ -268,8 +268,8 @@ class CoreState(Admission, Relations, Control, Replay):
             if max_stalled_count == rec.max_stalled_count:
                 # `_change` for waiting → active, spelled out: every job passes here, and the
                 # generic path (a dict, a legality check, the index dispatch) costs twice the
-                # work. A waiting job's line entry goes stale by itself; only the counts and
-                # the lock index follow. Replay applies the same delta through `_apply`.
+                # work. `pop` took the job's line entry; only the counts and the lock index
+                # follow. Replay applies the same delta through `_apply`.
                 counts[W] -= 1
                 counts[A] += 1
                 rec.state = A
@@ -672,7 +672,9 @@ class CoreState(Admission, Relations, Control, Replay):
         qs.counts[state] -= 1
         if state is W:
             # Its entry in the line goes stale by itself (unless `take` popped it): the one
-            # place where stale entries appear, so the one place to compact them.
+            # place where stale entries appear, so the one place to compact them. The record
+            # still reads as waiting here, so a compaction now keeps its entry, one stale
+            # entry more until the next; the count is right either way.
             qs.waiting.maybe_compact(self.jobs, qs.counts[W])
         elif state is D:
             assert rec.run_at is not None
