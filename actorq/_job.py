@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._actors.messages import Request
+from ._actors.scheduler import INLINE_YIELD_MASK
 from ._codec import decode, encode
 from ._core import JobRecord, JobState
 from ._core.states import TERMINAL
@@ -347,7 +348,7 @@ class Job:
         # `Runtime._send`'s rule, read in place: not the call in 32 that yields first, and
         # the scheduler idle (`Scheduler.idle`). Under a virtual clock `_send` runs it inline
         # instead, telling the clock that the program moved (or time could jump under it).
-        if calls & 31 and sched.parked and rt._fast_path:
+        if calls & INLINE_YIELD_MASK and sched.parked and rt._fast_path:
             rt._inline_calls = calls
             return sched.finish_inline(self._rec.id, token, failed, payload, fetch)
         return Request(sched.op_finish, (self._rec.id, token, failed, payload, fetch))

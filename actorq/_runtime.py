@@ -19,7 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.messages import Request
-from ._actors.scheduler import Scheduler, WorkerSlot
+from ._actors.scheduler import INLINE_YIELD_MASK, Scheduler, WorkerSlot
 from ._actors.worker import WorkerActor
 from ._core import CoreState, JobRecord, JobState
 from ._core.events import Event
@@ -345,7 +345,7 @@ class Runtime:
             # a manual consumer polling, cannot starve the other tasks: it holds the loop
             # ~0.1 ms at a time, as a worker's runner does between its batches. The other
             # calls do not suspend: a checkpoint costs as much as the call.
-            if not (self._inline_calls + 1) & 31:
+            if not (self._inline_calls + 1) & INLINE_YIELD_MASK:
                 await self._checkpoint()
                 if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look idle
                     raise RuntimeClosedError("the runtime has stopped")

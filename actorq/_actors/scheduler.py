@@ -52,6 +52,9 @@ log = logging.getLogger("actorq.scheduler")
 
 #: Most messages applied in one batch; bounds how long a batch holds the loop.
 MAX_BATCH = 4096
+#: A caller's inline calls are counted, and the one whose count has these bits clear (one in
+#: 32) yields to the event loop first (see `Runtime._send`).
+INLINE_YIELD_MASK = 31
 
 
 class WorkerSlot:
