@@ -4,7 +4,7 @@ it, and memory stays proportional to the locks held."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 from unittest import mock
 
 from hypothesis import given, settings
@@ -27,6 +27,23 @@ class _Rec:
 def _table() -> tuple[dict[int, _Rec], LockIndex]:
     jobs: dict[int, _Rec] = {}
     return jobs, LockIndex(cast(dict[int, JobRecord], jobs))
+
+
+def _lock(jobs: dict[int, _Rec], index: LockIndex, job_id: int, at: float) -> _Rec:
+    """What the core does when `job_id` is taken with a lock until `at`."""
+    rec = jobs[job_id] = _Rec()
+    rec.state, rec.lock_expires_at = JobState.ACTIVE, at
+    index.add(at, job_id)
+    return rec
+
+
+def _drain(jobs: dict[int, _Rec], index: LockIndex) -> list[float]:
+    """Stall every held lock, earliest first, as the stalled check does; their expiries."""
+    expiries = []
+    while (first := index.earliest()) is not None:
+        expiries.append(first[0])
+        jobs[first[1]].state, jobs[first[1]].lock_expires_at = JobState.WAITING, None
+    return expiries
 
 
 ops = st.lists(
@@ -80,13 +97,9 @@ def test_a_manual_loop_keeps_the_heap_small() -> None:
     # Each lock is taken, then given up by its completion long before it would expire.
     jobs, index = _table()
     for job_id in range(100_000):
-        rec = jobs[job_id] = _Rec()
-        rec.state, rec.lock_expires_at = JobState.ACTIVE, 1e9 + job_id
-        index.add(1e9 + job_id, job_id)
+        rec = _lock(jobs, index, job_id, 1e9 + job_id)
         rec.state, rec.lock_expires_at = JobState.COMPLETED, None
-    jobs[-1] = held = _Rec()
-    held.state, held.lock_expires_at = JobState.ACTIVE, 5.0
-    index.add(5.0, -1)
+    _lock(jobs, index, -1, 5.0)
     assert len(index._heap) <= 2 * len(index) + 1024 + 1
     assert index.earliest() == (5.0, -1) and list(index) == [(5.0, -1)]
 
@@ -94,18 +107,10 @@ def test_a_manual_loop_keeps_the_heap_small() -> None:
 def test_many_locks_held_at_once_survive_compactions() -> None:
     jobs, index = _table()
     for job_id in range(10_000):
-        rec = jobs[job_id] = _Rec()
         # Expiries out of order, so the compacted heap must be rebuilt as a heap.
-        at = float((job_id * 7919) % 10_000)
-        rec.state, rec.lock_expires_at = JobState.ACTIVE, at
-        index.add(at, job_id)
+        _lock(jobs, index, job_id, float((job_id * 7919) % 10_000))
     assert len(index) == 10_000
-    drained: list[Any] = []
-    while (first := index.earliest()) is not None:
-        drained.append(first)
-        jobs[first[1]].state = JobState.WAITING  # stalled: its lock ends with it
-        jobs[first[1]].lock_expires_at = None
-    assert [at for at, _job in drained] == [float(t) for t in range(10_000)]
+    assert _drain(jobs, index) == [float(t) for t in range(10_000)]
 
 
 def test_a_compaction_keeps_the_earliest_first() -> None:
@@ -113,24 +118,16 @@ def test_a_compaction_keeps_the_earliest_first() -> None:
     # compaction must rebuild one, or a later expiry would be read before an earlier one.
     jobs, index = _table()
     for job_id in range(3_000):
-        rec = jobs[job_id] = _Rec()
-        at = float((job_id * 7919) % 3_000)
-        rec.state, rec.lock_expires_at = JobState.ACTIVE, at
-        index.add(at, job_id)
+        _lock(jobs, index, job_id, float((job_id * 7919) % 3_000))
     for job_id in range(0, 3_000, 3):  # a third released: their entries go stale
         jobs[job_id].state, jobs[job_id].lock_expires_at = JobState.COMPLETED, None
     job_id = 3_000
     compacted = False
     while not compacted:  # more locks, until a compaction drops the stale third
-        rec = jobs[job_id] = _Rec()
-        rec.state, rec.lock_expires_at = JobState.ACTIVE, 1e6 + job_id
         before = len(index._heap)
-        index.add(1e6 + job_id, job_id)
+        _lock(jobs, index, job_id, 1e6 + job_id)
         compacted = len(index._heap) <= before
         job_id += 1
     assert len(index._heap) == len(jobs) - 1_000
-    drained = []
-    while (first := index.earliest()) is not None:
-        drained.append(first[0])
-        jobs[first[1]].state, jobs[first[1]].lock_expires_at = JobState.WAITING, None
+    drained = _drain(jobs, index)
     assert drained == sorted(drained) and len(drained) == len(jobs) - 1_000

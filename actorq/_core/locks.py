@@ -52,11 +52,8 @@ class LockIndex:
     def earliest(self) -> Entry | None:
         """The live lock that expires first, or None when no manual lock is held."""
         heap = self._heap
-        jobs = self._jobs
         while heap:
-            at, job_id = top = heap[0]
-            rec = jobs.get(job_id)
-            if rec is not None and rec.state is _ACTIVE and rec.lock_expires_at == at:
+            if self._live(top := heap[0]):
                 return top
             heapq.heappop(heap)
         return None
