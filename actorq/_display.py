@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._core import JobState
+from ._core import JobState, commands
 
 if TYPE_CHECKING:
     from ._job import Job
@@ -55,11 +55,9 @@ def counts_table(title: str, counts: Mapping[str, Mapping[str, int]]) -> str:
 
 def runtime_html(rt: Runtime) -> str:
     """Counts by state for every queue of the runtime, from its in-memory state."""
-    counts = {
-        name: {state.value: n for state, n in qs.counts.items()}
-        for name, qs in sorted(rt._core.queues.items())
-    }
-    title = f"actorq Runtime ({rt._state}, {len(rt._core.jobs)} jobs, {rt.clock!r})"
+    jobs, raw = rt._peek(commands.Summary())
+    counts = {name: {state.value: n for state, n in by.items()} for name, by in raw.items()}
+    title = f"actorq Runtime ({rt._state}, {jobs} jobs, {rt.clock!r})"
     return counts_table(title, counts)
 
 
@@ -70,7 +68,7 @@ def queue_html(counts: Mapping[str, int], name: str = "queue") -> str:
 
 def queue_snapshot_html(queue: Queue) -> str:
     """A queue's counts by state, read from the runtime's in-memory state (no await)."""
-    raw = queue._rt._core.counts(queue.name)
+    raw = queue._rt._peek(commands.GetCounts(queue.name))
     return queue_html({state.value: n for state, n in raw.items()}, queue.name)
 
 

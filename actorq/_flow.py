@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._core import commands as c
 from ._core.records import JobSpec
 from ._exceptions import InvalidOptionError
 from ._job import Job
@@ -72,7 +73,7 @@ class FlowProducer:
 
         visit(tree, "", None)
         rt = self._rt
-        added = await rt._call(rt._core.add, specs)
+        added = await rt._send(c.Add(specs))
         jobs = [Job(rt, rec) for rec, _created in added]
 
         def build(index: int) -> JobNode:
@@ -83,21 +84,13 @@ class FlowProducer:
     async def get_flow(self, job_id: int) -> JobNode | None:
         """The tree under `job_id` as it stands (removed children left out), or None."""
         rt = self._rt
+        tree = await rt._send(c.GetFlow(job_id))
 
-        def query() -> Any:
-            core = rt._core
+        def build(node: Any) -> JobNode:
+            rec, kids = node
+            return JobNode(Job(rt, rec), [build(kid) for kid in kids])
 
-            def build(node_id: int) -> JobNode | None:
-                rec = core.jobs.get(node_id)
-                if rec is None:
-                    return None
-                kids = [build(child) for child in sorted(rec.children or {})]
-                return JobNode(Job(rt, rec), [kid for kid in kids if kid is not None])
-
-            return build(job_id)
-
-        node: JobNode | None = await rt._call(query, needs_now=False)
-        return node
+        return None if tree is None else build(tree)
 
 
 __all__ = ["FlowProducer", "JobNode"]

@@ -6,10 +6,10 @@ import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._actors.messages import Request
-from ._actors.scheduler import INLINE_YIELD_MASK
 from ._codec import decode, encode
 from ._core import JobRecord, JobState
+from ._core import commands as c
+from ._core.handlers import children_view
 from ._core.states import TERMINAL
 from ._exceptions import (
     DelayedError,
@@ -175,18 +175,16 @@ class Job:
 
     async def update_data(self, data: Any) -> None:
         """Replace the job's data (journaled; a retry or the next step sees it)."""
-        raw = encode("data", data)
-        await self._rt._call(self._rt._core.update_data, self.id, raw, needs_now=False)
+        await self._rt._send(c.UpdateData(self.id, encode("data", data)))
 
     async def update_progress(self, progress: Any) -> None:
-        raw = encode("progress", progress)
-        await self._rt._call(self._rt._core.update_progress, self.id, raw, needs_now=False)
+        await self._rt._send(c.UpdateProgress(self.id, encode("progress", progress)))
 
     async def log(self, line: str) -> int:
         """Append a line to the job's log; returns how many lines it holds."""
         if not isinstance(line, str):
             raise InvalidOptionError("line", line, "a log line must be a string")
-        count: int = await self._rt._call(self._rt._core.add_log, self.id, line, needs_now=False)
+        count: int = await self._rt._send(c.AddLog(self.id, line))
         return count
 
     async def move_to_delayed(
@@ -212,7 +210,7 @@ class Job:
                     "next_step", next_step, f"needs dict data to set 'step' in (data is {data!r})"
                 )
             raw = encode("data", {**data, "step": next_step})
-        await self._rt._call(self._rt._core.move_to_delayed, self.id, token or self._token, at, raw)
+        await self._rt._send(c.MoveToDelayed(self.id, token or self._token, at, raw))
         self._moved = True
         if self._in_processor:
             raise DelayedError(delay=max(0.0, at - self._rt.clock.now()))
@@ -230,8 +228,7 @@ class Job:
         In manual mode pass the `token`: returns True when the job moved, False when no child
         is open, and raises `JobFailedError` when the parent failed.
         """
-        rt = self._rt
-        outcome = await rt._call(rt._core.move_to_waiting_children, self.id, token or self._token)
+        outcome = await self._rt._send(c.MoveToWaitingChildren(self.id, token or self._token))
         if outcome == "done":
             return False
         self._moved = True
@@ -255,36 +252,11 @@ class Job:
         {child id: reason}, ``ignored`` {child id: reason}; ``unmet_job_ids`` (prerequisites
         not yet completed) and ``blocking_job_ids`` (unfinished jobs holding its tag barrier).
         """
-        rt = self._rt
-        job_id = self.id
-
-        def query() -> dict[str, Any]:
-            core = rt._core
-            rec = core.jobs.get(job_id, self._rec)
-            out: dict[str, Any] = {"processed": {}, "pending": [], "failed": {}, "ignored": {}}
-            for child_id, (status, payload) in sorted((rec.children or {}).items()):
-                if status == "processed":
-                    out["processed"][child_id] = decode(payload)
-                elif status in ("pending", "unresolved"):
-                    out["pending"].append(child_id)
-                if status in ("failed", "continued", "unresolved"):
-                    out["failed"][child_id] = payload
-                elif status == "ignored":
-                    out["ignored"][child_id] = payload
-            out["unmet_job_ids"] = [
-                d
-                for d in rec.depends_on_job_ids
-                if (p := core.jobs.get(d)) is not None and p.state is not JobState.COMPLETED
-            ]
-            blocking: list[int] = []
-            if rec.depends_on_tags and rec.state not in TERMINAL:
-                holders = core.blocking.holder_ids(frozenset(rec.depends_on_tags))
-                blocking = sorted(holders - {job_id})
-            out["blocking_job_ids"] = blocking
-            return out
-
-        result: dict[str, Any] = await rt._call(query, needs_now=False)
-        return result
+        deps: dict[str, Any] | None = await self._rt._send(c.GetDependencies(self.id))
+        if deps is None:  # removed since (retention): what this handle saw last
+            deps = {**children_view(self._rec), "unmet_job_ids": [], "blocking_job_ids": []}
+        deps["processed"] = {k: decode(v) for k, v in deps["processed"].items()}
+        return deps
 
     async def get_dependencies_count(self) -> dict[str, int]:
         """How many children are processed, pending, failed and ignored."""
@@ -296,8 +268,7 @@ class Job:
     async def extend_lock(self, token: str, duration: float) -> None:
         """Keep the lock of `token` for `duration` more seconds from now."""
         duration = positive("duration", duration)
-        rt = self._rt
-        await rt._call(lambda now: rt._core.extend_lock(self.id, token, now + duration, now))
+        await self._rt._send(c.ExtendLock(self.id, token, duration))
 
     async def move_to_completed(
         self, value: Any, token: str, fetch_next: bool = True
@@ -305,8 +276,8 @@ class Job:
         """Complete this job held under `token`; return the next job locked under the same
         token when `fetch_next` (None if nothing waits)."""
         raw = None if value is None else encode("value", value)
-        out = self._finish(token, False, raw, fetch_next)
-        rec = await self._rt._send(out) if isinstance(out, Request) else out
+        then = self._then(token, fetch_next)
+        rec = await self._rt._send(c.Complete(self._rec.id, token, raw, then))
         return None if rec is None else Job(self._rt, rec, token, self._worker)
 
     async def move_to_failed(
@@ -318,40 +289,25 @@ class Job:
         if isinstance(error, BaseException):
             text = str(error)
             reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
-            payload = (reason, None, isinstance(error, UnrecoverableError))
+            unrecoverable = isinstance(error, UnrecoverableError)
         elif isinstance(error, str):
-            payload = (error, None, False)
+            reason, unrecoverable = error, False
         else:
             raise InvalidOptionError("error", error, "must be an exception or a string")
-        out = self._finish(token, True, payload, fetch_next)
-        rec = await self._rt._send(out) if isinstance(out, Request) else out
+        then = self._then(token, fetch_next)
+        rec = await self._rt._send(c.Fail(self._rec.id, token, reason, None, unrecoverable, then))
         return None if rec is None else Job(self._rt, rec, token, self._worker)
 
-    def _finish(
-        self, token: str, failed: bool, payload: Any, fetch_next: bool
-    ) -> JobRecord | Request | None:
-        """Finish the job inline when the runtime allows it (the manual loop's hot path: no
-        request, no mailbox) and return the next job's record; otherwise return the request
-        for the caller to send."""
+    def _then(self, token: str, fetch_next: bool) -> c.Take | None:
+        """The take of the next job under `token`, when a manual finish fetches next."""
         if not isinstance(token, str) or not token:
             raise InvalidOptionError("token", token, "must be a non-empty string")
+        if not fetch_next:
+            return None
         worker = self._worker
-        fetch = None
-        if fetch_next:
-            if worker is None:
-                fetch = (self._rec.queue, 30.0, 1)
-            else:
-                fetch = (self._rec.queue, worker.lock_duration, worker.max_stalled_count)
-        rt = self._rt
-        sched = rt._sched
-        calls = rt._inline_calls + 1
-        # `Runtime._send`'s rule, read in place: not the call in 32 that yields first, and
-        # the scheduler idle (`Scheduler.idle`). Under a virtual clock `_send` runs it inline
-        # instead, telling the clock that the program moved (or time could jump under it).
-        if calls & INLINE_YIELD_MASK and sched.parked and rt._fast_path:
-            rt._inline_calls = calls
-            return sched.finish_inline(self._rec.id, token, failed, payload, fetch)
-        return Request(sched.op_finish, (self._rec.id, token, failed, payload, fetch))
+        if worker is None:
+            return c.Take(self._rec.queue, 1, token, 30.0, 1)
+        return worker._take(token)
 
     async def wait_until_finished(self, timeout: float | None = None) -> Any:
         """Wait for the job to finish and return its return value.
@@ -366,13 +322,10 @@ class Job:
         ):
             raise InvalidOptionError("timeout", timeout, "must be a number of seconds >= 0")
         if timeout is None:
-            rec = await rt._call_deferred(rt._sched.op_wait, self.id)
+            rec = await rt._send(c.WaitFinished(self.id))
         else:
-            rec = None
-            scope = rt.clock.deadline(rt.clock.now() + timeout)
-            with scope:
-                rec = await rt._call_deferred(rt._sched.op_wait, self.id)
-            if scope.cancelled_caught:
+            done, rec = await rt._send_within(c.WaitFinished(self.id), timeout)
+            if not done:
                 raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
         if rec is None and self._rec.state in TERMINAL:
             rec = self._rec  # finished, then removed (retention): this handle saw the end

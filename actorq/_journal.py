@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 `Runtime(path=...)` calls `open_changelog` (in a worker thread) and gets a `JournalChangeLog`,
 the `ChangeLog` the scheduler commits every batch to. One batch of change records becomes one
-frame (`actorq._journal_codec`), so a batch is atomic on replay, and the scheduler replies to
-nobody before `commit` returns.
+frame (`actorq._journal_codec`), so a batch is atomic on replay, and the engine replies to
+nobody before the commit is done.
 
-When `commit` returns, per fsync policy:
+When the commit is done, per fsync policy (only ``always`` makes it wait: `waits`):
 
 * ``"always"`` (default): the frame is written *and fsynced* (append and sync run together
   in a worker thread, off the event loop: on asyncio a dedicated one, `_Flusher`, whose round
@@ -43,9 +43,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from itertools import chain
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -53,6 +52,7 @@ import anyio.to_thread
 import persistence
 from persistence import FileSystem, FsyncPolicy, Journal, Recovery, TornTail
 
+from ._core.commands import Change
 from ._exceptions import ActorqError
 from ._journal_codec import (
     PayloadError,
@@ -78,7 +78,6 @@ __all__ = [
 log = logging.getLogger("actorq.journal")
 log.addHandler(logging.NullHandler())
 
-Change = tuple[Any, ...]
 
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DEFAULT_SNAPSHOT_BYTES = 256 * 1024 * 1024
@@ -244,6 +243,8 @@ class JournalChangeLog:
     ) -> None:
         self.journal = journal
         self.policy: FsyncPolicy = journal.policy
+        #: Only ``always`` makes a commit wait (for its fsync); see `ChangeLog.waits`.
+        self.waits = self.policy is FsyncPolicy.ALWAYS
         self.snapshot_bytes = snapshot_bytes
         self.sync_interval = sync_interval
         self.torn_tail: TornTail | None = recovery.torn_tail
@@ -307,11 +308,16 @@ class JournalChangeLog:
         self.journal.append(payload)
         self.journal.sync()
 
-    async def commit(self, changes: list[Change]) -> None:
-        """Write `changes` as one frame; return once it is durable under the policy."""
-        if self.policy is not FsyncPolicy.ALWAYS:
+    def commit(self, changes: list[Change]) -> Awaitable[None] | None:
+        """Write `changes` as one frame. Under ``always``, an awaitable that returns once
+        the frame is synced (the fsync runs off the event loop); under ``interval`` and
+        ``never`` the frame is handed to the OS here and None is returned (`waits`)."""
+        if not self.waits:
             self._write(changes)
-            return
+            return None
+        return self._commit_synced(changes)
+
+    async def _commit_synced(self, changes: list[Change]) -> None:
         self._check()
         payload = encode_batch(changes)
         try:
@@ -326,14 +332,6 @@ class JournalChangeLog:
                 await anyio.to_thread.run_sync(self._append_and_sync, payload)
         except persistence.JournalError as exc:
             raise self._fail(exc) from exc
-
-    @property
-    def commit_nowait(self) -> Callable[[list[Change]], None] | None:
-        """`commit` without waiting, for the policies whose commit never waits: under
-        ``interval`` and ``never`` the frame is written to the OS on the event loop either
-        way, so requests may run inline (see the scheduler). None under ``always``, whose
-        commit waits for the fsync in a thread."""
-        return None if self.policy is FsyncPolicy.ALWAYS else self._write
 
     def _write(self, changes: list[Change]) -> None:
         """Append `changes` as one frame (``interval``: the syncer fsyncs it soon)."""

@@ -23,6 +23,7 @@ from persistence import OsFileSystem
 from persistence.recovery import RecoveryPlan, plan_recovery
 
 from ._core import CoreState, JobState
+from ._core.commands import Change
 from ._journal import JournalError, JournalLockedError, open_changelog
 from ._journal_codec import (
     PayloadError,
@@ -36,8 +37,6 @@ from ._journal_codec import (
 __all__ = ["JOURNAL_COMMANDS", "add_journal_commands", "run_journal_command"]
 
 JOURNAL_COMMANDS = ("stats", "show", "verify", "compact", "dump")
-
-Change = tuple[Any, ...]
 
 
 def add_journal_commands(commands: Any) -> None:

@@ -46,6 +46,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
+from ._core.commands import Change
 from ._core.records import FIELD_NAMES, KEEP_ALL, Backoff, JobRecord, Retention
 from ._core.states import JobState
 
@@ -66,7 +67,6 @@ __all__ = [
 #: The newest batch schema this actorq reads and writes (see the module docstring).
 SCHEMA_VERSION: Final = 2
 
-Change = tuple[Any, ...]
 
 _MISSING: Final = object()
 #: Fields of an ``add`` record that may be left out, with the default to compare against.

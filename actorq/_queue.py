@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._core import JobState
+from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
 from ._options import count, job_spec, non_negative
@@ -56,7 +57,7 @@ class Queue:
         """
         spec = job_spec(self.name, name, data, options)
         rt = self._rt
-        [(rec, _created)] = await rt._call(rt._core.add, [spec])
+        [(rec, _created)] = await rt._send(c.Add((spec,)))
         return Job(rt, rec)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
@@ -76,16 +77,14 @@ class Queue:
         if not specs:
             return []
         rt = self._rt
-        added = await rt._call(rt._core.add, specs)
+        added = await rt._send(c.Add(specs))
         return [Job(rt, rec) for rec, _created in added]
 
     async def get_job(self, job_id: int) -> Job | None:
         """The job with that id in this queue, or None."""
         rt = self._rt
-        rec = await rt._call(rt._core.jobs.get, job_id, needs_now=False)
-        if rec is None or rec.queue != self.name:
-            return None
-        return Job(rt, rec)
+        rec = await rt._send(c.GetJob(job_id, self.name))
+        return None if rec is None else Job(rt, rec)
 
     async def get_jobs(
         self,
@@ -108,31 +107,34 @@ class Queue:
         if isinstance(tags, str):
             raise InvalidOptionError("tags", tags, "must be a list of strings")
         rt = self._rt
-
-        def query() -> list[Any]:
-            return list(rt._core.select(self.name, states, name, tags, tag_mode))[start:end]
-
-        return [Job(rt, rec) for rec in await rt._call(query, needs_now=False)]
+        query = c.GetJobs(
+            self.name,
+            None if states is None else tuple(states),
+            name,
+            tuple(tags),
+            tag_mode,
+            start,
+            end,
+        )
+        return [Job(rt, rec) for rec in await rt._send(query)]
 
     async def counts(self) -> dict[str, int]:
         """How many jobs the queue holds in each state (every state listed)."""
-        rt = self._rt
-        raw = await rt._call(rt._core.counts, self.name, needs_now=False)
+        raw = await self._rt._send(c.GetCounts(self.name))
         return {state.value: n for state, n in raw.items()}
 
     async def pause(self) -> None:
         """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""
-        await self._rt._call(self._rt._core.pause, self.name, needs_now=False)
+        await self._rt._send(c.Pause(self.name))
 
     async def resume(self) -> None:
-        await self._rt._call(self._rt._core.resume, self.name, needs_now=False)
+        await self._rt._send(c.Resume(self.name))
 
     async def drain(self, *, delayed: bool = False) -> int:
         """Remove every waiting job (and delayed ones when asked); returns how many."""
         if not isinstance(delayed, bool):
             raise InvalidOptionError("delayed", delayed, "must be True or False")
-        rt = self._rt
-        removed: int = await rt._call(rt._core.drain, self.name, delayed=delayed)
+        removed: int = await self._rt._send(c.Drain(self.name, delayed))
         return removed
 
     async def clean(
@@ -143,24 +145,20 @@ class Queue:
         if limit is not None:
             limit = count("limit", limit, 0)
         [job_state] = _states(state) or []
-        rt = self._rt
-        removed: int = await rt._call(rt._core.clean, self.name, grace, limit, job_state)
+        removed: int = await self._rt._send(c.Clean(self.name, grace, limit, job_state))
         return removed
 
     async def cancel(self, job_id: int, *, reason: str | None = None) -> None:
         """Cancel a job that has not finished; a running one has its processor cancelled."""
-        rt = self._rt
-        await rt._call(rt._core.cancel, job_id, reason=reason)
+        await self._rt._send(c.Cancel(job_id, reason))
 
     async def retry(self, job_id: int, *, reset_attempts: bool = False) -> None:
         """Run a finished (completed, failed or cancelled) job again."""
-        rt = self._rt
-        await rt._call(rt._core.retry, job_id, reset_attempts=reset_attempts)
+        await self._rt._send(c.Retry(job_id, reset_attempts))
 
     async def remove(self, job_id: int) -> None:
         """Remove a job that is not active. Raises `JobNotFoundError` if there is none."""
-        rt = self._rt
-        await rt._call(rt._core.remove, job_id)
+        await self._rt._send(c.Remove(job_id))
 
     def _repr_html_(self) -> str:
         from ._display import queue_snapshot_html  # noqa: PLC0415 - loads on first use

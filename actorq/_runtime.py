@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import itertools
@@ -15,13 +16,16 @@ from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
+from ._actors.engine import Engine, WorkerSlot
 from ._actors.messages import Request
-from ._actors.scheduler import INLINE_YIELD_MASK, Scheduler, WorkerSlot
+from ._actors.scheduler import Scheduler
 from ._actors.worker import WorkerActor
 from ._core import CoreState, JobRecord, JobState
+from ._core import commands as c
 from ._core.events import Event
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
@@ -76,20 +80,17 @@ class Runtime:
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
         self._seed = seed
         self._state = _NEW
-        # Running or closing (commands are still taken) with no virtual clock to tell of each
-        # command, so a caller may run one through `Scheduler.finish_inline` without `_send`.
-        self._fast_path = False
         self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
         self._queues: dict[str, Queue] = {}
         self._workers: dict[str, Worker] = {}
         self._tokens = itertools.count(1)
         self._core = CoreState(seed=seed)
+        self._engine: Engine | None = None
+        self._sched: Scheduler | None = None
+        self._stack = contextlib.AsyncExitStack()
         self._tg: Any = None
-        self._tx: MemoryObjectSendStream[Any] | None = None
-        self._sched: Scheduler = None  # type: ignore[assignment]  # set on start
         # Every stream end the runtime made, closed when it stops (subscribers' ends too).
         self._streams: list[Any] = []
-        self._inline_calls = 0
         self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,32 +105,33 @@ class Runtime:
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(_load, self._core, self._journal)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
-        self._tx = tx
         self._checkpoint = _backend_checkpoint()
-        timer_tx = tx.clone()
-        self._streams += [tx, rx, timer_tx]
-        self._sched = Scheduler(self._core, self._journal, self.clock, rx)
+        self._streams += [tx, rx]
+        engine = self._engine = Engine(self._core, self._journal, self.clock.now)
+        engine.mailbox = tx
+        self._sched = Scheduler(engine, self.clock, rx)
         if not replayed and self._core.changes is not None:
             # A new history starts with the seed, so a replay never depends on the runtime
             # that reopens it being given the same one.
             self._core.changes.append(("rng", self._core.rng))
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
         try:
-            await tg.start(self._sched.run, timer_tx)
-            await tg.start(self._sched.run_timer)
-            if self._vclock is not None and self._vclock.autojump:
-                tg.start_soon(self._vclock.drive)
+            self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+            await self._tg.start(self._sched.run)
+            await self._tg.start(self._sched.run_timer)
+            if self._vclock is not None:
+                engine.on_idle = self._vclock.poke
+                self._vclock.attach(engine)
+                self._stack.callback(self._vclock.detach, engine)
+                if self._vclock.autojump:
+                    self._tg.start_soon(self._vclock.drive)
         except BaseException:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
+            self._tg.cancel_scope.cancel()
+            await self._stack.aclose()
             raise
         self._state = _RUNNING
-        self._fast_path = self._vclock is None
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
-            stalled = await self._call(self._core.stall_all_active)
+            stalled = await self._send(c.StallAllActive())
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
         return self
@@ -140,48 +142,58 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        tg = self._tg
+        engine, sched = self._engine, self._sched
+        assert engine is not None and sched is not None
         try:
             if exc_type is None and self._state == _RUNNING:
                 await self._graceful_stop()
         finally:
             self._state = _CLOSED
-            self._fast_path = False
-            tg.cancel_scope.cancel()
+            self._tg.cancel_scope.cancel()
             try:
                 # The block's own exception propagates as itself, not wrapped in a group.
-                await tg.__aexit__(None, None, None)
+                await self._stack.aclose()
             finally:
-                crashed = self._sched.crashed
-                self._sched.fail_pending(
+                crashed = engine.crashed
+                engine.fail_pending(
                     RuntimeClosedError(f"the runtime crashed: {crashed!r}")
                     if crashed is not None
                     and not isinstance(crashed, anyio.get_cancelled_exc_class())
-                    else RuntimeClosedError("the runtime has stopped")
+                    else RuntimeClosedError("the runtime has stopped"),
+                    sched.unread(),
                 )
                 for stream in self._streams:
                     stream.close()
-                for sub in self._sched.subscribers:
+                for sub in engine.subscribers:
                     sub.close()
                 await self._journal.aclose()
         return None
 
     async def _graceful_stop(self) -> None:
         self._state = _CLOSING
-        sched = self._sched
-        await self._send(Request(sched.op_stop_dispatch, ()))
+        await self._send(c.StopDispatch())
         with self.clock.deadline(self.clock.now() + self.shutdown_timeout):
-            await self._call_deferred(sched.op_wait_workers_idle)
+            await self._send(c.WaitWorkersIdle())
 
     async def snapshot(self) -> None:
         """Compact the journal now: write the state as a snapshot, drop covered history."""
-        req = Request(self._sched.op_snapshot, ())
-        req.args = (req,)
-        await self._send(req, inline=False)  # the snapshot itself is written by the loop
+        await self._send(c.Snapshot())
 
     async def close(self) -> None:
         """Stop as leaving the ``async with`` block would (for `start_in_background`)."""
         await self.__aexit__(None, None, None)
+
+    def statistics(self) -> RuntimeStatistics:
+        """How the runtime's batches ran so far (trio's ``statistics()`` convention)."""
+        engine = self._engine
+        if engine is None:
+            return RuntimeStatistics(0, 0, 0, 0)
+        return RuntimeStatistics(
+            inline_batches=engine.inline_batches,
+            loop_batches=engine.loop_batches,
+            jobs_running=engine.running,
+            calls=engine.calls,
+        )
 
     # ------------------------------------------------------------------ handles
 
@@ -229,10 +241,10 @@ class Runtime:
             return handle
         check_processor(processor, run_in_thread)
         concurrency = count("concurrency", concurrency)
+        engine = self._engine
+        assert engine is not None
         inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
-        assert self._tx is not None
-        mailbox = self._tx.clone()
-        self._streams += [inbox_tx, inbox_rx, mailbox]
+        self._streams += [inbox_tx, inbox_rx]
         actor = WorkerActor(
             token=token,
             processor=processor,
@@ -242,13 +254,11 @@ class Runtime:
             clock=self.clock,
             inbox=inbox_rx,
             inbox_tx=inbox_tx,
-            mailbox=mailbox,
-            scheduler=self._sched,
+            engine=engine,
         )
         slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort, max_stalled_count)
-        actor.slot = slot
         self._tg.start_soon(actor.run)
-        self._notify(self._sched.op_register, slot)
+        self._notify(c.RegisterWorker(slot))
         handle = Worker(
             self,
             actor,
@@ -268,10 +278,10 @@ class Runtime:
         self._workers.pop(worker.token, None)
         if worker._actor is None:
             if worker._tokens:
-                await self._call_op(self._sched.op_release_tokens, frozenset(worker._tokens))
+                await self._send(c.CloseManual(frozenset(worker._tokens)))
             return
-        await self._call_deferred(self._sched.op_close_worker, worker.token)
-        worker._actor.slot.inbox.close()
+        await self._send(c.CloseWorker(worker.token))
+        worker._actor.close()
 
     def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
         return Job(self, rec, token, None, True)
@@ -282,21 +292,17 @@ class Runtime:
         Use as ``async with rt.events() as events: async for event in events: ...``.
         """
         self._check_running()
+        assert self._engine is not None
         tx, rx = anyio.create_memory_object_stream[Event](math.inf)
-        self._sched.subscribe(tx)
-        return EventStream(self, tx, rx)
+        self._engine.subscribe(tx)
+        return EventStream(self._engine, tx, rx)
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """Counts by state for every queue."""
-
-        def query() -> dict[str, dict[str, int]]:
-            return {
-                name: {state.value: n for state, n in qs.counts.items()}
-                for name, qs in sorted(self._core.queues.items())
-            }
-
-        result: dict[str, dict[str, int]] = await self._call(query, needs_now=False)
-        return result
+        raw = await self._send(c.GetCounts())
+        return {
+            name: {state.value: n for state, n in counts.items()} for name, counts in raw.items()
+        }
 
     # ------------------------------------------------------------------ plumbing
 
@@ -304,94 +310,64 @@ class Runtime:
         if self._state != _RUNNING:
             raise RuntimeClosedError(f"the runtime is {self._state}; use `async with Runtime()`")
 
-    async def _call(
-        self, fn: Callable[..., Any], *args: Any, needs_now: bool = True, **kwargs: Any
-    ) -> Any:
-        """Run `fn(*args[, now])` inside the scheduler's next batch; return after the commit."""
-        if kwargs:
-            fn = functools.partial(fn, **kwargs)
-        sched = self._sched
-        if sched is None:
-            raise RuntimeClosedError("the runtime is not started; use `async with Runtime()`")
-        op = sched.op_call if needs_now else sched.op_plain
-        return await self._send(Request(op, (fn, *args)))
-
-    async def _call_op(self, op: Callable[..., Any], *args: Any) -> Any:
-        return await self._send(Request(op, args))
-
-    async def _call_deferred(self, op: Callable[..., Any], *args: Any) -> Any:
-        req = Request(op, ())
-        req.args = (*args, req)
-        return await self._send(req)
-
-    def _notify(self, op: Callable[..., Any], *args: Any) -> None:
-        """Send a command whose reply nobody awaits."""
-        req = Request(op, args)
-        req.abandoned = True
-        if self._vclock is not None:
-            self._vclock.hold()
-        assert self._tx is not None
-        self._sched.post(self._tx, req)
-
-    async def _send(self, req: Request, *, inline: bool = True) -> Any:
-        if self._state in (_NEW, _CLOSED) or self._tx is None:
-            raise RuntimeClosedError(f"the runtime is {self._state}")
-        vclock = self._vclock
-        sched = self._sched
-        if inline and sched._commit_nowait is not None:
-            # Run the request in this task when the scheduler is idle (see Scheduler.idle).
-            # One call in 32 first yields to the loop (a checkpoint: cancellation is seen
-            # there, before anything changed), so a caller looping on inline calls, such as
-            # a manual consumer polling, cannot starve the other tasks: it holds the loop
-            # ~0.1 ms at a time, as a worker's runner does between its batches. The other
-            # calls do not suspend: a checkpoint costs as much as the call.
-            if not (self._inline_calls + 1) & INLINE_YIELD_MASK:
-                await self._checkpoint()
-                if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look idle
-                    raise RuntimeClosedError("the runtime has stopped")
-            if sched.idle():
-                self._inline_calls += 1
-                if vclock is not None:
-                    vclock.hold()
-                sched.run_inline(req)
-                if req.replied:
-                    if vclock is not None:
-                        vclock.release()
-                    if req.error is not None:
-                        raise req.error
-                    return req.result
-                return await self._reply_of(req)
-        if vclock is not None:
-            vclock.hold()
-        try:
-            sched.post(self._tx, req)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            if vclock is not None:
-                vclock.release()
-            raise RuntimeClosedError("the runtime has stopped") from None
-        return await self._reply_of(req)
-
-    async def _reply_of(self, req: Request) -> Any:
-        """Wait for the scheduler's reply to `req` (sent, or deferred while run inline)."""
-        vclock = self._vclock
-        try:
-            if not req.replied:
-                done = req.done = anyio.Event()
-                await done.wait()
-            else:
-                await anyio.lowlevel.checkpoint()
-        except BaseException:
-            if req.replied:
-                if vclock is not None:
-                    vclock.release()
-            else:
-                req.abandoned = True
-            raise
-        if vclock is not None:
-            vclock.release()
+    async def _send(self, command: c.Command) -> Any:
+        """Hand `command` to the engine and return its result once it is durable (or raise
+        the error it met). The one way handles reach the engine."""
+        req = Request(command)
+        await self._exchange(req)
         if req.error is not None:
             raise req.error
         return req.result
+
+    async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
+        """`_send`, giving up after `timeout` seconds on the runtime's clock: ``(True,
+        result)``, or ``(False, None)`` when the time ran out first. A reply that came at the
+        very moment the time ran out still counts (a job locked for the caller is its own)."""
+        req = Request(command)
+        with self.clock.deadline(self.clock.now() + timeout):
+            await self._exchange(req)
+        if not req.replied:
+            return False, None
+        if req.error is not None:
+            raise req.error
+        return True, req.result
+
+    async def _exchange(self, req: Request) -> None:
+        engine = self._engine
+        if engine is None or self._state in (_NEW, _CLOSED):
+            raise RuntimeClosedError(f"the runtime is {self._state}")
+        if engine.yield_due():
+            await self._checkpoint()  # cancellation is seen here, before anything changed
+            if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look parked
+                raise RuntimeClosedError("the runtime has stopped")
+        try:
+            engine.submit(req)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise RuntimeClosedError("the runtime has stopped") from None
+        if not req.replied:
+            try:
+                done = req.done = anyio.Event()
+                await done.wait()
+            except BaseException:
+                if not req.replied:
+                    req.abandoned = True
+                raise
+
+    def _notify(self, command: c.Command) -> None:
+        """Send a command whose reply nobody awaits."""
+        engine = self._engine
+        assert engine is not None
+        req = Request(command)
+        req.abandoned = True
+        engine.post(req)
+
+    def _peek(self, query: c.Query) -> Any:
+        """Run a read-only command now, outside any batch, for what cannot await (a
+        notebook's HTML display, `repr`). While a batch is being committed it may show that
+        batch's effects a moment before they are durable."""
+        if self._engine is None:
+            return self._core.handle(query, 0.0)
+        return self._core.handle(query, self.clock.now())
 
     async def wait(self, jobs: Iterable[Job], progress: bool = False) -> list[Any]:
         """Wait for every job to finish; their return values in order. With `progress`, a
@@ -406,13 +382,30 @@ class Runtime:
         return runtime_html(self)
 
     def __repr__(self) -> str:
-        return f"<Runtime {self._state}, {len(self._core.jobs)} jobs, {self.clock!r}>"
+        jobs, _counts = self._peek(c.Summary())
+        return f"<Runtime {self._state}, {jobs} jobs, {self.clock!r}>"
+
+
+@attrs.frozen(slots=True)
+class RuntimeStatistics:
+    """What `Runtime.statistics` reports.
+
+    ``inline_batches``: batches run in their caller's task (the engine was idle and its log
+    does not wait); ``loop_batches``: batches the scheduler's loop ran from its mailbox;
+    ``jobs_running``: jobs handed to processors whose outcome is not back yet; ``calls``:
+    commands handles sent.
+    """
+
+    inline_batches: int
+    loop_batches: int
+    jobs_running: int
+    calls: int
 
 
 def _load(core: CoreState, journal: ChangeLog) -> int:
     """Replay the journal into `core`, with the cyclic garbage collector paused: loading
     creates millions of objects that live on, and each collection would walk them all again
-    (1.75x faster on 200k jobs)."""
+    (docs/benchmarks.md has the figure)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -427,11 +420,11 @@ class EventStream:
 
     def __init__(
         self,
-        rt: Runtime,
+        engine: Engine,
         tx: MemoryObjectSendStream[Event],
         rx: MemoryObjectReceiveStream[Event],
     ) -> None:
-        self._rt = rt
+        self._engine = engine
         self._tx = tx
         self._rx = rx
 
@@ -460,18 +453,18 @@ class EventStream:
         self.close()
 
     def close(self) -> None:
-        self._rt._sched.unsubscribe(self._tx)
+        self._engine.unsubscribe(self._tx)
         self._tx.close()
         self._rx.close()
 
 
-__all__ = ["EventStream", "MemoryChangeLog", "Runtime"]
+__all__ = ["EventStream", "MemoryChangeLog", "Runtime", "RuntimeStatistics"]
 
 
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
     """The running backend's checkpoint, called directly. On asyncio, anyio's `checkpoint` is
-    ``asyncio.sleep(0)`` behind a backend lookup that costs a third of it, and an inline
-    caller pays one every 32 calls (see `Runtime._send`)."""
+    ``asyncio.sleep(0)`` behind a backend lookup, and a caller pays one every 32 calls (see
+    `Engine.yield_due`)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: trio

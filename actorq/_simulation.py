@@ -45,6 +45,7 @@ import persistence
 from persistence import FsyncPolicy, SimFileSystem
 
 from ._core import CoreState
+from ._core.commands import Change
 from ._core.events import Event
 from ._exceptions import ActorqError, RuntimeClosedError
 from ._invariants import InvariantViolation, Observation, check_core
@@ -56,7 +57,6 @@ from .clock import VirtualClock
 
 __all__ = ["Faults", "HistoryEntry", "InjectedFault", "Simulation"]
 
-Change = tuple[Any, ...]
 Setup = Callable[[Runtime], Awaitable[None] | None]
 
 
@@ -92,9 +92,14 @@ class HistoryEntry:
 
 
 class _SimJournal:
-    """A `ChangeLog` over a `JournalChangeLog`: commits inline, feeds the shadow state."""
+    """A `ChangeLog` over a `JournalChangeLog`: commits inline, feeds the shadow state.
+
+    Its commit does not wait (the file system is memory, and a sync is a copy), so calls run
+    inline whenever the engine is idle: the road a default `Runtime()` takes.
+    """
 
     records = True
+    waits = False
 
     def __init__(self, inner: JournalChangeLog, sim: Simulation) -> None:
         self.inner = inner
@@ -105,7 +110,7 @@ class _SimJournal:
     def _failed(self, exc: BaseException) -> BaseException:
         return self.inner._fail(exc)
 
-    async def commit(self, changes: list[Change]) -> None:
+    def commit(self, changes: list[Change]) -> None:
         inner = self.inner
         inner._check()
         payload = encode_batch(changes)

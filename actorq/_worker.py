@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._actors.messages import Request
+from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
 from ._options import non_negative
@@ -28,6 +28,7 @@ class Worker:
         "_actor",
         "_closed",
         "_rt",
+        "_takes",
         "_tokens",
         "concurrency",
         "lock_duration",
@@ -52,6 +53,7 @@ class Worker:
         self._actor = actor
         self._closed = False
         self._tokens: set[str] = set()
+        self._takes: dict[str, c.Take] = {}
         self.queue = queue
         self.concurrency = concurrency
         self.lock_duration = lock_duration
@@ -80,20 +82,23 @@ class Worker:
         wait = timeout is not None and non_negative("timeout", timeout) > 0
         self._tokens.add(token)
         rt = self._rt
-        args = (self.queue, token, self.lock_duration, self.max_stalled_count, wait)
+        take = self._take(token)
         if not wait:
-            rec = await rt._call_deferred(rt._sched.op_fetch, *args)
+            rec = await rt._send(c.Fetch(take))
         else:
             assert timeout is not None
-            req = Request(rt._sched.op_fetch, ())
-            req.args = (*args, req)
-            scope = rt.clock.deadline(rt.clock.now() + timeout)
-            with scope:
-                await rt._send(req)
-            # A job locked for this caller at the moment its wait timed out is still its
-            # own: hand it over rather than leave it locked under a token told "nothing".
-            rec = req.result if req.replied and req.error is None else None
+            _done, rec = await rt._send_within(c.Fetch(take, wait=True), timeout)
         return None if rec is None else Job(rt, rec, token, self)
+
+    def _take(self, token: str) -> c.Take:
+        """The take of one job under `token` with this worker's lock settings (one value per
+        token, made once: a manual loop asks for it at every job)."""
+        take = self._takes.get(token)
+        if take is None:
+            take = self._takes[token] = c.Take(
+                self.queue, 1, token, self.lock_duration, self.max_stalled_count
+            )
+        return take
 
     async def close(self) -> None:
         """Take no new job and stop; idempotent.

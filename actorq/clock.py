@@ -5,17 +5,27 @@ cancel scope that the clock itself ends at the deadline. `SystemClock` maps that
 event loop's timers. `VirtualClock` keeps a list of open deadline scopes and ends them when
 its own time reaches them, so time moves only when the clock is told to move it.
 
-How `VirtualClock` knows the runtime is idle (and may jump)
------------------------------------------------------------
-It keeps a count of *busy tokens*: one per request a caller sent and has not yet received the
-reply of, one per job dispatched to a worker until its outcome is back at the scheduler, one
-for the scheduler while it is not parked in its idle wait, one per deadline scope the clock
-ended until its task runs again. When the count falls to zero, nothing in the runtime can make
-progress without time passing; the clock then lets every other ready task run for a few
-loop turns (subscribers, the test's own task), checks the count is still zero and nothing
-moved meanwhile, and jumps to the earliest open deadline. No real sleep, no polling, and the
-same on asyncio and trio. A processor that sleeps through `clock.sleep` gives its token back
-while it sleeps; a processor awaiting real I/O keeps it, so time never jumps under it.
+How `VirtualClock` knows the runtime is idle
+--------------------------------------------
+It asks. Every runtime on the clock attaches its engine (`attach`), which answers three
+things (`Probe`): whether it is *quiet* (no batch queued or under way), whether it is *idle*
+(quiet, and every job it dispatched is done or its processor sleeps on this clock), and a
+count of its *activity* that every batch bumps. The clock adds what only it can know: the
+deadline scopes it has ended whose tasks have not run yet, and which processors sleep on it
+(`sleep_until` tells the engine of the processor that calls it). Nothing else keeps count.
+
+* Autojump (`drive`, on by default) jumps to the next deadline only when every engine is
+  idle, nothing woken is pending, and a few loop turns pass with no activity (so tasks the
+  clock cannot see, such as subscribers or the test itself, get to run first). A processor
+  awaiting anything but the clock keeps time still; a manual consumer holding a lock does
+  not (it is not a dispatched job): see docs/testing.md.
+* An explicit `advance` moves time by exactly what it is told, whatever user code awaits: it
+  stops at every deadline on the way, and at each lets the runtime settle (quiet, no woken
+  task pending, no activity for a few turns) without waiting for processors. Autojump
+  pauses while an advance runs, so time never moves past an advance's target, and never
+  backwards.
+
+No real sleep, no polling, and the same on asyncio and trio.
 """
 
 from __future__ import annotations
@@ -31,11 +41,29 @@ import anyio
 import anyio.lowlevel
 from sortedcontainers import SortedList
 
-__all__ = ["Clock", "DeadlineScope", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "DeadlineScope", "Probe", "SystemClock", "VirtualClock"]
 
-#: Set while a worker runs a processor under a VirtualClock: that task holds a busy token.
-_holds_token: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "actorq_holds_token", default=False
+
+class Probe(Protocol):
+    """What a `VirtualClock` asks a runtime's engine."""
+
+    #: Dispatched jobs whose processors sleep on the clock (kept by `sleep_until`).
+    asleep: int
+    #: Bumped by every batch: a sign that something moved.
+    activity: int
+
+    def quiet(self) -> bool:
+        """No batch is queued or under way."""
+        ...
+
+    def idle(self) -> bool:
+        """Quiet, and every dispatched job is done or asleep on the clock."""
+        ...
+
+
+#: Set by a worker's runner task: the engine whose jobs its processors run.
+running_for: contextvars.ContextVar[Probe | None] = contextvars.ContextVar(
+    "actorq_running_for", default=None
 )
 
 
@@ -96,12 +124,15 @@ class VirtualClock:
 
     `advance(seconds)` moves time forward, stopping at every deadline on the way and letting
     the runtime settle after each, so a job due at t=60 runs at t=60 even within
-    ``advance(3600)``. With ``autojump=True`` (the default) time also jumps to the next
-    deadline by itself whenever the runtime is idle, so ``await job.wait_until_finished()``
-    on a job due in 24 hours returns at once, its timestamps exactly 24 hours later.
+    ``advance(3600)``, and a job's `timeout` fires at its virtual deadline even while its
+    processor awaits something else. With ``autojump=True`` (the default) time also jumps to
+    the next deadline by itself whenever the runtime is idle, so
+    ``await job.wait_until_finished()`` on a job due in 24 hours returns at once, its
+    timestamps exactly 24 hours later. Time never moves backwards. One clock can serve one
+    runtime after another.
     """
 
-    #: Loop turns given to tasks the clock cannot see (subscribers, the test) before a jump.
+    #: Loop turns given to tasks the clock cannot see (subscribers, the test) before a move.
     SETTLE_TURNS = 8
 
     def __init__(self, start: float = 0.0, *, autojump: bool = True) -> None:
@@ -112,117 +143,140 @@ class VirtualClock:
         self._scopes: SortedList[tuple[float, int]] = SortedList()
         self._by_seq: dict[int, _VirtualScope] = {}
         self._seq = itertools.count()
-        self._busy = 0
-        self._moves = 0  # bumped on every change, to notice activity while settling
-        self._idle: list[anyio.Event] = []  # one per task waiting for idleness
+        self._probes: list[Probe] = []
+        self._woken = 0  # scopes this clock ended whose tasks have not left them yet
+        self._advancing = 0  # explicit advances under way: autojump waits for them
+        self._moves = 0  # bumped on every change the clock sees, to notice activity
         self._changed: anyio.Event | None = None
 
     def now(self) -> float:
         return self._now
 
-    @property
-    def busy(self) -> int:
-        """Busy tokens outstanding (zero: nothing can progress without time passing)."""
-        return self._busy
-
     def deadline(self, at: float) -> DeadlineScope:
         return _VirtualScope(self, at)
 
     async def sleep_until(self, at: float) -> None:
-        holds = _holds_token.get()
-        if holds:
-            self.release()
+        probe = running_for.get()
+        if probe is not None:
+            probe.asleep += 1  # a processor asleep here does not hold time still
+            self.poke()
         try:
             with self.deadline(at):
                 await anyio.sleep_forever()
         finally:
-            if holds:
-                self.hold()
+            if probe is not None:
+                probe.asleep -= 1
+                self.poke()
 
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self._now + seconds)
 
-    # ----------------------------------------------------------------- busy tokens
+    # ----------------------------------------------------------------- runtimes
 
-    def hold(self, n: int = 1) -> None:
-        self._busy += n
-        self._touch()
+    def attach(self, probe: Probe) -> None:
+        """A runtime starts on this clock: its engine answers whether it is idle."""
+        self._probes.append(probe)
+        self.poke()
 
-    def release(self, n: int = 1) -> None:
-        self._busy -= n
-        self._touch()
-        if self._busy < 0:
-            raise AssertionError("VirtualClock busy count went negative")
-        if self._busy == 0 and self._idle:
-            for event in self._idle:
-                event.set()
-            self._idle.clear()
+    def detach(self, probe: Probe) -> None:
+        """The runtime stopped: the clock no longer waits for it."""
+        if probe in self._probes:
+            self._probes.remove(probe)
+        self.poke()
 
-    def _touch(self) -> None:
+    def poke(self) -> None:
+        """Something the clock waits on may have changed: look again."""
         self._moves += 1
         if self._changed is not None:
             self._changed.set()
             self._changed = None
 
+    def _activity(self) -> int:
+        return self._moves + sum(probe.activity for probe in self._probes)
+
+    def _ready(self, strict: bool) -> bool:
+        if self._woken:
+            return False
+        if strict:
+            return all(probe.idle() for probe in self._probes)
+        return all(probe.quiet() for probe in self._probes)
+
+    async def _wait_change(self) -> None:
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = anyio.Event()
+        await changed.wait()
+
+    async def _settle(self, strict: bool) -> None:
+        """Return once the runtimes are quiet (`strict`: idle) and nothing moved for a few
+        loop turns."""
+        while True:
+            while not self._ready(strict):
+                await self._wait_change()
+            before = self._activity()
+            for _ in range(self.SETTLE_TURNS):
+                await anyio.lowlevel.checkpoint()
+            if self._ready(strict) and self._activity() == before:
+                return
+
+    async def wait_idle(self) -> None:
+        """Return once every runtime on the clock is idle and nothing moved for a while."""
+        await self._settle(strict=True)
+
     # ----------------------------------------------------------------- moving time
 
-    def _fire_due(self) -> None:
-        """End every open scope whose deadline has come; each woken task holds a token."""
+    def _move_to(self, at: float) -> None:
+        """Set the time (never backwards) and end every open scope now due."""
+        self._now = max(self._now, at)
         while self._scopes and self._scopes[0][0] <= self._now:
             _at, seq = self._scopes.pop(0)
             scope = self._by_seq.pop(seq)
             scope.woken = True
-            self.hold()
+            self._woken += 1
             scope.cancel()
-
-    async def wait_idle(self) -> None:
-        """Return once no busy token is out and nothing moved for a few loop turns."""
-        while True:
-            while self._busy:
-                idle = anyio.Event()
-                self._idle.append(idle)
-                await idle.wait()
-            moves = self._moves
-            for _ in range(self.SETTLE_TURNS):
-                await anyio.lowlevel.checkpoint()
-            if self._busy == 0 and self._moves == moves:
-                return
+        self.poke()
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by `seconds`, stopping at each deadline on the way."""
-        if not seconds >= 0:
+        if not seconds >= 0 or not math.isfinite(seconds):
             raise ValueError(f"invalid seconds={seconds!r}: time only moves forward")
         await self.advance_to(self._now + seconds)
 
     async def advance_to(self, at: float) -> None:
-        if not at >= self._now:
+        """Move time forward to `at`, stopping at each deadline on the way."""
+        if not at >= self._now or not math.isfinite(at):
             raise ValueError(f"invalid at={at!r}: the clock is already at {self._now}")
-        await self.wait_idle()
-        while self._scopes and self._scopes[0][0] <= at:
-            self._now = max(self._now, self._scopes[0][0])
-            self._fire_due()
-            await self.wait_idle()
-        self._now = at
-        self._fire_due()
-        await self.wait_idle()
+        self._advancing += 1
+        try:
+            await self._settle(strict=False)
+            while self._scopes and self._scopes[0][0] <= at:
+                self._move_to(self._scopes[0][0])
+                await self._settle(strict=False)
+            self._move_to(at)
+            await self._settle(strict=False)
+        finally:
+            self._advancing -= 1
+            self.poke()
 
     async def run_until_idle(self) -> None:
-        """Let the runtime settle at the current time (no jump)."""
-        await self.wait_idle()
+        """Let the runtime settle at the current time (no jump): quiet, nothing moving.
+        Processors awaiting something else are not waited for."""
+        await self._settle(strict=False)
 
     async def drive(self) -> None:
         """The autojump loop; a runtime runs it in its task group when `autojump` is on."""
         while True:
-            await self.wait_idle()
-            if self._scopes:
-                self._now = max(self._now, self._scopes[0][0])
-                self._fire_due()
-            else:
-                changed = self._changed = anyio.Event()
-                await changed.wait()
+            await self._settle(strict=True)
+            if self._advancing or not self._scopes:
+                await self._wait_change()
+                continue
+            self._move_to(self._scopes[0][0])
 
     def __repr__(self) -> str:
-        return f"VirtualClock(now={self._now}, busy={self._busy}, deadlines={len(self._scopes)})"
+        return (
+            f"VirtualClock(now={self._now}, runtimes={len(self._probes)}, "
+            f"deadlines={len(self._scopes)})"
+        )
 
 
 class _VirtualScope:
@@ -253,7 +307,7 @@ class _VirtualScope:
             self._seq = next(clock._seq)
             clock._scopes.add((self.at, self._seq))
             clock._by_seq[self._seq] = self
-            clock._touch()
+            clock.poke()
         return self
 
     def __exit__(
@@ -268,5 +322,6 @@ class _VirtualScope:
             clock._scopes.remove((self.at, self._seq))
         if self.woken:
             self.woken = False
-            clock.release()
+            clock._woken -= 1
+            clock.poke()
         return bool(self._scope.__exit__(exc_type, exc, tb))

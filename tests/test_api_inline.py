@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from actorq import Job, MemoryChangeLog, Runtime, RuntimeClosedError
@@ -44,26 +45,43 @@ async def test_a_cancelled_caller_stops_within_32_calls_each_whole() -> None:
 
 
 class CountingLog(MemoryChangeLog):
-    """Overrides `commit` alone, as a test double or a fault injector would."""
+    """A log whose commit waits (as a slow disk or a fault injector would): it says so."""
+
+    waits = True
 
     def __init__(self) -> None:
         super().__init__()
         self.commits = 0
 
-    async def commit(self, changes: list[Any]) -> None:
+    async def _commit(self, changes: list[Any]) -> None:
         self.commits += 1
-        await super().commit(changes)
+        await anyio.lowlevel.checkpoint()
+        super().commit(changes)
+
+    def commit(self, changes: list[Any]) -> Any:  # type: ignore[override]
+        return self._commit(changes)
 
 
-async def test_a_change_log_overriding_commit_sees_every_batch() -> None:
+async def test_a_change_log_whose_commit_waits_sees_every_batch_on_the_loop() -> None:
     log = CountingLog()
     async with Runtime(journal=log) as rt:
         q = rt.queue("m")
         for i in range(10):
             await q.add("j", i)
+        stats = rt.statistics()
     assert log.commits >= 10
+    assert stats.inline_batches == 0 and stats.loop_batches >= 10
     async with Runtime(journal=log) as again:
         assert (await again.queue("m").counts())["waiting"] == 10
+
+
+async def test_a_log_that_does_not_wait_runs_idle_time_calls_inline() -> None:
+    async with Runtime(journal=MemoryChangeLog()) as rt:
+        q = rt.queue("m")
+        for i in range(10):
+            await q.add("j", i)
+        stats = rt.statistics()
+    assert stats.inline_batches >= 9  # the first may find the loop not yet parked
 
 
 async def test_a_bug_in_an_inline_command_crashes_the_runtime_loudly() -> None:

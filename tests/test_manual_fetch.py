@@ -239,7 +239,7 @@ async def test_get_next_job_without_timeout_returns_none_at_once() -> None:
             assert await w.get_next_job("t", timeout=0) is None
         assert clock.now() == 0.0
         assert delayed.state is JobState.DELAYED
-        assert not rt._sched.fetchers  # nobody left waiting
+        assert not rt._engine.fetchers  # nobody left waiting
 
 
 async def test_get_next_job_with_timeout_returns_a_job_added_later() -> None:

@@ -94,7 +94,7 @@ async def _run_processor_until_shutdown(log: MemoryChangeLog, max_stalled_count:
 
     async def hang(job: Job) -> None:
         started.set()
-        await clock.sleep(1e9)  # gives its busy token back: shutdown_timeout can pass
+        await clock.sleep(1e9)  # asleep on the clock: shutdown_timeout can pass
 
     async with Runtime(journal=log, clock=clock, shutdown_timeout=1) as rt:
         q = rt.queue("p")

@@ -102,16 +102,22 @@ def test_shutdown_lets_running_jobs_finish(
 
 
 class FailingDisk(MemoryChangeLog):
-    """A change log whose commit starts failing on demand, like a disk that died."""
+    """A change log whose commit starts failing on demand, like a disk that died (its
+    commit waits, as a journal's fsync does)."""
+
+    waits = True
 
     def __init__(self) -> None:
         super().__init__()
         self.broken = False
 
-    async def commit(self, changes: list[Any]) -> None:
+    async def _commit(self, changes: list[Any]) -> None:
         if self.broken:
             raise OSError(5, "Input/output error")
-        await super().commit(changes)
+        super().commit(changes)
+
+    def commit(self, changes: list[Any]) -> Any:  # type: ignore[override]
+        return self._commit(changes)
 
 
 def test_a_runtime_crash_is_loud(

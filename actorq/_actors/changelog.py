@@ -1,29 +1,38 @@
-"""The seam between the scheduler and durability: where each batch's changes are committed.
+"""The seam between the engine and durability: where each batch's changes are committed.
 
-The scheduler hands every batch of change records to `ChangeLog.commit` and replies to no
-caller, dispatches no job and publishes no event of that batch before `commit` returns. The
-in-memory `MemoryChangeLog` keeps the batches so a test (or a restart within one process)
-can replay them; `NullChangeLog` keeps nothing, for a runtime with no durability at all.
+The engine hands every batch of change records to `ChangeLog.commit` and replies to no
+caller, dispatches no job and publishes no event of that batch before the commit is done.
+A log declares, once and for all, whether its commit *waits* (`waits`):
 
-A log may also have ``commit_nowait(changes)``, a `commit` that never waits. Both of ours
-do: then a request that arrives while the scheduler is idle runs inline, in the caller's
-task, with no mailbox round trip (see `Scheduler.idle`). A subclass that overrides `commit`
-alone goes back to the awaited path, so its `commit` still sees every batch.
+* ``waits = False``: `commit` writes the batch and returns None; the batch is as durable as
+  the log promises when it returns. Calls may then run inline in their caller's task
+  whenever the engine is idle (see `Engine.submit`). The in-memory logs, and a journal under
+  ``fsync="interval"`` or ``"never"``, are such logs.
+* ``waits = True``: `commit` returns an awaitable, and the engine's loop awaits it before
+  the outbox is released (a journal under ``fsync="always"``, whose fsync runs off the event
+  loop). Every call then goes through the mailbox.
+
+`MemoryChangeLog` keeps the batches so a test (or a restart within one process) can replay
+them; `NullChangeLog` keeps nothing, for a runtime with no durability at all. One contract
+suite (tests/test_changelog_contract.py) runs over every log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Awaitable, Iterator
+from typing import Protocol
 
-Change = tuple[Any, ...]
+from .._core.commands import Change
 
 
 class ChangeLog(Protocol):
-    #: Whether the scheduler should produce change records at all.
+    #: Whether the engine should produce change records at all.
     records: bool
+    #: Whether `commit` returns an awaitable that must be awaited (True) or is done when it
+    #: returns None (False). Fixed for the log's life.
+    waits: bool
 
-    async def commit(self, changes: list[Change]) -> None:
+    def commit(self, changes: list[Change]) -> Awaitable[None] | None:
         """Make `changes` durable under this log's policy; raise if that failed."""
         ...
 
@@ -44,11 +53,9 @@ class ChangeLog(Protocol):
 
 class NullChangeLog:
     records = False
+    waits = False
 
-    async def commit(self, changes: list[Change]) -> None:
-        return None
-
-    def commit_nowait(self, changes: list[Change]) -> None:
+    def commit(self, changes: list[Change]) -> None:
         return None
 
     def replay(self) -> Iterator[Change]:
@@ -68,15 +75,12 @@ class MemoryChangeLog:
     """Keeps every committed batch in memory; survives the runtime, not the process."""
 
     records = True
+    waits = False
 
     def __init__(self) -> None:
         self.batches: list[list[Change]] = []
 
-    async def commit(self, changes: list[Change]) -> None:
-        self.batches.append(changes)
-
-    def commit_nowait(self, changes: list[Change]) -> None:
-        """`commit` without waiting: nothing here is slow, so requests may run inline."""
+    def commit(self, changes: list[Change]) -> None:
         self.batches.append(changes)
 
     def replay(self) -> Iterator[Change]:

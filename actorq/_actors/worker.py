@@ -1,18 +1,20 @@
-"""The worker actor: runs a processor over the jobs the scheduler hands it.
+"""The worker actor: runs a processor over the jobs the engine hands it.
 
 Theory of operation
 -------------------
-The scheduler sends a worker lists of jobs, never more in flight than its `concurrency`.
+The engine sends a worker lists of jobs, never more in flight than its `concurrency`.
 `concurrency` long-lived runner tasks share the worker's local line; there is no task per job.
-A runner that finds the line empty reports the outcomes gathered so far to the scheduler in
-one message, then parks on the inbox.
+A runner that finds the line empty reports the outcomes gathered so far to the engine in
+one `Report` (through `Engine.submit`, inline when the engine is idle), then parks on the
+inbox.
 
 A runner starts each job's coroutine by hand (``coro.send(None)``). A processor that finishes
 without suspending, the common case for short jobs, costs no trip through the event loop at
 all: the runner takes the next job at once. A processor that does suspend is handed to
 `_Resume`, which carries on delegating exactly as ``await`` would, and before awaiting it the
 runner reports what it has and wakes an idle runner for the rest of the line, so jobs that
-wait on I/O still run `concurrency` at a time.
+wait on I/O still run `concurrency` at a time. A processor run in a thread is the same: its
+coroutine is `anyio.to_thread.run_sync`'s. A job's `timeout` is a deadline around the wait.
 """
 
 from __future__ import annotations
@@ -22,23 +24,24 @@ import re
 import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import orjson
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._core import JobRecord
+from .._core import commands as c
 from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
-from ..clock import Clock, VirtualClock, _holds_token
-from .messages import DELAY, FAIL, OK, RELEASED, Outcome, Outcomes
-from .scheduler import Scheduler
+from ..clock import Clock, DeadlineScope, VirtualClock, running_for
+from .engine import Engine
 
 log = logging.getLogger("actorq.worker")
 
-_NULL = b"null"
+Outcome = tuple[int, bytes | None] | c.Fail | c.MoveToDelayed
 
 
 class _Resume:
@@ -83,23 +86,22 @@ class WorkerActor:
         clock: Clock,
         inbox: MemoryObjectReceiveStream[list[JobRecord]],
         inbox_tx: MemoryObjectSendStream[list[JobRecord]],
-        mailbox: MemoryObjectSendStream[Any],
-        scheduler: Scheduler,
+        engine: Engine,
     ) -> None:
         self.token = token
-        self.slot: Any = None  # the scheduler's WorkerSlot, set at registration
-        self._processor = processor
+        self._call: Callable[[Any], Any] = (
+            (lambda job: anyio.to_thread.run_sync(processor, job)) if run_in_thread else processor
+        )
         self._make_job = make_job
         self._concurrency = concurrency
-        self._run_in_thread = run_in_thread
         self._clock = clock
         self._vclock = clock if isinstance(clock, VirtualClock) else None
         self._inbox = inbox
         self._inbox_tx = inbox_tx
-        self._mailbox = mailbox
-        self._sched = scheduler
+        self._engine = engine
         self._local: deque[JobRecord] = deque()
         self._reports: list[Outcome] = []
+        self._freed = 0
         self._idle = 0
         self._running: dict[int, anyio.CancelScope] = {}
 
@@ -115,26 +117,24 @@ class WorkerActor:
         if scope is not None:
             scope.cancel()
 
+    def close(self) -> None:
+        """No more jobs will come: the runners stop once the line is empty."""
+        self._inbox_tx.close()
+
     def _flush(self, *, keep: bool = False) -> None:
-        """Report the outcomes gathered so far. With `keep`, jobs the scheduler hands this
+        """Report the outcomes gathered so far. With `keep`, jobs the engine hands this
         worker in return, when it runs the report inline, go straight to the local line
         (the caller is a runner about to take them) instead of through the inbox."""
-        if self._reports:
-            reports, self._reports = self._reports, []
-            slot = self.slot
-            msg = Outcomes(slot, reports)
-            sched = self._sched
-            if sched.idle():  # no mailbox round trip: see Scheduler.run_inline
-                if keep:
-                    slot.sink = self._local
-                try:
-                    sched.run_inline(msg)
-                finally:
-                    slot.sink = None
-            else:
-                sched.post(self._mailbox, msg)
+        if self._freed:
+            report = c.Report(self.token, self._reports, self._freed)
+            self._reports = []
+            self._freed = 0
+            self._engine.submit(report, self._local if keep else None)
 
     async def _runner(self) -> None:
+        if self._vclock is not None:
+            # This task's processors run for the engine: the clock tells it when they sleep.
+            running_for.set(self._engine)
         while True:
             # One cancel scope serves every job this runner runs until one is aborted (the
             # job was cancelled): a scope per job would cost more than a no-op job itself.
@@ -144,16 +144,12 @@ class WorkerActor:
                     return
             if current:  # the scope was cancelled by `abort` while this job ran
                 self._running.pop(current[0], None)
-                self._reports.append((RELEASED, current[0]))
+                self._freed += 1
 
     async def _run_until_aborted(self, scope: anyio.CancelScope, current: list[int]) -> bool:
         """Run jobs; True once the inbox is closed, False after an abort hit this scope."""
         local = self._local
         running = self._running
-        # Without a thread or a virtual clock to tend, a job without a timeout is stepped
-        # right here: `_execute` spelled out, one coroutine fewer per job.
-        direct = not self._run_in_thread and self._vclock is None
-        processor = self._processor
         make_job = self._make_job
         token = self.token
         while True:
@@ -178,100 +174,88 @@ class WorkerActor:
             job_id = rec.id
             running[job_id] = scope
             current.append(job_id)
+            job = make_job(rec, token)
             # Not `self._reports.append(await ...)`: that binds the list before the await,
             # and a flush during the await replaces it, losing this outcome.
-            if rec.timeout is not None:
-                outcome = await self._run_one(rec)
-            elif not direct:
-                outcome = await self._execute(make_job(rec, token), rec)
-            else:
-                job = make_job(rec, token)
-                try:
-                    coro = processor(job)
-                    first = coro.send(None)
-                except StopIteration as stop:
-                    value = stop.value
-                    outcome = (OK, job_id, None) if value is None else _ok(job_id, value)
-                except Exception as exc:
-                    outcome = _classify(job, exc)
-                else:
-                    outcome = await self._resume(job, rec, coro, first)
+            # The job's timeout, if any, is a deadline around the whole run: entered before
+            # the processor's first step, so scopes the processor opens nest inside it.
+            deadline = _NO_DEADLINE if rec.timeout is None else self._deadline(rec)
+            with deadline:
+                started = self._begin(job)
+                outcome = (
+                    await self._wait(job, started) if isinstance(started, _Resume) else started
+                )
+            if deadline.cancelled_caught:
+                outcome = c.Fail(job_id, token, f"job timed out after {rec.timeout} s")
             current.pop()
             del running[job_id]
-            self._reports.append(outcome)
+            self._freed += 1
+            if outcome is not None:
+                self._reports.append(outcome)
             if scope.cancel_called:  # aborted, but the processor finished anyway
                 return False
 
-    async def _run_one(self, rec: JobRecord) -> Outcome:
-        """Run a job that has a timeout: fail it once the timeout is over."""
-        job = self._make_job(rec, self.token)
-        assert rec.timeout is not None and rec.processed_at is not None
-        deadline = self._clock.deadline(rec.processed_at + rec.timeout)
-        with deadline:
-            return await self._execute(job, rec)
-        return (FAIL, rec.id, f"job timed out after {rec.timeout} s", None, False)
-
-    async def _execute(self, job: Any, rec: JobRecord) -> Outcome:
-        if self._run_in_thread:
-            return await self._run_in_worker_thread(job, rec)
-        vclock = self._vclock
-        reset = _holds_token.set(True) if vclock is not None else None
+    def _begin(self, job: Any) -> Outcome | _Resume | None:
+        """Start the processor: its outcome if it ended without suspending (None: the job
+        already left active through a command), else the `_Resume` to await."""
         try:
-            try:
-                coro = self._processor(job)
-                first = coro.send(None)
-            except StopIteration as stop:
-                return _ok(rec.id, stop.value)
-            except Exception as exc:
-                return _classify(job, exc)
-            return await self._resume(job, rec, coro, first)
-        finally:
-            if reset is not None:
-                _holds_token.reset(reset)
+            coro = self._call(job)
+            first = coro.send(None)
+        except StopIteration as stop:
+            return _ok(job.id, stop.value, self.token)
+        except Exception as exc:
+            return _classify(job, exc, self.token)
+        return _Resume(coro, first)
 
-    async def _resume(
-        self, job: Any, rec: JobRecord, coro: Coroutine[Any, Any, Any], first: Any
-    ) -> Outcome:
+    async def _wait(self, job: Any, resume: _Resume) -> Outcome | None:
         """The processor suspended: report what we have, let an idle runner take the rest
         of the line while this one waits, and carry on with the coroutine."""
         if self._local and self._idle:
             self._inbox_tx.send_nowait([])
         self._flush()
         try:
-            value = await _Resume(coro, first)
+            return _ok(job.id, await resume, self.token)
         except Exception as exc:
-            return _classify(job, exc)
-        return _ok(rec.id, value)
+            return _classify(job, exc, self.token)
 
-    async def _run_in_worker_thread(self, job: Any, rec: JobRecord) -> Outcome:
-        reset = _holds_token.set(True) if self._vclock is not None else None
-        try:
-            value = await anyio.to_thread.run_sync(self._processor, job)
-        except Exception as exc:
-            return _classify(job, exc)
-        finally:
-            if reset is not None:
-                _holds_token.reset(reset)
-        return _ok(rec.id, value)
+    def _deadline(self, rec: JobRecord) -> DeadlineScope:
+        assert rec.timeout is not None and rec.processed_at is not None
+        return self._clock.deadline(rec.processed_at + rec.timeout)
 
 
-def _ok(job_id: int, value: Any) -> Outcome:
+class _NoDeadline:
+    """The deadline of a job without a timeout: never reached."""
+
+    __slots__ = ()
+    cancelled_caught = False
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_DEADLINE: Final = _NoDeadline()
+
+
+def _ok(job_id: int, value: Any, token: str) -> Outcome:
     if value is None:
-        return (OK, job_id, None)
+        return (job_id, None)
     try:
-        return (OK, job_id, orjson.dumps(value))
+        return (job_id, orjson.dumps(value))
     except TypeError as exc:
-        return (FAIL, job_id, f"return value cannot be encoded as JSON: {exc}", None, False)
+        return c.Fail(job_id, token, f"return value cannot be encoded as JSON: {exc}")
 
 
-def _classify(job: Any, exc: Exception) -> Outcome:
+def _classify(job: Any, exc: Exception, token: str) -> Outcome | None:
     """The outcome a processor's exception means: a control signal or a failed attempt."""
     job_id = job.id
     if isinstance(exc, DelayedError):
-        return (RELEASED, job_id) if job._moved else (DELAY, job_id, exc.delay)
+        return None if job._moved else c.MoveToDelayed(job_id, token, delay=exc.delay)
     if isinstance(exc, WaitingChildrenError):
-        return (RELEASED, job_id)
-    return (FAIL, job_id, _reason(exc), _trace(exc), isinstance(exc, UnrecoverableError))
+        return None
+    return c.Fail(job_id, token, _reason(exc), _trace(exc), isinstance(exc, UnrecoverableError))
 
 
 def _reason(exc: BaseException) -> str:

@@ -29,8 +29,7 @@ Layout
 
 * this module: the state itself, its effect buffers and lookups, the transitions a job's own
   run drives (`take`, `complete`, `fail` and the steps of a held job), and the one writer
-  with the index upkeep (kept together: `take` and `_complete_one` spell out `_change` for
-  speed and must stay in step with `_index`, `_unindex` and `_moved`);
+  (`_change`) with the index upkeep of each state, looked up by state;
 * `admission`: `add`, and the checks that make a batch all or nothing;
 * `relations`: what spreads from one job to others (prerequisites, barriers, parents and
   children), carried out by `_settle`;
@@ -50,12 +49,14 @@ from .._exceptions import IllegalTransitionError, InvalidOptionError, JobNotFoun
 from . import events as ev
 from .admission import Admission
 from .blocking import BlockingIndex
+from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
+from .handlers import HANDLERS
 from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay
-from .states import LEGAL, TERMINAL, TRANSITIONS, JobState
+from .states import MOVES, TERMINAL, JobState
 from .timed import TimedIndex
 from .waiting import WaitingLine
 
@@ -70,8 +71,6 @@ _INDEXED: Final = frozenset({"state", "run_at", "lock_expires_at", "priority", "
 _MASK64: Final = (1 << 64) - 1
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
-
-Change = tuple[Any, ...]
 
 
 class QueueState:
@@ -123,6 +122,18 @@ class CoreState(Admission, Relations, Control, Replay):
         self._wake: list[int] = []
         self._cascade: list[tuple[JobRecord, str]] = []
         self._ended_children: list[tuple[JobRecord, str]] = []
+        #: False once the runtime shuts down: `Take` hands out nothing (not journaled).
+        self.dispatching = True
+
+    # ------------------------------------------------------------------ the one entry
+
+    def handle(self, command: Command, now: float) -> Any:
+        """Apply `command` at time `now` (see `handlers`): its result, or an `ActorqError`
+        that names what was wrong, having changed nothing."""
+        handler = HANDLERS.get(type(command))
+        if handler is None:
+            raise TypeError(f"the core has no handler for {command!r}")
+        return handler(self, command, now)
 
     # ------------------------------------------------------------------ effects
 
@@ -250,8 +261,8 @@ class CoreState(Admission, Relations, Control, Replay):
         taken: list[JobRecord] = []
         jobs = self.jobs
         pop = qs.waiting.pop
-        counts = qs.counts
         events = self.events
+        change = self._change
         while len(taken) < n:
             rec = pop(jobs)
             if rec is None:
@@ -265,53 +276,20 @@ class CoreState(Admission, Relations, Control, Replay):
                     "exceed_started_attempts",
                 )
                 continue
-            if max_stalled_count == rec.max_stalled_count:
-                # `_change` for waiting → active, spelled out: every job passes here, and the
-                # generic path (a dict, a legality check, the index dispatch) costs twice the
-                # work. `pop` took the job's line entry; only the counts and the lock index
-                # follow. Replay applies the same delta through `_apply`.
-                counts[W] -= 1
-                counts[A] += 1
-                rec.state = A
-                rec.attempts_started = started
-                rec.processed_at = now
-                rec.lock_token = token
-                rec.lock_expires_at = lock_until
-                if lock_until is not None:
-                    self.locks.add(lock_until, rec.id)
-                    if lock_until < self.due_bound:  # noqa: PLR1730 - min() costs 3x this
-                        self.due_bound = lock_until
-                if self.changes is not None:
-                    self.changes.append(
-                        (
-                            "set",
-                            rec.id,
-                            {
-                                "state": A,
-                                "attempts_started": started,
-                                "processed_at": now,
-                                "lock_token": token,
-                                "lock_expires_at": lock_until,
-                            },
-                        )
-                    )
-            else:
-                self._change(
-                    rec,
-                    {
-                        "state": A,
-                        "attempts_started": started,
-                        "processed_at": now,
-                        "lock_token": token,
-                        "lock_expires_at": lock_until,
-                        "max_stalled_count": max_stalled_count,
-                    },
-                    "take",
-                )
+            fields = {
+                "state": A,
+                "attempts_started": started,
+                "processed_at": now,
+                "lock_token": token,
+                "lock_expires_at": lock_until,
+            }
+            if max_stalled_count != rec.max_stalled_count:
+                fields["max_stalled_count"] = max_stalled_count
+            change(rec, fields, "take")
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
-        if not counts[W] and taken and events is not None:
+        if taken and events is not None and not qs.counts[W]:
             events.append(ev.QueueDrained(queue))
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
@@ -358,7 +336,18 @@ class CoreState(Admission, Relations, Control, Replay):
                 self._finish_failed(rec, now, reason, "complete")
                 self._settle(now)
                 return rec
-        self._complete_one(rec, value, now)
+        self._change(
+            rec,
+            {
+                "state": C,
+                "attempts_made": rec.attempts_made + 1,
+                "finished_at": now,
+                "return_value": value,
+                "lock_token": None,
+                "lock_expires_at": None,
+            },
+            "complete",
+        )
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
         self.finished.append(rec)
@@ -368,55 +357,6 @@ class CoreState(Admission, Relations, Control, Replay):
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return rec
-
-    def _complete_one(self, rec: JobRecord, value: bytes | None, now: float) -> None:
-        """`_change` for active → completed, spelled out (see `take`)."""
-        qs = self.queues[rec.queue]
-        counts = qs.counts
-        counts[A] -= 1
-        counts[C] += 1
-        made = rec.attempts_made + 1
-        order = self._next_fifo  # `_next_order(False)`, without the call
-        self._next_fifo = order + 1
-        rec.state = C
-        rec.attempts_made = made
-        rec.finished_at = now
-        rec.return_value = value
-        rec.lock_token = None
-        rec.lock_expires_at = None
-        rec.order = order
-        qs.completed.append((order, rec.id))
-        age = rec.remove_on_complete.age
-        if age is not None:
-            self.expiries.add((now + age, rec.id))
-            self.due_bound = min(self.due_bound, now + age)
-        # `_moved(rec, A)` for this one move: a live job ends, and it completed.
-        if rec.tags:
-            fallen = self.blocking.job_gone(rec)
-            if self._live and fallen:
-                self._wake_barrier_waiters(fallen)
-        if rec.id in self.blocking.dependents:
-            released = self.blocking.completed(rec.id)
-            if self._live:
-                self._wake.extend(released)
-        if self._live and rec.parent_id is not None:
-            self._ended_children.append((rec, C.value))
-        if self.changes is not None:
-            self.changes.append(
-                (
-                    "set",
-                    rec.id,
-                    {
-                        "state": C,
-                        "attempts_made": made,
-                        "finished_at": now,
-                        "return_value": value,
-                        "lock_token": None,
-                        "lock_expires_at": None,
-                        "order": order,
-                    },
-                )
-            )
 
     def fail(
         self,
@@ -518,6 +458,21 @@ class CoreState(Admission, Relations, Control, Replay):
             self._change(rec, {"lock_expires_at": until}, "extend_lock")
         return rec
 
+    def release_held(self, tokens: frozenset[str], now: float) -> int:
+        """Give every job locked under one of `tokens` back to waiting (a manual worker
+        closes). A lock already past its expiry is left to the stalled check, which runs
+        after the commands of the same batch: that job stalled, and counts it."""
+        held = [
+            job_id
+            for expiry, job_id in self.locks
+            if expiry > now and self.jobs[job_id].lock_token in tokens
+        ]
+        for job_id in held:
+            rec = self.jobs[job_id]
+            assert rec.lock_token is not None
+            self.release(job_id, rec.lock_token, now)
+        return len(held)
+
     def release(self, job_id: int, token: str, now: float) -> JobRecord:
         """Give a held job back to waiting unfinished (a consumer closing); no stall counted."""
         rec = self._held(job_id, token, "release", now)
@@ -530,11 +485,17 @@ class CoreState(Admission, Relations, Control, Replay):
     # ------------------------------------------------------------------ the one writer
 
     def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
-        """Apply `changes` to `rec`, keep the indexes and counters, record the delta."""
+        """Apply `changes` to `rec`, keep the indexes and counters, record the delta.
+
+        A change of state must be a row of the lifecycle table (`MOVES`): the job leaves
+        its old state's index, takes the new fields, enters the new state's index, and
+        `_moved` does the upkeep that depends on where it came from. Every transition of
+        the core, the hottest (`take`, `complete`) included, passes here.
+        """
         old = rec.state
         new = changes.get("state", old)
         if new is not old:
-            if (old, new) not in LEGAL or old not in TRANSITIONS[command]:
+            if (command, old, new) not in MOVES:
                 raise AssertionError(f"core bug: {command} moved job {rec.id} {old} -> {new}")
             if "order" not in changes:
                 # `order` places a job in its waiting line while it waits, and in its
@@ -542,8 +503,25 @@ class CoreState(Admission, Relations, Control, Replay):
                 if new is W:
                     changes["order"] = self._next_order(rec.lifo)
                 elif new is C or new is F:
-                    changes["order"] = self._next_order(False)
-        self._apply(rec, changes)
+                    changes["order"] = self._next_fifo
+                    self._next_fifo += 1
+            qs = self.queues[rec.queue]
+            counts = qs.counts
+            counts[old] -= 1
+            _LEAVE[old](self, qs, rec)
+            for name, value in changes.items():
+                setattr(rec, name, value)
+            counts[new] += 1
+            _ENTER[new](self, qs, rec)
+            self._moved(rec, old)
+        elif _INDEXED.isdisjoint(changes):
+            for name, value in changes.items():
+                setattr(rec, name, value)
+        else:
+            self._unindex(rec)
+            for name, value in changes.items():
+                setattr(rec, name, value)
+            self._index(rec)
         if self.changes is not None:
             self.changes.append(("set", rec.id, changes))
 
@@ -557,6 +535,7 @@ class CoreState(Admission, Relations, Control, Replay):
         return order
 
     def _apply(self, rec: JobRecord, changes: dict[str, Any]) -> None:
+        """A ``set`` change record replayed: the fields, the indexes, no checks."""
         old = rec.state
         reindex = not _INDEXED.isdisjoint(changes)
         if reindex:
@@ -573,25 +552,40 @@ class CoreState(Admission, Relations, Control, Replay):
         new = rec.state
         was_alive = old is not None and old not in TERMINAL
         alive = new not in TERMINAL
+        if alive is was_alive and new is not C and old is not C:
+            # From one live state to another: only a parent or a child has more to do.
+            if self._live and (rec.parent_id is not None or rec.children):
+                self._moved_in_tree(rec, old, was_alive, alive)
+            return
+        blocking = self.blocking
         if alive and not was_alive:
-            self.blocking.job_alive(rec)
-        elif was_alive and not alive:
-            fallen = self.blocking.job_gone(rec)
+            if rec.tags:
+                blocking.job_alive(rec)
+        elif was_alive and not alive and rec.tags:
+            fallen = blocking.job_gone(rec)
             if self._live and fallen:
                 self._wake_barrier_waiters(fallen)
         if new is C:
-            released = self.blocking.completed(rec.id)
-            if self._live:
-                self._wake.extend(released)
+            if rec.id in blocking.dependents:
+                released = blocking.completed(rec.id)
+                if self._live:
+                    self._wake.extend(released)
         elif old is C and alive:  # a completed job retried by hand: a scan, but a rare one
-            self.blocking.uncompleted(rec.id, (r for r in self.jobs.values() if r.state is B))
+            blocking.uncompleted(rec.id, (r for r in self.jobs.values() if r.state is B))
         if not self._live:
             return
         if new is F or new is X:
             self._cascade.append((rec, "failed" if new is F else "was cancelled"))
+        if rec.parent_id is not None or rec.children:
+            self._moved_in_tree(rec, old, was_alive, alive)
+
+    def _moved_in_tree(
+        self, rec: JobRecord, old: JobState | None, was_alive: bool, alive: bool
+    ) -> None:
+        """A parent or a child moved: what its family must hear of it (live only)."""
         if rec.parent_id is not None:
             if was_alive and not alive:
-                self._ended_children.append((rec, new.value))
+                self._ended_children.append((rec, rec.state.value))
             elif alive and old is not None and not was_alive:
                 self._ended_children.append((rec, "retried"))
         if old is A and alive and rec.children:
@@ -638,55 +632,105 @@ class CoreState(Admission, Relations, Control, Replay):
 
     def _index(self, rec: JobRecord) -> None:
         qs = self.queues[rec.queue]
-        state = rec.state
-        qs.counts[state] += 1
-        if state is W:
-            qs.waiting.push(rec)
-        elif state is D:
-            assert rec.run_at is not None
-            self.delayed.add((rec.run_at, rec.id))
-            self.due_bound = min(self.due_bound, rec.run_at)
-        elif state is A:
-            if rec.lock_expires_at is not None:
-                self.locks.add(rec.lock_expires_at, rec.id)
-                self.due_bound = min(self.due_bound, rec.lock_expires_at)
-        elif state is B:
-            jobs = self.jobs
-            unmet = [
-                d
-                for d in rec.depends_on_job_ids
-                if (p := jobs.get(d)) is not None and p.state is not C
-            ]
-            self.blocking.block(rec, unmet)
-        elif state is C or state is F:
-            assert rec.finished_at is not None
-            (qs.completed if state is C else qs.failed).append((rec.order, rec.id))
-            keep = rec.remove_on_complete if state is C else rec.remove_on_fail
-            if keep.age is not None:
-                self.expiries.add((rec.finished_at + keep.age, rec.id))
-                self.due_bound = min(self.due_bound, rec.finished_at + keep.age)
+        qs.counts[rec.state] += 1
+        _ENTER[rec.state](self, qs, rec)
 
     def _unindex(self, rec: JobRecord) -> None:
         qs = self.queues[rec.queue]
-        state = rec.state
-        qs.counts[state] -= 1
-        if state is W:
-            # Its entry in the line goes stale by itself (unless `take` popped it): the one
-            # place where stale entries appear, so the one place to compact them. The record
-            # still reads as waiting here, so a compaction now keeps its entry, one stale
-            # entry more until the next; the count is right either way.
-            qs.waiting.maybe_compact(self.jobs, qs.counts[W])
-        elif state is D:
-            assert rec.run_at is not None
-            self.delayed.remove((rec.run_at, rec.id))
-        # So does a lock entry once the record leaves active or changes expiry (`LockIndex`).
-        elif state is B:
-            self.blocking.unblock(rec)
-        elif state is C or state is F:
-            assert rec.finished_at is not None
-            keep = rec.remove_on_complete if state is C else rec.remove_on_fail
-            if keep.age is not None:
-                self.expiries.discard((rec.finished_at + keep.age, rec.id))
+        qs.counts[rec.state] -= 1
+        _LEAVE[rec.state](self, qs, rec)
+
+
+# What entering and leaving each state does to the indexes (counts aside), one function a
+# state: `_change`, `_index` and `_unindex` look them up by the job's state.
+
+
+def _enter_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    qs.waiting.push(rec)
+
+
+def _leave_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    # Its entry in the line goes stale by itself (unless `take` popped it): the one place
+    # where stale entries appear, so the one place to compact them. The record still reads
+    # as waiting here, so a compaction now keeps its entry, one stale entry more until the
+    # next; the count is right either way.
+    qs.waiting.maybe_compact(core.jobs, qs.counts[W])
+
+
+def _enter_delayed(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    run_at = rec.run_at
+    assert run_at is not None
+    core.delayed.add((run_at, rec.id))
+    core.due_bound = min(core.due_bound, run_at)
+
+
+def _leave_delayed(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    assert rec.run_at is not None
+    core.delayed.remove((rec.run_at, rec.id))
+
+
+def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    expires = rec.lock_expires_at
+    if expires is not None:
+        core.locks.add(expires, rec.id)
+        core.due_bound = min(core.due_bound, expires)
+
+
+def _nothing(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    """A lock entry goes stale by itself once its record leaves active (`LockIndex`)."""
+
+
+def _enter_blocked(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    jobs = core.jobs
+    unmet = [
+        d for d in rec.depends_on_job_ids if (p := jobs.get(d)) is not None and p.state is not C
+    ]
+    core.blocking.block(rec, unmet)
+
+
+def _leave_blocked(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    core.blocking.unblock(rec)
+
+
+def _enter_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    finished_at = rec.finished_at
+    assert finished_at is not None
+    completed = rec.state is C
+    (qs.completed if completed else qs.failed).append((rec.order, rec.id))
+    age = (rec.remove_on_complete if completed else rec.remove_on_fail).age
+    if age is not None:
+        core.expiries.add((finished_at + age, rec.id))
+        core.due_bound = min(core.due_bound, finished_at + age)
+
+
+def _leave_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    assert rec.finished_at is not None
+    keep = rec.remove_on_complete if rec.state is C else rec.remove_on_fail
+    if keep.age is not None:
+        core.expiries.discard((rec.finished_at + keep.age, rec.id))
+
+
+_Upkeep = Any  # Callable[[CoreState, QueueState, JobRecord], None]
+_ENTER: Final[dict[JobState, _Upkeep]] = {
+    W: _enter_waiting,
+    D: _enter_delayed,
+    A: _enter_active,
+    JobState.WAITING_CHILDREN: _nothing,
+    B: _enter_blocked,
+    C: _enter_finished,
+    F: _enter_finished,
+    X: _nothing,
+}
+_LEAVE: Final[dict[JobState, _Upkeep]] = {
+    W: _leave_waiting,
+    D: _leave_delayed,
+    A: _nothing,
+    JobState.WAITING_CHILDREN: _nothing,
+    B: _leave_blocked,
+    C: _leave_finished,
+    F: _leave_finished,
+    X: _nothing,
+}
 
 
 def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:

@@ -72,6 +72,15 @@ LEGAL: frozenset[tuple[JobState | None, JobState]] = frozenset(
 )
 
 
+#: Every legal (command, from, to) triple: what `CoreState._change` checks each move against.
+MOVES: frozenset[tuple[str, JobState | None, JobState]] = frozenset(
+    (command, src, dst)
+    for command, table in TRANSITIONS.items()
+    for src, dsts in table.items()
+    for dst in dsts
+)
+
+
 def sources(command: str) -> frozenset[JobState | None]:
     """States from which `command` may start."""
     return frozenset(TRANSITIONS[command])

@@ -1,0 +1,516 @@
+"""The engine: the one synchronous step every command goes through.
+
+Theory of operation
+-------------------
+`Engine.step(batch, now)` applies a batch of messages to the core with one `now`: each
+request's command (the core's through `CoreState.handle`, the engine's own — waits,
+workers, shutdown — through `_ops`), each worker's `Report`, then the timer transitions
+that came due, jobs handed to workers with free credits and to waiting manual fetches,
+processors to abort. It returns the batch's `Outbox`: the change records to commit, and
+what the world may see once they are durable (replies, jobs to send, events, waiters).
+
+There are two roads into `step`, and they differ in one thing only: whether the commit is
+awaited before `release(outbox)`.
+
+* The loop (`Scheduler.run`) drains the mailbox into a batch, steps it, awaits the change
+  log's `commit` when the log says it waits (``fsync="always"``), then releases.
+* `submit(message)` — the door every caller and worker comes through — runs the message as a
+  batch of one, right away in the caller's task, when the loop is *parked*: it waits on an
+  empty mailbox (so no batch is half done and no earlier message would be overtaken) and
+  the log does not wait. The step, the commit and the release are the same calls; it saves
+  the two task switches of a mailbox round trip, which cost more than most commands.
+  Otherwise `submit` posts the message to the mailbox.
+
+A log that waits never lets a call run inline; a log that does not wait takes the inline
+road whenever the loop is parked, whatever the clock. That rule lives in `submit` alone.
+
+Snapshots are taken by the loop between batches (where the state equals the durable one);
+an inline batch that wants one (the log grew, or a caller asked) wakes the loop for it.
+
+The engine is also what a `VirtualClock` asks whether the runtime is idle (`quiet`, `idle`,
+`activity`): it knows whether a batch is queued or under way and how many dispatched jobs
+have not reported back; nothing else keeps count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .._core import CoreState, JobRecord, JobState
+from .._core import commands as c
+from .._core.events import Event
+from .._core.states import TERMINAL
+from .._exceptions import ActorqError
+from .changelog import ChangeLog
+from .messages import DEFER, TICK, Crash, Request, Tick
+
+#: A caller's calls are counted, and the one whose count has these bits clear (one in 32)
+#: yields to the event loop first (see `Engine.yield_due`).
+INLINE_YIELD_MASK: Final = 31
+
+
+class WorkerSlot:
+    """What the engine knows of one processor worker: its queue and free credits."""
+
+    __slots__ = (
+        "abort",
+        "closing",
+        "concurrency",
+        "free",
+        "inbox",
+        "max_stalled_count",
+        "queue",
+        "sink",
+        "take",
+        "token",
+    )
+
+    def __init__(
+        self,
+        token: str,
+        queue: str,
+        concurrency: int,
+        inbox: MemoryObjectSendStream[Any],
+        abort: Callable[[int], None],
+        max_stalled_count: int = 1,
+    ) -> None:
+        self.token = token
+        self.abort = abort
+        self.max_stalled_count = max_stalled_count
+        self.queue = queue
+        self.concurrency = concurrency
+        self.free = concurrency
+        self.inbox = inbox
+        # Set while the worker's own report runs inline: jobs for it go straight to the
+        # runner that reported, which is about to take them.
+        self.sink: deque[JobRecord] | None = None
+        self.closing = False
+
+
+class Outbox:
+    """What one batch may show the world, held until the batch's changes are durable."""
+
+    __slots__ = ("aborts", "changes", "events", "finished", "replies", "sends")
+
+    def __init__(
+        self,
+        changes: list[Any],
+        sends: list[tuple[WorkerSlot, list[JobRecord]]],
+        aborts: list[tuple[WorkerSlot, int]],
+        replies: list[Request],
+        events: list[Event],
+        finished: list[JobRecord],
+    ) -> None:
+        self.changes = changes
+        self.sends = sends
+        self.aborts = aborts
+        self.replies = replies
+        self.events = events
+        self.finished = finished
+
+
+class Engine:
+    """The sole owner of the core state while a runtime runs (see the module docstring)."""
+
+    def __init__(self, core: CoreState, log: ChangeLog, now: Callable[[], float]) -> None:
+        self.core = core
+        self.log = log
+        self.now = now
+        core.record_changes(log.records)
+        self.workers: dict[str, list[WorkerSlot]] = {}
+        self.slots: dict[str, WorkerSlot] = {}
+        self.waiters: dict[int, list[Request]] = {}
+        self.subscribers: list[MemoryObjectSendStream[Event]] = []
+        self.idle_waiters: list[Request] = []
+        self.closing: dict[str, Request] = {}
+        # Manual consumers waiting in get_next_job, per queue, oldest first.
+        self.fetchers: dict[str, deque[Request]] = {}
+        self.snapshot_waiters: list[Request] = []
+        self.snapshot_asked = False
+        self.crashed: BaseException | None = None
+        #: The batch whose commit is under way: if it fails, its callers still get an answer.
+        self.inflight: Outbox | None = None
+        #: The loop waits on an empty mailbox (set by the loop, cleared by `post`).
+        self.resting = False
+        #: Resting with a log that does not wait: calls may run inline (see `submit`).
+        self.parked = False
+        #: Jobs handed to processors whose outcome has not come back; of those, how many
+        #: processors sleep on the virtual clock (kept by `VirtualClock.sleep_until`).
+        self.running = 0
+        self.asleep = 0
+        #: Bumped by every batch and every rest: a virtual clock's sign that things moved.
+        self.activity = 0
+        self.inline_batches = 0
+        self.loop_batches = 0
+        self.calls = 0
+        #: Told when the engine may have become idle (a virtual clock's `poke`).
+        self.on_idle: Callable[[], None] | None = None
+        self.mailbox: MemoryObjectSendStream[Any] | None = None
+        # The timer task sleeps until `timer_due`; `timer_changed` wakes it to re-read it.
+        self.timer_due: float | None = None
+        self.timer_changed = anyio.Event()
+        # The outbox of the batch being built.
+        self._replies: list[Request] = []
+        self._sends: list[tuple[WorkerSlot, list[JobRecord]]] = []
+        self._aborts: list[tuple[WorkerSlot, int]] = []
+        self._ops: dict[type[c.Command], Callable[[Request, Any, float], Any]] = {
+            c.Fetch: self._fetch,
+            c.WaitFinished: self._wait_finished,
+            c.RegisterWorker: self._register,
+            c.CloseWorker: self._close_worker,
+            c.CloseManual: self._close_manual,
+            c.StopDispatch: self._stop_dispatch,
+            c.WaitWorkersIdle: self._wait_workers_idle,
+            c.Snapshot: self._snapshot,
+        }
+
+    # ------------------------------------------------------------------ the door
+
+    def yield_due(self) -> bool:
+        """Count a call; True for the one in 32 that should yield to the event loop first,
+        so a caller looping on inline calls (a manual consumer polling) cannot starve the
+        other tasks: it holds the loop about as long as a worker's runner does between its
+        batches. The other calls do not suspend: a checkpoint costs as much as the call."""
+        self.calls += 1
+        return not self.calls & INLINE_YIELD_MASK
+
+    def submit(self, msg: Request | c.Report, sink: deque[JobRecord] | None = None) -> None:
+        """Run `msg` now as a batch of its own when the loop is parked; else post it.
+
+        `sink`: for a worker's report, where jobs handed back to that worker go when the
+        report runs inline (its runner's local line).
+        """
+        if not self.parked:
+            self.post(msg)
+            return
+        slot = self.slots.get(msg.token) if sink is not None and isinstance(msg, c.Report) else None
+        if slot is not None:
+            slot.sink = sink
+        try:
+            outbox = self.step([msg], self.now())
+            if outbox.changes and self.log.commit(outbox.changes) is not None:
+                raise TypeError(f"{self.log!r} says it does not wait, but its commit did")
+            self.inline_batches += 1
+            self.release(outbox)
+            if not self.snapshot_asked and (
+                self.snapshot_waiters or (outbox.changes and self.log.wants_snapshot())
+            ):
+                # Snapshots are the loop's to take, between its batches: wake it for one.
+                self.snapshot_asked = True
+                self.post(TICK)
+        except BaseException as exc:
+            # A bug in the core, or a commit that failed: the scheduler's task must die of
+            # it, as it would have on the loop; no later command may run on a state the log
+            # lost. The caller hears of it too.
+            self.crashed = exc
+            self.parked = False
+            self.post(Crash(exc))
+            raise
+        finally:
+            if slot is not None:
+                slot.sink = None
+
+    def post(self, msg: Any) -> None:
+        """Put `msg` in the mailbox: the loop is no longer resting once a message waits."""
+        self.resting = self.parked = False
+        assert self.mailbox is not None
+        self.mailbox.send_nowait(msg)
+
+    def rest(self) -> None:
+        """The loop is about to wait on an empty mailbox."""
+        self.resting = True
+        self.parked = not self.log.waits and self.crashed is None
+        self.activity += 1
+        if self.on_idle is not None:
+            self.on_idle()
+
+    # ------------------------------------------------------------------ what the clock asks
+
+    def quiet(self) -> bool:
+        """No batch is queued or under way (processors may still be running)."""
+        return self.resting
+
+    def idle(self) -> bool:
+        """Quiet, and every dispatched job's processor is asleep on the virtual clock."""
+        return self.resting and self.running == self.asleep
+
+    # ------------------------------------------------------------------ the step
+
+    def step(self, batch: list[Any], now: float) -> Outbox:
+        """Apply one batch to the core with one `now`; return what it may show once durable."""
+        self.activity += 1
+        for msg in batch:
+            kind = type(msg)
+            if kind is Request:
+                self._apply(msg, now)
+            elif kind is c.Report:
+                self._report(msg, now)
+            elif kind is Tick:
+                pass  # the timer's wake-up: the timers run below, as in every batch
+            elif kind is Crash:
+                raise msg.exc
+            else:
+                raise TypeError(f"the engine got an unknown message {msg!r}")
+        core = self.core
+        if now >= core.due_bound:
+            core.run_timers(now)
+        if core.dispatching:
+            if self.workers:
+                self._dispatch(now)
+            if self.fetchers:
+                self._serve_fetchers(now)
+        if core.aborts:
+            self._collect_aborts()
+        changes, events, finished = core.take_effects()
+        outbox = Outbox(changes, self._sends, self._aborts, self._replies, events, finished)
+        self._sends, self._aborts, self._replies = [], [], []
+        return outbox
+
+    def _apply(self, req: Request, now: float) -> None:
+        cmd = req.command
+        op = self._ops.get(type(cmd))
+        try:
+            result = self.core.handle(cmd, now) if op is None else op(req, cmd, now)
+        except ActorqError as exc:
+            req.error = exc  # the core changed nothing; the rest of the batch runs
+        else:
+            if result is DEFER:
+                return
+            req.result = result
+        self._replies.append(req)
+
+    def _report(self, report: c.Report, now: float) -> None:
+        slot = self.slots.get(report.token)
+        if slot is not None:
+            slot.free += report.freed
+        self.running -= report.freed
+        self.core.handle(report, now)
+
+    def _dispatch(self, now: float) -> None:
+        core = self.core
+        for queue, slots in self.workers.items():
+            qs = core.queues.get(queue)
+            if qs is None or qs.paused or not qs.counts[JobState.WAITING]:
+                continue
+            for slot in slots:
+                if slot.free <= 0 or slot.closing:
+                    continue
+                jobs = core.take(queue, slot.free, now, slot.token, None, slot.max_stalled_count)
+                if not jobs:
+                    break
+                slot.free -= len(jobs)
+                self.running += len(jobs)
+                self._sends.append((slot, jobs))
+
+    def _serve_fetchers(self, now: float) -> None:
+        core = self.core
+        for queue, waiting in list(self.fetchers.items()):
+            qs = core.queues.get(queue)
+            while waiting and qs is not None and qs.counts[JobState.WAITING] and not qs.paused:
+                req = waiting.popleft()
+                if req.abandoned:  # its caller timed out; its token went with the deferral
+                    continue
+                jobs = core.handle(req.command.take, now)
+                if not jobs:
+                    waiting.appendleft(req)
+                    break
+                req.result = jobs[0]
+                self._replies.append(req)
+            if not waiting:
+                del self.fetchers[queue]
+
+    def _collect_aborts(self) -> None:
+        """Processors to cancel: jobs the batch cancelled or removed while they ran."""
+        core = self.core
+        for job_id, token in core.aborts:
+            slot = self.slots.get(token)
+            if slot is not None:
+                self._aborts.append((slot, job_id))
+        core.aborts.clear()
+
+    # ------------------------------------------------------------------ release
+
+    def release(self, outbox: Outbox) -> None:
+        """Show the world what a durable batch did: jobs, aborts, replies, events."""
+        for slot, jobs in outbox.sends:
+            if slot.sink is not None:
+                slot.sink.extend(jobs)
+            else:
+                slot.inbox.send_nowait(jobs)
+        for slot, job_id in outbox.aborts:
+            slot.abort(job_id)
+        for req in outbox.replies:
+            _reply(req)
+        if outbox.finished and self.waiters:
+            for rec in outbox.finished:
+                waiting = self.waiters.pop(rec.id, None)
+                if waiting:
+                    for req in waiting:
+                        req.result = rec
+                        _reply(req)
+        if outbox.events and self.subscribers:
+            self._publish(outbox.events)
+        due = self.core.due_bound  # may be early (a lock since released): fires for nothing
+        if due != math.inf and (self.timer_due is None or due < self.timer_due):
+            # Wake the timer only when the next due time moves earlier. A due time that
+            # moved later makes it fire early once; that batch finds nothing due.
+            self.timer_due = due
+            self.timer_changed.set()
+        if self.closing or self.idle_waiters:
+            self._reply_idle_waiters()
+        if self.on_idle is not None:
+            self.on_idle()
+
+    def _publish(self, events: list[Event]) -> None:
+        dead = []
+        for sub in self.subscribers:
+            try:
+                for event in events:
+                    sub.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                dead.append(sub)
+        for sub in dead:
+            self.subscribers.remove(sub)
+
+    def _reply_idle_waiters(self) -> None:
+        """Workers closing or a shutdown waiting for idle workers: answer those now idle."""
+        if self.closing:
+            for token in [t for t in self.closing if self._slot_idle(t)]:
+                self._unregister(token)
+                _reply(self.closing.pop(token))
+        if self.idle_waiters and self._workers_idle():
+            for req in self.idle_waiters:
+                _reply(req)
+            self.idle_waiters.clear()
+
+    def reply_snapshot_waiters(self) -> None:
+        for req in self.snapshot_waiters:
+            _reply(req)
+        self.snapshot_waiters.clear()
+
+    def fail_pending(self, error: BaseException, unread: list[Any]) -> None:
+        """The engine is gone: every caller still waiting gets `error`, none hangs."""
+        pending: list[Request] = [
+            *self._replies,
+            *self.idle_waiters,
+            *self.closing.values(),
+            *self.snapshot_waiters,
+            *(msg for msg in unread if type(msg) is Request),
+        ]
+        if self.inflight is not None:
+            pending.extend(self.inflight.replies)
+        for waiting in self.waiters.values():
+            pending.extend(waiting)
+        for fetching in self.fetchers.values():
+            pending.extend(fetching)
+        self._replies.clear()
+        self.idle_waiters.clear()
+        self.closing.clear()
+        self.waiters.clear()
+        self.fetchers.clear()
+        self.snapshot_waiters.clear()
+        for req in pending:
+            if not req.replied:
+                req.error = error
+                _reply(req)
+
+    # ------------------------------------------------------------------ the engine's commands
+
+    def _fetch(self, req: Request, cmd: c.Fetch, now: float) -> Any:
+        """Manual `get_next_job`: lock the next waiting job under the token, or wait."""
+        jobs = self.core.handle(cmd.take, now)
+        if jobs:
+            return jobs[0]
+        if not cmd.wait:
+            return None
+        self.fetchers.setdefault(cmd.take.queue, deque()).append(req)
+        return DEFER
+
+    def _wait_finished(self, req: Request, cmd: c.WaitFinished, now: float) -> Any:
+        rec = self.core.jobs.get(cmd.job_id)
+        if rec is None or rec.state in TERMINAL:
+            return rec
+        self.waiters.setdefault(cmd.job_id, []).append(req)
+        return DEFER
+
+    def _register(self, req: Request, cmd: c.RegisterWorker, now: float) -> None:
+        slot: WorkerSlot = cmd.slot
+        self.slots[slot.token] = slot
+        self.workers.setdefault(slot.queue, []).append(slot)
+        self.core.handle(c.EnsureQueue(slot.queue), now)
+
+    def _unregister(self, token: str) -> None:
+        slot = self.slots.pop(token, None)
+        if slot is not None:
+            self.workers[slot.queue].remove(slot)
+            if not self.workers[slot.queue]:
+                del self.workers[slot.queue]
+
+    def _close_worker(self, req: Request, cmd: c.CloseWorker, now: float) -> Any:
+        slot = self.slots.get(cmd.token)
+        if slot is None:
+            return None
+        slot.closing = True
+        if self._slot_idle(cmd.token):
+            self._unregister(cmd.token)
+            return None
+        self.closing[cmd.token] = req
+        return DEFER
+
+    def _close_manual(self, req: Request, cmd: c.CloseManual, now: float) -> int:
+        """A manual worker closes: its pending fetches get None, its held jobs go back."""
+        tokens = cmd.tokens
+        for queue, waiting in list(self.fetchers.items()):
+            for pending in [r for r in waiting if r.command.take.token in tokens]:
+                waiting.remove(pending)
+                if not pending.abandoned:
+                    pending.result = None
+                    self._replies.append(pending)
+            if not waiting:
+                del self.fetchers[queue]
+        released: int = self.core.handle(c.ReleaseHeld(tokens), now)
+        return released
+
+    def _stop_dispatch(self, req: Request, cmd: c.StopDispatch, now: float) -> None:
+        self.core.dispatching = False
+
+    def _wait_workers_idle(self, req: Request, cmd: c.WaitWorkersIdle, now: float) -> Any:
+        if self._workers_idle():
+            return None
+        self.idle_waiters.append(req)
+        return DEFER
+
+    def _snapshot(self, req: Request, cmd: c.Snapshot, now: float) -> Any:
+        self.snapshot_waiters.append(req)
+        return DEFER
+
+    def _slot_idle(self, token: str) -> bool:
+        slot = self.slots.get(token)
+        return slot is None or slot.free == slot.concurrency
+
+    def _workers_idle(self) -> bool:
+        return all(slot.free == slot.concurrency for slot in self.slots.values())
+
+    # ------------------------------------------------------------------ subscribers
+
+    def subscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
+        self.subscribers.append(tx)
+        self.core.publish_events(True)
+
+    def unsubscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
+        if tx in self.subscribers:
+            self.subscribers.remove(tx)
+        if not self.subscribers:
+            self.core.publish_events(False)
+
+
+def _reply(req: Request) -> None:
+    req.replied = True
+    if req.done is not None:
+        req.done.set()

@@ -1,0 +1,374 @@
+"""Commands: every call a handle makes, as a frozen value that names what it does.
+
+A handle (`Queue`, `Job`, `Worker`, `FlowProducer`) builds one of these and gives it to the
+`Runtime`, which hands it to the engine; the engine applies it in a batch. The commands
+about jobs and queues are applied by one entry, `CoreState.handle(command, now)`; the rest
+(`Fetch`, `WaitFinished`, the worker and shutdown commands) are the engine's own, because
+they wait for something or concern the actors, but they are values all the same: a batch
+can be logged, compared and fuzzed as data.
+
+Times are relative where a command is built before its batch's `now` is known (a lock's
+``lock_duration``, an outcome's ``delay``) and absolute where the caller chose the instant
+(``run_at``).
+
+A processor worker's outcomes travel as one `Report` per batch of jobs, however many ended:
+that is the one outcome record (see `Report`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from .records import JobSpec
+from .states import JobState
+
+Change = tuple[Any, ...]
+"""A change record: a delta the core produced, journaled and replayed (see `replay`)."""
+
+
+@attrs.frozen(slots=True)
+class Command:
+    """Base of every command."""
+
+
+@attrs.frozen(slots=True)
+class Query(Command):
+    """A command that reads and changes nothing (it may run between batches)."""
+
+
+# ---------------------------------------------------------------------- adding
+
+
+@attrs.frozen(slots=True)
+class Add(Command):
+    """Add a batch of jobs, all or none: ``[(record, created), ...]``."""
+
+    specs: Sequence[JobSpec]
+
+
+# ---------------------------------------------------------------------- a job's run
+
+
+@attrs.frozen(slots=True)
+class Take(Command):
+    """Move up to `n` waiting jobs of `queue` to active under `token`: their records.
+
+    ``lock_duration`` None: a processor holds them (an untimed lock); a number: a manual
+    consumer holds each until ``now + lock_duration`` unless it extends the lock.
+    """
+
+    queue: str
+    n: int
+    token: str
+    lock_duration: float | None = None
+    max_stalled_count: int = 1
+
+
+@attrs.frozen(slots=True)
+class Complete(Command):
+    """End the attempt of a job held under `token` in success; with `then`, take the next
+    job under the same token in the same batch and return its record (else None)."""
+
+    job_id: int
+    token: str | None
+    value: bytes | None
+    then: Take | None = None
+
+
+@attrs.frozen(slots=True)
+class Fail(Command):
+    """End an attempt in failure (retried while attempts remain); `then` as `Complete`."""
+
+    job_id: int
+    token: str | None
+    reason: str
+    stacktrace: str | None = None
+    unrecoverable: bool = False
+    then: Take | None = None
+
+
+@attrs.frozen(slots=True)
+class MoveToDelayed(Command):
+    """A step: the held job waits until `run_at` (absolute) or ``now + delay``; with
+    neither, it goes back to waiting. `data` replaces its data in the same transition."""
+
+    job_id: int
+    token: str | None
+    run_at: float | None = None
+    data: bytes | None = None
+    delay: float | None = None
+
+
+@attrs.frozen(slots=True)
+class MoveToWaitingChildren(Command):
+    """Wait for the held parent's open children: ``"moved"``, ``"done"`` or ``"failed"``."""
+
+    job_id: int
+    token: str | None
+
+
+@attrs.frozen(slots=True)
+class ExtendLock(Command):
+    """Keep the lock of `token` for `duration` more seconds from the batch's `now`."""
+
+    job_id: int
+    token: str
+    duration: float
+
+
+@attrs.frozen(slots=True)
+class Report(Command):
+    """A processor worker's outcomes since its last report, in the order they happened.
+
+    Each outcome is ``(job_id, value)`` for a job that completed (the common case, kept a
+    pair), or the `Fail` / `MoveToDelayed` command the processor's end means. An outcome
+    whose job already left active through another command (cancelled, removed, stepped)
+    has nothing left to end and changes nothing. ``freed`` counts every job the worker is
+    done with, those that left by a command included: the credits it gets back.
+    """
+
+    token: str
+    outcomes: Sequence[tuple[int, bytes | None] | Fail | MoveToDelayed]
+    freed: int
+
+
+# ---------------------------------------------------------------------- updates
+
+
+@attrs.frozen(slots=True)
+class UpdateData(Command):
+    job_id: int
+    data: bytes
+
+
+@attrs.frozen(slots=True)
+class UpdateProgress(Command):
+    job_id: int
+    progress: bytes
+
+
+@attrs.frozen(slots=True)
+class AddLog(Command):
+    """Append a line to a job's log: the number of lines it holds."""
+
+    job_id: int
+    line: str
+
+
+# ---------------------------------------------------------------------- control
+
+
+@attrs.frozen(slots=True)
+class Cancel(Command):
+    job_id: int
+    reason: str | None = None
+
+
+@attrs.frozen(slots=True)
+class Retry(Command):
+    job_id: int
+    reset_attempts: bool = False
+
+
+@attrs.frozen(slots=True)
+class Remove(Command):
+    job_id: int
+
+
+@attrs.frozen(slots=True)
+class Pause(Command):
+    queue: str
+
+
+@attrs.frozen(slots=True)
+class Resume(Command):
+    queue: str
+
+
+@attrs.frozen(slots=True)
+class Drain(Command):
+    """Remove the waiting jobs (and the delayed ones when asked): how many."""
+
+    queue: str
+    delayed: bool = False
+
+
+@attrs.frozen(slots=True)
+class Clean(Command):
+    """Remove up to `limit` jobs in `state` older than `grace` seconds: how many."""
+
+    queue: str
+    grace: float
+    limit: int | None
+    state: JobState
+
+
+@attrs.frozen(slots=True)
+class StallAllActive(Command):
+    """After a restart: every job still active stalled, its holder gone. How many."""
+
+
+@attrs.frozen(slots=True)
+class ReleaseHeld(Command):
+    """Give every job locked under one of `tokens` back to waiting, no stall counted (a
+    manual worker closing): how many. A lock already past its expiry is left to the
+    stalled check of the same batch, which counts it."""
+
+    tokens: frozenset[str]
+
+
+@attrs.frozen(slots=True)
+class EnsureQueue(Command):
+    """Create the queue if it does not exist yet (a worker registered on it)."""
+
+    queue: str
+
+
+# ---------------------------------------------------------------------- queries
+
+
+@attrs.frozen(slots=True)
+class GetJob(Query):
+    """The record of a job (in `queue`, when given), or None."""
+
+    job_id: int
+    queue: str | None = None
+
+
+@attrs.frozen(slots=True)
+class GetJobs(Query):
+    """Records by state(s), name and tags; waiting ones in dispatch order, others by id."""
+
+    queue: str
+    states: tuple[JobState, ...] | None = None
+    name: str | None = None
+    tags: tuple[str, ...] = ()
+    tag_mode: str = "all"
+    start: int = 0
+    end: int | None = None
+
+
+@attrs.frozen(slots=True)
+class GetCounts(Query):
+    """Counts by state of one queue, or of every queue (``queue=None``)."""
+
+    queue: str | None = None
+
+
+@attrs.frozen(slots=True)
+class GetDependencies(Query):
+    """A job's children and prerequisites, as BullMQ and dataqueue report them."""
+
+    job_id: int
+
+
+@attrs.frozen(slots=True)
+class GetFlow(Query):
+    """The tree under a job as nested ``(record, [subtrees])``, or None."""
+
+    job_id: int
+
+
+@attrs.frozen(slots=True)
+class Summary(Query):
+    """How many jobs the runtime holds, and counts by state per queue."""
+
+
+# ---------------------------------------------------------------------- the engine's own
+
+
+@attrs.frozen(slots=True)
+class Fetch(Command):
+    """A manual ``get_next_job``: lock the next waiting job under `token` (as `Take`), or
+    with `wait` wait for one until the caller gives up; None when nothing came."""
+
+    take: Take
+    wait: bool = False
+
+
+@attrs.frozen(slots=True)
+class WaitFinished(Command):
+    """Answer with the job's record once it is finished, or None once it is gone."""
+
+    job_id: int
+
+
+@attrs.frozen(slots=True)
+class RegisterWorker(Command):
+    """A processor worker starts: `slot` is the engine's view of it (queue, credits)."""
+
+    slot: Any
+
+
+@attrs.frozen(slots=True)
+class CloseWorker(Command):
+    """Give the worker no more jobs; answer once it holds none, and forget it."""
+
+    token: str
+
+
+@attrs.frozen(slots=True)
+class CloseManual(Command):
+    """A manual worker closes: its pending fetches get None, its held jobs go back."""
+
+    tokens: frozenset[str]
+
+
+@attrs.frozen(slots=True)
+class StopDispatch(Command):
+    """Shutdown begins: no job is handed out from now on."""
+
+
+@attrs.frozen(slots=True)
+class WaitWorkersIdle(Command):
+    """Answer once no processor worker holds a job (a graceful shutdown)."""
+
+
+@attrs.frozen(slots=True)
+class Snapshot(Command):
+    """Compact the journal once this batch is durable; answer when it is written."""
+
+
+__all__ = [
+    "Add",
+    "AddLog",
+    "Cancel",
+    "Change",
+    "Clean",
+    "CloseManual",
+    "CloseWorker",
+    "Command",
+    "Complete",
+    "Drain",
+    "EnsureQueue",
+    "ExtendLock",
+    "Fail",
+    "Fetch",
+    "GetCounts",
+    "GetDependencies",
+    "GetFlow",
+    "GetJob",
+    "GetJobs",
+    "MoveToDelayed",
+    "MoveToWaitingChildren",
+    "Pause",
+    "Query",
+    "RegisterWorker",
+    "ReleaseHeld",
+    "Remove",
+    "Report",
+    "Resume",
+    "Retry",
+    "Snapshot",
+    "StallAllActive",
+    "StopDispatch",
+    "Summary",
+    "Take",
+    "UpdateData",
+    "UpdateProgress",
+    "WaitFinished",
+    "WaitWorkersIdle",
+]

@@ -1,0 +1,183 @@
+"""The core's one entry: which transition or query each command runs.
+
+`CoreState.handle(command, now)` looks the command's type up in `HANDLERS` and runs the
+function found there. Each function unpacks its command and calls the transition (or reads
+the state, for a `Query`); the transitions themselves live in the mixins of `CoreState`,
+and every state change among them goes through `_change` and the lifecycle table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from .._exceptions import ActorqError
+from . import commands as c
+from .states import TERMINAL, JobState
+
+if TYPE_CHECKING:
+    from .records import JobRecord
+    from .state import CoreState
+
+Handler = Callable[["CoreState", Any, float], Any]
+
+W, A, B, C = JobState.WAITING, JobState.ACTIVE, JobState.BLOCKED, JobState.COMPLETED
+
+
+def _add(core: CoreState, cmd: c.Add, now: float) -> Any:
+    return core.add(cmd.specs, now)
+
+
+def _take(core: CoreState, cmd: c.Take, now: float) -> list[JobRecord]:
+    if not core.dispatching:
+        return []
+    duration = cmd.lock_duration
+    return core.take(
+        cmd.queue,
+        cmd.n,
+        now,
+        cmd.token,
+        None if duration is None else now + duration,
+        cmd.max_stalled_count,
+    )
+
+
+def _then(core: CoreState, then: c.Take | None, now: float) -> JobRecord | None:
+    if then is None:
+        return None
+    jobs = _take(core, then, now)
+    return jobs[0] if jobs else None
+
+
+def _complete(core: CoreState, cmd: c.Complete, now: float) -> JobRecord | None:
+    core.complete(cmd.job_id, cmd.token, cmd.value, now)
+    return _then(core, cmd.then, now)
+
+
+def _fail(core: CoreState, cmd: c.Fail, now: float) -> JobRecord | None:
+    core.fail(
+        cmd.job_id, cmd.token, cmd.reason, cmd.stacktrace, now, unrecoverable=cmd.unrecoverable
+    )
+    return _then(core, cmd.then, now)
+
+
+def _move_to_delayed(core: CoreState, cmd: c.MoveToDelayed, now: float) -> None:
+    run_at = cmd.run_at
+    if run_at is None and cmd.delay:
+        run_at = now + cmd.delay
+    core.move_to_delayed(cmd.job_id, cmd.token, run_at, cmd.data, now)
+
+
+def _report(core: CoreState, cmd: c.Report, now: float) -> None:
+    token = cmd.token
+    complete = core.complete
+    for outcome in cmd.outcomes:
+        try:
+            if isinstance(outcome, c.Command):
+                HANDLERS[type(outcome)](core, outcome, now)
+            else:
+                complete(outcome[0], token, outcome[1], now)
+        except ActorqError:
+            # The job left active through a command while its processor ran (cancelled,
+            # removed, stepped by hand): the outcome has nothing left to end.
+            continue
+
+
+def children_view(rec: JobRecord) -> dict[str, Any]:
+    """A parent's children by standing: ``processed`` {id: raw return value}, ``pending``
+    [ids], ``failed`` {id: reason}, ``ignored`` {id: reason}."""
+    out: dict[str, Any] = {"processed": {}, "pending": [], "failed": {}, "ignored": {}}
+    for child_id, (status, payload) in sorted((rec.children or {}).items()):
+        if status == "processed":
+            out["processed"][child_id] = payload
+        elif status in ("pending", "unresolved"):
+            out["pending"].append(child_id)
+        if status in ("failed", "continued", "unresolved"):
+            out["failed"][child_id] = payload
+        elif status == "ignored":
+            out["ignored"][child_id] = payload
+    return out
+
+
+def _dependencies(core: CoreState, cmd: c.GetDependencies, now: float) -> dict[str, Any] | None:
+    rec = core.jobs.get(cmd.job_id)
+    if rec is None:
+        return None
+    out = children_view(rec)
+    jobs = core.jobs
+    out["unmet_job_ids"] = [
+        d for d in rec.depends_on_job_ids if (p := jobs.get(d)) is not None and p.state is not C
+    ]
+    blocking: list[int] = []
+    if rec.depends_on_tags and rec.state not in TERMINAL:
+        holders = core.blocking.holder_ids(frozenset(rec.depends_on_tags))
+        blocking = sorted(holders - {rec.id})
+    out["blocking_job_ids"] = blocking
+    return out
+
+
+def _flow(core: CoreState, cmd: c.GetFlow, now: float) -> Any:
+    jobs = core.jobs
+
+    def build(node_id: int) -> Any:
+        rec = jobs.get(node_id)
+        if rec is None:
+            return None
+        kids = [build(child) for child in sorted(rec.children or {})]
+        return (rec, [kid for kid in kids if kid is not None])
+
+    return build(cmd.job_id)
+
+
+def _get_job(core: CoreState, cmd: c.GetJob, now: float) -> JobRecord | None:
+    rec = core.jobs.get(cmd.job_id)
+    if rec is None or (cmd.queue is not None and rec.queue != cmd.queue):
+        return None
+    return rec
+
+
+def _counts(core: CoreState, cmd: c.GetCounts, now: float) -> Any:
+    if cmd.queue is not None:
+        return core.counts(cmd.queue)
+    return {name: dict(qs.counts) for name, qs in sorted(core.queues.items())}
+
+
+def _summary(core: CoreState, cmd: c.Summary, now: float) -> Any:
+    return len(core.jobs), {name: dict(qs.counts) for name, qs in sorted(core.queues.items())}
+
+
+HANDLERS: Final[dict[type[c.Command], Handler]] = {
+    c.Add: _add,
+    c.Take: _take,
+    c.Complete: _complete,
+    c.Fail: _fail,
+    c.MoveToDelayed: _move_to_delayed,
+    c.Report: _report,
+    c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
+        cmd.job_id, cmd.token, now
+    ),
+    c.ExtendLock: lambda core, cmd, now: core.extend_lock(
+        cmd.job_id, cmd.token, now + cmd.duration, now
+    ),
+    c.UpdateData: lambda core, cmd, now: core.update_data(cmd.job_id, cmd.data),
+    c.UpdateProgress: lambda core, cmd, now: core.update_progress(cmd.job_id, cmd.progress),
+    c.AddLog: lambda core, cmd, now: core.add_log(cmd.job_id, cmd.line),
+    c.Cancel: lambda core, cmd, now: core.cancel(cmd.job_id, now, cmd.reason),
+    c.Retry: lambda core, cmd, now: core.retry(cmd.job_id, now, reset_attempts=cmd.reset_attempts),
+    c.Remove: lambda core, cmd, now: core.remove(cmd.job_id, now),
+    c.Pause: lambda core, cmd, now: core.pause(cmd.queue),
+    c.Resume: lambda core, cmd, now: core.resume(cmd.queue),
+    c.Drain: lambda core, cmd, now: core.drain(cmd.queue, now, delayed=cmd.delayed),
+    c.Clean: lambda core, cmd, now: core.clean(cmd.queue, cmd.grace, cmd.limit, cmd.state, now),
+    c.StallAllActive: lambda core, cmd, now: core.stall_all_active(now),
+    c.ReleaseHeld: lambda core, cmd, now: core.release_held(cmd.tokens, now),
+    c.EnsureQueue: lambda core, cmd, now: core.queue(cmd.queue),
+    c.GetJob: _get_job,
+    c.GetJobs: lambda core, cmd, now: list(
+        core.select(cmd.queue, cmd.states, cmd.name, cmd.tags, cmd.tag_mode)
+    )[cmd.start : cmd.end],
+    c.GetCounts: _counts,
+    c.GetDependencies: _dependencies,
+    c.GetFlow: _flow,
+    c.Summary: _summary,
+}
