@@ -199,6 +199,10 @@ class Simulation:
         self.crashes = 0
         self.restarts = 0
         self.deaths = 0
+        #: Batches every life ran inline (in the caller's task) and on the scheduler's loop:
+        #: the two roads into the engine's one step, both taken as a default runtime takes them.
+        self.inline_batches = 0
+        self.loop_batches = 0
         self._rt: Runtime | None = None
         self._journal: _SimJournal | None = None
         self._shadow = CoreState(seed=seed)
@@ -331,6 +335,9 @@ class Simulation:
             self._fs_dirty = True
             self._note("died", detail=_describe(exc))
         finally:
+            stats = rt.statistics()
+            self.inline_batches += stats.inline_batches
+            self.loop_batches += stats.loop_batches
             self._alive = False
             for guard in self._guards:
                 guard.cancel()

@@ -43,6 +43,8 @@ class SwarmStats:
     deaths: int = 0
     jobs: int = 0
     faults: int = 0
+    inline_batches: int = 0
+    loop_batches: int = 0
 
 
 def make_simulation(seed: int) -> Simulation:
@@ -182,4 +184,6 @@ async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, Sw
         await sim.check()
         stats.jobs = len(sim.runtime._core.jobs)
     stats.deaths = sim.deaths
+    stats.inline_batches = sim.inline_batches
+    stats.loop_batches = sim.loop_batches
     return sim, stats

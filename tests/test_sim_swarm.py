@@ -23,12 +23,35 @@ async def test_swarm_trio(actorq_seed: int) -> None:
     await run_swarm(actorq_seed)
 
 
+async def test_the_swarm_runs_both_roads_into_the_engine() -> None:
+    # The simulation's runtime takes the inline road wherever a default `Runtime()` would
+    # (its journal's commit does not wait), and the loop for timers, workers' wake-ups and
+    # snapshots: the invariants are checked after every step on both.
+    inline = loop = 0
+    for seed in range(5):
+        _sim, stats = await run_swarm(seed)
+        inline += stats.inline_batches
+        loop += stats.loop_batches
+    print(f"swarm seeds 0-4: {inline} inline batches, {loop} loop batches")
+    assert inline > 0
+    assert loop > 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_swarm_long_run() -> None:
     """2,000 seeds (ACTORQ_SWARM_SEEDS to change); prints the figures."""
     n = int(os.environ.get("ACTORQ_SWARM_SEEDS", "2000"))
-    totals = {"seeds": 0, "steps": 0, "crashes": 0, "deaths": 0, "faults": 0, "jobs": 0}
+    totals = {
+        "seeds": 0,
+        "steps": 0,
+        "crashes": 0,
+        "deaths": 0,
+        "faults": 0,
+        "jobs": 0,
+        "inline_batches": 0,
+        "loop_batches": 0,
+    }
     started = time.perf_counter()
     for seed in range(10_000, 10_000 + n):
         try:
@@ -42,5 +65,8 @@ async def test_swarm_long_run() -> None:
         totals["deaths"] += stats.deaths
         totals["faults"] += stats.faults
         totals["jobs"] += stats.jobs
+        totals["inline_batches"] += stats.inline_batches
+        totals["loop_batches"] += stats.loop_batches
+    assert totals["inline_batches"] > 0 and totals["loop_batches"] > 0
     elapsed = time.perf_counter() - started
     print(f"\nswarm long run: {totals}, no invariant broken, {elapsed:.1f}s")
