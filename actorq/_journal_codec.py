@@ -149,7 +149,7 @@ def _encode_add(fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any]
     if tuple(fields) == FIELD_NAMES:
         # The usual case, `JobRecord.fields()` of a record made live, whose defaults are the
-        # default objects themselves: an identity test per field, run in C (1.5x faster than
+        # default objects themselves: an identity test per field, run in C (faster than
         # the loop below). A value merely equal to its default is written out; it decodes to
         # the same value.
         out = dict(compress(fields.items(), map(is_not, fields.values(), _DEFAULT_ROW)))
@@ -397,7 +397,7 @@ def decode_batch(payload: bytes) -> list[Change]:
 # ---------------------------------------------------------------------- snapshots
 
 #: A snapshot is a sequence of chunks, each ``<u32 length><batch payload>``, after a magic:
-#: one huge JSON document decodes superlinearly (orjson on 1M jobs: 14x the time of 200k), and
+#: one huge JSON document decodes superlinearly in its size, and
 #: chunks also keep the peak memory of a reopen to one chunk's worth of decoded records.
 #: ``AQS1`` chunks are version-1 batches; ``AQS2`` chunks, what `encode_snapshot` writes, are
 #: version-2 batches (jobs as columns). A payload with neither magic is one version-1 batch
@@ -619,7 +619,7 @@ def _decode_jobs(n: Any, columns: Any) -> list[Change]:
         else:
             raise PayloadError(f"jobs item: column {name!r} does not hold {n} values")
     # A list, not a lazy zip: rows made together, then records made together, lie together
-    # in memory, and rebuilding the indexes of a million of them runs 2x faster.
+    # in memory, so rebuilding the indexes of a million of them touches memory in order.
     return list(zip(repeat("add"), zip(*built, strict=False)))  # repeat() never ends
 
 

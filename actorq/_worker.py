@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
@@ -10,7 +10,6 @@ from ._job import Job
 from ._options import non_negative
 
 if TYPE_CHECKING:
-    from ._actors.worker import WorkerActor
     from ._runtime import Runtime
 
 
@@ -41,7 +40,7 @@ class Worker:
     def __init__(
         self,
         rt: Runtime,
-        actor: WorkerActor | None,
+        actor: Any,  # the runtime's worker actor (None: manual); the handle only closes it
         queue: str,
         concurrency: int,
         lock_duration: float,

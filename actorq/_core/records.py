@@ -172,7 +172,9 @@ class JobRecord:
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""
-        out = dict(zip(FIELD_NAMES, _all_fields(self), strict=True))  # in C: 1.3x a dictcomp
+        out = dict(
+            zip(FIELD_NAMES, _all_fields(self), strict=True)
+        )  # built in C, unlike a dictcomp
         if self.children is not None:
             out["children"] = dict(self.children)
         return out
