@@ -365,8 +365,6 @@ class Runtime:
         """Run a read-only command now, outside any batch, for what cannot await (a
         notebook's HTML display, `repr`). While a batch is being committed it may show that
         batch's effects a moment before they are durable."""
-        if self._engine is None:
-            return self._core.handle(query, 0.0)
         return self._core.handle(query, self.clock.now())
 
     async def wait(self, jobs: Iterable[Job], progress: bool = False) -> list[Any]:

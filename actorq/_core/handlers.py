@@ -143,7 +143,7 @@ def _counts(core: CoreState, cmd: c.GetCounts, now: float) -> Any:
 
 
 def _summary(core: CoreState, cmd: c.Summary, now: float) -> Any:
-    return len(core.jobs), {name: dict(qs.counts) for name, qs in sorted(core.queues.items())}
+    return len(core.jobs), _counts(core, c.GetCounts(), now)
 
 
 HANDLERS: Final[dict[type[c.Command], Handler]] = {

@@ -516,14 +516,8 @@ class CoreState(Admission, Relations, Control, Replay):
             counts[new] += 1
             _ENTER[new](self, qs, rec)
             self._moved(rec, old)
-        elif _INDEXED.isdisjoint(changes):
-            for name, value in changes.items():
-                setattr(rec, name, value)
         else:
-            self._unindex(rec)
-            for name, value in changes.items():
-                setattr(rec, name, value)
-            self._index(rec)
+            self._apply(rec, changes)  # the same state: fields, and the indexes they move
         if self.changes is not None:
             self.changes.append(("set", rec.id, changes))
 
