@@ -10,7 +10,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -310,14 +310,10 @@ class Runtime:
         if self._state != _RUNNING:
             raise RuntimeClosedError(f"the runtime is {self._state}; use `async with Runtime()`")
 
-    async def _send(self, command: c.Command) -> Any:
-        """Hand `command` to the engine and return its result once it is durable (or raise
-        the error it met). The one way handles reach the engine."""
-        req = Request(command)
-        await self._exchange(req)
-        if req.error is not None:
-            raise req.error
-        return req.result
+    def _send(self, command: c.Command) -> Coroutine[Any, Any, Any]:
+        """Hand `command` to the engine; awaited, its result once it is durable (or the
+        error it met). The one way handles reach the engine."""
+        return self._exchange(Request(command))
 
     async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
         """`_send`, giving up after `timeout` seconds on the runtime's clock: ``(True,
@@ -332,7 +328,9 @@ class Runtime:
             raise req.error
         return True, req.result
 
-    async def _exchange(self, req: Request) -> None:
+    async def _exchange(self, req: Request) -> Any:
+        """Submit `req` and wait for its reply: its result, or its error raised. (`_send`
+        returns this coroutine itself, so a call costs one coroutine, not two.)"""
         engine = self._engine
         if engine is None or self._state in (_NEW, _CLOSED):
             raise RuntimeClosedError(f"the runtime is {self._state}")
@@ -352,6 +350,9 @@ class Runtime:
                 if not req.replied:
                     req.abandoned = True
                 raise
+        if req.error is not None:
+            raise req.error
+        return req.result
 
     def _notify(self, command: c.Command) -> None:
         """Send a command whose reply nobody awaits."""

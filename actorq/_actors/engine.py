@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -93,26 +93,17 @@ class WorkerSlot:
         self.closing = False
 
 
-class Outbox:
-    """What one batch may show the world, held until the batch's changes are durable."""
+class Outbox(NamedTuple):
+    """What one batch may show the world, held until the batch's changes are durable.
 
-    __slots__ = ("aborts", "changes", "events", "finished", "replies", "sends")
+    A tuple: the manual loop makes one per call, and a tuple is made in C."""
 
-    def __init__(
-        self,
-        changes: list[Any],
-        sends: list[tuple[WorkerSlot, list[JobRecord]]],
-        aborts: list[tuple[WorkerSlot, int]],
-        replies: list[Request],
-        events: list[Event],
-        finished: list[JobRecord],
-    ) -> None:
-        self.changes = changes
-        self.sends = sends
-        self.aborts = aborts
-        self.replies = replies
-        self.events = events
-        self.finished = finished
+    changes: list[Any]
+    sends: list[tuple[WorkerSlot, list[JobRecord]]]
+    aborts: list[tuple[WorkerSlot, int]]
+    replies: list[Request]
+    events: list[Event]
+    finished: list[JobRecord]
 
 
 class Engine:

@@ -56,10 +56,12 @@ from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay
-from .states import MOVES, TERMINAL, JobState
+from .states import TERMINAL, JobState
 from .timed import TimedIndex
 from .upkeep import ENTER as _ENTER
 from .upkeep import LEAVE as _LEAVE
+from .upkeep import MOVED as _MOVED
+from .upkeep import PLANS as _PLANS
 from .waiting import WaitingLine
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
@@ -489,33 +491,35 @@ class CoreState(Admission, Relations, Control, Replay):
     def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
         """Apply `changes` to `rec`, keep the indexes and counters, record the delta.
 
-        A change of state must be a row of the lifecycle table (`MOVES`): the job leaves
-        its old state's index, takes the new fields, enters the new state's index, and
-        `_moved` does the upkeep that depends on where it came from. Every transition of
-        the core, the hottest (`take`, `complete`) included, passes here.
+        A change of state must be a row of the lifecycle table: its `Plan` (derived from
+        the table in `upkeep`) says what leaving the old state, entering the new one and
+        the move itself do to the indexes, and which order the job takes. Every transition
+        of the core, the hottest (`take`, `complete`) included, passes here.
         """
         old = rec.state
         new = changes.get("state", old)
         if new is not old:
-            if (command, old, new) not in MOVES:
+            plan = _PLANS.get((command, old, new))
+            if plan is None:
                 raise AssertionError(f"core bug: {command} moved job {rec.id} {old} -> {new}")
-            if "order" not in changes:
-                # `order` places a job in its waiting line while it waits, and in its
-                # finished line once it completes or fails (for count retention).
-                if new is W:
+            order = plan.order
+            if order is not None and "order" not in changes:
+                if order == "line":
                     changes["order"] = self._next_order(rec.lifo)
-                elif new is C or new is F:
+                else:
                     changes["order"] = self._next_fifo
                     self._next_fifo += 1
             qs = self.queues[rec.queue]
             counts = qs.counts
             counts[old] -= 1
-            _LEAVE[old](self, qs, rec)
+            if plan.leave is not None:
+                plan.leave(self, qs, rec)
             for name, value in changes.items():
                 setattr(rec, name, value)
             counts[new] += 1
-            _ENTER[new](self, qs, rec)
-            self._moved(rec, old)
+            if plan.enter is not None:
+                plan.enter(self, qs, rec)
+            plan.moved(self, rec, old)
         else:
             self._apply(rec, changes)  # the same state: fields, and the indexes they move
         if self.changes is not None:
@@ -545,35 +549,7 @@ class CoreState(Admission, Relations, Control, Replay):
 
     def _moved(self, rec: JobRecord, old: JobState | None) -> None:
         """Index upkeep that depends on where a job came from, not only where it is."""
-        new = rec.state
-        was_alive = old is not None and old not in TERMINAL
-        alive = new not in TERMINAL
-        if alive is was_alive and new is not C and old is not C:
-            # From one live state to another: only a parent or a child has more to do.
-            if self._live and (rec.parent_id is not None or rec.children):
-                self._moved_in_tree(rec, old, was_alive, alive)
-            return
-        blocking = self.blocking
-        if alive and not was_alive:
-            if rec.tags:
-                blocking.job_alive(rec)
-        elif was_alive and not alive and rec.tags:
-            fallen = blocking.job_gone(rec)
-            if self._live and fallen:
-                self._wake_barrier_waiters(fallen)
-        if new is C:
-            if rec.id in blocking.dependents:
-                released = blocking.completed(rec.id)
-                if self._live:
-                    self._wake.extend(released)
-        elif old is C and alive:  # a completed job retried by hand: a scan, but a rare one
-            blocking.uncompleted(rec.id, (r for r in self.jobs.values() if r.state is B))
-        if not self._live:
-            return
-        if new is F or new is X:
-            self._cascade.append((rec, "failed" if new is F else "was cancelled"))
-        if rec.parent_id is not None or rec.children:
-            self._moved_in_tree(rec, old, was_alive, alive)
+        _MOVED[(old, rec.state)](self, rec, old)
 
     def _moved_in_tree(
         self, rec: JobRecord, old: JobState | None, was_alive: bool, alive: bool

@@ -1,12 +1,22 @@
-"""Index upkeep per state: what entering and leaving each state does to the core's indexes
-(counts aside). `CoreState._change`, `_index` and `_unindex` look these up by the job's
-state, so every move of every transition keeps the indexes the same way."""
+"""Index upkeep per state and per move, as tables the core looks up.
+
+* `ENTER` / `LEAVE`: what entering and leaving each state does to the core's indexes (counts
+  aside). `_index` and `_unindex` look these up by the job's state.
+* `MOVED`: the upkeep that depends on where a job came from as well as where it went (a
+  live job ended, a finished one came back, a family to tell), one function per kind of
+  move, looked up by ``(old, new)`` state.
+* `PLANS`: for every row ``(command, old, new)`` of the lifecycle table, the `Plan` that
+  `CoreState._change` follows: the three upkeep functions above for that move, and which
+  order the job takes. Derived from the tables once, so the hottest moves (`take`,
+  `complete`) cost no lookups and no calls for upkeep they do not need, and a move outside
+  the table has no plan.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from .states import JobState
+from .states import MOVES, TERMINAL, JobState
 
 if TYPE_CHECKING:
     from .records import JobRecord
@@ -14,6 +24,7 @@ if TYPE_CHECKING:
 
 W, D, A, B = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE, JobState.BLOCKED
 C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
+WC = JobState.WAITING_CHILDREN
 
 
 def _enter_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -44,7 +55,8 @@ def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     expires = rec.lock_expires_at
     if expires is not None:
         core.locks.add(expires, rec.id)
-        core.due_bound = min(core.due_bound, expires)
+        if expires < core.due_bound:  # noqa: PLR1730 - a manual take's path: no min() call
+            core.due_bound = expires
 
 
 def _nothing(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -101,4 +113,92 @@ LEAVE: Final[dict[JobState, _Upkeep]] = {
     C: _leave_finished,
     F: _leave_finished,
     X: _nothing,
+}
+
+
+# ---------------------------------------------------------------------- per move
+
+
+def _moved_alive(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """From one live state to another: only a parent or a child has more to do."""
+    if core._live and (rec.parent_id is not None or rec.children):
+        core._moved_in_tree(rec, old, True, True)
+
+
+def _moved_revived(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """A new job, or a finished one back to life (a retry)."""
+    if rec.tags:
+        core.blocking.job_alive(rec)
+    if old is C:  # a completed job retried by hand: a scan, but a rare one
+        core.blocking.uncompleted(rec.id, (r for r in core.jobs.values() if r.state is B))
+    if core._live and (rec.parent_id is not None or rec.children):
+        core._moved_in_tree(rec, old, False, True)
+
+
+def _moved_ended(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """A live job reached a terminal state: its barriers, dependents and family hear."""
+    if rec.tags:
+        fallen = core.blocking.job_gone(rec)
+        if core._live and fallen:
+            core._wake_barrier_waiters(fallen)
+    _finished(core, rec, old, True)
+
+
+def _moved_dead(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """Into a terminal state from none or another terminal one (a record replayed)."""
+    if rec.state is C or old is C:
+        _finished(core, rec, old, False)
+    elif core._live and (rec.parent_id is not None or rec.children):
+        core._moved_in_tree(rec, old, False, False)
+
+
+def _finished(core: CoreState, rec: JobRecord, old: JobState | None, was_alive: bool) -> None:
+    new = rec.state
+    if new is C and rec.id in core.blocking.dependents:
+        released = core.blocking.completed(rec.id)
+        if core._live:
+            core._wake.extend(released)
+    if not core._live:
+        return
+    if new is F or new is X:
+        core._cascade.append((rec, "failed" if new is F else "was cancelled"))
+    if rec.parent_id is not None or rec.children:
+        core._moved_in_tree(rec, old, was_alive, False)
+
+
+def _moved_kind(old: JobState | None, new: JobState) -> _Upkeep:
+    was_alive = old is not None and old not in TERMINAL
+    alive = new not in TERMINAL
+    if alive:
+        return _moved_alive if was_alive else _moved_revived
+    return _moved_ended if was_alive else _moved_dead
+
+
+MOVED: Final[dict[tuple[JobState | None, JobState], _Upkeep]] = {
+    (old, new): _moved_kind(old, new) for old in (None, *JobState) for new in JobState
+}
+
+
+class Plan:
+    """How `CoreState._change` carries out one row of the lifecycle table."""
+
+    __slots__ = ("enter", "leave", "moved", "order")
+
+    def __init__(self, command: str, old: JobState, new: JobState) -> None:
+        leave = LEAVE[old]
+        if command == "take":
+            leave = None  # `take` popped the job's entry from its waiting line itself
+        #: Upkeep on leaving `old` and entering `new` (None: nothing to do).
+        self.leave: _Upkeep | None = None if leave is _nothing else leave
+        self.enter: _Upkeep | None = None if ENTER[new] is _nothing else ENTER[new]
+        self.moved: _Upkeep = MOVED[(old, new)]
+        #: The job's new `order`, unless the change sets it: a place in its waiting line
+        #: ("line"), in its finished line for count retention ("finished"), or none.
+        self.order = "line" if new is W else "finished" if new in (C, F) else None
+
+
+PLANS: Final[dict[tuple[str, JobState | None, JobState], Plan]] = {
+    (command, old, new): Plan(command, old, new)
+    for command, old, new in MOVES
+    if old is not None  # "add" makes a record; it does not move one
 }
