@@ -20,7 +20,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
-from ._actors.engine import Engine, WorkerSlot
+from ._actors.engine import Engine, WorkerSlot, crashed_error
 from ._actors.messages import Request
 from ._actors.scheduler import Scheduler
 from ._actors.worker import WorkerActor
@@ -156,7 +156,7 @@ class Runtime:
             finally:
                 crashed = engine.crashed
                 engine.fail_pending(
-                    RuntimeClosedError(f"the runtime crashed: {crashed!r}")
+                    crashed_error(crashed)
                     if crashed is not None
                     and not isinstance(crashed, anyio.get_cancelled_exc_class())
                     else RuntimeClosedError("the runtime has stopped"),

@@ -349,8 +349,10 @@ async def test_a_failed_write_under_a_manual_loop_stops_the_runtime() -> None:
             job = await job.move_to_completed(None, "t")
             assert job is not None
             sim.fail_next_write()
-            with pytest.raises(JournalFailedError):
+            with pytest.raises(RuntimeClosedError) as info:
                 await job.move_to_completed(None, "t")
+            # As on the loop (the fsync test above): the caller hears the runtime died, and why.
+            assert isinstance(info.value.__cause__, JournalFailedError)
             with pytest.raises(RuntimeClosedError):
                 await q.counts()
     assert changelog.failed

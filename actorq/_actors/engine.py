@@ -46,7 +46,7 @@ from .._core import CoreState, JobRecord, JobState
 from .._core import commands as c
 from .._core.events import Event
 from .._core.states import TERMINAL
-from .._exceptions import ActorqError
+from .._exceptions import ActorqError, RuntimeClosedError
 from .changelog import ChangeLog
 from .messages import DEFER, TICK, Crash, Request, Tick
 
@@ -198,10 +198,12 @@ class Engine:
         except BaseException as exc:
             # A bug in the core, or a commit that failed: the scheduler's task must die of
             # it, as it would have on the loop; no later command may run on a state the log
-            # lost. The caller hears of it too.
+            # lost. The caller hears of it as a caller on the loop would.
             self.crashed = exc
             self.parked = False
             self.post(Crash(exc))
+            if isinstance(exc, Exception):
+                raise crashed_error(exc) from exc
             raise
         finally:
             if slot is not None:
@@ -499,6 +501,14 @@ class Engine:
             self.subscribers.remove(tx)
         if not self.subscribers:
             self.core.publish_events(False)
+
+
+def crashed_error(exc: BaseException) -> RuntimeClosedError:
+    """What a caller hears when the engine died of `exc` (its commit failed, or a bug):
+    the same on either road, the cause attached."""
+    error = RuntimeClosedError(f"the runtime crashed: {exc!r}")
+    error.__cause__ = exc
+    return error
 
 
 def _reply(req: Request) -> None:

@@ -42,6 +42,8 @@ class Scheduler:
         self.engine = engine
         self.clock = clock
         self._rx = mailbox
+        #: The batch being stepped: if the loop dies in it, its callers are still answered.
+        self._batch: list[Any] = []
 
     async def run(self, *, task_status: TaskStatus[None]) -> None:
         engine = self.engine
@@ -59,13 +61,14 @@ class Scheduler:
                         first = await rx.receive()
                     finally:
                         engine.resting = engine.parked = False
-                batch = [first]
+                batch = self._batch = [first]
                 try:
                     while len(batch) < MAX_BATCH:
                         batch.append(rx.receive_nowait())
                 except anyio.WouldBlock:
                     pass
                 await self._process(batch)
+                self._batch = []
         except anyio.EndOfStream:
             return
         except BaseException as exc:
@@ -94,8 +97,10 @@ class Scheduler:
             engine.reply_snapshot_waiters()
 
     def unread(self) -> list[Any]:
-        """Messages still in the mailbox (for failing their callers once the loop is gone)."""
-        out: list[Any] = []
+        """Messages the loop did not finish, the batch it died in first, then the mailbox's
+        (for failing their callers once the loop is gone)."""
+        out: list[Any] = self._batch
+        self._batch = []
         try:
             while True:
                 out.append(self._rx.receive_nowait())
