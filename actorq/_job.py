@@ -20,7 +20,8 @@ from ._exceptions import (
     UnrecoverableError,
     WaitingChildrenError,
 )
-from ._options import absolute_time, positive
+from ._failures import reason as reason_of
+from ._options import absolute_time, positive, unicode
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -184,6 +185,7 @@ class Job:
         """Append a line to the job's log; returns how many lines it holds."""
         if not isinstance(line, str):
             raise InvalidOptionError("line", line, "a log line must be a string")
+        unicode("line", line)
         count: int = await self._rt._send(c.AddLog(self.id, line))
         return count
 
@@ -287,11 +289,10 @@ class Job:
         an `UnrecoverableError` fails the job for good. Returns the next job as
         `move_to_completed` does."""
         if isinstance(error, BaseException):
-            text = str(error)
-            reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
+            reason = reason_of(error)
             unrecoverable = isinstance(error, UnrecoverableError)
         elif isinstance(error, str):
-            reason, unrecoverable = error, False
+            reason, unrecoverable = unicode("error", error), False
         else:
             raise InvalidOptionError("error", error, "must be an exception or a string")
         then = self._then(token, fetch_next)

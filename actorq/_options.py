@@ -21,6 +21,9 @@ from ._relations import BatchRef, DependsOn
 
 #: Priorities are bounded so an ordering key never needs more than a machine word.
 MAX_PRIORITY: Final = 2**31
+#: The largest count a call accepts (attempts, retention counts, concurrency...): what the
+#: journal stores as a signed 64-bit integer.
+MAX_COUNT: Final = 2**63 - 1
 #: Option names `Queue.add` takes, besides `name` and `data`.
 JOB_OPTIONS: Final = (
     "priority",
@@ -56,12 +59,32 @@ def unknown_option(field: str, value: object, known: Iterable[str]) -> InvalidOp
     return InvalidOptionError(field, value, f"unknown option{hint}")
 
 
+def text(field: str, value: object, what: str = "must be a non-empty string") -> str:
+    """A non-empty string that can be stored: valid Unicode, so UTF-8 can encode it (a lone
+    surrogate, as `os.fsdecode` makes of undecodable bytes, cannot be journaled)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidOptionError(field, value, what)
+    return unicode(field, value)
+
+
+def unicode(field: str, value: str) -> str:
+    """`value`, refused if it holds a lone surrogate (it could not be journaled)."""
+    if not value.isascii():  # ASCII (the common case) is valid UTF-8 as it stands
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidOptionError(
+                field, value, f"holds a lone surrogate at index {exc.start}; not valid Unicode"
+            ) from None
+    return value
+
+
 def check_queue_name(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidOptionError("queue", name, "a queue name must be a non-empty string")
     if len(name) > 200:
         raise InvalidOptionError("queue", name, "a queue name is at most 200 characters")
-    return name
+    return unicode("queue", name)
 
 
 def _number(field: str, value: object, *, positive: bool = False) -> float:
@@ -76,12 +99,11 @@ def _number(field: str, value: object, *, positive: bool = False) -> float:
     return float(value)
 
 
-def _int(field: str, value: object, low: int, high: int | None = None) -> int:
+def _int(field: str, value: object, low: int, high: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidOptionError(field, value, "must be an integer")
-    if value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"within [{low}, {high}]"
-        raise InvalidOptionError(field, value, f"must be {bounds}")
+    if value < low or value > high:
+        raise InvalidOptionError(field, value, f"must be within [{low}, {high}]")
     return value
 
 
@@ -138,7 +160,7 @@ def tags(field: str, value: object) -> tuple[str, ...]:
     for tag in value:
         if not isinstance(tag, str) or not tag:
             raise InvalidOptionError(field, value, f"tag {tag!r} is not a non-empty string")
-        out.add(tag)
+        out.add(unicode(field, tag))
     return tuple(sorted(out))
 
 
@@ -218,14 +240,12 @@ def job_spec(
 ) -> JobSpec:
     """A validated `JobSpec`; `where` prefixes field names (``"jobs[3]."`` in a bulk add)."""
     if not options:  # the common case: every option at its default, nothing else to check
-        if not isinstance(name, str) or not name:
-            raise InvalidOptionError(f"{where}name", name, "a job name must be a non-empty string")
-        return JobSpec(name=name, queue=queue, data=encode(f"{where}data", data), **_DEFAULTS)
+        checked = text(f"{where}name", name, "a job name must be a non-empty string")
+        return JobSpec(name=checked, queue=queue, data=encode(f"{where}data", data), **_DEFAULTS)
     for key, value in options.items():
         if key not in JOB_OPTIONS:
             raise unknown_option(f"{where}{key}", value, JOB_OPTIONS)
-    if not isinstance(name, str) or not name:
-        raise InvalidOptionError(f"{where}name", name, "a job name must be a non-empty string")
+    checked = text(f"{where}name", name, "a job name must be a non-empty string")
     raw = encode(f"{where}data", data)
     get = options.get
     delay = get("delay")
@@ -239,11 +259,11 @@ def job_spec(
     if not isinstance(lifo, bool):
         raise InvalidOptionError(f"{where}lifo", lifo, "must be True or False")
     idem = get("idempotency_key")
-    if idem is not None and (not isinstance(idem, str) or not idem):
-        raise InvalidOptionError(f"{where}idempotency_key", idem, "must be a non-empty string")
+    if idem is not None:
+        text(f"{where}idempotency_key", idem)
     dep_ids, dep_refs, barrier = depends_on(get("depends_on"), where, in_batch=in_batch)
     return JobSpec(
-        name=name,
+        name=checked,
         queue=queue,
         data=raw,
         priority=_int(f"{where}priority", get("priority", 0), -MAX_PRIORITY, MAX_PRIORITY),

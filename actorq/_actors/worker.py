@@ -20,8 +20,6 @@ coroutine is `anyio.to_thread.run_sync`'s. A job's `timeout` is a deadline aroun
 from __future__ import annotations
 
 import logging
-import re
-import traceback
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
@@ -36,6 +34,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from .._core import JobRecord
 from .._core import commands as c
 from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
+from .._failures import reason, trace
 from ..clock import Clock, DeadlineScope, VirtualClock, running_for
 from .engine import Engine
 
@@ -255,18 +254,4 @@ def _classify(job: Any, exc: Exception, token: str) -> Outcome | None:
         return None if job._moved else c.MoveToDelayed(job_id, token, delay=exc.delay)
     if isinstance(exc, WaitingChildrenError):
         return None
-    return c.Fail(job_id, token, _reason(exc), _trace(exc), isinstance(exc, UnrecoverableError))
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-_ADDRESS = re.compile(r"\b(?:0x)?[0-9a-f]{9,16}\b")
-
-
-def _trace(exc: BaseException) -> str:
-    # Memory addresses (a cancel scope's repr in a chained cancellation) would make the
-    # journal differ between two runs of the same simulation seed.
-    return _ADDRESS.sub("0x…", "".join(traceback.format_exception(exc)))
+    return c.Fail(job_id, token, reason(exc), trace(exc), isinstance(exc, UnrecoverableError))

@@ -1,0 +1,135 @@
+"""What a call accepts can be journaled and replayed: text that is not valid Unicode and
+counts beyond 64 bits are refused at the call, the same in memory and on a journal; text a
+processor's exception brings (its message, its traceback) is made storable, so user code
+cannot stop a journaled runtime."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actorq import InvalidOptionError, Job, JobFailedError, JobState, Queue, Runtime
+from actorq._failures import reason, storable, trace
+
+SURROGATE = os.fsdecode(b"caf\xe9")  # "caf\udce9": what undecodable bytes become
+
+
+@pytest.fixture(params=["memory", "journal"])
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Runtime]:
+    if request.param == "memory":
+        return Runtime
+    return lambda: Runtime(tmp_path / "j", fsync="never")
+
+
+@asynccontextmanager
+async def paused(make: Callable[[], Runtime]) -> AsyncIterator[tuple[Runtime, Queue]]:
+    async with make() as rt:
+        q = rt.queue("q")
+        await q.pause()
+        yield rt, q
+
+
+Call = Callable[[Runtime, Queue], Awaitable[Any]]
+REFUSED: list[tuple[str, str, Call]] = [
+    ("name", "name", lambda rt, q: q.add(SURROGATE, 1)),
+    ("queue", "queue", lambda rt, q: rt.queue(SURROGATE).add("x", 1)),
+    ("tags", "tags", lambda rt, q: q.add("x", 1, tags=["ok", SURROGATE])),
+    ("idempotency_key", "idempotency_key", lambda rt, q: q.add("x", 1, idempotency_key=SURROGATE)),
+    (
+        "bulk name",
+        "jobs[1].name",
+        lambda rt, q: q.add_bulk([{"name": "a", "data": 1}, {"name": SURROGATE, "data": 2}]),
+    ),
+    ("attempts", "attempts", lambda rt, q: q.add("x", 1, attempts=2**64)),
+    ("priority", "priority", lambda rt, q: q.add("x", 1, priority=2**40)),
+    (
+        "retention count",
+        "remove_on_complete",
+        lambda rt, q: q.add("x", 1, remove_on_complete=2**63),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "field", "call"), REFUSED, ids=[r[0] for r in REFUSED])
+async def test_what_cannot_be_stored_is_refused_at_the_call_naming_the_field(
+    runtime: Callable[[], Runtime], case: str, field: str, call: Call
+) -> None:
+    async with paused(runtime) as (rt, q):
+        before = await rt.counts()
+        with pytest.raises(InvalidOptionError) as info:
+            await call(rt, q)
+        assert info.value.field == field
+        assert field in str(info.value)
+        assert await rt.counts() == before  # nothing changed
+        assert (await q.add("after", 1)).id > 0  # and the runtime goes on
+
+
+async def test_a_log_line_or_failure_text_that_cannot_be_stored_is_refused(
+    runtime: Callable[[], Runtime],
+) -> None:
+    async with runtime() as rt:
+        q = rt.queue("q")
+        worker = rt.worker(q)
+        await q.add("x", 1)
+        job = await worker.get_next_job("t")
+        assert job is not None
+        with pytest.raises(InvalidOptionError) as info:
+            await job.log(SURROGATE)
+        assert info.value.field == "line"
+        with pytest.raises(InvalidOptionError) as info:
+            await job.move_to_failed(SURROGATE, "t")
+        assert info.value.field == "error"
+        assert (await q.get_job(job.id)).state is JobState.ACTIVE  # type: ignore[union-attr]
+        # An exception's own message is the caller's to pass on, not to fix: it is stored
+        # escaped, as a processor's would be.
+        await job.move_to_failed(OSError(SURROGATE), "t", fetch_next=False)
+        failed = await q.get_job(job.id)
+        assert failed is not None and failed.failed_reason == "OSError: caf\\udce9"
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+async def test_a_processor_exception_whose_text_cannot_be_stored_fails_its_job_only(
+    tmp_path: Path,
+) -> None:
+    async def process(job: Job) -> None:
+        if job.data == "surrogate":
+            raise ValueError(SURROGATE)
+        if job.data == "unprintable":
+            raise Unprintable
+
+    async with Runtime(tmp_path / "j", fsync="never") as rt:
+        q = rt.queue("q")
+        rt.worker(q, process)
+        jobs = [await q.add("x", kind) for kind in ("surrogate", "unprintable", "fine")]
+        for job in jobs:
+            with contextlib.suppress(JobFailedError):  # failed or not, it must finish
+                await job.wait_until_finished(timeout=10)
+        states = [(await q.get_job(j.id)).state for j in jobs]  # type: ignore[union-attr]
+        assert states == [JobState.FAILED, JobState.FAILED, JobState.COMPLETED]
+    # The journal took it all: a reopen replays the same reasons.
+    async with Runtime(tmp_path / "j", fsync="never") as rt:
+        q = rt.queue("q")
+        reasons = [(await q.get_job(j.id)).failed_reason for j in jobs]  # type: ignore[union-attr]
+        assert reasons[0] == "ValueError: caf\\udce9"
+        assert reasons[1] == "Unprintable (its message could not be read: RuntimeError)"
+        assert reasons[2] is None
+
+
+def test_storable_text_escapes_lone_surrogates_and_keeps_the_rest() -> None:
+    assert storable("plain") == "plain"
+    assert storable("café ✓") == "café ✓"
+    assert storable(SURROGATE) == "caf\\udce9"
+    storable(SURROGATE).encode("utf-8")  # valid now
+    assert reason(ValueError()) == "ValueError"
+    assert reason(Unprintable()).startswith("Unprintable (its message could not be read")
+    assert "ValueError: caf\\udce9" in trace(ValueError(SURROGATE))
