@@ -6,6 +6,7 @@ cannot stop a journaled runtime."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,17 @@ from typing import Any
 
 import pytest
 
-from actorq import InvalidOptionError, Job, JobFailedError, JobState, Queue, Runtime
+from actorq import (
+    Backoff,
+    DelayedError,
+    InvalidOptionError,
+    Job,
+    JobFailedError,
+    JobState,
+    Queue,
+    Runtime,
+    VirtualClock,
+)
 from actorq._failures import reason, storable, trace
 
 SURROGATE = os.fsdecode(b"caf\xe9")  # "caf\udce9": what undecodable bytes become
@@ -133,3 +144,57 @@ def test_storable_text_escapes_lone_surrogates_and_keeps_the_rest() -> None:
     assert reason(ValueError()) == "ValueError"
     assert reason(Unprintable()).startswith("Unprintable (its message could not be read")
     assert "ValueError: caf\\udce9" in trace(ValueError(SURROGATE))
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: Backoff.fixed(math.inf), "backoff.delay"),
+        (lambda: Backoff.exponential(math.nan), "backoff.delay"),
+        (lambda: Backoff.exponential(1, max_delay=math.nan), "backoff.max_delay"),
+    ],
+)
+def test_a_backoff_that_could_never_end_is_refused(make: Callable[[], Any], field: str) -> None:
+    with pytest.raises(InvalidOptionError) as info:
+        make()
+    assert info.value.field == field
+
+
+async def test_an_exponential_backoff_at_a_very_high_attempt_stays_storable(
+    tmp_path: Path,
+) -> None:
+    async def fail(job: Job) -> None:
+        raise ValueError("again")
+
+    attempts = 1_100  # 2 ** 1099 seconds would overflow a float
+    clock = VirtualClock()
+    async with Runtime(tmp_path / "j", fsync="never", clock=clock) as rt:
+        q = rt.queue("q")
+        rt.worker(q, fail)
+        job = await q.add("x", 1, attempts=attempts, backoff=Backoff.exponential(1.0))
+        with pytest.raises(JobFailedError):
+            await job.wait_until_finished()
+        assert (await q.get_job(job.id)).attempts_made == attempts  # type: ignore[union-attr]
+    async with Runtime(tmp_path / "j", fsync="never", clock=VirtualClock()) as rt:
+        assert (await rt.queue("q").get_job(job.id)).state is JobState.FAILED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("delay", ["5", math.inf, -1, math.nan])
+async def test_a_delayed_error_with_a_delay_that_is_no_due_time_fails_its_job_only(
+    tmp_path: Path, delay: Any
+) -> None:
+    async def process(job: Job) -> str:
+        if job.data == "bad":
+            raise DelayedError(delay=delay)
+        return "ok"
+
+    async with Runtime(tmp_path / "j", fsync="never") as rt:
+        q = rt.queue("q")
+        rt.worker(q, process)
+        bad = await q.add("x", "bad")
+        with pytest.raises(JobFailedError, match="DelayedError: delay="):
+            await bad.wait_until_finished(timeout=10)
+        good = await q.add("x", "good")
+        assert await good.wait_until_finished(timeout=10) == "ok"  # the worker goes on
+    async with Runtime(tmp_path / "j", fsync="never") as rt:  # and the folder reopens
+        assert (await rt.queue("q").get_job(bad.id)).state is JobState.FAILED  # type: ignore[union-attr]

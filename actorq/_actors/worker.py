@@ -33,8 +33,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .._core import JobRecord
 from .._core import commands as c
+from .._core.records import MAX_WAIT
 from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
-from .._failures import reason, trace
+from .._failures import reason, storable, trace
 from ..clock import Clock, DeadlineScope, VirtualClock, running_for
 from .engine import Engine
 
@@ -251,7 +252,18 @@ def _classify(job: Any, exc: Exception, token: str) -> Outcome | None:
     """The outcome a processor's exception means: a control signal or a failed attempt."""
     job_id = job.id
     if isinstance(exc, DelayedError):
-        return None if job._moved else c.MoveToDelayed(job_id, token, delay=exc.delay)
+        if job._moved:
+            return None
+        delay = exc.delay
+        if delay is not None and (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_WAIT
+        ):
+            # A delay that cannot be a due time fails the attempt; the runtime goes on.
+            why = f"DelayedError: delay={delay!r} must be a number of seconds in [0, {MAX_WAIT:g}]"
+            return c.Fail(job_id, token, storable(why), trace(exc))
+        return c.MoveToDelayed(job_id, token, delay=delay)
     if isinstance(exc, WaitingChildrenError):
         return None
     return c.Fail(job_id, token, reason(exc), trace(exc), isinstance(exc, UnrecoverableError))

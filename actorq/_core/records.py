@@ -15,6 +15,10 @@ import attrs
 from .._exceptions import InvalidOptionError
 from .states import JobState
 
+#: The longest wait a backoff gives, in seconds (about 31.7 million years): the cap of an
+#: exponential backoff without `max_delay`, and the most a delay given to one may be.
+MAX_WAIT: Final = 1e15
+
 
 @attrs.frozen(slots=True)
 class Backoff:
@@ -32,11 +36,17 @@ class Backoff:
     max_delay: float | None = None
 
     def __attrs_post_init__(self) -> None:
-        if not self.delay >= 0:
-            raise InvalidOptionError("backoff.delay", self.delay, "must be >= 0 seconds")
+        # Finite: a retry's due time is journaled, and an infinite one cannot be.
+        if not 0 <= self.delay <= MAX_WAIT:
+            raise InvalidOptionError(
+                "backoff.delay",
+                self.delay,
+                f"must be a finite number of seconds in [0, {MAX_WAIT:g}]",
+            )
         if not 0.0 <= self.jitter <= 1.0:
             raise InvalidOptionError("backoff.jitter", self.jitter, "must be within [0, 1]")
         if self.max_delay is not None and not self.max_delay >= 0:
+            # inf is allowed (no cap, as None): every wait is capped at MAX_WAIT anyway.
             raise InvalidOptionError("backoff.max_delay", self.max_delay, "must be >= 0 seconds")
 
     @classmethod
@@ -51,9 +61,15 @@ class Backoff:
 
     def wait(self, attempts_made: int, unit: float) -> float:
         """Seconds to wait after the `attempts_made`-th attempt failed; `unit` in [0, 1)."""
-        wait = self.delay if self.kind == "fixed" else self.delay * 2 ** (attempts_made - 1)
+        if self.kind == "fixed":
+            wait = self.delay
+        else:
+            # Past 2**64 the wait is beyond MAX_WAIT anyway; the exponent is bounded so a
+            # job retried without end never overflows a float.
+            wait = self.delay * 2.0 ** min(attempts_made - 1, 64)
         if self.max_delay is not None:
             wait = min(wait, self.max_delay)
+        wait = min(wait, MAX_WAIT)
         return wait * (1.0 - self.jitter * unit)
 
 
