@@ -5,6 +5,7 @@ cannot stop a journaled runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
@@ -13,6 +14,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
 from actorq import (
@@ -198,3 +201,25 @@ async def test_a_delayed_error_with_a_delay_that_is_no_due_time_fails_its_job_on
         assert await good.wait_until_finished(timeout=10) == "ok"  # the worker goes on
     async with Runtime(tmp_path / "j", fsync="never") as rt:  # and the folder reopens
         assert (await rt.queue("q").get_job(bad.id)).state is JobState.FAILED  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("after_await", [False, True])
+@pytest.mark.parametrize("raised", [asyncio.CancelledError, SystemExit])
+async def test_a_processor_raising_a_base_exception_fails_its_job_and_the_worker_goes_on(
+    raised: type[BaseException], after_await: bool
+) -> None:
+    async def process(job: Job) -> str:
+        if after_await:
+            await anyio.lowlevel.checkpoint()
+        if job.data == "bad":
+            raise raised("from the processor")
+        return "ok"
+
+    async with Runtime() as rt:
+        q = rt.queue("q")
+        rt.worker(q, process)
+        bad = await q.add("x", "bad")
+        with pytest.raises(JobFailedError, match=raised.__name__):
+            await bad.wait_until_finished(timeout=10)
+        good = await q.add("x", "good")
+        assert await good.wait_until_finished(timeout=10) == "ok"

@@ -19,6 +19,7 @@ coroutine is `anyio.to_thread.run_sync`'s. A job's `timeout` is a deadline aroun
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -203,7 +204,9 @@ class WorkerActor:
             first = coro.send(None)
         except StopIteration as stop:
             return _ok(job.id, stop.value, self.token)
-        except Exception as exc:
+        except BaseException as exc:
+            if not _processors_own(exc):
+                raise
             return _classify(job, exc, self.token)
         return _Resume(coro, first)
 
@@ -215,7 +218,9 @@ class WorkerActor:
         self._flush()
         try:
             return _ok(job.id, await resume, self.token)
-        except Exception as exc:
+        except BaseException as exc:
+            if not _processors_own(exc):
+                raise
             return _classify(job, exc, self.token)
 
     def _deadline(self, rec: JobRecord) -> DeadlineScope:
@@ -239,6 +244,25 @@ class _NoDeadline:
 _NO_DEADLINE: Final = _NoDeadline()
 
 
+def _processors_own(exc: BaseException) -> bool:
+    """Whether `exc`, out of a processor, is the processor's own outcome (any exception, an
+    `asyncio.CancelledError` it raised itself, a `SystemExit`) rather than a cancellation
+    of the runner (shutdown, an abort, the job's timeout) or the user's Ctrl-C."""
+    if isinstance(exc, Exception):
+        return True
+    if isinstance(exc, KeyboardInterrupt | GeneratorExit):
+        return False
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, cancelled):
+        # A real cancellation of this task is counted by asyncio; trio's `Cancelled` cannot
+        # be raised by user code at all.
+        if cancelled is not asyncio.CancelledError:
+            return False
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() == 0
+    return True
+
+
 def _ok(job_id: int, value: Any, token: str) -> Outcome:
     if value is None:
         return (job_id, None)
@@ -248,7 +272,7 @@ def _ok(job_id: int, value: Any, token: str) -> Outcome:
         return c.Fail(job_id, token, f"return value cannot be encoded as JSON: {exc}")
 
 
-def _classify(job: Any, exc: Exception, token: str) -> Outcome | None:
+def _classify(job: Any, exc: BaseException, token: str) -> Outcome | None:
     """The outcome a processor's exception means: a control signal or a failed attempt."""
     job_id = job.id
     if isinstance(exc, DelayedError):
