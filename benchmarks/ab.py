@@ -16,6 +16,9 @@ benchmarks/manual.py and benchmarks/workloads.py): ``w1``, 20,000 no-op jobs fro
 fetch_next=True)`` over 20,000 jobs; ``w1_always``, ``w1`` on ``Runtime(tmpdir,
 fsync="always")`` in a fresh directory (all three jobs/s, median of 3 runs per child);
 ``w2``, add->start latency p50 in µs, one job at a time, 2,000 samples after 100 warm-up.
+The children run these workloads from this file, not from ``benchmarks.manual`` or
+``benchmarks.workloads``: with a tree's root first on PYTHONPATH, an import would run each
+tree's own (possibly different) workload, and the A/B would compare two programs.
 
 The Markdown table gives each tree's median over the pairs and the median and min-max of
 the per-pair ratios, oriented so that above 1 means NEW is better (NEW/OLD for jobs/s,
