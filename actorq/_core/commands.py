@@ -1,4 +1,4 @@
-"""Commands: every call a handle makes, as a frozen value that names what it does.
+"""Commands: every call a handle makes, as a value that names what it does.
 
 A handle (`Queue`, `Job`, `Worker`, `FlowProducer`) builds one of these and gives it to the
 `Runtime`, which hands it to the engine; the engine applies it in a batch. The commands
@@ -17,8 +17,8 @@ that is the one outcome record (see `Report`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, dataclass_transform
 
 import attrs
 
@@ -28,13 +28,26 @@ from .states import JobState
 Change = tuple[Any, ...]
 """A change record: a delta the core produced, journaled and replayed (see `replay`)."""
 
+_C = TypeVar("_C", bound=type)
 
-@attrs.frozen(slots=True)
+
+@dataclass_transform(frozen_default=True)
+def command(cls: _C) -> _C:
+    """Make `cls` a command class: slotted attrs fields, read-only to the type checker.
+
+    Not ``attrs.frozen`` at run time: a frozen class's ``__init__`` writes each field through
+    ``object.__setattr__``, which makes a manual call's command cost three times as much to
+    build, and nothing writes a command after it is built (mypy refuses it)."""
+    made: Callable[[_C], _C] = attrs.define(slots=True)
+    return made(cls)
+
+
+@command
 class Command:
     """Base of every command."""
 
 
-@attrs.frozen(slots=True)
+@command
 class Query(Command):
     """A command that reads and changes nothing (it may run between batches)."""
 
@@ -42,7 +55,7 @@ class Query(Command):
 # ---------------------------------------------------------------------- adding
 
 
-@attrs.frozen(slots=True)
+@command
 class Add(Command):
     """Add a batch of jobs, all or none: ``[(record, created), ...]``."""
 
@@ -52,7 +65,7 @@ class Add(Command):
 # ---------------------------------------------------------------------- a job's run
 
 
-@attrs.frozen(slots=True)
+@command
 class Take(Command):
     """Move up to `n` waiting jobs of `queue` to active under `token`: their records.
 
@@ -67,7 +80,7 @@ class Take(Command):
     max_stalled_count: int = 1
 
 
-@attrs.frozen(slots=True)
+@command
 class Complete(Command):
     """End the attempt of a job held under `token` in success; with `then`, take the next
     job under the same token in the same batch and return its record (else None)."""
@@ -78,7 +91,7 @@ class Complete(Command):
     then: Take | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class Fail(Command):
     """End an attempt in failure (retried while attempts remain); `then` as `Complete`."""
 
@@ -90,7 +103,7 @@ class Fail(Command):
     then: Take | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class MoveToDelayed(Command):
     """A step: the held job waits until `run_at` (absolute) or ``now + delay``; with
     neither, it goes back to waiting. `data` replaces its data in the same transition."""
@@ -102,7 +115,7 @@ class MoveToDelayed(Command):
     delay: float | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class MoveToWaitingChildren(Command):
     """Wait for the held parent's open children: ``"moved"``, ``"done"`` or ``"failed"``."""
 
@@ -110,7 +123,7 @@ class MoveToWaitingChildren(Command):
     token: str | None
 
 
-@attrs.frozen(slots=True)
+@command
 class ExtendLock(Command):
     """Keep the lock of `token` for `duration` more seconds from the batch's `now`."""
 
@@ -119,7 +132,7 @@ class ExtendLock(Command):
     duration: float
 
 
-@attrs.frozen(slots=True)
+@command
 class Report(Command):
     """A processor worker's outcomes since its last report, in the order they happened.
 
@@ -138,19 +151,19 @@ class Report(Command):
 # ---------------------------------------------------------------------- updates
 
 
-@attrs.frozen(slots=True)
+@command
 class UpdateData(Command):
     job_id: int
     data: bytes
 
 
-@attrs.frozen(slots=True)
+@command
 class UpdateProgress(Command):
     job_id: int
     progress: bytes
 
 
-@attrs.frozen(slots=True)
+@command
 class AddLog(Command):
     """Append a line to a job's log: the number of lines it holds."""
 
@@ -161,34 +174,34 @@ class AddLog(Command):
 # ---------------------------------------------------------------------- control
 
 
-@attrs.frozen(slots=True)
+@command
 class Cancel(Command):
     job_id: int
     reason: str | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class Retry(Command):
     job_id: int
     reset_attempts: bool = False
 
 
-@attrs.frozen(slots=True)
+@command
 class Remove(Command):
     job_id: int
 
 
-@attrs.frozen(slots=True)
+@command
 class Pause(Command):
     queue: str
 
 
-@attrs.frozen(slots=True)
+@command
 class Resume(Command):
     queue: str
 
 
-@attrs.frozen(slots=True)
+@command
 class Drain(Command):
     """Remove the waiting jobs (and the delayed ones when asked): how many."""
 
@@ -196,7 +209,7 @@ class Drain(Command):
     delayed: bool = False
 
 
-@attrs.frozen(slots=True)
+@command
 class Clean(Command):
     """Remove up to `limit` jobs in `state` older than `grace` seconds: how many."""
 
@@ -206,12 +219,12 @@ class Clean(Command):
     state: JobState
 
 
-@attrs.frozen(slots=True)
+@command
 class StallAllActive(Command):
     """After a restart: every job still active stalled, its holder gone. How many."""
 
 
-@attrs.frozen(slots=True)
+@command
 class ReleaseHeld(Command):
     """Give every job locked under one of `tokens` back to waiting, no stall counted (a
     manual worker closing): how many. A lock already past its expiry is left to the
@@ -220,7 +233,7 @@ class ReleaseHeld(Command):
     tokens: frozenset[str]
 
 
-@attrs.frozen(slots=True)
+@command
 class EnsureQueue(Command):
     """Create the queue if it does not exist yet (a worker registered on it)."""
 
@@ -230,7 +243,7 @@ class EnsureQueue(Command):
 # ---------------------------------------------------------------------- queries
 
 
-@attrs.frozen(slots=True)
+@command
 class GetJob(Query):
     """The record of a job (in `queue`, when given), or None."""
 
@@ -238,7 +251,7 @@ class GetJob(Query):
     queue: str | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class GetJobs(Query):
     """Records by state(s), name and tags; waiting ones in dispatch order, others by id."""
 
@@ -251,28 +264,28 @@ class GetJobs(Query):
     end: int | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class GetCounts(Query):
     """Counts by state of one queue, or of every queue (``queue=None``)."""
 
     queue: str | None = None
 
 
-@attrs.frozen(slots=True)
+@command
 class GetDependencies(Query):
     """A job's children and prerequisites, as BullMQ and dataqueue report them."""
 
     job_id: int
 
 
-@attrs.frozen(slots=True)
+@command
 class GetFlow(Query):
     """The tree under a job as nested ``(record, [subtrees])``, or None."""
 
     job_id: int
 
 
-@attrs.frozen(slots=True)
+@command
 class Summary(Query):
     """How many jobs the runtime holds, and counts by state per queue."""
 
@@ -280,7 +293,7 @@ class Summary(Query):
 # ---------------------------------------------------------------------- the engine's own
 
 
-@attrs.frozen(slots=True)
+@command
 class Fetch(Command):
     """A manual ``get_next_job``: lock the next waiting job under `token` (as `Take`), or
     with `wait` wait for one until the caller gives up; None when nothing came."""
@@ -289,45 +302,45 @@ class Fetch(Command):
     wait: bool = False
 
 
-@attrs.frozen(slots=True)
+@command
 class WaitFinished(Command):
     """Answer with the job's record once it is finished, or None once it is gone."""
 
     job_id: int
 
 
-@attrs.frozen(slots=True)
+@command
 class RegisterWorker(Command):
     """A processor worker starts: `slot` is the engine's view of it (queue, credits)."""
 
     slot: Any
 
 
-@attrs.frozen(slots=True)
+@command
 class CloseWorker(Command):
     """Give the worker no more jobs; answer once it holds none, and forget it."""
 
     token: str
 
 
-@attrs.frozen(slots=True)
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
     tokens: frozenset[str]
 
 
-@attrs.frozen(slots=True)
+@command
 class StopDispatch(Command):
     """Shutdown begins: no job is handed out from now on."""
 
 
-@attrs.frozen(slots=True)
+@command
 class WaitWorkersIdle(Command):
     """Answer once no processor worker holds a job (a graceful shutdown)."""
 
 
-@attrs.frozen(slots=True)
+@command
 class Snapshot(Command):
     """Compact the journal once this batch is durable; answer when it is written."""
 
