@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,7 @@ from actorq import (
     Runtime,
     VirtualClock,
 )
+from actorq._codec import decode, encode
 from actorq._failures import reason, storable, trace
 
 SURROGATE = os.fsdecode(b"caf\xe9")  # "caf\udce9": what undecodable bytes become
@@ -59,6 +61,12 @@ REFUSED: list[tuple[str, str, Call]] = [
         "bulk name",
         "jobs[1].name",
         lambda rt, q: q.add_bulk([{"name": "a", "data": 1}, {"name": SURROGATE, "data": 2}]),
+    ),
+    ("data NaN", "data", lambda rt, q: q.add("x", {"score": math.nan})),
+    (
+        "bulk data inf",
+        "jobs[0].data",
+        lambda rt, q: q.add_bulk([{"name": "a", "data": [1, {"r": [None, -math.inf]}]}]),
     ),
     ("attempts", "attempts", lambda rt, q: q.add("x", 1, attempts=2**64)),
     ("priority", "priority", lambda rt, q: q.add("x", 1, priority=2**40)),
@@ -105,6 +113,53 @@ async def test_a_log_line_or_failure_text_that_cannot_be_stored_is_refused(
         await job.move_to_failed(OSError(SURROGATE), "t", fetch_next=False)
         failed = await q.get_job(job.id)
         assert failed is not None and failed.failed_reason == "OSError: caf\\udce9"
+
+
+def test_nulls_and_finite_floats_still_encode_and_non_finite_ones_do_not() -> None:
+    assert decode(encode("data", {"a": None, "b": "null", "c": [1.5, None]})) == {
+        "a": None,
+        "b": "null",
+        "c": [1.5, None],
+    }
+    for bad in (math.nan, [math.inf], {"k": (None, -math.inf)}, Point(1.0, math.nan)):
+        with pytest.raises(InvalidOptionError, match="NaN or an infinity"):
+            encode("data", bad)
+
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+
+
+async def test_a_non_finite_progress_value_or_return_value_is_refused_or_fails_the_job(
+    runtime: Callable[[], Runtime],
+) -> None:
+    async def process(job: Job) -> float:
+        return math.nan
+
+    async with runtime() as rt:
+        q = rt.queue("q")
+        manual = rt.worker(q)
+        await q.add("held", 1)
+        job = await manual.get_next_job("t")
+        assert job is not None
+        for call, field in (
+            (lambda: job.update_progress({"done": math.inf}), "progress"),
+            (lambda: job.move_to_completed(math.nan, "t"), "value"),
+        ):
+            with pytest.raises(InvalidOptionError) as info:
+                await call()
+            assert info.value.field == field
+        held = await q.get_job(job.id)
+        assert held is not None and held.state is JobState.ACTIVE and held.progress is None
+        await job.move_to_completed(0.5, "t", fetch_next=False)
+        await manual.close()
+        rt.worker(q, process)
+        returned = await q.add("returns nan", 1)
+        with pytest.raises(JobFailedError, match="NaN or an infinity"):
+            await returned.wait_until_finished(timeout=10)
+        assert (await q.add("after", 1)).id > 0  # the runtime goes on
 
 
 class Unprintable(Exception):

@@ -28,14 +28,14 @@ from typing import Any, Final
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
-import orjson
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._codec import encode
 from .._core import JobRecord
 from .._core import commands as c
 from .._core.records import MAX_WAIT
-from .._exceptions import DelayedError, UnrecoverableError, WaitingChildrenError
+from .._exceptions import DelayedError, InvalidOptionError, UnrecoverableError, WaitingChildrenError
 from .._failures import reason, storable, trace
 from ..clock import Clock, DeadlineScope, VirtualClock, running_for
 from .engine import Engine
@@ -267,9 +267,9 @@ def _ok(job_id: int, value: Any, token: str) -> Outcome:
     if value is None:
         return (job_id, None)
     try:
-        return (job_id, orjson.dumps(value))
-    except TypeError as exc:
-        return c.Fail(job_id, token, f"return value cannot be encoded as JSON: {exc}")
+        return (job_id, encode("return value", value))
+    except InvalidOptionError as exc:
+        return c.Fail(job_id, token, storable(str(exc)))
 
 
 def _classify(job: Any, exc: BaseException, token: str) -> Outcome | None:
