@@ -320,17 +320,24 @@ class Runtime:
         result)``, or ``(False, None)`` when the time ran out first. A reply that came at the
         very moment the time ran out still counts (a job locked for the caller is its own)."""
         req = Request(command)
-        with self.clock.deadline(self.clock.now() + timeout):
-            await self._exchange(req)
+        try:
+            with self.clock.deadline(self.clock.now() + timeout):
+                await self._exchange(req, give_back=False)
+        except BaseException:
+            self._give_back(req)
+            raise
         if not req.replied:
             return False, None
         if req.error is not None:
             raise req.error
         return True, req.result
 
-    async def _exchange(self, req: Request) -> Any:
+    async def _exchange(self, req: Request, give_back: bool = True) -> Any:
         """Submit `req` and wait for its reply: its result, or its error raised. (`_send`
-        returns this coroutine itself, so a call costs one coroutine, not two.)"""
+        returns this coroutine itself, so a call costs one coroutine, not two.) A caller
+        cancelled as the reply came gives back what it was handed (`_give_back`) unless
+        `give_back` is False: `_send_within`'s deadline may be what cancelled it, and then
+        the reply still counts."""
         engine = self._engine
         if engine is None or self._state in (_NEW, _CLOSED):
             raise RuntimeClosedError(f"the runtime is {self._state}")
@@ -349,10 +356,23 @@ class Runtime:
             except BaseException:
                 if not req.replied:
                     req.abandoned = True
+                elif give_back:
+                    self._give_back(req)
                 raise
         if req.error is not None:
             raise req.error
         return req.result
+
+    def _give_back(self, req: Request) -> None:
+        """A caller cancelled after its reply came will never see it: a job a fetch locked
+        for it goes back to waiting now, no stall counted, instead of staying locked by
+        nobody until the lock expires (and then counting as a stall)."""
+        job = req.result
+        fetched = req.replied and type(req.command) is c.Fetch and isinstance(job, JobRecord)
+        if fetched and self._engine is not None:
+            gone = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+            with contextlib.suppress(*gone):  # the runtime stopped: its close released it
+                self._notify(c.Release(job.id, req.command.take.token))
 
     def _notify(self, command: c.Command) -> None:
         """Send a command whose reply nobody awaits."""

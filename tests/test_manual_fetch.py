@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from typing import Any
@@ -451,3 +452,43 @@ async def test_close_ends_a_pending_get_next_job_and_hands_out_nothing() -> None
         assert job.state is JobState.WAITING
         assert job.stalled_counter == 0
         assert job.attempts_started == 0
+
+
+async def test_a_fetch_cancelled_as_its_job_arrives_gives_the_job_back(
+    anyio_backend_name: str,
+) -> None:
+    # The consumer's wait is served and then cancelled before it resumes (asyncio's
+    # `Task.cancel`, as `asyncio.wait_for` or a web framework does it): a job it will never
+    # see must not stay locked by nobody until the lock expires (and then count as a stall).
+    # trio cannot cancel a task it has already woken: there the consumer gets the job.
+    async with Runtime() as rt:
+        q = rt.queue("m")
+        w = rt.worker(q, lock_duration=30)
+        got: list[Job | None] = []
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                scope = anyio.CancelScope()
+                tasks: list[asyncio.Task[Any]] = []
+
+                async def consumer() -> None:
+                    if anyio_backend_name == "asyncio":
+                        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+                    with scope:
+                        got.append(await w.get_next_job("t", timeout=30))
+
+                tg.start_soon(consumer)
+                for _ in range(10):
+                    await anyio.lowlevel.checkpoint()  # the consumer now waits
+                added = await q.add("j")
+                if tasks:
+                    tasks[0].cancel()  # before the consumer resumes with the job
+                else:
+                    scope.cancel()
+        if got:
+            held = got[0]
+            assert anyio_backend_name == "trio", "asyncio's cancel came too late to test"
+            assert held is not None and held.id == added.id and held.state is JobState.ACTIVE
+            return
+        again = await w.get_next_job("t2")
+        assert again is not None and again.id == added.id, "the job stayed locked by nobody"
+        assert again.stalled_counter == 0 and again.attempts_started == 2

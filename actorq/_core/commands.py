@@ -225,6 +225,15 @@ class StallAllActive(Command):
 
 
 @command
+class Release(Command):
+    """Give the job locked under `token` back to waiting, no stall counted (a fetch whose
+    caller was cancelled as its job arrived)."""
+
+    job_id: int
+    token: str
+
+
+@command
 class ReleaseHeld(Command):
     """Give every job locked under one of `tokens` back to waiting, no stall counted (a
     manual worker closing): how many. A lock already past its expiry is left to the
@@ -370,6 +379,7 @@ __all__ = [
     "Pause",
     "Query",
     "RegisterWorker",
+    "Release",
     "ReleaseHeld",
     "Remove",
     "Report",
