@@ -8,7 +8,9 @@ from persistence.errors import (
     CorruptJournalError,
     JournalError,
     JournalFailedError,
+    JournalFolderError,
     JournalLockedError,
+    MissingRecordsError,
 )
 from persistence.filesystem import FileHandle, FileSystem, OsFileSystem
 from persistence.fsync_policy import FsyncPolicy
@@ -26,8 +28,10 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalFailedError",
+    "JournalFolderError",
     "JournalLockedError",
     "MemoryJournal",
+    "MissingRecordsError",
     "OsFileSystem",
     "Recovery",
     "SimFileSystem",

@@ -6,7 +6,9 @@ __all__ = [
     "CorruptJournalError",
     "JournalError",
     "JournalFailedError",
+    "JournalFolderError",
     "JournalLockedError",
+    "MissingRecordsError",
 ]
 
 
@@ -33,6 +35,31 @@ class CorruptJournalError(JournalError):
 
     def __reduce__(self) -> tuple[type[CorruptJournalError], tuple[str, int, int, str]]:
         return (type(self), (self.file, self.offset, self.expected_seq, self.reason))
+
+
+class MissingRecordsError(CorruptJournalError):
+    """Records the folder itself shows were durable are gone: a segment deleted, a sequence
+    gap, a snapshot whose following records are missing, or a last segment that ends before
+    the seq its manifest says was durable. Names the file and offset where they should be."""
+
+
+class JournalFolderError(JournalError):
+    """A file of the journal folder cannot be used as the journal needs: it is no regular
+    file, cannot be read or written, or kept changing under a read-only inspection."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        self.file = file
+        self.reason = reason
+        super().__init__(f"journal folder problem: {file}: {reason}")
+
+    def __reduce__(self) -> tuple[type[JournalFolderError], tuple[str, str]]:
+        return (type(self), (self.file, self.reason))
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, fallback_file: str) -> JournalFolderError:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        file = exc.filename if isinstance(exc.filename, str) else fallback_file
+        return cls(file, f"{reason} ({type(exc).__name__})")
 
 
 class JournalLockedError(JournalError):

@@ -59,14 +59,19 @@ class Damage:
     """Where and why a segment stopped parsing.
 
     `tail_shaped` means the damage looks like an interrupted append: it runs to the end of the
-    file (short header, short payload, or a bad CRC on a frame ending exactly at EOF) and no
-    valid frame follows it. Only such damage, in the last segment, may be cut as a torn tail.
+    file (short header, short payload, a bad CRC on a frame ending at EOF or followed only by
+    zero bytes, or nothing but zero bytes, which some file systems leave where a crash cut
+    an append short) and no valid frame follows it. Only such damage, in the last segment,
+    may be cut as a torn tail. `whole_frame`: the damaged bytes are a frame of the full length
+    its header gives that fails its CRC, rather than one whose bytes stop short; an fsync
+    that completed leaves no short frame, but it can leave a whole one that rotted later.
     """
 
     offset: int
     expected_seq: int
     reason: str
     tail_shaped: bool
+    whole_frame: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,14 @@ def _valid_frame_follows(data: bytes, start: int, expected_seq: int) -> bool:
     return False
 
 
+def _zeros_from(data: bytes, start: int) -> bool:
+    """Whether every byte from `start` to the end is zero (and there is at least one)."""
+    return start < len(data) and data.count(0, start) == len(data) - start
+
+
 def _check_segment_header(data: bytes, first_seq: int) -> Damage | None:
+    if _zeros_from(data, 0):
+        return Damage(0, first_seq, f"zero-filled segment ({len(data)} bytes)", True)
     if len(data) < SEGMENT_HEADER:
         return Damage(
             0, first_seq, f"short segment header ({len(data)} of {SEGMENT_HEADER} bytes)", True
@@ -144,9 +156,10 @@ def scan_segment(data: bytes, first_seq: int) -> SegmentScan:
             damage = Damage(pos, expected, reason, tail)
             break
         if _frame_crc(length, seq, view[body : body + length]) != crc:
-            runs_to_eof = body + length == end
+            frame_end = body + length
+            runs_to_eof = frame_end == end or _zeros_from(data, frame_end)
             tail = runs_to_eof and not _valid_frame_follows(data, pos + 1, expected)
-            damage = Damage(pos, expected, "frame crc mismatch", tail)
+            damage = Damage(pos, expected, "frame crc mismatch", tail, whole_frame=True)
             break
         if seq != expected:
             damage = Damage(pos, expected, f"sequence gap: frame has seq {seq}", False)
@@ -154,4 +167,6 @@ def scan_segment(data: bytes, first_seq: int) -> SegmentScan:
         frames.append((seq, bytes(view[body : body + length])))
         expected += 1
         pos = body + length
+    if damage is not None and _zeros_from(data, pos):
+        damage = Damage(pos, expected, f"zero-filled tail ({end - pos} bytes)", True)
     return SegmentScan(frames, pos, expected, damage)

@@ -5,28 +5,48 @@ Theory of operation
 A journal folder holds::
 
     LOCK                                   flock'ed by the one opener
+    MANIFEST                               newest segment, durable seq, caller's high water
     journal-<first seq, 20 digits>.seg     segments, each a header then frames
     snapshot-<covered seq, 20 digits>.snap the two newest snapshot generations
     *.torn-<offset>, *.snap.corrupt        bytes recovery moved aside; never deleted
 
 Every record gets the next sequence number; frames carry it, segments are named by their
-first one, snapshots by the last one they cover. Recovery therefore needs no manifest: it
-takes the newest snapshot that checks out, then replays every frame after it and insists
-the numbers run without a gap.
+first one, snapshots by the last one they cover. Recovery takes the newest snapshot that
+checks out, then replays every frame after it and insists the numbers run without a gap.
+
+Two snapshot generations are kept, and with them every segment the older one needs: a
+segment goes only once a snapshot *newer* than everything in it is not the newest any more.
+So when the newest snapshot is damaged, the previous one and the records after it rebuild
+the same state.
+
+What a gap cannot show (the newest segments deleted, the last one cut exactly at a frame
+boundary) the manifest (`persistence.manifest`) can, up to what it knew: it names the newest
+segment and the last seq known durable, and is rewritten at open, at every rollover and
+snapshot, at a clean close, and when the caller sets its high-water mark
+(`Journal.set_high_water`, a number kept beside the records that a lost tail cannot take
+back). Records missing below that seq, or the named segment gone, are a
+`MissingRecordsError`; damage below it is never a torn tail.
 
 `append` writes a frame into the OS cache and returns; `sync` fsyncs (a flush only under
 `FsyncPolicy.NEVER`). The runtime replies to a caller only after the `sync` covering its
 record, so at most the frames after the last `sync` can be lost, and they can only be lost
 from the end of the last segment. That is what makes the torn-tail rule sound: damage that
-runs to the end of the last segment, with no intact frame after it, is an interrupted append
-and is cut (the bytes saved beside the segment); damage anywhere else hit acknowledged data
-and recovery refuses to guess, naming file, offset, expected seq and reason.
+runs to the end of the last segment (zero bytes included, which some file systems leave
+where a crash cut an append short), with no intact frame after it and nothing showing it
+was durable, is taken for an interrupted append and is cut (the bytes saved beside the
+segment); damage anywhere else hit durable data and recovery refuses to guess, naming file,
+offset, expected seq and reason. A cut frame whose bytes are all there but fail their CRC
+may also be a synced record that rotted: `TornTail.whole_frame` says which shape it had.
 
 Some things are fsynced whatever the policy, because getting them wrong corrupts the folder
 rather than losing the unsynced tail: a segment before the next one is created (a newer
 segment must never exist on disk beside an older one whose end is missing), a new segment's
-header and its folder entry, a snapshot (temp file, rename, folder), a torn-tail cut, and
+header and its folder entry, the current segment and then a snapshot (temp file, rename,
+folder) when one is installed, a torn-tail cut, the last segment at open, the manifest, and
 the final state on `close`.
+
+A folder that cannot be used (a file that is no regular file, cannot be read or written) is
+a `JournalFolderError` naming the file, never a bare OSError.
 
 An fsync error is final (PostgreSQL's "fsyncgate": after a failed fsync the kernel may have
 dropped the dirty pages, and a retry can succeed without writing them). Any OSError from a
@@ -45,11 +65,17 @@ import threading
 from types import TracebackType
 from typing import NoReturn
 
-from persistence.errors import JournalError, JournalFailedError, JournalLockedError
+from persistence.errors import (
+    JournalError,
+    JournalFailedError,
+    JournalFolderError,
+    JournalLockedError,
+)
 from persistence.filesystem import FileHandle, FileSystem, OsFileSystem
 from persistence.frames import MAX_PAYLOAD, SEGMENT_HEADER, encode_frame, encode_segment_header
 from persistence.fsync_policy import FsyncPolicy, parse_policy
 from persistence.layout import LOCK_NAME, segment_name, snapshot_name, snapshot_tmp_name, torn_name
+from persistence.manifest import Manifest, check_high_water, write_manifest
 from persistence.recovery import Recovery, RecoveryPlan, SegmentState, TornTail, plan_recovery
 from persistence.snapshot_files import encode_snapshot
 
@@ -77,11 +103,13 @@ class Journal:
 
     __slots__ = (
         "_closed",
+        "_durable_seq",
         "_failure",
         "_folder",
         "_fs",
         "_handle",
         "_handle_lock",
+        "_high_water",
         "_lock",
         "_lock_path",
         "_next_seq",
@@ -105,6 +133,7 @@ class Journal:
         next_seq: int,
         snapshot_seq: int,
         snapshot_seqs: list[int],
+        high_water: int,
     ) -> None:
         self._fs = fs
         self._folder = folder
@@ -116,6 +145,9 @@ class Journal:
         self._next_seq = next_seq
         self._snapshot_seq = snapshot_seq
         self._snapshot_seqs = snapshot_seqs
+        self._high_water = high_water
+        #: Every record up to here is on disk (open fsyncs what it found).
+        self._durable_seq = next_seq - 1
         self._failure: OSError | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -142,6 +174,11 @@ class Journal:
         return self._snapshot_seq
 
     @property
+    def high_water(self) -> int:
+        """The caller's high-water mark as last set (0 if never)."""
+        return self._high_water
+
+    @property
     def size_since_snapshot(self) -> int:
         """Bytes of segment files holding records the newest snapshot does not cover."""
         return sum(s.size for s in self._segments if s.last_seq > self._snapshot_seq)
@@ -162,12 +199,18 @@ class Journal:
             f"journal {self._folder} failed ({exc}); it takes no more writes, reopen it to recover"
         ) from exc
 
+    def _write_manifest(self) -> None:
+        manifest = Manifest(self._segments[-1].first_seq, self._durable_seq, self._high_water)
+        write_manifest(self._fs, self._folder, manifest)
+
     def _roll(self) -> None:
         with self._handle_lock:  # after a `sync` fsyncing the handle outside the lock
             self._handle.fsync()
+            self._durable_seq = self._next_seq - 1
             self._handle.close()
             self._handle, segment = _create_segment(self._fs, self._folder, self._next_seq)
         self._segments.append(segment)
+        self._write_manifest()
 
     def append(self, payload: bytes) -> int:
         """Write one record into the OS cache (not synced) and return its seq."""
@@ -203,6 +246,7 @@ class Journal:
         """
         with self._lock:  # waits out a rollover, which holds it throughout
             self._check_writable()
+            covered = self._next_seq - 1
         try:
             with self._handle_lock:
                 if self._closed:
@@ -211,13 +255,27 @@ class Journal:
                     self._handle.flush()
                 else:
                     self._handle.fsync()
+                    self._durable_seq = max(self._durable_seq, covered)
         except OSError as exc:
             with self._lock:
                 self._fail(exc)
 
+    def set_high_water(self, value: int) -> None:
+        """Keep `value` durably beside the records (in the manifest), whatever the policy:
+        a caller's mark that must survive even when unsynced records are lost, returned as
+        `Recovery.high_water` by the next open. Fsyncs before it returns."""
+        check_high_water(value)
+        with self._lock:
+            self._check_writable()
+            self._high_water = value
+            try:
+                self._write_manifest()
+            except OSError as exc:
+                self._fail(exc)
+
     def write_snapshot(self, payload: bytes, covers_seq: int) -> None:
         """Install `payload` as the state after record `covers_seq`, atomically, then drop
-        snapshot generations older than the previous one and the segments it makes redundant.
+        snapshot generations older than the previous one and the segments only they needed.
         """
         if not isinstance(payload, bytes | bytearray):
             raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
@@ -239,6 +297,12 @@ class Journal:
         if covers_seq == self.last_seq and current.last_seq >= current.first_seq:
             # A fresh segment lets every older one go as a whole file.
             self._roll()
+        else:
+            # The records this snapshot covers are the previous generation's fallback: they
+            # must be on disk before the snapshot can make anything else redundant.
+            with self._handle_lock:
+                self._handle.fsync()
+                self._durable_seq = self.last_seq
         tmp = os.path.join(folder, snapshot_tmp_name(covers_seq))
         handle = fs.create(tmp)
         try:
@@ -250,11 +314,14 @@ class Journal:
         fs.fsync_dir(folder)
         self._snapshot_seq = covers_seq
         self._snapshot_seqs = sorted({*self._snapshot_seqs, covers_seq})
-        # Only once the new snapshot is durable may anything it replaces go.
+        self._write_manifest()
+        # Only once the new snapshot is durable may anything go, and only what the generation
+        # before it does not need: if the new one is damaged, that one is the fallback.
         for old in self._snapshot_seqs[:-_SNAPSHOT_GENERATIONS]:
             fs.remove(os.path.join(folder, snapshot_name(old)))
         self._snapshot_seqs = self._snapshot_seqs[-_SNAPSHOT_GENERATIONS:]
-        while len(self._segments) > 1 and self._segments[0].last_seq <= covers_seq:
+        fallback_seq = self._snapshot_seqs[0] if len(self._snapshot_seqs) > 1 else 0
+        while len(self._segments) > 1 and self._segments[0].last_seq <= fallback_seq:
             fs.remove(os.path.join(folder, self._segments.pop(0).name))
         fs.fsync_dir(folder)
 
@@ -272,6 +339,8 @@ class Journal:
                         if self._failure is None:
                             try:
                                 self._handle.fsync()
+                                self._durable_seq = self.last_seq
+                                self._write_manifest()
                             except OSError as exc:
                                 self._fail(exc)
                     finally:
@@ -316,9 +385,9 @@ def _repair(fs: FileSystem, folder: str, plan: RecoveryPlan) -> TornTail | None:
     for name in plan.stale_tmp:
         fs.remove(os.path.join(folder, name))
         changed = True
-    if plan.corrupt_snapshot is not None:
-        aside = _unused_name(fs, folder, plan.corrupt_snapshot + ".corrupt")
-        fs.rename(os.path.join(folder, plan.corrupt_snapshot), os.path.join(folder, aside))
+    for name in plan.corrupt_snapshots:
+        aside = _unused_name(fs, folder, name + ".corrupt")
+        fs.rename(os.path.join(folder, name), os.path.join(folder, aside))
         changed = True
     torn: TornTail | None = None
     if plan.torn_segment is not None:
@@ -333,7 +402,14 @@ def _repair(fs: FileSystem, folder: str, plan: RecoveryPlan) -> TornTail | None:
                 handle.fsync()
             finally:
                 handle.close()
-            torn = TornTail(segment_path, plan.torn_offset, len(plan.torn_bytes), saved)
+            torn = TornTail(
+                segment_path,
+                plan.torn_offset,
+                len(plan.torn_bytes),
+                saved,
+                plan.torn_reason,
+                plan.torn_whole_frame,
+            )
         if plan.torn_removes_segment:
             fs.remove(segment_path)
         else:
@@ -363,23 +439,31 @@ def open_journal(
         raise ValueError(f"segment_bytes={segment_bytes!r} must be a positive int")
     fs = OsFileSystem() if fs is None else fs
     folder = os.fspath(path)
-    fs.makedirs(folder)
     lock_path = os.path.join(folder, LOCK_NAME)
     try:
+        fs.makedirs(folder)
         fs.lock(lock_path)
     except BlockingIOError as exc:
         raise JournalLockedError(folder, _lock_detail(fs, lock_path)) from exc
+    except OSError as exc:
+        raise JournalFolderError.from_os_error(exc, folder) from exc
     try:
         plan = plan_recovery(fs, folder)
         torn = _repair(fs, folder, plan)
         segments = plan.segments
-        if segments and segments[-1].last_seq + 1 == plan.next_seq:
+        if segments:
             handle = fs.open_append(os.path.join(folder, segments[-1].name))
+            # What recovery read may still be only in the OS cache (a process crash under
+            # "interval" or "never"): the manifest below calls it durable.
+            handle.fsync()
         else:
-            # No segment, or the last one ends before the snapshot: start where the
-            # snapshot leaves off so the next segment's name is its first seq.
             handle, segment = _create_segment(fs, folder, plan.next_seq)
             segments.append(segment)
+        manifest = Manifest(segments[-1].first_seq, plan.next_seq - 1, plan.high_water)
+        write_manifest(fs, folder, manifest)
+    except OSError as exc:
+        fs.unlock(lock_path)
+        raise JournalFolderError.from_os_error(exc, folder) from exc
     except BaseException:
         fs.unlock(lock_path)
         raise
@@ -394,6 +478,7 @@ def open_journal(
         next_seq=plan.next_seq,
         snapshot_seq=plan.snapshot_seq,
         snapshot_seqs=plan.snapshot_seqs,
+        high_water=plan.high_water,
     )
     recovery = Recovery(
         snapshot=plan.snapshot,
@@ -401,5 +486,7 @@ def open_journal(
         records=plan.records,
         torn_tail=torn,
         next_seq=plan.next_seq,
+        high_water=plan.high_water,
+        damaged_snapshots=tuple(plan.snapshot_problems),
     )
     return journal, recovery

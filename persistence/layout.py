@@ -1,7 +1,8 @@
 """File names inside a journal folder.
 
 Names carry sequence numbers zero-padded to 20 digits (enough for any u64), so a plain
-lexical sort is seq order and no manifest file is needed.
+lexical sort is seq order. The manifest (`persistence.manifest`) adds evidence no file name
+can give: which segment was newest and which seq was durable.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import re
 
 __all__ = [
     "LOCK_NAME",
+    "MANIFEST_NAME",
+    "MANIFEST_TMP_NAME",
     "is_snapshot_tmp",
     "parse_segment_name",
     "parse_snapshot_name",
@@ -20,6 +23,8 @@ __all__ = [
 ]
 
 LOCK_NAME = "LOCK"
+MANIFEST_NAME = "MANIFEST"
+MANIFEST_TMP_NAME = "MANIFEST.tmp"
 _SEGMENT = re.compile(r"journal-(\d{20})\.seg")
 _SNAPSHOT = re.compile(r"snapshot-(\d{20})\.snap")
 SNAPSHOT_TMP_SUFFIX = ".tmp"

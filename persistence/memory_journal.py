@@ -11,6 +11,7 @@ from types import TracebackType
 from persistence.errors import JournalError
 from persistence.frames import FRAME_HEADER, MAX_PAYLOAD
 from persistence.fsync_policy import FsyncPolicy, parse_policy
+from persistence.manifest import check_high_water
 from persistence.recovery import Recovery
 
 __all__ = ["MemoryJournal"]
@@ -19,13 +20,14 @@ __all__ = ["MemoryJournal"]
 class MemoryJournal:
     """An in-memory journal with the same surface as `Journal`."""
 
-    __slots__ = ("_closed", "_policy", "_records", "_snapshot", "_snapshot_seq")
+    __slots__ = ("_closed", "_high_water", "_policy", "_records", "_snapshot", "_snapshot_seq")
 
     def __init__(self, *, fsync: FsyncPolicy | str = "always") -> None:
         self._policy = parse_policy(fsync)
         self._records: list[tuple[int, bytes]] = []
         self._snapshot: bytes | None = None
         self._snapshot_seq = 0
+        self._high_water = 0
         self._closed = False
 
     @property
@@ -39,6 +41,10 @@ class MemoryJournal:
     @property
     def snapshot_seq(self) -> int:
         return self._snapshot_seq
+
+    @property
+    def high_water(self) -> int:
+        return self._high_water
 
     @property
     def size_since_snapshot(self) -> int:
@@ -62,6 +68,11 @@ class MemoryJournal:
     def sync(self) -> None:
         self._check_open()
 
+    def set_high_water(self, value: int) -> None:
+        check_high_water(value)
+        self._check_open()
+        self._high_water = value
+
     def write_snapshot(self, payload: bytes, covers_seq: int) -> None:
         if not isinstance(payload, bytes | bytearray):
             raise TypeError(f"payload must be bytes, got {type(payload).__name__}")
@@ -83,6 +94,7 @@ class MemoryJournal:
             records=list(self._records),
             torn_tail=None,
             next_seq=self.last_seq + 1,
+            high_water=self._high_water,
         )
 
     def close(self) -> None:

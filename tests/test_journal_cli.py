@@ -23,6 +23,11 @@ async def _make(folder: Path) -> None:
         await rt.queue("other").pause()
 
 
+async def _add_one(folder: Path) -> None:
+    async with Runtime(path=folder, clock=VirtualClock()) as rt:
+        await rt.queue("emails").add("one more", None)
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = main(list(argv))
     return code, capsys.readouterr().out
@@ -77,6 +82,12 @@ def test_compact_then_dump_shows_the_snapshot(
     assert {line.get("snapshot") for line in lines} == {3}
     code, out = _run(capsys, "stats", str(tmp_path))
     assert "snapshot covers seq 3" in out
+    # The first snapshot's fallback is a replay from seq 1: the history stays until the next.
+    code, out = _run(capsys, "show", str(tmp_path), "1")
+    assert code == 0 and "seq 1: " in out and "compacted" not in out
+    anyio.run(_add_one, tmp_path)
+    code, out = _run(capsys, "compact", str(tmp_path))
+    assert code == 0
     code, out = _run(capsys, "show", str(tmp_path), "1")
     assert code == 0 and "compacted into the snapshot" in out
 
@@ -107,7 +118,7 @@ def test_compact_refuses_a_locked_folder(
         assert "cannot compact" in err and str(tmp_path) in err and "locked" in err
     finally:
         changelog.close()
-    assert sorted(os.listdir(tmp_path)) == ["LOCK", "journal-00000000000000000001.seg"]
+    assert sorted(os.listdir(tmp_path)) == ["LOCK", "MANIFEST", "journal-00000000000000000001.seg"]
 
 
 def test_dump_text_and_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,7 @@ from persistence import (
     JournalError,
     JournalLockedError,
     OsFileSystem,
+    SimFileSystem,
     open_journal,
 )
 
@@ -169,23 +170,36 @@ def test_previous_snapshot_generation_is_kept(file_backend: FileBackend) -> None
     journal.close()
 
 
-def test_covered_segments_are_deleted(file_backend: FileBackend) -> None:
+def _first_seqs(file_backend: FileBackend) -> list[int]:
+    return [int(n[8:28]) for n in file_backend.files() if n.endswith(".seg")]
+
+
+def test_segments_go_once_the_generation_before_the_newest_covers_them(
+    file_backend: FileBackend,
+) -> None:
     journal, _ = file_backend.open(segment_bytes=150)
     for i in range(1, 41):
         journal.append(payload(i))
-    segments_before = [n for n in file_backend.files() if n.endswith(".seg")]
-    assert len(segments_before) > 5
+    before = _first_seqs(file_backend)
+    assert len(before) > 5
+    # The first snapshot's fallback is a replay from seq 1: every segment stays.
     journal.write_snapshot(b"state@25", 25)
-    segments = [n for n in file_backend.files() if n.endswith(".seg")]
-    assert len(segments) < len(segments_before)
+    assert _first_seqs(file_backend) == before
     journal, recovery = file_backend.reopen(journal, segment_bytes=150)
     assert recovery.records == [(i, payload(i)) for i in range(26, 41)]
+    # Now the fallback is the snapshot at 25: what it covers goes, what follows it stays.
     journal.write_snapshot(b"state@40", 40)
-    assert [n for n in file_backend.files() if n.endswith(".seg")] == [
-        "journal-00000000000000000041.seg"
-    ]
+    kept = _first_seqs(file_backend)
+    assert len(kept) < len(before)
+    assert kept[0] <= 26 < kept[1]
+    assert kept[-1] == 41
     journal, recovery = file_backend.reopen(journal, segment_bytes=150)
     assert (recovery.snapshot_seq, recovery.records, recovery.next_seq) == (40, [], 41)
+    for i in range(41, 61):
+        journal.append(payload(i))
+    journal.write_snapshot(b"state@60", 60)
+    assert _first_seqs(file_backend)[0] > 26
+    assert _first_seqs(file_backend)[0] <= 41
     journal.close()
 
 
@@ -220,9 +234,36 @@ def test_corrupt_newest_snapshot_falls_back_when_segments_remain(
     journal.close()
 
 
-def test_corrupt_newest_snapshot_without_its_segments_is_an_error(
+def test_corrupt_newest_snapshot_falls_back_though_it_covered_whole_segments(
     file_backend: FileBackend,
 ) -> None:
+    # Each snapshot covers everything so far, so each could have deleted every older
+    # segment: the previous generation's must stay for the fallback to work.
+    journal, _ = file_backend.open(segment_bytes=100)
+    for i in range(1, 31):
+        journal.append(payload(i))
+        if i in (10, 20):
+            journal.write_snapshot(f"state@{i}".encode(), i)
+    journal.close()
+    bad = _corrupt_newest_snapshot(file_backend)
+    journal, recovery = file_backend.open(segment_bytes=100)
+    assert recovery.snapshot == b"state@10"
+    assert recovery.records == [(i, payload(i)) for i in range(11, 31)]
+    assert len(recovery.damaged_snapshots) == 1
+    assert bad in recovery.damaged_snapshots[0]
+    assert "crc mismatch" in recovery.damaged_snapshots[0]
+    assert bad + ".corrupt" in file_backend.files()
+    journal.close()
+    # The folder is whole again: it reopens from the surviving generation.
+    journal, recovery = file_backend.open(segment_bytes=100)
+    assert (recovery.snapshot_seq, recovery.damaged_snapshots) == (10, ())
+    journal.close()
+
+
+def test_corrupt_newest_snapshot_without_the_fallback_segments_is_an_error(
+    file_backend: FileBackend,
+) -> None:
+    assert file_backend.fs is not None
     journal, _ = file_backend.open(segment_bytes=100)
     for i in range(1, 21):
         journal.append(payload(i))
@@ -230,22 +271,44 @@ def test_corrupt_newest_snapshot_without_its_segments_is_an_error(
             journal.write_snapshot(f"state@{i}".encode(), i)
     journal.close()
     bad = _corrupt_newest_snapshot(file_backend)
+    for name in file_backend.files():
+        if name.endswith(".seg") and int(name[8:28]) <= 11:
+            file_backend.fs.remove(os.path.join(file_backend.folder, name))
     with pytest.raises(CorruptJournalError) as info:
         file_backend.open(segment_bytes=100)
     assert bad in info.value.file
     assert "crc mismatch" in str(info.value)
     assert "previous generation" in str(info.value)
+    assert bad in file_backend.files()  # nothing was moved aside
 
 
-def test_corrupt_only_snapshot_is_an_error(file_backend: FileBackend) -> None:
+def test_corrupt_only_snapshot_falls_back_to_a_replay_from_seq_1(
+    file_backend: FileBackend,
+) -> None:
     journal, _ = file_backend.open()
     journal.append(b"a")
     journal.write_snapshot(b"state", 1)
+    journal.append(b"b")
+    journal.close()
+    _corrupt_newest_snapshot(file_backend)
+    journal, recovery = file_backend.open()
+    assert (recovery.snapshot, recovery.records) == (None, [(1, b"a"), (2, b"b")])
+    journal.close()
+
+
+def test_corrupt_only_snapshot_without_seq_1_is_an_error(file_backend: FileBackend) -> None:
+    assert file_backend.fs is not None
+    journal, _ = file_backend.open(segment_bytes=60)
+    for i in range(1, 6):
+        journal.append(payload(i))
+    journal.write_snapshot(b"state", 5)
     journal.close()
     bad = _corrupt_newest_snapshot(file_backend)
-    with pytest.raises(CorruptJournalError, match="expected seq 1") as info:
-        file_backend.open()
+    file_backend.fs.remove(os.path.join(file_backend.folder, "journal-00000000000000000001.seg"))
+    with pytest.raises(CorruptJournalError, match="expected seq 5") as info:
+        file_backend.open(segment_bytes=60)
     assert info.value.file.endswith(bad)
+    assert "the replay from seq 1 is unusable" in str(info.value)
 
 
 def test_second_open_in_process_is_locked(file_backend: FileBackend) -> None:
@@ -347,3 +410,40 @@ def test_a_background_sync_neither_blocks_appends_nor_loses_a_rollover(tmp_path:
     _, recovery = open_journal(tmp_path)
     assert [seq for seq, _ in recovery.records] == list(range(1, 401))
     assert [p for _, p in recovery.records] == [payload(i) for i in range(1, 401)]
+
+
+def test_high_water_is_kept_across_reopens(backend: Backend) -> None:
+    journal, recovery = backend.open()
+    assert recovery.high_water == 0
+    journal.append(b"a")
+    journal.set_high_water(1000)
+    assert journal.high_water == 1000
+    journal, recovery = backend.reopen(journal)
+    assert (recovery.high_water, journal.high_water) == (1000, 1000)
+    journal.set_high_water(7)  # the caller's mark: it may lower it too
+    journal, recovery = backend.reopen(journal)
+    assert recovery.high_water == 7
+    journal.close()
+
+
+@pytest.mark.parametrize("bad", [-1, 2**64, True, 1.5, "9"])
+def test_high_water_refuses_what_it_cannot_hold(backend: Backend, bad: object) -> None:
+    journal, _ = backend.open()
+    with pytest.raises((TypeError, ValueError), match="high water") as info:
+        journal.set_high_water(bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(info.value)
+    journal.close()
+
+
+def test_high_water_survives_a_crash_that_loses_unsynced_records() -> None:
+    fs = SimFileSystem()
+    journal, _ = open_journal("/q", fs=fs, fsync="interval")
+    journal.append(b"synced")
+    journal.sync()
+    journal.append(b"lost")
+    journal.set_high_water(2)
+    fs.crash()
+    journal, recovery = open_journal("/q", fs=fs)
+    assert recovery.records == [(1, b"synced")]
+    assert recovery.high_water == 2
+    journal.close()

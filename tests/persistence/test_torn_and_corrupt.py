@@ -1,5 +1,5 @@
-"""Damage on disk: a cut anywhere in the last segment is a torn tail recovered to a clean
-prefix; a flipped byte anywhere else is an error that says where."""
+"""Damage on disk: a cut anywhere in the last segment after a crash is a torn tail recovered
+to a clean prefix; a flipped byte anywhere else is an error that says where."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from journal_damage import abandon, flip, write_file
 
 from persistence import (
     CorruptJournalError,
@@ -23,20 +24,17 @@ FRAME_HEADER = 16
 PAYLOADS = [bytes([65 + i % 26]) * ((i * 7) % 23) for i in range(20)]
 
 
-def write_file(fs: FileSystem, path: str, data: bytes) -> None:
-    handle = fs.create(path)
-    handle.write(data)
-    handle.fsync()
-    handle.close()
-
-
 def make_journal(
     fs: FileSystem, folder: str, payloads: list[bytes], segment_bytes: int = 1 << 20
-) -> None:
+) -> bytes:
+    """A journal as a crash leaves it: every record synced, the manifest as the last
+    rollover wrote it (a clean close would vouch for every record). Returns the manifest."""
     journal, _ = open_journal(folder, fs=fs, segment_bytes=segment_bytes)
     for p in payloads:
         journal.append(p)
-    journal.close()
+    journal.sync()
+    abandon(journal)
+    return fs.read_bytes(os.path.join(folder, "MANIFEST"))
 
 
 def frame_ends(payloads: list[bytes]) -> list[int]:
@@ -52,21 +50,31 @@ def only_segment(fs: FileSystem, folder: str) -> str:
     return os.path.join(folder, name)
 
 
-def check_cut(fs: FileSystem, folder: str, segment: str, original: bytes, cut: int) -> None:
+def check_cut(
+    fs: FileSystem, folder: str, segment: str, original: bytes, manifest: bytes, cut: int
+) -> None:
     write_file(fs, segment, original[:cut])
+    write_file(fs, os.path.join(folder, "MANIFEST"), manifest)
+    if cut < SEGMENT_HEADER:
+        # The manifest names a segment only once its header is on disk: a short one is damage.
+        with pytest.raises(CorruptJournalError) as info:
+            open_journal(folder, fs=fs)
+        assert (info.value.file, info.value.offset, info.value.expected_seq) == (segment, 0, 1)
+        return
     ends = frame_ends(PAYLOADS)
     k = sum(1 for end in ends if end <= cut)
     journal, recovery = open_journal(folder, fs=fs)
     assert [p for _, p in recovery.records] == PAYLOADS[:k], cut
     assert [s for s, _ in recovery.records] == list(range(1, k + 1))
     assert recovery.next_seq == k + 1
-    clean_cut = cut in {0, SEGMENT_HEADER, *ends}
+    clean_cut = cut in {SEGMENT_HEADER, *ends}
     if clean_cut:
         assert recovery.torn_tail is None, cut
     else:
         torn = recovery.torn_tail
         assert torn is not None, cut
-        start = 0 if cut < SEGMENT_HEADER else ([SEGMENT_HEADER, *ends])[k]
+        assert not torn.whole_frame, cut  # bytes stop short: no fsync of them completed
+        start = ([SEGMENT_HEADER, *ends])[k]
         assert (torn.file, torn.offset, torn.length) == (segment, start, cut - start)
         assert fs.read_bytes(torn.saved_to) == original[start:cut]
         fs.remove(torn.saved_to)
@@ -81,21 +89,21 @@ def check_cut(fs: FileSystem, folder: str, segment: str, original: bytes, cut: i
 
 def test_cut_at_every_byte_offset_sim() -> None:
     fs, folder = SimFileSystem(), "/j"
-    make_journal(fs, folder, PAYLOADS)
+    manifest = make_journal(fs, folder, PAYLOADS)
     segment = only_segment(fs, folder)
     original = fs.read_bytes(segment)
     assert len(original) == frame_ends(PAYLOADS)[-1]
     for cut in range(len(original) + 1):
-        check_cut(fs, folder, segment, original, cut)
+        check_cut(fs, folder, segment, original, manifest, cut)
 
 
 def test_cut_at_every_byte_offset_os(tmp_path: Path) -> None:
     fs, folder = OsFileSystem(), os.fspath(tmp_path / "j")
-    make_journal(fs, folder, PAYLOADS)
+    manifest = make_journal(fs, folder, PAYLOADS)
     segment = only_segment(fs, folder)
     original = fs.read_bytes(segment)
     for cut in range(len(original) + 1):
-        check_cut(fs, folder, segment, original, cut)
+        check_cut(fs, folder, segment, original, manifest, cut)
 
 
 def test_cut_in_last_of_many_segments_keeps_earlier_ones() -> None:
@@ -112,12 +120,6 @@ def test_cut_in_last_of_many_segments_keeps_earlier_ones() -> None:
     assert recovery.torn_tail is not None
     assert recovery.torn_tail.offset == SEGMENT_HEADER
     journal.close()
-
-
-def flip(fs: FileSystem, path: str, offset: int) -> None:
-    data = bytearray(fs.read_bytes(path))
-    data[offset] ^= 0xFF
-    write_file(fs, path, bytes(data))
 
 
 @pytest.mark.parametrize("fs_kind", ["sim", "os"])
@@ -182,6 +184,9 @@ def test_flip_in_the_last_frame_is_a_torn_tail() -> None:
     assert [p for _, p in recovery.records] == PAYLOADS[:-1]
     assert recovery.torn_tail is not None
     assert recovery.torn_tail.offset == frame_ends(PAYLOADS)[-2]
+    # A whole frame failing its CRC: a synced, acknowledged record may have rotted.
+    assert recovery.torn_tail.whole_frame
+    assert recovery.torn_tail.reason == "frame crc mismatch"
     journal.close()
 
 
