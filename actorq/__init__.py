@@ -47,8 +47,10 @@ from ._journal import (
     JournalCorruptError,
     JournalError,
     JournalFailedError,
+    JournalFolderError,
     JournalFormatError,
     JournalLockedError,
+    JournalMissingRecordsError,
 )
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
@@ -96,8 +98,10 @@ __all__ = [
     "JournalCorruptError",
     "JournalError",
     "JournalFailedError",
+    "JournalFolderError",
     "JournalFormatError",
     "JournalLockedError",
+    "JournalMissingRecordsError",
     "LockError",
     "MemoryChangeLog",
     "NullChangeLog",

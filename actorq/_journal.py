@@ -28,11 +28,15 @@ the dirty pages, and a retry could report success for data that never reached th
 Under ``"interval"`` a failure of the background fsync surfaces at the next `commit`.
 
 `replay` yields the newest snapshot's change records, then those of every frame after it.
-A torn tail that recovery cut (an append interrupted by a crash: by construction never
-acknowledged under ``"always"``) is logged on the ``actorq.journal`` logger and kept in
-`JournalChangeLog.torn_tail`. `wants_snapshot` turns true once the segments written since the
-last snapshot exceed `snapshot_bytes` (and twice the last snapshot's size, so a large state is
-not rewritten over and over); `snapshot` encodes the state and installs it in a worker thread.
+A torn tail that recovery cut is logged on the ``actorq.journal`` logger and kept in
+`JournalChangeLog.torn_tail`; the message says what its shape allows: bytes that stop short
+of a whole frame were never fsynced (so under ``"always"`` never acknowledged), a whole frame
+failing its checksum may also be an acknowledged record that was damaged. A damaged newest
+snapshot replaced by the previous generation is logged too.
+
+`wants_snapshot` turns true once the segments written since the last snapshot exceed
+`snapshot_bytes` (and twice the last snapshot's size, so a large state is not rewritten over
+and over); `snapshot` encodes the state and installs it in a worker thread.
 """
 
 from __future__ import annotations
@@ -70,8 +74,10 @@ __all__ = [
     "JournalCorruptError",
     "JournalError",
     "JournalFailedError",
+    "JournalFolderError",
     "JournalFormatError",
     "JournalLockedError",
+    "JournalMissingRecordsError",
     "open_changelog",
 ]
 
@@ -97,6 +103,16 @@ class JournalCorruptError(JournalError, persistence.CorruptJournalError):
     byte offset, the sequence number expected there and the reason."""
 
 
+class JournalMissingRecordsError(JournalCorruptError, persistence.MissingRecordsError):
+    """Records the folder shows were durable are gone (a segment deleted, a sequence gap, a
+    last segment cut short of what the manifest says was durable); names file and offset."""
+
+
+class JournalFolderError(JournalError, persistence.JournalFolderError):
+    """A file of the journal folder cannot be used (no regular file, unreadable, unwritable);
+    names the file."""
+
+
 class JournalFailedError(JournalError, persistence.JournalFailedError):
     """A write or fsync failed; the journal takes no more writes. Reopen the folder (a new
     runtime on it) to recover what reached the disk."""
@@ -112,6 +128,10 @@ def _wrapped(exc: persistence.JournalError) -> JournalError:
         return exc
     if isinstance(exc, persistence.JournalLockedError):
         return JournalLockedError(exc.folder, exc.detail)
+    if isinstance(exc, persistence.MissingRecordsError):
+        return JournalMissingRecordsError(exc.file, exc.offset, exc.expected_seq, exc.reason)
+    if isinstance(exc, persistence.JournalFolderError):
+        return JournalFolderError(exc.file, exc.reason)
     if isinstance(exc, persistence.CorruptJournalError):
         return JournalCorruptError(exc.file, exc.offset, exc.expected_seq, exc.reason)
     if isinstance(exc, persistence.JournalFailedError):
@@ -257,15 +277,23 @@ class JournalChangeLog:
             _IntervalSyncer(journal, sync_interval) if self.policy is FsyncPolicy.INTERVAL else None
         )
         self._flusher: _Flusher | None = None
+        for problem in recovery.damaged_snapshots:
+            log.warning(
+                "journal %s: skipped a damaged snapshot for the previous generation, which "
+                "the records after it bring to the same state: %s",
+                journal.folder,
+                problem,
+            )
         if self.torn_tail is not None:
             tail = self.torn_tail
             log.warning(
-                "journal %s: cut a torn tail of %d bytes at offset %d of %s "
-                "(an append interrupted by a crash, never acknowledged); saved to %s",
+                "journal %s: cut a torn tail of %d bytes at offset %d of %s (%s; %s); saved to %s",
                 journal.folder,
                 tail.length,
                 tail.offset,
                 tail.file,
+                tail.reason,
+                _torn_tail_meaning(tail),
                 tail.saved_to,
             )
 
@@ -423,6 +451,18 @@ class JournalChangeLog:
             f"<JournalChangeLog {self.folder!r} fsync={self.policy.value} "
             f"last_seq={self.last_seq} {state}>"
         )
+
+
+def _torn_tail_meaning(tail: TornTail) -> str:
+    if tail.whole_frame:
+        return (
+            "a whole frame failing its checksum: an append interrupted by a crash, or damage "
+            "to the last record, which may have been acknowledged under any fsync policy"
+        )
+    return (
+        "an append cut short by a crash: never fsynced, so never acknowledged under "
+        'fsync="always"; under "interval" or "never" it may have been'
+    )
 
 
 def open_changelog(

@@ -2,8 +2,9 @@
 
 `stats`, `show`, `verify` and `dump` only read: they take no lock and write nothing, so they
 work while a live runtime holds the folder (a frame it is appending at that moment shows as a
-torn tail and is left alone). `compact` opens the folder as a runtime would, so it refuses
-while a runtime holds it.
+torn tail and is left alone, and a read the runtime's snapshot changed under is done again).
+`compact` opens the folder as a runtime would, so it refuses while a runtime holds it, and
+repairs what an open repairs (a torn or zero-filled tail is cut).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import anyio
 import orjson
 
 import persistence
-from persistence import OsFileSystem
+from persistence import OsFileSystem, TornTail
+from persistence.live_read import read_consistently
 from persistence.recovery import RecoveryPlan, plan_recovery
 
 from ._core import CoreState, JobState
@@ -102,15 +104,21 @@ class _Loaded:
 
 
 def _plan(folder: str) -> RecoveryPlan:
-    # A live runtime may remove a segment or snapshot between the listing and the read
-    # (after a snapshot); reading again sees the folder after that.
-    for attempt in range(5):
-        try:
-            return plan_recovery(OsFileSystem(), folder)
-        except FileNotFoundError:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    fs = OsFileSystem()
+    return read_consistently(fs, folder, lambda: plan_recovery(fs, folder))
+
+
+def _torn_note(length: int, offset: int, file: str, whole_frame: bool) -> str:
+    shape = (
+        "a whole frame failing its checksum: an unfinished append, or damage to the last "
+        "record, which may have been acknowledged"
+        if whole_frame
+        else "an unfinished append: a live runtime writing, or a crash"
+    )
+    return (
+        f"note: {length} byte(s) at offset {offset} of {file} do not parse ({shape}); "
+        "recovery cuts them and keeps them beside the segment"
+    )
 
 
 def _decoded(payload: bytes, where: str) -> list[Change]:
@@ -173,11 +181,9 @@ def _stats(folder: str, out: TextIO) -> int:
         file=out,
     )
     if plan.torn_segment is not None:
-        print(
-            f"note: {len(plan.torn_bytes)} byte(s) at the end of {plan.torn_segment} are an "
-            "unfinished append (a live runtime writing, or a crash; recovery cuts them)",
-            file=out,
-        )
+        file = os.path.join(folder, plan.torn_segment)
+        note = _torn_note(len(plan.torn_bytes), plan.torn_offset, file, plan.torn_whole_frame)
+        print(note, file=out)
     states = list(JobState)
     width = max(len(name) for name in ["queue", "total", *core.queues])
     cols = [max(len(s.value), 7) for s in states]
@@ -264,13 +270,9 @@ def _verify(folder: str, out: TextIO) -> int:
             problems.append(str(exc))
     for problem in problems:
         print(f"problem: {problem}", file=out)
-    if report.torn_tail is not None:
-        tail = report.torn_tail
-        print(
-            f"note: torn tail of {tail.length} byte(s) at offset {tail.offset} of {tail.file} "
-            "(an unfinished append: a live runtime writing, or a crash; recovery cuts it)",
-            file=out,
-        )
+    tail: TornTail | None = report.torn_tail
+    if tail is not None:
+        print(_torn_note(tail.length, tail.offset, tail.file, tail.whole_frame), file=out)
     verdict = "ok" if not problems else f"{len(problems)} problem(s)"
     print(
         f"{verdict}: {report.frames} frame(s) in {report.segments} segment(s), "

@@ -127,3 +127,63 @@ def test_dump_text_and_missing_folder(tmp_path: Path, capsys: pytest.CaptureFixt
     code, out = _run(capsys, "dump", str(tmp_path))
     assert code == 0
     assert out.splitlines()[0].split()[:2] == ["seq", "1"]
+
+
+async def _make_many(folder: Path) -> None:
+    changelog = open_changelog(folder, segment_bytes=600)
+    async with Runtime(journal=changelog, clock=VirtualClock()) as rt:
+        for n in range(30):
+            await rt.queue("emails").add("send", {"n": n, "pad": "x" * 40})
+
+
+def test_verify_reports_deleted_newest_segment_with_file_and_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    anyio.run(_make_many, tmp_path)
+    segments = sorted(p for p in tmp_path.iterdir() if p.name.startswith("journal-"))
+    assert len(segments) > 2
+    segments[-1].unlink()
+    code, out = _run(capsys, "verify", str(tmp_path))
+    assert code == 1
+    problem = next(line for line in out.splitlines() if line.startswith("problem:"))
+    assert str(segments[-1]) in problem and "offset 0" in problem and "missing" in problem
+    assert main(["stats", str(tmp_path)]) == 1
+    assert str(segments[-1]) in capsys.readouterr().err
+
+
+def test_verify_reports_a_frame_boundary_cut_after_a_clean_close(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    anyio.run(_make, tmp_path)
+    (segment,) = [p for p in tmp_path.iterdir() if p.name.startswith("journal-")]
+    data = segment.read_bytes()
+    # Drop the last frame whole: its header says how long it is.
+    offsets, pos = [], 24
+    while pos < len(data):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(data[pos : pos + 4], "little")
+    segment.write_bytes(data[: offsets[-1]])
+    code, out = _run(capsys, "verify", str(tmp_path))
+    assert code == 1
+    assert f"{segment} at byte offset {offsets[-1]}" in out
+    assert "was durable" in out
+
+
+def test_compact_cuts_a_zero_filled_tail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    anyio.run(_make, tmp_path)
+    (segment,) = [p for p in tmp_path.iterdir() if p.name.startswith("journal-")]
+    with segment.open("ab") as f:
+        f.write(bytes(4096))
+    code, out = _run(capsys, "verify", str(tmp_path))
+    assert code == 0
+    assert "note: 4096 byte(s)" in out and "unfinished append" in out
+    code, out = _run(capsys, "compact", str(tmp_path))
+    assert code == 0, capsys.readouterr().err
+    code, out = _run(capsys, "stats", str(tmp_path))
+    emails = next(line for line in out.splitlines() if line.startswith("emails"))
+    assert emails.split()[-1] == "5"
+    assert any(
+        p.name.endswith(".torn-" + str(len(segment.read_bytes()))) for p in tmp_path.iterdir()
+    )
