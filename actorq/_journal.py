@@ -34,6 +34,13 @@ of a whole frame were never fsynced (so under ``"always"`` never acknowledged), 
 failing its checksum may also be an acknowledged record that was damaged. A damaged newest
 snapshot replaced by the previous generation is logged too.
 
+Job ids are never handed out twice, even when a crash loses the tail that recorded them
+(unsynced frames under ``"interval"`` or ``"never"``, a damaged last frame under any
+policy): the journal keeps a high-water mark of ids in its manifest, raised (durably,
+before the commit that would pass it returns) a block ahead of the ids in use, and a runtime
+that reopens the folder starts past it (`guard_ids`). A clean close lowers it to the next id,
+so ids run on without a gap unless a crash came between.
+
 `wants_snapshot` turns true once the segments written since the last snapshot exceed
 `snapshot_bytes` (and twice the last snapshot's size, so a large state is not rewritten over
 and over); `snapshot` encodes the state and installs it in a worker thread.
@@ -49,6 +56,7 @@ import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from itertools import chain
+from typing import Protocol, runtime_checkable
 
 import anyio
 import anyio.to_thread
@@ -70,6 +78,7 @@ __all__ = [
     "DEFAULT_SEGMENT_BYTES",
     "DEFAULT_SNAPSHOT_BYTES",
     "DEFAULT_SYNC_INTERVAL",
+    "GuardsIds",
     "JournalChangeLog",
     "JournalCorruptError",
     "JournalError",
@@ -88,6 +97,22 @@ log.addHandler(logging.NullHandler())
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 DEFAULT_SNAPSHOT_BYTES = 256 * 1024 * 1024
 DEFAULT_SYNC_INTERVAL = 0.1
+#: How far ahead of the ids in use the high-water mark is raised: each raise costs a manifest
+#: write (two fsyncs) on the commit that needs it, and a crash skips at most this many ids.
+ID_BLOCK = 1 << 16
+
+
+class IdCounter(Protocol):
+    """What `JournalChangeLog.guard_ids` watches: the next job id the core will hand out."""
+
+    next_id: int
+
+
+@runtime_checkable
+class GuardsIds(Protocol):
+    """A change log that keeps job ids from being handed out twice across lives."""
+
+    def guard_ids(self, ids: IdCounter) -> None: ...
 
 
 class JournalError(ActorqError):
@@ -277,6 +302,8 @@ class JournalChangeLog:
             _IntervalSyncer(journal, sync_interval) if self.policy is FsyncPolicy.INTERVAL else None
         )
         self._flusher: _Flusher | None = None
+        self._ids: IdCounter | None = None
+        self._id_mark = recovery.high_water
         for problem in recovery.damaged_snapshots:
             log.warning(
                 "journal %s: skipped a damaged snapshot for the previous generation, which "
@@ -325,6 +352,37 @@ class JournalChangeLog:
             log.error("journal %s failed, the runtime stops: %s", self.folder, error)
         return error
 
+    @property
+    def id_high_water(self) -> int:
+        """No job id at or above it was ever handed out on this folder (ids below it may
+        have been, even if the records holding them were lost)."""
+        return self._id_mark
+
+    def guard_ids(self, ids: IdCounter) -> None:
+        """Start `ids` past every id an earlier life on this folder may have handed out, and
+        from now on keep the journal's high-water mark ahead of it. A runtime calls it once,
+        after replay and before its first commit."""
+        ids.next_id = max(ids.next_id, self._id_mark)
+        self._ids = ids
+
+    def keep_ids_ahead(self) -> None:
+        """Before a commit: if the batch holds ids at or past the high-water mark, raise the
+        mark first, so no id it hands out can be handed out again after a crash."""
+        ids = self._ids
+        if ids is not None and ids.next_id > self._id_mark:
+            self._raise_id_mark(ids.next_id)
+
+    def _raise_id_mark(self, next_id: int) -> None:
+        """Durably mark every id below `next_id` + a block as possibly handed out
+        (blocking: rare, a block at a time)."""
+        self._check()
+        mark = next_id + ID_BLOCK
+        try:
+            self.journal.set_high_water(mark)
+        except persistence.JournalError as exc:
+            raise self._fail(exc) from exc
+        self._id_mark = mark
+
     def _check(self) -> None:
         if self._failure is not None:
             raise self._failure
@@ -340,6 +398,7 @@ class JournalChangeLog:
         """Write `changes` as one frame. Under ``always``, an awaitable that returns once
         the frame is synced (the fsync runs off the event loop); under ``interval`` and
         ``never`` the frame is handed to the OS here and None is returned (`waits`)."""
+        self.keep_ids_ahead()
         if not self.waits:
             self._write(changes)
             return None
@@ -437,6 +496,9 @@ class JournalChangeLog:
                 self._syncer.stop()
             if self._flusher is not None:
                 self._flusher.stop()
+            if self._ids is not None and self._failure is None:
+                # Every id handed out lies below the next one: a reopen needs no block gap.
+                self.journal.set_high_water(self._ids.next_id)
             self.journal.close()
         except persistence.JournalError as exc:
             raise self._fail(exc) from exc

@@ -296,6 +296,7 @@ def _compact(folder: str, out: TextIO) -> int:
         core = CoreState()
         for change in changelog.replay():
             core.apply_change(change)
+        changelog.guard_ids(core)
         anyio.run(changelog.snapshot, core.as_changes())
         covers = changelog.journal.snapshot_seq
     finally:

@@ -29,7 +29,7 @@ from ._core import commands as c
 from ._core.events import Event
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
-from ._journal import open_changelog
+from ._journal import GuardsIds, open_changelog
 from ._options import check_processor, check_queue_name, count, positive
 from ._queue import Queue
 from ._worker import Worker
@@ -104,6 +104,8 @@ class Runtime:
             )
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(_load, self._core, self._journal)
+        if isinstance(self._journal, GuardsIds):
+            self._journal.guard_ids(self._core)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = _backend_checkpoint()
         self._streams += [tx, rx]

@@ -16,10 +16,13 @@ would have died.
 `_SimJournal` commits on the event loop (the file system is memory; no worker thread), so the
 runtime's interleavings depend on nothing but the event loop, and every committed batch is
 also applied to a *shadow* `CoreState`: the state a replay of the durable journal builds.
-That gives three invariants no runtime state alone can give:
+That gives four invariants no runtime state alone can give:
 
 * replay-exact: when idle, the live state equals the shadow; after a crash the replayed state
-  equals the shadow of the life that crashed (under ``fsync="always"``);
+  equals the shadow of the life that crashed (under ``fsync="always"``; the next job id may
+  start further on, past the journal's high-water mark);
+* no-id-reused: after a restart, job ids start past every id committed before, under any
+  fsync policy;
 * no-acked-job-lost: every job whose `add` returned is in the replayed state unless a
   committed change removed it;
 * reply-after-durable: whatever a caller or a processor receives is already in the shadow.
@@ -50,7 +53,7 @@ from ._core.events import Event
 from ._exceptions import ActorqError, RuntimeClosedError
 from ._invariants import InvariantViolation, Observation, check_core
 from ._job import Job
-from ._journal import JournalChangeLog, open_changelog
+from ._journal import IdCounter, JournalChangeLog, open_changelog
 from ._journal_codec import encode_batch
 from ._runtime import Runtime
 from .clock import VirtualClock
@@ -110,9 +113,13 @@ class _SimJournal:
     def _failed(self, exc: BaseException) -> BaseException:
         return self.inner._fail(exc)
 
+    def guard_ids(self, ids: IdCounter) -> None:
+        self.inner.guard_ids(ids)
+
     def commit(self, changes: list[Change]) -> None:
         inner = self.inner
         inner._check()
+        inner.keep_ids_ahead()
         payload = encode_batch(changes)
         try:
             inner.journal.append(payload)
@@ -285,6 +292,8 @@ class Simulation:
             self._note("torn-tail-cut", detail=f"{inner.torn_tail.length} bytes")
         replayed = CoreState(seed=self.seed)
         replayed.apply_changes(journal.replayed)
+        # As the runtime's guard_ids does: ids start past every one handed out before.
+        replayed.next_id = max(replayed.next_id, inner.id_high_water)
         if not first:
             self._check_replay(replayed)
         # Deletions of an in-doubt batch that did reach the disk are real from now on.
@@ -558,23 +567,37 @@ class Simulation:
         self._note(type(event).__name__, job_id, detail)
 
     def _check_replay(self, replayed: CoreState) -> None:
-        if self.fsync != "always":
-            return
+        always = self.fsync == "always"
         doubtful = {change[1] for change in self._in_doubt if change[0] == "del"}
-        for job_id in sorted(self._acked):
+        for job_id in sorted(self._acked) if always else ():
             if job_id not in replayed.jobs and job_id not in self._deleted | doubtful:
                 raise self._violation(
                     "no-acked-job-lost", "acknowledged, not removed, missing after replay", job_id
                 )
-        before, after = self._shadow.snapshot(), replayed.snapshot()
-        if before != after and self._in_doubt:
+        if replayed.next_id < self._shadow.next_id:
+            raise self._violation(
+                "no-id-reused",
+                f"ids restart at {replayed.next_id}, but ids up to {self._shadow.next_id - 1} "
+                "were handed out",
+                replayed.next_id,
+            )
+        if not always:
+            return
+        after = replayed.snapshot()
+
+        def before(core: CoreState) -> dict[str, Any]:
+            # A restart may start ids further on (past the high-water mark), never back.
+            return {**core.snapshot(), "next_id": after["next_id"]}
+
+        expected = before(self._shadow)
+        if expected != after and self._in_doubt:
             # The batch whose commit failed may have reached the disk whole.
             applied = self._shadow.rebuild_indexes()
             applied.apply_changes(self._in_doubt)
-            before = applied.snapshot()
-        if before != after:
+            expected = before(applied)
+        if expected != after:
             raise self._violation(
-                "replay-exact", _diff(before, after), _first_diff_job(before, after)
+                "replay-exact", _diff(expected, after), _first_diff_job(expected, after)
             )
 
     def assert_invariants(self) -> None:

@@ -163,3 +163,13 @@ async def test_barrier_and_parent_transitions_are_caught() -> None:
             check_core(core, seed=SEED, previous=prev)
         assert caught.value.invariant == "parent-after-children"
         rec.children = None
+
+
+async def test_a_job_id_handed_out_again_after_a_crash_is_caught() -> None:
+    async with Simulation(seed=SEED, autojump=False) as sim:
+        await sim.add("q", "a", 1)
+        await sim.crash()
+        sim._shadow.next_id = 2**40  # pretend ids far past the high-water mark went out
+        with pytest.raises(InvariantViolation) as caught:
+            await sim.restart()
+        assert caught.value.invariant == "no-id-reused"
