@@ -10,6 +10,7 @@ repairs what an open repairs (a torn or zero-filled tail is cut).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -158,8 +159,10 @@ def _folder_bytes(folder: str) -> int:
     total = 0
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
-        if os.path.isfile(path):
-            total += os.path.getsize(path)
+        # A live runtime's snapshot may delete a file between the listing and this look.
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.isfile(path):
+                total += os.path.getsize(path)
     return total
 
 

@@ -63,6 +63,20 @@ def _check_files(fs: FileSystem, folder: str, problems: list[str]) -> tuple[int,
         except (CorruptJournalError, JournalFolderError) as exc:
             problems.append(str(exc))
     segments = _segments(fs, folder)
+    snapshot_seqs = sorted(
+        seq for name in fs.listdir(folder) if (seq := parse_snapshot_name(name)) is not None
+    )
+    oldest = snapshot_seqs[0] if snapshot_seqs else 0
+    if segments and segments[0][0] > oldest + 1:
+        first_seq, name = segments[0]
+        gap = MissingRecordsError(
+            os.path.join(folder, name),
+            0,
+            oldest + 1,
+            f"the oldest snapshot generation (seq {oldest}) cannot be replayed: the first "
+            f"segment starts at seq {first_seq}",
+        )
+        problems.append(str(gap))
     frames = 0
     expected: int | None = None
     for i, (first_seq, name) in enumerate(segments):

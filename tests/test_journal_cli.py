@@ -187,3 +187,20 @@ def test_compact_cuts_a_zero_filled_tail(
     assert any(
         p.name.endswith(".torn-" + str(len(segment.read_bytes()))) for p in tmp_path.iterdir()
     )
+
+
+def test_stats_survives_a_file_deleted_under_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    anyio.run(_make, tmp_path)
+    real_getsize = os.path.getsize
+
+    def vanished(path: str) -> int:
+        # As a live runtime's snapshot deleting a segment between the listing and the look.
+        if path.endswith(".seg"):
+            raise FileNotFoundError(path)
+        return real_getsize(path)
+
+    monkeypatch.setattr(os.path, "getsize", vanished)
+    code, out = _run(capsys, "stats", str(tmp_path))
+    assert code == 0 and "on disk" in out

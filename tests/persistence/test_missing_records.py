@@ -162,3 +162,26 @@ def test_a_damaged_manifest_is_refused_by_name() -> None:
     journal, recovery = open_journal(FOLDER, fs=fs)
     assert len(recovery.records) == 30
     journal.close()
+
+
+def test_verify_reports_a_fallback_generation_that_lost_its_first_segment() -> None:
+    fs = closed_journal(count=40, segment_bytes=120)
+    journal, _ = open_journal(FOLDER, fs=fs, segment_bytes=120)
+    journal.write_snapshot(b"s40", 40)
+    for i in range(41, 61):
+        journal.append(b"r%d" % i)
+    journal.write_snapshot(b"s60", 60)
+    journal.close()
+    oldest = segments(fs)[0]
+    assert int(oldest[8:28]) <= 41
+    fs.remove(os.path.join(FOLDER, oldest))
+    # Nothing acknowledged is lost: the newest snapshot does not need it...
+    journal, recovery = open_journal(FOLDER, fs=fs, segment_bytes=120)
+    assert recovery.snapshot_seq == 60
+    journal.close()
+    # ...but the fallback is gone, and fsck says so.
+    report = verify(FOLDER, fs=fs)
+    assert not report.ok
+    assert any(
+        "oldest snapshot generation (seq 40) cannot be replayed" in p for p in report.problems
+    )
