@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from persistence.errors import CorruptJournalError
 from persistence.filesystem import FileSystem
 from persistence.layout import MANIFEST_NAME, MANIFEST_TMP_NAME
+from persistence.live_read import read_bytes
 
 __all__ = [
     "Manifest",
@@ -101,7 +102,7 @@ def read_manifest(fs: FileSystem, folder: str) -> Manifest | None:
     path = os.path.join(folder, MANIFEST_NAME)
     if not fs.exists(path):
         return None
-    return decode_manifest(fs.read_bytes(path), path)
+    return decode_manifest(read_bytes(fs, path), path)
 
 
 def write_manifest(fs: FileSystem, folder: str, manifest: Manifest) -> None:

@@ -173,3 +173,13 @@ async def test_a_job_id_handed_out_again_after_a_crash_is_caught() -> None:
         with pytest.raises(InvariantViolation) as caught:
             await sim.restart()
         assert caught.value.invariant == "no-id-reused"
+
+
+async def test_ids_lost_with_unsynced_frames_are_not_reused_after_a_crash() -> None:
+    async with Simulation(seed=SEED, autojump=False, fsync="never", check_every_step=False) as sim:
+        for i in range(5):
+            await sim.add("q", "a", i)
+        await sim.crash()  # under "never" the frames holding those ids are gone
+        await sim.restart()  # no-id-reused holds
+        job = await sim.add("q", "b", None)
+        assert job.id > 5
