@@ -56,7 +56,10 @@ def read_consistently(fs: FileSystem, folder: str, read: Callable[[], T]) -> T:
         before = _fingerprint(fs, folder)
         try:
             result = read()
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if _fingerprint(fs, folder) == before:
+                # Listed but unreadable while nothing changed: a dangling link, say.
+                raise JournalFolderError.from_os_error(exc, folder) from exc
             continue
         if _fingerprint(fs, folder) == before:
             return result

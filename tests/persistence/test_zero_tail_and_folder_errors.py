@@ -116,6 +116,21 @@ def test_a_directory_where_a_file_should_be_is_a_folder_error(tmp_path: Path, na
     assert any(path in p for p in report.problems)
 
 
+def test_a_dangling_link_where_a_segment_should_be_is_a_folder_error(tmp_path: Path) -> None:
+    folder = os.fspath(tmp_path / "j")
+    journal, _ = open_journal(folder)
+    journal.append(b"a")
+    journal.close()
+    link = os.path.join(folder, "journal-00000000000000000002.seg")
+    os.symlink(os.path.join(folder, "nowhere"), link)
+    with pytest.raises(JournalFolderError) as info:
+        open_journal(folder)
+    assert info.value.file == link
+    report = verify(folder)
+    assert not report.ok
+    assert any(link in p and "No such file" in p for p in report.problems), report.problems
+
+
 def test_a_folder_path_that_is_a_file_is_a_folder_error(tmp_path: Path) -> None:
     path = tmp_path / "plain-file"
     path.write_bytes(b"x")
