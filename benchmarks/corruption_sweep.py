@@ -42,7 +42,7 @@ from actorq._core import CoreState
 from actorq._journal import open_changelog
 from actorq._runtime import Runtime
 from persistence import SimFileSystem
-from persistence.frames import FRAME_HEADER, SEGMENT_HEADER
+from persistence.frames import FRAME_HEADER, SEGMENT_HEADER, scan_segment
 from persistence.layout import MANIFEST_NAME, parse_segment_name, parse_snapshot_name
 from persistence.manifest import decode_manifest
 
@@ -213,13 +213,13 @@ def reopen(files: Files, expected: dict[str, Any]) -> tuple[str, str]:
 # ---------------------------------------------------------------------- damage
 
 
-def _frame_ends(data: bytes) -> list[int]:
-    """Offsets just past each whole frame of an intact segment."""
+def _frame_ends(files: Files, name: str) -> list[int]:
+    """Offsets just past each intact frame of segment `name`."""
+    first_seq = parse_segment_name(name)
+    assert first_seq is not None
     ends, pos = [], SEGMENT_HEADER
-    while pos + FRAME_HEADER <= len(data):
-        pos += FRAME_HEADER + int.from_bytes(data[pos : pos + 4], "little")
-        if pos > len(data):
-            break
+    for _, payload in scan_segment(files[name], first_seq).frames:
+        pos += FRAME_HEADER + len(payload)
         ends.append(pos)
     return ends
 
@@ -274,7 +274,7 @@ def cases(image: Image, per_kind: int | None, rng: random.Random) -> Iterator[Ca
         boundaries = [
             cut(name, at)
             for name in segments
-            for at in [0, SEGMENT_HEADER, *_frame_ends(files[name])]
+            for at in [0, SEGMENT_HEADER, *_frame_ends(files, name)]
             if at < len(files[name])
         ]
         yield from one("cut at a frame boundary, any segment", True, boundaries)
@@ -324,7 +324,7 @@ def cases(image: Image, per_kind: int | None, rng: random.Random) -> Iterator[Ca
     else:
         durable = _durable_seq(image)
         first_in_last = parse_segment_name(last) or 0
-        ends = _frame_ends(files[last])
+        ends = _frame_ends(files, last)
         beyond = [cut(last, at) for i, at in enumerate(ends[:-1]) if first_in_last + i > durable]
         within = [cut(last, at) for i, at in enumerate(ends[:-1]) if first_in_last + i <= durable]
         # Records after the last point the manifest vouched for, cut whole: undetectable.
@@ -373,7 +373,7 @@ def cases(image: Image, per_kind: int | None, rng: random.Random) -> Iterator[Ca
 
 
 def describe(image: Image) -> str:
-    frames = sum(len(_frame_ends(image.files[name])) for name in image.segments())
+    frames = sum(len(_frame_ends(image.files, name)) for name in image.segments())
     return (
         f"{image.name} image: {len(image.expected['jobs'])} jobs, "
         f"{len(image.snapshots())} snapshots, {len(image.segments())} segments, "
