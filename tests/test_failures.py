@@ -74,7 +74,7 @@ async def test_a_failed_attempt_is_a_warning_and_the_final_failure_an_error(
     assert "Traceback" in caplog.text and "in send" in caplog.text
 
 
-async def test_unrecoverable_threaded_and_timed_out_attempts_fail_for_good_at_error(
+async def test_unrecoverable_threaded_timed_out_and_unstorable_attempts_are_errors(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="actorq")
@@ -90,26 +90,33 @@ async def test_unrecoverable_threaded_and_timed_out_attempts_fail_for_good_at_er
         async def slow(job: Job) -> None:
             await clock.sleep(100)
 
+        async def nan(job: Job) -> float:
+            return float("nan")
+
         rt.worker("a", unrecoverable)
         rt.worker("b", threaded, run_in_thread=True)
         rt.worker("c", slow)
+        rt.worker("d", nan)
         jobs = [
             await rt.queue("a").add("x", attempts=3),
             await rt.queue("b").add("y"),
             await rt.queue("c").add("z", timeout=5),
+            await rt.queue("d").add("w"),
         ]
         for job in jobs:
             with anyio.fail_after(5), pytest.raises(Exception):  # noqa: B017
                 await job.wait_until_finished()
-    records = _records(caplog, "actorq.worker")
+    records = sorted(_records(caplog, "actorq.worker"), key=lambda r: _about(r)[1])
     assert [(r.levelno, _about(r)[1:]) for r in records] == [
         (logging.ERROR, ("a", "x", 1)),
         (logging.ERROR, ("b", "y", 1)),
         (logging.ERROR, ("c", "z", 1)),
+        (logging.ERROR, ("d", "w", 1)),
     ]
     assert "UnrecoverableError: bad input" in records[0].getMessage()
     assert records[1].exc_info is not None and isinstance(records[1].exc_info[1], KeyError)
     assert records[2].getMessage().endswith("for good: job timed out after 5.0 s")
+    assert "for good: invalid return value=nan" in records[3].getMessage()
 
 
 async def test_a_stall_is_a_warning_and_the_stall_over_the_limit_an_error(

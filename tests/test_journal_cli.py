@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import anyio
 import orjson
@@ -325,3 +327,38 @@ def test_version_and_exit_codes_in_help(capsys: pytest.CaptureFixture[str]) -> N
             main(argv)
         out = capsys.readouterr().out
         assert "exit codes:" in out and "not a journal folder" in out
+
+
+FIXTURE_V1 = Path(__file__).resolve().parent / "fixtures" / "journal-v1"
+
+
+def test_every_read_only_subcommand_reads_the_v1_fixture_and_a_torn_tail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An older format (a v1 snapshot and frames), then a frame cut short by a "crash".
+    folder = tmp_path / "journal"
+    shutil.copytree(FIXTURE_V1, folder)
+    anyio.run(_make_every_kind, folder)
+    segment = max(p for p in folder.iterdir() if p.name.startswith("journal-"))
+    with segment.open("ab") as f:
+        f.write(b"\x07" * 11)
+    path = str(folder)
+    for argv in (
+        ["stats"],
+        ["stats", "--json"],
+        ["verify"],
+        ["dump"],
+        ["dump", "--jsonl"],
+        ["dump", "--frames"],
+        ["show", "1"],
+        ["show", "5", "--json"],
+    ):
+        code, out = _run(capsys, argv[0], path, *argv[1:])
+        assert code == 0, (argv, out)
+    code, out = _run(capsys, "verify", path, "--json")
+    report = orjson.loads(out)
+    assert code == 0 and report["ok"] is True
+    assert report["torn_tail"] == {"file": str(segment), "offset": ANY, "bytes": 11}
+    stats = orjson.loads(_run(capsys, "stats", path, "--json")[1])
+    assert stats["torn_tail"] == {"segment": segment.name, "bytes": 11}
+    assert stats["queues"]["mail"]["counts"]["completed"] >= 17  # the fixture's and ours
