@@ -93,6 +93,22 @@ def test_the_runner_finds_the_blocks_and_every_skip_says_why() -> None:
             assert len(block.not_run) >= 10, f"{block.where}: say why it is not run"
 
 
+def test_blocks_honours_the_not_run_marker(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# t\n\n```python\nx = 1\n```\n\n<!-- not-run: needs a GPU we do not have -->\n\n"
+        "```python\nimport cuda\n```\n\n```sh\nls\n```\n\n```python\nprint(2)  # 2\n```\n"
+    )
+    found = blocks(doc)
+    assert [(b.line, b.code, b.not_run) for b in found] == [
+        (4, "x = 1\n", None),
+        (10, "import cuda\n", "needs a GPU we do not have"),
+        (18, "print(2)  # 2\n", None),
+    ]
+    assert _expected_prints(found[2].code) == ["2"]
+    assert _expected_prints("print(1)\nprint(2)  # 2\n") is None  # not every print says
+
+
 def _expected_prints(code: str) -> list[str] | None:
     """The ``# text`` of every ``print(...)`` line, if every one has it."""
     lines = code.splitlines()
