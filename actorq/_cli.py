@@ -6,13 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from ._demo import DEFAULT_PATH
 from ._demo import main as demo_main
-from ._journal_cli import add_journal_commands, run_journal_command
+from ._journal_cli import EXIT_CODES, add_journal_commands, run_journal_command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="actorq", description="actorq: an in-process job queue")
+    parser = argparse.ArgumentParser(
+        prog="actorq",
+        description="actorq: an in-process job queue",
+        epilog=f"{EXIT_CODES}\n\n`actorq COMMAND --help` describes each command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"actorq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo", help="run a small workload on a journal in virtual time (run it twice)"

@@ -232,6 +232,7 @@ async def run_demo(
         f"{(now - float(state['now'])) / DAY:.1f} virtual days in {elapsed:.2f} s of real time"
     )
     say(f"run `actorq demo --path {folder}` again to replay this journal and carry on")
+    say(f"look into it with `actorq stats {folder / 'journal'}` (or show, dump, verify)")
     return {
         "run": run,
         "replayed": replayed,

@@ -311,6 +311,15 @@ class JournalChangeLog:
                 journal.folder,
                 problem,
             )
+        if recovery.snapshot is not None or recovery.records:
+            log.info(
+                "journal %s: recovering %s%d frame(s)",
+                journal.folder,
+                ""
+                if recovery.snapshot is None
+                else f"the snapshot covering seq {recovery.snapshot_seq} and ",
+                len(recovery.records),
+            )
         if self.torn_tail is not None:
             tail = self.torn_tail
             log.warning(
@@ -436,9 +445,7 @@ class JournalChangeLog:
         try:
             return decode_batch(payload)
         except PayloadError as exc:
-            raise JournalFormatError(
-                f"journal {self.folder}: cannot read frame seq {seq}: {exc}"
-            ) from None
+            raise self._unreadable(f"cannot read frame seq {seq}: {exc}") from None
 
     def _snapshot_changes(self, recovery: Recovery) -> Iterator[Change]:
         if recovery.snapshot is not None:
@@ -446,9 +453,12 @@ class JournalChangeLog:
             try:
                 yield from decode_snapshot(recovery.snapshot)
             except PayloadError as exc:
-                raise JournalFormatError(
-                    f"journal {self.folder}: cannot read {where}: {exc}"
-                ) from None
+                raise self._unreadable(f"cannot read {where}: {exc}") from None
+
+    def _unreadable(self, what: str) -> JournalFormatError:
+        error = JournalFormatError(f"journal {self.folder}: {what}")
+        log.error("%s; the runtime cannot start on it", error)
+        return error
 
     def replay(self) -> Iterator[Change]:
         """The snapshot's change records, then every frame's after it, decoded (once)."""
@@ -554,7 +564,16 @@ def open_changelog(
             path, fs=fs, segment_bytes=segment_bytes, fsync=fsync
         )
     except persistence.JournalError as exc:
-        raise _wrapped(exc) from exc
+        error = _wrapped(exc)
+        if isinstance(error, JournalCorruptError):
+            log.error(
+                "journal %s is damaged and was not opened: %s (`actorq verify %s` lists "
+                "every problem)",
+                os.fspath(path),
+                error,
+                os.fspath(path),
+            )
+        raise error from exc
     return JournalChangeLog(
         journal, recovery, snapshot_bytes=snapshot_bytes, sync_interval=sync_interval
     )

@@ -5,6 +5,11 @@ work while a live runtime holds the folder (a frame it is appending at that mome
 torn tail and is left alone, and a read the runtime's snapshot changed under is done again).
 `compact` opens the folder as a runtime would, so it refuses while a runtime holds it, and
 repairs what an open repairs (a torn or zero-filled tail is cut).
+
+PATH must be a journal folder (what a runtime's ``path=`` names): one holding a segment, a
+snapshot or the lock file. Any other folder is refused with exit code 2, naming a journal
+folder one level down if there is one (``actorq demo --path D`` journals to ``D/journal``),
+rather than read as an empty journal.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import anyio
 import orjson
 
 import persistence
 from persistence import OsFileSystem, TornTail
+from persistence.layout import LOCK_NAME, parse_segment_name, parse_snapshot_name
 from persistence.live_read import read_consistently
 from persistence.recovery import RecoveryPlan, plan_recovery
 
@@ -37,26 +43,49 @@ from ._journal_codec import (
     human_fields,
 )
 
-__all__ = ["JOURNAL_COMMANDS", "add_journal_commands", "run_journal_command"]
+__all__ = [
+    "EXIT_CODES",
+    "JOURNAL_COMMANDS",
+    "add_journal_commands",
+    "is_journal_folder",
+    "run_journal_command",
+]
 
 JOURNAL_COMMANDS = ("stats", "show", "verify", "compact", "dump")
+
+#: Exit codes of the journal subcommands, for ``--help``.
+EXIT_CODES: Final = """exit codes:
+  0  done (verify: no damage found; a torn tail alone is not damage)
+  1  the journal is damaged or unreadable, show's job is nowhere in it, or
+     compact found the folder locked by a runtime
+  2  bad usage: wrong arguments, or PATH is missing or not a journal folder"""
+
+_PATH_HELP: Final = "the journal folder (what a runtime's path= names)"
 
 
 def add_journal_commands(commands: Any) -> None:
     """Register the journal subcommands on an argparse subparsers object."""
-    stats = commands.add_parser("stats", help="job counts by queue and state in a journal folder")
-    stats.add_argument("path", help="the journal folder (a runtime's path=)")
-    show = commands.add_parser("show", help="one job's record and every change that touched it")
-    show.add_argument("path")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("path", help=_PATH_HELP)
+        return parser
+
+    stats = command("stats", "job counts by queue and state in a journal folder")
+    stats.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    show = command("show", "one job's record and every change that touched it")
     show.add_argument("job_id", type=int)
-    verify = commands.add_parser("verify", help="check every snapshot and frame; exit 1 if bad")
-    verify.add_argument("path")
-    compact = commands.add_parser(
-        "compact", help="write a snapshot and drop the history it covers (folder must be idle)"
-    )
-    compact.add_argument("path")
-    dump = commands.add_parser("dump", help="print the change records (snapshot, then tail)")
-    dump.add_argument("path")
+    show.add_argument("--json", action="store_true", help="one JSON object: record and history")
+    verify = command("verify", "check every snapshot and frame; exit 1 if damaged")
+    verify.add_argument("--json", action="store_true", help="one JSON object: the report")
+    command("compact", "write a snapshot and drop the history it covers (folder must be idle)")
+    dump = command("dump", "print the change records (snapshot, then tail)")
     dump.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     dump.add_argument(
         "--frames",
@@ -75,13 +104,16 @@ def run_journal_command(args: argparse.Namespace, out: TextIO | None = None) -> 
     if not os.path.isdir(folder):
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
+    if not is_journal_folder(folder):
+        print(_not_a_journal(folder), file=sys.stderr)
+        return 2
     try:
         if command == "stats":
-            return _stats(folder, out)
+            return _stats(folder, out, as_json=args.json)
         if command == "show":
-            return _show(folder, args.job_id, out)
+            return _show(folder, args.job_id, out, as_json=args.json)
         if command == "verify":
-            return _verify(folder, out)
+            return _verify(folder, out, as_json=args.json)
         if command == "compact":
             return _compact(folder, out)
         return _dump(folder, out, jsonl=args.jsonl, frames=args.frames)
@@ -93,6 +125,42 @@ def run_journal_command(args: argparse.Namespace, out: TextIO | None = None) -> 
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+# ---------------------------------------------------------------------- the folder
+
+
+def is_journal_folder(folder: str) -> bool:
+    """Whether `folder` holds a journal: a segment, a snapshot or the lock file."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return any(
+        name == LOCK_NAME
+        or parse_segment_name(name) is not None
+        or parse_snapshot_name(name) is not None
+        for name in names
+    )
+
+
+def _not_a_journal(folder: str) -> str:
+    message = (
+        f"error: {folder} is not an actorq journal folder "
+        "(it holds no journal-*.seg, snapshot-*.snap or LOCK file)"
+    )
+    try:
+        below = sorted(
+            path
+            for name in os.listdir(folder)
+            if os.path.isdir(path := os.path.join(folder, name)) and is_journal_folder(path)
+        )
+    except OSError:
+        below = []
+    if below:
+        found = ", ".join(below)
+        return f"{message}\nhint: a journal folder is inside it: {found}; pass that path instead"
+    return f"{message}\nhint: pass the folder a runtime was given as path="
 
 
 # ---------------------------------------------------------------------- reading
@@ -173,10 +241,43 @@ def _mib(n: int) -> str:
 # ---------------------------------------------------------------------- commands
 
 
-def _stats(folder: str, out: TextIO) -> int:
+def _stats(folder: str, out: TextIO, *, as_json: bool = False) -> int:
     loaded = _load(folder)
     plan, core = loaded.plan, loaded.core
     last_seq = plan.next_seq - 1
+    states = list(JobState)
+    totals = dict.fromkeys(states, 0)
+    queues: dict[str, Any] = {}
+    for name, qs in sorted(core.queues.items()):
+        for s in states:
+            totals[s] += qs.counts[s]
+        queues[name] = {
+            "counts": {s.value: qs.counts[s] for s in states},
+            "total": sum(qs.counts.values()),
+            "paused": qs.paused,
+        }
+    torn = (
+        None
+        if plan.torn_segment is None
+        else {"segment": plan.torn_segment, "bytes": len(plan.torn_bytes)}
+    )
+    if as_json:
+        report = {
+            "path": folder,
+            "segments": len(plan.segments),
+            "last_seq": last_seq,
+            "snapshot_seq": plan.snapshot_seq,
+            "frames_after_snapshot": len(plan.records),
+            "bytes_on_disk": _folder_bytes(folder),
+            "torn_tail": torn,
+            "queues": queues,
+            "total": {
+                "counts": {s.value: totals[s] for s in states},
+                "total": sum(totals.values()),
+            },
+        }
+        print(_json(report), file=out)
+        return 0
     print(
         f"journal {folder}: {len(plan.segments)} segment(s), last seq {last_seq}, "
         f"snapshot covers seq {plan.snapshot_seq}, {len(plan.records)} frame(s) after it, "
@@ -187,21 +288,18 @@ def _stats(folder: str, out: TextIO) -> int:
         file = os.path.join(folder, plan.torn_segment)
         note = _torn_note(len(plan.torn_bytes), plan.torn_offset, file, plan.torn_whole_frame)
         print(note, file=out)
-    states = list(JobState)
     width = max(len(name) for name in ["queue", "total", *core.queues])
     cols = [max(len(s.value), 7) for s in states]
     header = f"{'queue':<{width}}" + "".join(
         f"  {s.value:>{w}}" for s, w in zip(states, cols, strict=True)
     )
     print(header + f"  {'total':>7}", file=out)
-    totals = dict.fromkeys(states, 0)
-    for name, qs in sorted(core.queues.items()):
-        row = f"{name:<{width}}"
-        for s, w in zip(states, cols, strict=True):
-            row += f"  {qs.counts[s]:>{w}}"
-            totals[s] += qs.counts[s]
-        paused = "  (paused)" if qs.paused else ""
-        print(row + f"  {sum(qs.counts.values()):>7}{paused}", file=out)
+    for name, row_data in queues.items():
+        row = f"{name:<{width}}" + "".join(
+            f"  {row_data['counts'][s.value]:>{w}}" for s, w in zip(states, cols, strict=True)
+        )
+        paused = "  (paused)" if row_data["paused"] else ""
+        print(row + f"  {row_data['total']:>7}{paused}", file=out)
     row = f"{'total':<{width}}" + "".join(
         f"  {totals[s]:>{w}}" for s, w in zip(states, cols, strict=True)
     )
@@ -218,15 +316,10 @@ def _touches(change: Change, job_id: int) -> bool:
     return False
 
 
-def _show(folder: str, job_id: int, out: TextIO) -> int:
+def _show(folder: str, job_id: int, out: TextIO, *, as_json: bool = False) -> int:
     loaded = _load(folder)
     rec = loaded.core.jobs.get(job_id)
-    if rec is None:
-        print(f"job {job_id} is not in the journal's current state", file=out)
-    else:
-        print(
-            orjson.dumps(human_fields(rec.fields()), option=orjson.OPT_INDENT_2).decode(), file=out
-        )
+    record = None if rec is None else human_fields(rec.fields())
     history: list[tuple[int, Change]] = []
     first_seq: int | None = None
     for seq, payload in persistence.iter_frames(folder):
@@ -237,9 +330,24 @@ def _show(folder: str, job_id: int, out: TextIO) -> int:
             for change in _decoded(payload, f"frame seq {seq}")
             if _touches(change, job_id)
         )
-    print(f"history of job {job_id}:", file=out)
     snapshot_seq = loaded.plan.snapshot_seq
-    if snapshot_seq and (first_seq is None or first_seq > 1):
+    compacted = bool(snapshot_seq and (first_seq is None or first_seq > 1))
+    code = 0 if rec is not None or history else 1
+    if as_json:
+        report = {
+            "job_id": job_id,
+            "record": record,
+            "history": [{"seq": seq, "change": human_change(change)} for seq, change in history],
+            "compacted_into_snapshot": snapshot_seq if compacted else None,
+        }
+        print(_json(report), file=out)
+        return code
+    if record is None:
+        print(f"job {job_id} is not in the journal's current state", file=out)
+    else:
+        print(orjson.dumps(record, option=orjson.OPT_INDENT_2).decode(), file=out)
+    print(f"history of job {job_id}:", file=out)
+    if compacted:
         print(
             f"  (earlier history was compacted into the snapshot covering seq {snapshot_seq})",
             file=out,
@@ -248,10 +356,10 @@ def _show(folder: str, job_id: int, out: TextIO) -> int:
         print(f"  seq {seq}: {_json(human_change(change))}", file=out)
     if not history:
         print("  (no change on disk touches it)", file=out)
-    return 0 if rec is not None or history else 1
+    return code
 
 
-def _verify(folder: str, out: TextIO) -> int:
+def _verify(folder: str, out: TextIO, *, as_json: bool = False) -> int:
     report = persistence.verify(folder)
     problems = list(report.problems)
     if report.ok:
@@ -271,9 +379,24 @@ def _verify(folder: str, out: TextIO) -> int:
                     problems.append(f"snapshot covering seq {plan.snapshot_seq}: {exc}")
         except persistence.JournalError as exc:
             problems.append(str(exc))
+    tail: TornTail | None = report.torn_tail
+    code = 0 if not problems else 1
+    if as_json:
+        summary = {
+            "path": folder,
+            "ok": not problems,
+            "problems": problems,
+            "frames": report.frames,
+            "segments": report.segments,
+            "snapshot_seq": report.snapshot_seq,
+            "torn_tail": None
+            if tail is None
+            else {"file": tail.file, "offset": tail.offset, "bytes": tail.length},
+        }
+        print(_json(summary), file=out)
+        return code
     for problem in problems:
         print(f"problem: {problem}", file=out)
-    tail: TornTail | None = report.torn_tail
     if tail is not None:
         print(_torn_note(tail.length, tail.offset, tail.file, tail.whole_frame), file=out)
     verdict = "ok" if not problems else f"{len(problems)} problem(s)"
@@ -282,7 +405,7 @@ def _verify(folder: str, out: TextIO) -> int:
         f"snapshot covers seq {report.snapshot_seq}",
         file=out,
     )
-    return 0 if not problems else 1
+    return code
 
 
 def _compact(folder: str, out: TextIO) -> int:

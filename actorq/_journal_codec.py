@@ -654,7 +654,10 @@ def _human_value(name: str, value: Any) -> Any:
             for child, (status, v) in value.items()
         ]
     if isinstance(value, Backoff | Retention):
-        return {k: _float_out(v) for k, v in attrs.asdict(value).items()}
+        # Only the floats among the fields: a backoff's ``kind`` is a string.
+        return {
+            k: _float_out(v) if isinstance(v, float) else v for k, v in attrs.asdict(value).items()
+        }
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
     return value
@@ -672,6 +675,9 @@ def human_change(change: Change) -> list[Any]:
         return ["set", change[1], human_fields(change[2])]
     if kind == "add":
         return ["add", human_fields(add_fields(change))]
+    if kind == "child":  # a child's value (JSON bytes) or its failure reason (a string)
+        payload = change[4]
+        return [*change[:4], orjson.loads(payload) if type(payload) is bytes else payload]
     return list(change)
 
 

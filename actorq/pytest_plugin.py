@@ -11,10 +11,16 @@ Enable it with the entry point (``[project.entry-points.pytest11] actorq =
 * ``actorq_seed``: the seed; ``@pytest.mark.actorq_seeds(n)`` runs the test over seeds
   0..n-1 (``--actorq-seeds=N`` overrides n); ``--actorq-seed=S`` (or ``ACTORQ_SEED=S``)
   runs only seed S. A failing seeded test prints the command that reruns just that seed.
+
+An ``async def`` test that no async plugin would run (no ``anyio``, ``asyncio`` or ``trio``
+marker, and neither anyio's nor pytest-asyncio's auto mode configured) is marked
+``anyio``, so it runs under plain pytest, on anyio's default backends (define an
+``anyio_backend`` fixture to choose). Tests another plugin runs are left alone.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import AsyncIterator, Generator
 from typing import Any
@@ -48,6 +54,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "actorq_seeds(n): run the test once per seed 0..n-1 (fixture actorq_seed)"
     )
+
+
+_ASYNC_MARKERS = ("anyio", "asyncio", "trio")
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    try:
+        return config.getini(name)
+    except ValueError:  # the plugin that declares it is not installed
+        return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> None:
+    """Mark an async test no plugin would run for anyio (as anyio's auto mode would): the
+    marker and the ``anyio_backend`` fixture, so an ``anyio_backend`` fixture of the
+    user's chooses the backend."""
+    if not collector.istestfunction(obj, name):
+        return
+    hypothesis = getattr(obj, "hypothesis", None)
+    inner = obj if hypothesis is None else hypothesis.inner_test
+    if not inspect.iscoroutinefunction(inner):
+        return
+    config = collector.config
+    if not config.pluginmanager.has_plugin("anyio") or _ini(config, "anyio_mode") == "auto":
+        return
+    if config.pluginmanager.has_plugin("asyncio") and _ini(config, "asyncio_mode") == "auto":
+        return
+    own = [mark.name for mark in getattr(obj, "pytestmark", ())]
+    if any(m in own or collector.get_closest_marker(m) for m in _ASYNC_MARKERS):
+        return
+    pytest.mark.anyio(obj)
+    pytest.mark.usefixtures("anyio_backend")(obj)
 
 
 def _option(config: pytest.Config, name: str) -> Any:

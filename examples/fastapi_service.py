@@ -12,6 +12,15 @@ at ERROR, every later call raises `RuntimeClosedError` (answered here with 503),
 Note that uvicorn keeps serving after a lifespan's background work dies
 (Kludex/uvicorn#2308): wire ``/health`` to your liveness probe.
 
+Bad input is the client's error, never a 500: actorq refuses it with `InvalidOptionError`
+(a negative delay, an empty name, a NaN in the data...) before changing anything, and the
+handler below answers 422 in FastAPI's own error shape, naming the field. ``?wait=`` is
+bounded (0 to 60 seconds) by the query's validation.
+
+One process only: a journal folder is locked by the runtime that opened it, so this app
+cannot run under several uvicorn or gunicorn workers on one folder (the second worker's
+start fails with `JournalLockedError`). See docs/quickstart.md, "In a web service".
+
 Run it (needs the ``service`` extra: fastapi, uvicorn)::
 
     uvicorn examples.fastapi_service:app --timeout-graceful-shutdown 10
@@ -20,6 +29,7 @@ Run it (needs the ``service`` extra: fastapi, uvicorn)::
     curl 'localhost:8000/jobs/1?wait=5'
 """
 
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -27,11 +37,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from actorq import ChangeLog, Job, JobState, Runtime, RuntimeClosedError
+from actorq import ChangeLog, InvalidOptionError, Job, JobState, Runtime, RuntimeClosedError
 
 log = logging.getLogger("actorq.service")
 QUEUE = "images"
@@ -64,6 +74,15 @@ def describe(job: Job) -> dict[str, Any]:
     }
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` if it can be sent back as JSON, else its repr (a NaN, an object)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return repr(value)
+    return value
+
+
 def create_app(
     path: str | os.PathLike[str] | None = JOURNAL,
     *,
@@ -92,6 +111,17 @@ def create_app(
     async def runtime_down(request: Request, exc: RuntimeClosedError) -> JSONResponse:
         return JSONResponse({"detail": f"job runtime unavailable: {exc}"}, status_code=503)
 
+    @app.exception_handler(InvalidOptionError)
+    async def invalid_option(request: Request, exc: InvalidOptionError) -> JSONResponse:
+        # FastAPI's validation error shape: the field actorq named, its reason, the input.
+        error = {
+            "type": "invalid_option",
+            "loc": ["body", *exc.field.split(".")],
+            "msg": exc.reason,
+            "input": _json_safe(exc.value),
+        }
+        return JSONResponse({"detail": [error]}, status_code=422)
+
     @app.post("/jobs", status_code=202)
     async def add_job(new: NewJob, request: Request) -> dict[str, Any]:
         rt: Runtime = request.state.runtime
@@ -104,7 +134,11 @@ def create_app(
         return describe(job)
 
     @app.get("/jobs/{job_id}")
-    async def get_job(job_id: int, request: Request, wait: float = 0.0) -> dict[str, Any]:
+    async def get_job(
+        job_id: int,
+        request: Request,
+        wait: float = Query(0.0, ge=0.0, le=60.0, allow_inf_nan=False),
+    ) -> dict[str, Any]:
         """A job; with ``?wait=S`` the call waits up to S seconds for it to finish."""
         rt: Runtime = request.state.runtime
         job = await rt.queue(QUEUE).get_job(job_id)

@@ -26,6 +26,11 @@ def test_demo_twice_replays_the_first_run(
     assert "flow: report over 8 resized images" in first
     assert "summary after run 1 (journal: 167 jobs)" in first
     assert (folder / "journal").is_dir()
+    # The command it suggests works on the journal it wrote (which holds jobs with a backoff).
+    assert f"`actorq stats {folder / 'journal'}`" in first
+    for argv in (["stats"], ["dump"], ["show", "1"], ["verify"]):
+        assert main([argv[0], str(folder / "journal"), *argv[1:]]) == 0, argv
+    capsys.readouterr()
 
     assert main(["demo", "--path", str(folder)]) == 0
     second = capsys.readouterr().out

@@ -17,6 +17,7 @@ import pytest
 from actorq import MemoryChangeLog
 
 pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
 
 with warnings.catch_warnings():
     # Starlette >= 1 prefers httpx2 for its TestClient and warns when it falls back to httpx.
@@ -141,3 +142,47 @@ def test_a_runtime_crash_is_loud(
     assert seen["health"].status_code == 503
     assert seen["health"].json()["status"] == "down"
     assert "the actorq runtime crashed" in caplog.text
+
+
+async def _asgi_client(app: Any, state: Any) -> httpx.AsyncClient:
+    """A client over httpx's ASGI transport, with the lifespan's state in every request's
+    scope as a server gives it (the transport runs no lifespan)."""
+
+    async def with_state(scope: Any, receive: Any, send: Any) -> None:
+        await app({**scope, "state": dict(state)}, receive, send)
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=with_state), base_url="http://t")
+
+
+async def test_bad_input_is_422_naming_the_field(service: ModuleType) -> None:
+    app = service.create_app(None, journal=MemoryChangeLog())
+    async with app.router.lifespan_context(app) as state, await _asgi_client(app, state) as client:
+        cases = [
+            ({"name": "resize", "delay": -1}, "delay", -1.0),
+            ({"name": ""}, "name", ""),
+            ({"name": "resize", "idempotency_key": ""}, "idempotency_key", ""),
+        ]
+        for body, field, value in cases:
+            r = await client.post("/jobs", json=body)
+            assert r.status_code == 422, (body, r.text)
+            (error,) = r.json()["detail"]
+            assert error["loc"] == ["body", field] and error["input"] == value
+            assert error["type"] == "invalid_option" and error["msg"]
+        # A NaN in the data (Python's JSON parser takes it): named, sent back as text.
+        r = await client.post(
+            "/jobs",
+            content=b'{"name": "resize", "data": {"x": NaN}}',
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "data"]
+        assert r.json()["detail"][0]["input"] == "{'x': nan}"
+        for wait in ("-1", "nan", "inf", "3600"):
+            r = await client.get("/jobs/1", params={"wait": wait})
+            assert r.status_code == 422, (wait, r.text)
+            assert r.json()["detail"][0]["loc"] == ["query", "wait"]
+        # Nothing was added by any of them.
+        counts = (await client.get("/health")).json()["queues"]["images"]
+        assert sum(counts.values()) == 0
+        ok = await client.post("/jobs", json={"name": "resize", "data": {"image": "a.png"}})
+        assert ok.status_code == 202 and ok.json()["id"] == 1

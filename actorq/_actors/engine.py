@@ -47,6 +47,7 @@ from .._core import commands as c
 from .._core.events import Event
 from .._core.states import TERMINAL
 from .._exceptions import ActorqError, RuntimeClosedError
+from .._failures import log_stalls
 from .changelog import ChangeLog
 from .messages import DEFER, TICK, Crash, Request, Tick
 
@@ -260,6 +261,8 @@ class Engine:
                 self._serve_fetchers(now)
         if core.aborts:
             self._collect_aborts()
+        if core.stalls:
+            log_stalls(core.stalls)
         changes, events, finished = core.take_effects()
         outbox = Outbox(changes, self._sends, self._aborts, self._replies, events, finished)
         self._sends, self._aborts, self._replies = [], [], []

@@ -20,7 +20,6 @@ coroutine is `anyio.to_thread.run_sync`'s. A job's `timeout` is a deadline aroun
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final
@@ -36,11 +35,9 @@ from .._core import JobRecord
 from .._core import commands as c
 from .._core.records import MAX_WAIT
 from .._exceptions import DelayedError, InvalidOptionError, UnrecoverableError, WaitingChildrenError
-from .._failures import reason, storable, trace
+from .._failures import log_failed_attempt, reason, storable, trace
 from ..clock import Clock, DeadlineScope, VirtualClock, running_for
 from .engine import Engine
-
-log = logging.getLogger("actorq.worker")
 
 Outcome = tuple[int, bytes | None] | c.Fail | c.MoveToDelayed
 
@@ -187,7 +184,9 @@ class WorkerActor:
                     await self._wait(job, started) if isinstance(started, _Resume) else started
                 )
             if deadline.cancelled_caught:
-                outcome = c.Fail(job_id, token, f"job timed out after {rec.timeout} s")
+                why = f"job timed out after {rec.timeout} s"
+                log_failed_attempt(rec, why, None)
+                outcome = c.Fail(job_id, token, why)
             current.pop()
             del running[job_id]
             self._freed += 1
@@ -203,7 +202,7 @@ class WorkerActor:
             coro = self._call(job)
             first = coro.send(None)
         except StopIteration as stop:
-            return _ok(job.id, stop.value, self.token)
+            return _ok(job, stop.value, self.token)
         except BaseException as exc:
             if not _processors_own(exc):
                 raise
@@ -217,7 +216,7 @@ class WorkerActor:
             self._inbox_tx.send_nowait([])
         self._flush()
         try:
-            return _ok(job.id, await resume, self.token)
+            return _ok(job, await resume, self.token)
         except BaseException as exc:
             if not _processors_own(exc):
                 raise
@@ -263,13 +262,15 @@ def _processors_own(exc: BaseException) -> bool:
     return True
 
 
-def _ok(job_id: int, value: Any, token: str) -> Outcome:
+def _ok(job: Any, value: Any, token: str) -> Outcome:
     if value is None:
-        return (job_id, None)
+        return (job.id, None)
     try:
-        return (job_id, encode("return value", value))
+        return (job.id, encode("return value", value))
     except InvalidOptionError as exc:
-        return c.Fail(job_id, token, storable(str(exc)))
+        why = storable(str(exc))
+        log_failed_attempt(job._rec, why, exc)
+        return c.Fail(job.id, token, why)
 
 
 def _classify(job: Any, exc: BaseException, token: str) -> Outcome | None:
@@ -286,8 +287,12 @@ def _classify(job: Any, exc: BaseException, token: str) -> Outcome | None:
         ):
             # A delay that cannot be a due time fails the attempt; the runtime goes on.
             why = f"DelayedError: delay={delay!r} must be a number of seconds in [0, {MAX_WAIT:g}]"
+            log_failed_attempt(job._rec, storable(why), exc)
             return c.Fail(job_id, token, storable(why), trace(exc))
         return c.MoveToDelayed(job_id, token, delay=delay)
     if isinstance(exc, WaitingChildrenError):
         return None
-    return c.Fail(job_id, token, reason(exc), trace(exc), isinstance(exc, UnrecoverableError))
+    why = reason(exc)
+    unrecoverable = isinstance(exc, UnrecoverableError)
+    log_failed_attempt(job._rec, why, exc, unrecoverable=unrecoverable)
+    return c.Fail(job_id, token, why, trace(exc), unrecoverable)

@@ -29,6 +29,9 @@ C, F, X = JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED
 
 #: BullMQ's reason, kept word for word so code matching on it keeps working.
 STALLED_LIMIT: Final = "job stalled more than allowable limit"
+#: Why a job stalled, for the log: its lock expired, or the runtime stopped while it ran.
+LOCK_STALL: Final = "its lock expired"
+RESTART_STALL: Final = "it was active when the runtime last stopped"
 
 
 class Control:
@@ -45,6 +48,7 @@ class Control:
     events: list[ev.Event] | None
     finished: list[JobRecord]
     aborts: list[tuple[int, str]]
+    stalls: list[tuple[JobRecord, str | None, str]]
 
     if TYPE_CHECKING:
 
@@ -105,11 +109,12 @@ class Control:
         """After a restart, every job that was active stalled: its holder is gone."""
         held = [rec for rec in self.jobs.values() if rec.state is A]
         for rec in held:
-            self._stall(rec, now)
+            self._stall(rec, now, RESTART_STALL)
         self._settle(now)
         return len(held)
 
-    def _stall(self, rec: JobRecord, now: float) -> None:
+    def _stall(self, rec: JobRecord, now: float, why: str = LOCK_STALL) -> None:
+        self.stalls.append((rec, rec.lock_token, why))
         count = rec.stalled_counter + 1
         if count > rec.max_stalled_count:
             self._change(

@@ -119,6 +119,9 @@ class CoreState(Admission, Relations, Control, Replay):
         #: Active jobs cancelled since the last `take_effects`: (job id, lock token), so the
         #: scheduler can stop their processors.
         self.aborts: list[tuple[int, str]] = []
+        #: Jobs that stalled since the engine last looked (it logs them): (record, the lock
+        #: token it was held under, why).
+        self.stalls: list[tuple[JobRecord, str | None, str]] = []
         # Work the index layer found for the transition layer (live only, never in replay):
         # blocked jobs that may be ready, jobs whose end cascades, children that ended.
         self._live = True
