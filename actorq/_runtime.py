@@ -356,6 +356,7 @@ class Runtime:
             except BaseException:
                 if not req.replied:
                     req.abandoned = True
+                    engine.forget(req)
                 elif give_back:
                     self._give_back(req)
                 raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from actorq import Job, Runtime, VirtualClock
@@ -17,10 +18,10 @@ JOBS = 3 * COMPACT_AFTER
 
 
 @pytest.fixture(params=["memory", "journal"])
-def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Runtime]:
+def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Runtime]:
     if request.param == "memory":
-        return lambda: Runtime(clock=VirtualClock())
-    return lambda: Runtime(tmp_path / "j", clock=VirtualClock())
+        return lambda clock=None: Runtime(clock=clock or VirtualClock())
+    return lambda clock=None: Runtime(tmp_path / "j", clock=clock or VirtualClock())
 
 
 async def noop(job: Job) -> None:
@@ -28,7 +29,7 @@ async def noop(job: Job) -> None:
 
 
 async def test_jobs_removed_on_complete_leave_nothing_behind(
-    runtime: Callable[[], Runtime],
+    runtime: Callable[..., Runtime],
 ) -> None:
     async with runtime() as rt:
         q = rt.queue("q")
@@ -42,3 +43,59 @@ async def test_jobs_removed_on_complete_leave_nothing_behind(
         core = rt._core
         assert core.jobs == {}
         assert len(core.queues["q"].completed) == 0
+
+
+# ---------------------------------------------------------------- waits that gave up
+
+
+@pytest.mark.parametrize("timeout", [0, 5])
+async def test_a_timed_out_wait_until_finished_leaves_no_waiter(
+    runtime: Callable[..., Runtime], timeout: float
+) -> None:
+    async with runtime() as rt:
+        q = rt.queue("q")
+        await q.pause()
+        job = await q.add("never")
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                await job.wait_until_finished(timeout=timeout)
+        assert rt._engine is not None
+        assert rt._engine.waiters == {}
+        # The job itself is untouched: a wait that does not give up still gets its end.
+        rt.worker(q, noop)
+        await q.resume()
+        assert await job.wait_until_finished(timeout=60) is None
+
+
+@pytest.mark.parametrize("timeout", [1e-9, 5])
+async def test_a_timed_out_get_next_job_leaves_no_fetcher(
+    runtime: Callable[..., Runtime], timeout: float
+) -> None:
+    async with runtime() as rt:
+        q = rt.queue("q")
+        w = rt.worker(q)
+        for _ in range(3):
+            assert await w.get_next_job("t", timeout=timeout) is None
+        assert rt._engine is not None
+        assert rt._engine.fetchers == {}
+        # Nothing was locked for the consumers that gave up: the next job goes to the next.
+        await q.add("x")
+        job = await w.get_next_job("t", timeout=timeout)
+        assert job is not None and job.name == "x"
+
+
+async def test_a_cancelled_wait_leaves_no_waiter(runtime: Callable[..., Runtime]) -> None:
+    async with runtime(VirtualClock(autojump=False)) as rt:
+        q = rt.queue("q")
+        await q.pause()
+        job = await q.add("never")
+        w = rt.worker(q)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(job.wait_until_finished)
+            tg.start_soon(w.get_next_job, "t", 60)
+            await anyio.wait_all_tasks_blocked()
+            assert rt._engine is not None
+            assert rt._engine.waiters and rt._engine.fetchers  # both are waiting
+            tg.cancel_scope.cancel()
+        assert rt._engine.waiters == {}
+        assert rt._engine.fetchers == {}

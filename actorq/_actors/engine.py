@@ -417,6 +417,8 @@ class Engine:
 
     def _fetch(self, req: Request, cmd: c.Fetch, now: float) -> Any:
         """Manual `get_next_job`: lock the next waiting job under the token, or wait."""
+        if req.abandoned:  # its caller gave up while it sat in the mailbox: lock nothing
+            return None
         jobs = self.core.handle(cmd.take, now)
         if jobs:
             return jobs[0]
@@ -427,7 +429,7 @@ class Engine:
 
     def _wait_finished(self, req: Request, cmd: c.WaitFinished, now: float) -> Any:
         rec = self.core.jobs.get(cmd.job_id)
-        if rec is None or rec.state in TERMINAL:
+        if rec is None or rec.state in TERMINAL or req.abandoned:
             return rec
         self.waiters.setdefault(cmd.job_id, []).append(req)
         return DEFER
@@ -490,6 +492,16 @@ class Engine:
     def _workers_idle(self) -> bool:
         return all(slot.free == slot.concurrency for slot in self.slots.values())
 
+    def forget(self, req: Request) -> None:
+        """Its caller gave up on `req` (a timeout, a cancellation): a wait it kept pending is
+        dropped now, not when its job finishes or a job arrives, which may be never."""
+        cmd = req.command
+        kind = type(cmd)
+        if kind is c.WaitFinished:
+            _discard(self.waiters, cmd.job_id, req)
+        elif kind is c.Fetch:
+            _discard(self.fetchers, cmd.take.queue, req)
+
     # ------------------------------------------------------------------ subscribers
 
     def subscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
@@ -509,6 +521,15 @@ def crashed_error(exc: BaseException) -> RuntimeClosedError:
     error = RuntimeClosedError(f"the runtime crashed: {exc!r}")
     error.__cause__ = exc
     return error
+
+
+def _discard(pending: dict[Any, Any], key: Any, req: Request) -> None:
+    """Take `req` out of the requests kept pending under `key`, and the key once empty."""
+    waiting = pending.get(key)
+    if waiting is not None and req in waiting:
+        waiting.remove(req)
+        if not waiting:
+            del pending[key]
 
 
 def _reply(req: Request) -> None:
