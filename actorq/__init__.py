@@ -52,7 +52,7 @@ from ._journal import (
 )
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
-from ._runtime import EventStream, Runtime
+from ._runtime import EventStream, Lagged, Runtime
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -98,6 +98,7 @@ __all__ = [
     "JournalFailedError",
     "JournalFormatError",
     "JournalLockedError",
+    "Lagged",
     "LockError",
     "MemoryChangeLog",
     "NullChangeLog",

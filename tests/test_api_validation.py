@@ -235,6 +235,15 @@ async def test_bad_worker_concurrency_is_rejected(rt: Runtime, q: Queue) -> None
         check_error(info.value, "concurrency", bad)
 
 
+async def test_bad_event_buffer_is_rejected(rt: Runtime) -> None:
+    for bad in (0, -1, 2.5, None):
+        with pytest.raises(InvalidOptionError) as info:
+            rt.events(buffer=bad)
+        check_error(info.value, "buffer", bad)
+    async with rt.events(buffer=1) as events:
+        assert events.capacity == 1
+
+
 async def test_valid_input_is_accepted(q: Queue) -> None:
     """The checks are not over-eager: the boundary values all pass."""
     before = await q.counts()

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from actorq import Job, Runtime, VirtualClock
+from actorq import Job, Lagged, Runtime, VirtualClock
 from actorq._core.finished import COMPACT_AFTER
 
 JOBS = 3 * COMPACT_AFTER
@@ -99,3 +99,26 @@ async def test_a_cancelled_wait_leaves_no_waiter(runtime: Callable[..., Runtime]
             tg.cancel_scope.cancel()
         assert rt._engine.waiters == {}
         assert rt._engine.fetchers == {}
+
+
+# ---------------------------------------------------------------- subscribers that never read
+
+
+async def test_an_unread_subscriber_stays_bounded_and_is_told_what_it_lost(
+    runtime: Callable[..., Runtime],
+) -> None:
+    async with runtime() as rt:
+        q = rt.queue("q")
+        unread = rt.events(buffer=100)
+        everything = rt.events(buffer=10 * JOBS)  # holds every event: the reference
+        jobs = await q.add_bulk([{"name": "j", "data": i} for i in range(JOBS)])
+        worker = rt.worker(q, noop, concurrency=16)
+        await rt.wait(jobs)
+        await worker.close()
+        assert len(unread) == 100
+        published = everything.drain_nowait()
+        assert len(published) > 3 * JOBS  # added, active, completed, and drained notices
+        got = unread.drain_nowait()
+        assert got == [Lagged(len(published) - 100), *published[-100:]]
+        unread.close()
+        everything.close()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -49,6 +49,9 @@ from .._core.states import TERMINAL
 from .._exceptions import ActorqError, RuntimeClosedError
 from .changelog import ChangeLog
 from .messages import DEFER, TICK, Crash, Request, Tick
+
+if TYPE_CHECKING:
+    from .subscription import EventStream
 
 #: A caller's calls are counted, and the one whose count has these bits clear (one in 32)
 #: yields to the event loop first (see `Engine.yield_due`).
@@ -117,7 +120,7 @@ class Engine:
         self.workers: dict[str, list[WorkerSlot]] = {}
         self.slots: dict[str, WorkerSlot] = {}
         self.waiters: dict[int, list[Request]] = {}
-        self.subscribers: list[MemoryObjectSendStream[Event]] = []
+        self.subscribers: list[EventStream] = []
         self.idle_waiters: list[Request] = []
         self.closing: dict[str, Request] = {}
         # Manual consumers waiting in get_next_job, per queue, oldest first.
@@ -361,15 +364,8 @@ class Engine:
             self.on_idle()
 
     def _publish(self, events: list[Event]) -> None:
-        dead = []
         for sub in self.subscribers:
-            try:
-                for event in events:
-                    sub.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                dead.append(sub)
-        for sub in dead:
-            self.subscribers.remove(sub)
+            sub.publish(events)  # bounded, never blocks (see `subscription`)
 
     def _reply_idle_waiters(self) -> None:
         """Workers closing or a shutdown waiting for idle workers: answer those now idle."""
@@ -504,13 +500,13 @@ class Engine:
 
     # ------------------------------------------------------------------ subscribers
 
-    def subscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
-        self.subscribers.append(tx)
+    def subscribe(self, stream: EventStream) -> None:
+        self.subscribers.append(stream)
         self.core.publish_events(True)
 
-    def unsubscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
-        if tx in self.subscribers:
-            self.subscribers.remove(tx)
+    def unsubscribe(self, stream: EventStream) -> None:
+        if stream in self.subscribers:
+            self.subscribers.remove(stream)
         if not self.subscribers:
             self.core.publish_events(False)
 
