@@ -29,7 +29,7 @@ from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
 from ._journal import open_changelog
-from ._options import check_processor, check_queue_name, count, positive
+from ._options import MAX_CONCURRENCY, check_processor, check_queue_name, count, positive
 from ._queue import Queue
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -216,13 +216,13 @@ class Runtime:
     ) -> Worker:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
-        ``concurrency`` jobs run at once. With ``run_in_thread=True`` the processor is a
-        plain function run in a worker thread. What it returns (JSON-encodable) becomes the
-        job's return value; what it raises fails the attempt. Without a processor the worker
-        is manual (see `Worker.get_next_job`): its jobs are locked for ``lock_duration``
-        seconds, and stall when a lock expires. A stall is detected the moment the lock
-        expires (a sorted index, not a periodic scan), so ``stalled_interval`` is accepted for
-        BullMQ compatibility and never delays detection.
+        ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
+        processor is a plain function run in a worker thread. What it returns
+        (JSON-encodable) becomes the job's return value; what it raises fails the attempt.
+        Without a processor the worker is manual (see `Worker.get_next_job`): its jobs are
+        locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
+        detected the moment the lock expires (a sorted index, not a periodic scan), so
+        ``stalled_interval`` is accepted for BullMQ compatibility and never delays detection.
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
@@ -239,7 +239,7 @@ class Runtime:
             self._workers[token] = handle
             return handle
         check_processor(processor, run_in_thread)
-        concurrency = count("concurrency", concurrency)
+        concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         engine = self._engine
         assert engine is not None
         inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
