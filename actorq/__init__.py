@@ -54,7 +54,7 @@ from ._journal import (
 )
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
-from ._runtime import EventStream, Runtime
+from ._runtime import EventStream, Lagged, Runtime
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -102,6 +102,7 @@ __all__ = [
     "JournalFormatError",
     "JournalLockedError",
     "JournalMissingRecordsError",
+    "Lagged",
     "LockError",
     "MemoryChangeLog",
     "NullChangeLog",

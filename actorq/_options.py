@@ -24,6 +24,10 @@ MAX_PRIORITY: Final = 2**31
 #: The largest count a call accepts (attempts, retention counts, concurrency...): what the
 #: journal stores as a signed 64-bit integer.
 MAX_COUNT: Final = 2**63 - 1
+#: The most processors one worker runs at once. Each slot is a task started with the
+#: worker, so the cost of a start grows with it whatever the load; past this it takes
+#: seconds and hundreds of megabytes, which no single worker needs.
+MAX_CONCURRENCY: Final = 10_000
 #: Option names `Queue.add` takes, besides `name` and `data`.
 JOB_OPTIONS: Final = (
     "priority",
@@ -315,8 +319,8 @@ def positive(field: str, value: object) -> float:
     return _number(field, value, positive=True)
 
 
-def count(field: str, value: object, low: int = 1) -> int:
-    return _int(field, value, low)
+def count(field: str, value: object, low: int = 1, high: int = MAX_COUNT) -> int:
+    return _int(field, value, low, high)
 
 
 #: Every `JobSpec` field a job added with no options gets, as the full path computes them.

@@ -10,27 +10,26 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import anyio.lowlevel
 import attrs
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.engine import Engine, WorkerSlot, crashed_error
 from ._actors.messages import Request
 from ._actors.scheduler import Scheduler
+from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
 from ._actors.worker import WorkerActor
 from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
-from ._core.events import Event
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
 from ._journal import GuardsIds, open_changelog
-from ._options import check_processor, check_queue_name, count, positive
+from ._options import MAX_CONCURRENCY, check_processor, check_queue_name, count, positive
 from ._queue import Queue
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -167,7 +166,7 @@ class Runtime:
                 for stream in self._streams:
                     stream.close()
                 for sub in engine.subscribers:
-                    sub.close()
+                    sub.end()
                 await self._journal.aclose()
         return None
 
@@ -219,13 +218,13 @@ class Runtime:
     ) -> Worker:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
-        ``concurrency`` jobs run at once. With ``run_in_thread=True`` the processor is a
-        plain function run in a worker thread. What it returns (JSON-encodable) becomes the
-        job's return value; what it raises fails the attempt. Without a processor the worker
-        is manual (see `Worker.get_next_job`): its jobs are locked for ``lock_duration``
-        seconds, and stall when a lock expires. A stall is detected the moment the lock
-        expires (a sorted index, not a periodic scan), so ``stalled_interval`` is accepted for
-        BullMQ compatibility and never delays detection.
+        ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
+        processor is a plain function run in a worker thread. What it returns
+        (JSON-encodable) becomes the job's return value; what it raises fails the attempt.
+        Without a processor the worker is manual (see `Worker.get_next_job`): its jobs are
+        locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
+        detected the moment the lock expires (a sorted index, not a periodic scan), so
+        ``stalled_interval`` is accepted for BullMQ compatibility and never delays detection.
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
@@ -242,7 +241,7 @@ class Runtime:
             self._workers[token] = handle
             return handle
         check_processor(processor, run_in_thread)
-        concurrency = count("concurrency", concurrency)
+        concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         engine = self._engine
         assert engine is not None
         inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
@@ -288,16 +287,16 @@ class Runtime:
     def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
         return Job(self, rec, token, None, True)
 
-    def events(self) -> EventStream:
-        """Subscribe to lifecycle events: every event after this call, none missed.
+    def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
+        """Subscribe to lifecycle events: every event after this call, in order.
 
-        Use as ``async with rt.events() as events: async for event in events: ...``.
+        Use as ``async with rt.events() as events: async for event in events: ...``. The
+        runtime never waits for a subscriber: one that falls more than ``buffer`` events
+        behind loses the oldest, and reads a `Lagged` notice of how many before the rest.
         """
         self._check_running()
         assert self._engine is not None
-        tx, rx = anyio.create_memory_object_stream[Event](math.inf)
-        self._engine.subscribe(tx)
-        return EventStream(self._engine, tx, rx)
+        return EventStream(self._engine, count("buffer", buffer))
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """Counts by state for every queue."""
@@ -358,6 +357,7 @@ class Runtime:
             except BaseException:
                 if not req.replied:
                     req.abandoned = True
+                    engine.forget(req)
                 elif give_back:
                     self._give_back(req)
                 raise
@@ -436,50 +436,7 @@ def _load(core: CoreState, journal: ChangeLog) -> int:
             gc.enable()
 
 
-class EventStream:
-    """An async iterator over lifecycle events; close it (or leave its block) to unsubscribe."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        tx: MemoryObjectSendStream[Event],
-        rx: MemoryObjectReceiveStream[Event],
-    ) -> None:
-        self._engine = engine
-        self._tx = tx
-        self._rx = rx
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._rx.__aiter__()
-
-    async def __anext__(self) -> Event:
-        return await self._rx.receive()
-
-    def receive_nowait(self) -> Event:
-        return self._rx.receive_nowait()
-
-    def drain_nowait(self) -> list[Event]:
-        """Every event already delivered, without waiting (empty when none is)."""
-        out: list[Event] = []
-        while True:
-            try:
-                out.append(self._rx.receive_nowait())
-            except anyio.WouldBlock:
-                return out
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._engine.unsubscribe(self._tx)
-        self._tx.close()
-        self._rx.close()
-
-
-__all__ = ["EventStream", "MemoryChangeLog", "Runtime", "RuntimeStatistics"]
+__all__ = ["EventStream", "Lagged", "MemoryChangeLog", "Runtime", "RuntimeStatistics"]
 
 
 def _backend_checkpoint() -> Callable[[], Awaitable[None]]:

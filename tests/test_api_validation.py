@@ -9,7 +9,7 @@ import pytest
 
 import actorq
 from actorq import Backoff, InvalidOptionError, Queue, Runtime
-from actorq._options import job_spec
+from actorq._options import MAX_CONCURRENCY, job_spec
 
 
 @pytest.fixture
@@ -229,10 +229,29 @@ async def test_bad_worker_concurrency_is_rejected(rt: Runtime, q: Queue) -> None
     async def proc(job: actorq.Job) -> None:
         return None
 
-    for bad in (0, -1, 2.5):
+    for bad in (0, -1, 2.5, MAX_CONCURRENCY + 1, 300_000):
         with pytest.raises(InvalidOptionError) as info:
             rt.worker(q, proc, concurrency=bad)
         check_error(info.value, "concurrency", bad)
+    assert f"must be within [1, {MAX_CONCURRENCY}]" in str(info.value)
+
+
+async def test_the_largest_concurrency_is_accepted(rt: Runtime, q: Queue) -> None:
+    async def proc(job: actorq.Job) -> None:
+        return None
+
+    worker = rt.worker(q, proc, concurrency=MAX_CONCURRENCY)
+    assert worker.concurrency == MAX_CONCURRENCY
+    await worker.close()
+
+
+async def test_bad_event_buffer_is_rejected(rt: Runtime) -> None:
+    for bad in (0, -1, 2.5, None):
+        with pytest.raises(InvalidOptionError) as info:
+            rt.events(buffer=bad)
+        check_error(info.value, "buffer", bad)
+    async with rt.events(buffer=1) as events:
+        assert events.capacity == 1
 
 
 async def test_valid_input_is_accepted(q: Queue) -> None:

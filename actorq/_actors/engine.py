@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -50,6 +50,9 @@ from .._exceptions import ActorqError, RuntimeClosedError
 from .._failures import log_stalls
 from .changelog import ChangeLog
 from .messages import DEFER, TICK, Crash, Request, Tick
+
+if TYPE_CHECKING:
+    from .subscription import EventStream
 
 #: A caller's calls are counted, and the one whose count has these bits clear (one in 32)
 #: yields to the event loop first (see `Engine.yield_due`).
@@ -118,7 +121,7 @@ class Engine:
         self.workers: dict[str, list[WorkerSlot]] = {}
         self.slots: dict[str, WorkerSlot] = {}
         self.waiters: dict[int, list[Request]] = {}
-        self.subscribers: list[MemoryObjectSendStream[Event]] = []
+        self.subscribers: list[EventStream] = []
         self.idle_waiters: list[Request] = []
         self.closing: dict[str, Request] = {}
         # Manual consumers waiting in get_next_job, per queue, oldest first.
@@ -364,15 +367,8 @@ class Engine:
             self.on_idle()
 
     def _publish(self, events: list[Event]) -> None:
-        dead = []
         for sub in self.subscribers:
-            try:
-                for event in events:
-                    sub.send_nowait(event)
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                dead.append(sub)
-        for sub in dead:
-            self.subscribers.remove(sub)
+            sub.publish(events)  # bounded, never blocks (see `subscription`)
 
     def _reply_idle_waiters(self) -> None:
         """Workers closing or a shutdown waiting for idle workers: answer those now idle."""
@@ -420,6 +416,8 @@ class Engine:
 
     def _fetch(self, req: Request, cmd: c.Fetch, now: float) -> Any:
         """Manual `get_next_job`: lock the next waiting job under the token, or wait."""
+        if req.abandoned:  # its caller gave up while it sat in the mailbox: lock nothing
+            return None
         jobs = self.core.handle(cmd.take, now)
         if jobs:
             return jobs[0]
@@ -430,7 +428,7 @@ class Engine:
 
     def _wait_finished(self, req: Request, cmd: c.WaitFinished, now: float) -> Any:
         rec = self.core.jobs.get(cmd.job_id)
-        if rec is None or rec.state in TERMINAL:
+        if rec is None or rec.state in TERMINAL or req.abandoned:
             return rec
         self.waiters.setdefault(cmd.job_id, []).append(req)
         return DEFER
@@ -493,15 +491,25 @@ class Engine:
     def _workers_idle(self) -> bool:
         return all(slot.free == slot.concurrency for slot in self.slots.values())
 
+    def forget(self, req: Request) -> None:
+        """Its caller gave up on `req` (a timeout, a cancellation): a wait it kept pending is
+        dropped now, not when its job finishes or a job arrives, which may be never."""
+        cmd = req.command
+        kind = type(cmd)
+        if kind is c.WaitFinished:
+            _discard(self.waiters, cmd.job_id, req)
+        elif kind is c.Fetch:
+            _discard(self.fetchers, cmd.take.queue, req)
+
     # ------------------------------------------------------------------ subscribers
 
-    def subscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
-        self.subscribers.append(tx)
+    def subscribe(self, stream: EventStream) -> None:
+        self.subscribers.append(stream)
         self.core.publish_events(True)
 
-    def unsubscribe(self, tx: MemoryObjectSendStream[Event]) -> None:
-        if tx in self.subscribers:
-            self.subscribers.remove(tx)
+    def unsubscribe(self, stream: EventStream) -> None:
+        if stream in self.subscribers:
+            self.subscribers.remove(stream)
         if not self.subscribers:
             self.core.publish_events(False)
 
@@ -512,6 +520,15 @@ def crashed_error(exc: BaseException) -> RuntimeClosedError:
     error = RuntimeClosedError(f"the runtime crashed: {exc!r}")
     error.__cause__ = exc
     return error
+
+
+def _discard(pending: dict[Any, Any], key: Any, req: Request) -> None:
+    """Take `req` out of the requests kept pending under `key`, and the key once empty."""
+    waiting = pending.get(key)
+    if waiting is not None and req in waiting:
+        waiting.remove(req)
+        if not waiting:
+            del pending[key]
 
 
 def _reply(req: Request) -> None:

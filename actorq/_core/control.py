@@ -152,11 +152,11 @@ class Control:
             qs = self.queues[rec.queue]
             state = rec.state
             line = qs.completed if state is C else qs.failed
-            while qs.counts[state] > keep.count and line:
-                stamp, job_id = line.popleft()
-                old = self.jobs.get(job_id)
-                if old is not None and old.state is state and old.order == stamp:
-                    self._remove(old)
+            while qs.counts[state] > keep.count:
+                oldest = line.pop_oldest(self.jobs)
+                if oldest is None:
+                    break
+                self._remove(oldest)
 
     def expire_retention(self, now: float) -> int:
         """Remove finished jobs whose `age` retention has run out."""

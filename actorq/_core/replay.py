@@ -245,7 +245,7 @@ class Replay:
         finished.sort(key=_BY_ORDER)
         for rec in finished:
             qs = self.queues[rec.queue]
-            (qs.completed if rec.state is C else qs.failed).append((rec.order, rec.id))
+            (qs.completed if rec.state is C else qs.failed).push(rec)
 
 
 __all__ = ["Replay"]

@@ -41,7 +41,6 @@ Layout
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
@@ -51,6 +50,7 @@ from .admission import Admission
 from .blocking import BlockingIndex
 from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
+from .finished import FinishedLine
 from .handlers import HANDLERS
 from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
@@ -87,11 +87,8 @@ class QueueState:
         self.paused = False
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
-        # Finished jobs in the order they finished, for count-based retention: (order, id).
-        # Entries of jobs removed or retried since are stale and skipped (their order, stamped
-        # anew at every finish, no longer matches).
-        self.completed: deque[tuple[float, int]] = deque()
-        self.failed: deque[tuple[float, int]] = deque()
+        self.completed = FinishedLine(C)
+        self.failed = FinishedLine(F)
 
 
 class CoreState(Admission, Relations, Control, Replay):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from .finished import COMPACT_AFTER
 from .states import MOVES, TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -79,8 +80,10 @@ def _enter_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     finished_at = rec.finished_at
     assert finished_at is not None
     completed = rec.state is C
-    (qs.completed if completed else qs.failed).append((rec.order, rec.id))
-    age = (rec.remove_on_complete if completed else rec.remove_on_fail).age
+    keep = rec.remove_on_complete if completed else rec.remove_on_fail
+    if keep.count != 0:  # else its retention removes it at once: its entry would be stale
+        (qs.completed if completed else qs.failed).push(rec)
+    age = keep.age
     if age is not None:
         core.expiries.add((finished_at + age, rec.id))
         core.due_bound = min(core.due_bound, finished_at + age)
@@ -88,9 +91,15 @@ def _enter_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
 
 def _leave_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     assert rec.finished_at is not None
-    keep = rec.remove_on_complete if rec.state is C else rec.remove_on_fail
+    completed = rec.state is C
+    keep = rec.remove_on_complete if completed else rec.remove_on_fail
     if keep.age is not None:
         core.expiries.discard((rec.finished_at + keep.age, rec.id))
+    # As in `_leave_waiting`: where stale entries appear, so where they are compacted. A
+    # short line (the one of jobs removed at once stays empty) costs one comparison.
+    line = qs.completed if completed else qs.failed
+    if len(line) > COMPACT_AFTER:
+        line.maybe_compact(core.jobs, qs.counts[line.state])
 
 
 _Upkeep = Any  # Callable[[CoreState, QueueState, JobRecord], None]

@@ -1,0 +1,63 @@
+"""The finished line of one queue and end state: the jobs that completed (or failed) in the
+order they finished, for count-based retention (keep the N newest).
+
+A job that leaves the line other than from its head (removed by hand, by its age, retried)
+is not searched for: its entry goes stale, recognised because the job's ``order``, stamped
+anew at every finish, no longer matches it, and is skipped when it reaches the head. Stale
+entries are compacted once they outnumber the live ones, so the line stays proportional to
+the finished jobs kept, whatever number of jobs went through it. A job its own retention
+removes at once is never entered at all (see `upkeep`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping
+
+from .records import JobRecord
+from .states import JobState
+
+#: Stale entries tolerated before a compaction is considered: below this the scan would cost
+#: more than the entries do.
+COMPACT_AFTER = 1024
+
+
+class FinishedLine:
+    __slots__ = ("_entries", "state")
+
+    def __init__(self, state: JobState) -> None:
+        self.state = state
+        self._entries: deque[tuple[int, int]] = deque()
+
+    def push(self, rec: JobRecord) -> None:
+        self._entries.append((rec.order, rec.id))
+
+    def pop_oldest(self, jobs: Mapping[int, JobRecord]) -> JobRecord | None:
+        """Take the oldest job still finished in this state, or None when there is none."""
+        entries = self._entries
+        while entries:
+            order, job_id = entries.popleft()
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is self.state and rec.order == order:
+                return rec
+        return None
+
+    def live(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
+        """Live entries, oldest first."""
+        state = self.state
+        for order, job_id in self._entries:
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is state and rec.order == order:
+                yield rec
+
+    def maybe_compact(self, jobs: Mapping[int, JobRecord], live: int) -> None:
+        stale = len(self._entries) - live
+        if stale > COMPACT_AFTER and stale > live:
+            self._entries = deque((rec.order, rec.id) for rec in self.live(jobs))
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        """Entries held, stale ones included (the core keeps the live count)."""
+        return len(self._entries)
