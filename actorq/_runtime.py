@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import gc
 import itertools
@@ -17,6 +18,7 @@ from typing import Any, Self
 import anyio
 import anyio.lowlevel
 import attrs
+from anyio.abc import TaskGroup, TaskStatus
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.engine import Engine, WorkerSlot, crashed_error
@@ -38,6 +40,9 @@ log = logging.getLogger("actorq")
 log.addHandler(logging.NullHandler())
 
 _NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+
+#: The runtime whose own tasks (loop, workers, processors) the current task is one of.
+_within: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("_within", default=None)
 
 
 class Runtime:
@@ -88,6 +93,13 @@ class Runtime:
         self._sched: Scheduler | None = None
         self._stack = contextlib.AsyncExitStack()
         self._tg: Any = None
+        self._outer: TaskGroup | None = None
+        self._host: int | None = None
+        self._crash: BaseException | None = None
+        self._halted = False
+        self._exited = False
+        self._stop_asked: anyio.Event  # made on start: an Event needs the event loop
+        self._stopped: anyio.Event
         # Every stream end the runtime made, closed when it stops (subscribers' ends too).
         self._streams: list[Any] = []
         self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
@@ -115,18 +127,18 @@ class Runtime:
             # A new history starts with the seed, so a replay never depends on the runtime
             # that reopens it being given the same one.
             self._core.changes.append(("rng", self._core.rng))
+        self._host = anyio.get_current_task().id
+        self._stop_asked = anyio.Event()
+        self._stopped = anyio.Event()
         try:
-            self._tg = await self._stack.enter_async_context(anyio.create_task_group())
-            await self._tg.start(self._sched.run)
-            await self._tg.start(self._sched.run_timer)
+            outer = await self._stack.enter_async_context(anyio.create_task_group())
+            self._outer = outer
+            self._tg = await outer.start(self._supervise)
             if self._vclock is not None:
-                engine.on_idle = self._vclock.poke
-                self._vclock.attach(engine)
                 self._stack.callback(self._vclock.detach, engine)
-                if self._vclock.autojump:
-                    self._tg.start_soon(self._vclock.drive)
         except BaseException:
-            self._tg.cancel_scope.cancel()
+            if self._outer is not None:
+                self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
         self._state = _RUNNING
@@ -143,32 +155,90 @@ class Runtime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        engine, sched = self._engine, self._sched
-        assert engine is not None and sched is not None
+        if self._exited:  # `close()` already did it
+            return None
+        self._exited = True
+        assert self._outer is not None
         try:
             if exc_type is None and self._state == _RUNNING:
-                await self._graceful_stop()
+                self._ask_stop()
+            if exc_type is None:
+                await self._stopped.wait()  # the supervisor stops gracefully (`_supervise`)
         finally:
             self._state = _CLOSED
-            self._tg.cancel_scope.cancel()
+            self._outer.cancel_scope.cancel()
             try:
                 # The block's own exception propagates as itself, not wrapped in a group.
                 await self._stack.aclose()
             finally:
-                crashed = engine.crashed
-                engine.fail_pending(
-                    crashed_error(crashed)
-                    if crashed is not None
-                    and not isinstance(crashed, anyio.get_cancelled_exc_class())
-                    else RuntimeClosedError("the runtime has stopped"),
-                    sched.unread(),
-                )
-                for stream in self._streams:
-                    stream.close()
-                for sub in engine.subscribers:
-                    sub.end()
+                self._halt()
                 await self._journal.aclose()
+        crash = self._crash
+        if exc_type is None and crash is not None:
+            raise crash  # the runtime stopped of it: it comes out of the block
         return None
+
+    async def _supervise(self, *, task_status: TaskStatus[TaskGroup]) -> None:
+        """Run the runtime's own tasks (its loop, timer, clock and workers) in a task group
+        of their own, and stop them when asked or when one dies. Inside the block's task
+        group they would take the block down with them: a journal that fails would cancel
+        the caller awaiting `add` instead of telling it `RuntimeClosedError`, and a `close()`
+        from a processor would wait on itself."""
+        engine, sched = self._engine, self._sched
+        assert engine is not None and sched is not None
+        _within.set(self)  # the tasks started below inherit it
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(sched.run)
+                await tg.start(sched.run_timer)
+                if self._vclock is not None:
+                    engine.on_idle = self._vclock.poke
+                    self._vclock.attach(engine)
+                    if self._vclock.autojump:
+                        tg.start_soon(self._vclock.drive)
+                task_status.started(tg)
+                await self._stop_asked.wait()
+                await self._graceful_stop()
+                tg.cancel_scope.cancel()
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                raise
+            crashed = engine.crashed
+            if crashed is None or isinstance(crashed, anyio.get_cancelled_exc_class()):
+                crashed = engine.crashed = exc
+            self._crash = crashed
+        finally:
+            self._halt()
+            self._stopped.set()
+
+    async def _own(self, run: Callable[[], Awaitable[None]]) -> None:
+        """Run one of the runtime's own tasks, marked as such for `close()`: a task's
+        context is copied from the task that started it, not from its task group."""
+        _within.set(self)
+        await run()
+
+    def _ask_stop(self) -> None:
+        if self._state == _RUNNING:
+            self._state = _CLOSING
+            self._stop_asked.set()
+
+    def _halt(self) -> None:
+        """The engine is gone: every caller still waiting hears so, later calls are refused
+        (the mailbox is closed), subscriptions end. Idempotent."""
+        engine, sched = self._engine, self._sched
+        if self._halted or engine is None or sched is None:
+            return
+        self._halted = True
+        engine.fail_pending(self._closed_error(), sched.unread())
+        for stream in self._streams:
+            stream.close()
+        for sub in engine.subscribers:
+            sub.end()
+
+    def _closed_error(self) -> RuntimeClosedError:
+        if self._crash is not None:
+            return crashed_error(self._crash)
+        return RuntimeClosedError("the runtime has stopped")
 
     async def _graceful_stop(self) -> None:
         self._state = _CLOSING
@@ -181,8 +251,30 @@ class Runtime:
         await self._send(c.Snapshot())
 
     async def close(self) -> None:
-        """Stop as leaving the ``async with`` block would (for `start_in_background`)."""
-        await self.__aexit__(None, None, None)
+        """Stop as leaving the ``async with`` block would (for `start_in_background`).
+
+        From one of the runtime's own processors it asks for that stop and returns at once
+        (waiting there would wait on itself): dispatch stops, and the processor's job, like
+        every running job, has ``shutdown_timeout`` seconds to finish. From another task it
+        waits until the runtime has stopped; the block that entered it still has to exit."""
+        if self._state in (_NEW, _CLOSED):
+            return
+        if _within.get() is self:
+            self._ask_stop()
+        elif anyio.get_current_task().id == self._host:
+            await self.__aexit__(None, None, None)
+        else:
+            self._ask_stop()
+            await self._stopped.wait()
+
+    async def wait_stopped(self) -> None:
+        """Return once the runtime has stopped: closed, or crashed (its journal failed).
+
+        A service whose block awaits something else (a server, a lifespan) learns of a crash
+        here; leaving the block then raises what stopped it."""
+        if self._state is _NEW:
+            raise RuntimeClosedError("the runtime is not started")
+        await self._stopped.wait()
 
     def statistics(self) -> RuntimeStatistics:
         """How the runtime's batches ran so far (trio's ``statistics()`` convention)."""
@@ -258,7 +350,7 @@ class Runtime:
             engine=engine,
         )
         slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort, max_stalled_count)
-        self._tg.start_soon(actor.run)
+        self._tg.start_soon(self._own, actor.run)
         self._notify(c.RegisterWorker(slot))
         handle = Worker(
             self,
@@ -341,7 +433,7 @@ class Runtime:
         the reply still counts."""
         engine = self._engine
         if engine is None or self._state in (_NEW, _CLOSED):
-            raise RuntimeClosedError(f"the runtime is {self._state}")
+            raise self._closed_error() from self._crash
         if engine.yield_due():
             await self._checkpoint()  # cancellation is seen here, before anything changed
             if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look parked
@@ -349,7 +441,7 @@ class Runtime:
         try:
             engine.submit(req)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise RuntimeClosedError("the runtime has stopped") from None
+            raise self._closed_error() from self._crash
         if not req.replied:
             try:
                 done = req.done = anyio.Event()

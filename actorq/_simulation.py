@@ -333,7 +333,10 @@ class Simulation:
                         task_status.started()
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._pump, stream)
-                            await self._stop.wait()
+                            # Asked to stop, or the runtime stopped of itself (its journal
+                            # failed): leaving the block raises what stopped it.
+                            tg.start_soon(_cancel_when, self._stop, tg.cancel_scope)
+                            await rt.wait_stopped()
                             tg.cancel_scope.cancel()
                     finally:
                         stream.close()
@@ -680,3 +683,8 @@ def _seed_trio_scheduler(seed: int) -> None:
         _run._r.seed(seed)
     except Exception:  # a trio without it: interleavings may vary, results still checked
         return
+
+
+async def _cancel_when(event: anyio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -236,6 +236,70 @@ async def test_leaving_the_block_does_not_start_waiting_jobs() -> None:
     assert ran == [first.id]
 
 
+async def test_close_from_a_processor_returns_and_stops_within_the_budget() -> None:
+    # A processor that decides the service is done closes the runtime: the call returns at
+    # once (waiting for its own job to finish would wait on itself), the processor's job
+    # finishes, the waiting job never starts, and the block ends.
+    clock = VirtualClock()
+    closed_at: list[float] = []
+    with anyio.fail_after(5):
+        async with Runtime(clock=clock, shutdown_timeout=30) as rt:
+            q = rt.queue("s")
+
+            async def stop_everything(job: Job) -> str:
+                await rt.close()
+                closed_at.append(clock.now())
+                return "closed"
+
+            rt.worker(q, stop_everything)
+            first = await q.add("stop")
+            second = await q.add("never", delay=1)
+            await rt.wait_stopped()
+            assert closed_at == [0.0]
+            with pytest.raises(RuntimeClosedError):
+                await q.add("late")
+    assert first.state is JobState.COMPLETED and first.return_value == "closed"
+    assert second.state is JobState.DELAYED
+
+
+async def test_close_from_a_processor_that_keeps_running_ends_at_the_budget() -> None:
+    clock = VirtualClock()
+    outcome: list[str] = []
+    with anyio.fail_after(5):
+        async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+            q = rt.queue("s")
+
+            async def close_then_linger(job: Job) -> None:
+                await rt.close()
+                try:
+                    await clock.sleep(1000)
+                except anyio.get_cancelled_exc_class():
+                    outcome.append(f"cancelled at {clock.now()}")
+                    raise
+
+            rt.worker(q, close_then_linger)
+            await q.add("linger")
+            await rt.wait_stopped()
+    assert outcome == ["cancelled at 10.0"]
+
+
+async def test_close_from_another_task_waits_until_stopped() -> None:
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg, Runtime(clock=VirtualClock()) as rt:
+            q = rt.queue("s")
+            job = await q.add("x")
+            done: list[bool] = []
+
+            async def closer() -> None:
+                await rt.close()
+                done.append(True)
+
+            tg.start_soon(closer)
+            await rt.wait_stopped()
+    assert done == [True]
+    assert job.state is JobState.WAITING
+
+
 async def test_calls_after_the_block_raise_runtime_closed() -> None:
     async with Runtime(clock=VirtualClock()) as rt:
         q = rt.queue("c")
