@@ -13,7 +13,8 @@ size read after two small round trips (so the scheduler has dropped its last bat
 * **timed-out waiters**: ``--waiters`` calls (10,000 by default) of
   ``wait_until_finished(timeout=1)`` on a job that never runs, then as many of
   ``get_next_job(timeout=1)`` on an empty queue, on a `VirtualClock` (the timeouts are
-  exact and take no real time). Growth per call after a warm-up of 100. Goal: 0 bytes.
+  exact and take no real time). Growth per call after a warm-up of 100. Goal: under 1 byte
+  (anything kept per call would cost tens of bytes).
 * **an unread subscriber**: ``rt.events()`` (its default buffer) is opened and never read
   while ``--subscriber-jobs`` jobs (200,000 by default, at least 100,000 events past its
   buffer) run as in the first measurement. What the subscriber holds at the end, its events
@@ -43,9 +44,10 @@ CHUNK = 10_000
 FULL_JOBS = 1_000_000
 CONCURRENCY = 50
 WARM_UP_WAITS = 100
-#: Goals, in bytes: per 1,000 completed jobs, per timed-out waiter.
+#: Goals, in bytes: per 1,000 completed jobs, per timed-out waiter. Anything a wait left
+#: behind would cost tens of bytes per call; under one byte is the allocator's own noise.
 COMPLETED_GOAL = 5_000
-WAITER_GOAL = 0
+WAITER_GOAL = 1
 
 
 def log(msg: str) -> None:
@@ -195,8 +197,8 @@ async def main(args: argparse.Namespace) -> None:
         per_wait = waits[f"{name}_b"]
         print(
             f"timed-out {name}(timeout=1), {waits['waiters']:,} calls: "
-            f"{per_wait:+,.1f} B per call; goal {WAITER_GOAL} B: "
-            f"{verdict(per_wait <= WAITER_GOAL)}"
+            f"{per_wait:+,.1f} B per call; goal < {WAITER_GOAL} B: "
+            f"{verdict(per_wait < WAITER_GOAL)}"
         )
     bounded = sub["events_held"] <= sub["capacity"] and sub["per_1000_b"] < COMPLETED_GOAL
     print(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from .blocking import BlockingIndex
 from .locks import LockIndex
-from .records import JobRecord
+from .records import MAX_WAIT, JobRecord
 from .states import TERMINAL, JobState
 from .timed import TimedIndex
 
@@ -84,12 +84,17 @@ class Replay:
         kind = change[0]
         if kind == "set":
             fields = change[2]
-            self._apply(self.jobs[change[1]], fields)
+            rec = self.jobs[change[1]]
+            if "run_at" in fields and fields["run_at"] is None:
+                fields = _never_due(rec, fields)
+            self._apply(rec, fields)
             order = fields.get("order")
             if order is not None:
                 self._see_order(order)
         elif kind == "add":
             rec = JobRecord.from_fields(change[1])
+            if rec.run_at is None and rec.state is JobState.DELAYED:
+                rec.run_at = MAX_WAIT  # see `_never_due`
             if self._bulk:
                 self.jobs[rec.id] = rec
                 if rec.queue not in self.queues:
@@ -249,3 +254,12 @@ class Replay:
 
 
 __all__ = ["Replay"]
+
+
+def _never_due(rec: JobRecord, fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with a delayed job's missing due time read as `MAX_WAIT`, a time no clock
+    reaches. actorq before waits were bounded accepted an infinite delay, which the journal
+    wrote as null; such a folder opens, the job delayed for good (until promoted or removed)."""
+    if fields.get("state", rec.state) is not JobState.DELAYED:
+        return fields
+    return {**fields, "run_at": MAX_WAIT}
