@@ -339,6 +339,18 @@ class Job:
             raise JobCancelledError(rec.id, rec.failed_reason)
         return decode(rec.return_value)
 
+    async def promote(self) -> None:
+        """Run this delayed job now (`Queue.promote`)."""
+        await self._rt.queue(self.queue).promote(self.id)
+
+    async def change_delay(self, delay: float) -> None:
+        """This delayed job comes due `delay` seconds from now (`Queue.change_delay`)."""
+        await self._rt.queue(self.queue).change_delay(self.id, delay)
+
+    async def change_priority(self, priority: int, *, lifo: bool = False) -> None:
+        """Give this job another priority (`Queue.change_priority`)."""
+        await self._rt.queue(self.queue).change_priority(self.id, priority, lifo=lifo)
+
     async def cancel(self, reason: str | None = None) -> None:
         await self._rt.queue(self.queue).cancel(self.id, reason=reason)
 

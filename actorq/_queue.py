@@ -9,10 +9,11 @@ from ._core import JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
-from ._options import count, job_spec, non_negative
+from ._options import MAX_PRIORITY, count, job_spec, non_negative
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
+    from ._worker import Worker
 
 _TAG_MODES = ("all", "any", "none", "exact")
 
@@ -147,6 +148,42 @@ class Queue:
         [job_state] = _states(state) or []
         removed: int = await self._rt._send(c.Clean(self.name, grace, limit, job_state))
         return removed
+
+    async def promote(self, job_id: int) -> None:
+        """Run a delayed job now: it goes to waiting. Only delayed jobs
+        (`IllegalTransitionError` otherwise)."""
+        await self._rt._send(c.Promote(job_id))
+
+    async def promote_jobs(self) -> int:
+        """Promote every delayed job of the queue, the soonest due first; returns how many
+        (BullMQ's ``promoteJobs``)."""
+        promoted: int = await self._rt._send(c.PromoteJobs(self.name))
+        return promoted
+
+    async def change_delay(self, job_id: int, delay: float) -> None:
+        """A delayed job comes due `delay` seconds from now instead. Only delayed jobs."""
+        await self._rt._send(c.ChangeDelay(job_id, non_negative("delay", delay)))
+
+    async def change_priority(self, job_id: int, priority: int, *, lifo: bool = False) -> None:
+        """Give a job another priority (higher runs first). A waiting one moves in line at
+        once, to the back of its new priority (the front with `lifo`)."""
+        if not isinstance(lifo, bool):
+            raise InvalidOptionError("lifo", lifo, "must be True or False")
+        checked = count("priority", priority, -MAX_PRIORITY, MAX_PRIORITY)
+        await self._rt._send(c.ChangePriority(job_id, checked, lifo))
+
+    async def obliterate(self, *, force: bool = False) -> int:
+        """Remove every job of the queue, whatever its state, and resume it if paused;
+        returns how many. Refused (`IllegalTransitionError`) while a job is active, unless
+        `force`: then those are cancelled, their processors with them, and removed."""
+        if not isinstance(force, bool):
+            raise InvalidOptionError("force", force, "must be True or False")
+        removed: int = await self._rt._send(c.Obliterate(self.name, force))
+        return removed
+
+    def get_workers(self) -> list[Worker]:
+        """The open workers of this queue, processor and manual, oldest first."""
+        return self._rt._workers_of(self.name)
 
     async def cancel(self, job_id: int, *, reason: str | None = None) -> None:
         """Cancel a job that has not finished; a running one has its processor cancelled."""

@@ -365,6 +365,9 @@ class Runtime:
         self._workers[token] = handle
         return handle
 
+    def _workers_of(self, queue: str) -> list[Worker]:
+        return [w for w in self._workers.values() if w.queue == queue]
+
     async def _close_worker(self, worker: Worker) -> None:
         if self._state == _CLOSED:
             return

@@ -26,6 +26,7 @@ class Worker:
     __slots__ = (
         "_actor",
         "_closed",
+        "_paused",
         "_rt",
         "_takes",
         "_tokens",
@@ -51,6 +52,7 @@ class Worker:
         self._rt = rt
         self._actor = actor
         self._closed = False
+        self._paused = False
         self._tokens: set[str] = set()
         self._takes: dict[str, c.Take] = {}
         self.queue = queue
@@ -79,6 +81,8 @@ class Worker:
         if not isinstance(token, str) or not token:
             raise InvalidOptionError("token", token, "must be a non-empty string")
         wait = timeout is not None and non_negative("timeout", timeout) > 0
+        if self._paused:
+            return None  # as BullMQ's worker: a paused worker takes no job
         self._tokens.add(token)
         rt = self._rt
         take = self._take(token)
@@ -99,6 +103,37 @@ class Worker:
             )
         return take
 
+    @property
+    def paused(self) -> bool:
+        """Whether `pause` stopped this worker taking jobs (BullMQ's ``isPaused()``)."""
+        return self._paused
+
+    async def pause(self, *, wait: bool = True) -> None:
+        """Take no new job until `resume` (BullMQ's ``worker.pause()``); idempotent.
+
+        Only this worker stops: the queue's other workers go on (`Queue.pause` stops them
+        all). Running jobs finish; with `wait` (the default) this returns once they have,
+        as BullMQ's does unless ``doNotWaitActive``. A paused manual worker's
+        `get_next_job` returns None.
+        """
+        if not isinstance(wait, bool):
+            raise InvalidOptionError("wait", wait, "must be True or False")
+        if self._closed:
+            raise InvalidOptionError("worker", self, "this worker is closed")
+        self._paused = True
+        if self._actor is not None:
+            await self._rt._send(c.PauseWorker(self.token, True))
+            if wait:
+                await self._rt._send(c.WaitWorkersIdle(self.token))
+
+    async def resume(self) -> None:
+        """Take jobs again after `pause`; idempotent."""
+        if self._closed:
+            raise InvalidOptionError("worker", self, "this worker is closed")
+        self._paused = False
+        if self._actor is not None:
+            await self._rt._send(c.PauseWorker(self.token, False))
+
     async def close(self) -> None:
         """Take no new job and stop; idempotent.
 
@@ -113,4 +148,5 @@ class Worker:
 
     def __repr__(self) -> str:
         kind = "manual" if self.manual else f"concurrency {self.concurrency}"
-        return f"<Worker {self.token} on {self.queue!r}, {kind}>"
+        paused = ", paused" if self._paused else ""
+        return f"<Worker {self.token} on {self.queue!r}, {kind}{paused}>"

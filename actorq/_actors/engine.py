@@ -159,6 +159,7 @@ class Engine:
             c.WaitFinished: self._wait_finished,
             c.RegisterWorker: self._register,
             c.CloseWorker: self._close_worker,
+            c.PauseWorker: self._pause_worker,
             c.CloseManual: self._close_manual,
             c.StopDispatch: self._stop_dispatch,
             c.WaitWorkersIdle: self._wait_workers_idle,
@@ -376,10 +377,17 @@ class Engine:
             for token in [t for t in self.closing if self._slot_idle(t)]:
                 self._unregister(token)
                 _reply(self.closing.pop(token))
-        if self.idle_waiters and self._workers_idle():
+        if self.idle_waiters:
+            ready: list[Request] = []
+            still: list[Request] = []
             for req in self.idle_waiters:
+                (ready if self._idle_for(req.command) else still).append(req)
+            self.idle_waiters = still
+            for req in ready:
                 _reply(req)
-            self.idle_waiters.clear()
+
+    def _idle_for(self, cmd: c.WaitWorkersIdle) -> bool:
+        return self._workers_idle() if cmd.token is None else self._slot_idle(cmd.token)
 
     def reply_snapshot_waiters(self) -> None:
         for req in self.snapshot_waiters:
@@ -442,9 +450,25 @@ class Engine:
     def _unregister(self, token: str) -> None:
         slot = self.slots.pop(token, None)
         if slot is not None:
-            self.workers[slot.queue].remove(slot)
-            if not self.workers[slot.queue]:
+            self._undispatch(slot)
+
+    def _undispatch(self, slot: WorkerSlot) -> None:
+        slots = self.workers.get(slot.queue)
+        if slots is not None and slot in slots:
+            slots.remove(slot)
+            if not slots:
                 del self.workers[slot.queue]
+
+    def _pause_worker(self, req: Request, cmd: c.PauseWorker, now: float) -> None:
+        # A paused worker leaves the dispatch lists (dispatch costs nothing more for it);
+        # its slot stays, so its running jobs still report and free their credits.
+        slot = self.slots.get(cmd.token)
+        if slot is None:
+            return
+        if cmd.paused:
+            self._undispatch(slot)
+        elif slot not in self.workers.get(slot.queue, ()):
+            self.workers.setdefault(slot.queue, []).append(slot)
 
     def _close_worker(self, req: Request, cmd: c.CloseWorker, now: float) -> Any:
         slot = self.slots.get(cmd.token)
@@ -475,7 +499,7 @@ class Engine:
         self.core.dispatching = False
 
     def _wait_workers_idle(self, req: Request, cmd: c.WaitWorkersIdle, now: float) -> Any:
-        if self._workers_idle():
+        if self._idle_for(cmd):
             return None
         self.idle_waiters.append(req)
         return DEFER

@@ -192,6 +192,39 @@ class Remove(Command):
 
 
 @command
+class Promote(Command):
+    job_id: int
+
+
+@command
+class PromoteJobs(Command):
+    """Promote every delayed job of the queue, soonest first: how many."""
+
+    queue: str
+
+
+@command
+class ChangeDelay(Command):
+    job_id: int
+    delay: float
+
+
+@command
+class ChangePriority(Command):
+    job_id: int
+    priority: int
+    lifo: bool = False
+
+
+@command
+class Obliterate(Command):
+    """Remove every job of the queue (active ones too with `force`): how many."""
+
+    queue: str
+    force: bool = False
+
+
+@command
 class Pause(Command):
     queue: str
 
@@ -346,7 +379,18 @@ class StopDispatch(Command):
 
 @command
 class WaitWorkersIdle(Command):
-    """Answer once no processor worker holds a job (a graceful shutdown)."""
+    """Answer once no processor worker holds a job (a graceful shutdown), or, with a
+    `token`, once that worker holds none (a worker paused)."""
+
+    token: str | None = None
+
+
+@command
+class PauseWorker(Command):
+    """Give the worker no more jobs (`paused`), or again (not `paused`)."""
+
+    token: str
+    paused: bool
 
 
 @command

@@ -3,9 +3,9 @@
 The timers' work (delayed jobs promoted, expired locks stalled, finished jobs removed when
 their retention runs out) and the stalls of a restart; count-based retention; updates of a
 job's data, progress and logs; and the commands on jobs and queues: cancel, retry, remove,
-pause, resume, drain, clean. Separate from `state`, which keeps the transitions a job's run
-drives; each of these is a check and a few `_change` calls, then `_settle` for what they
-set in motion.
+promote, change delay or priority, obliterate, pause, resume, drain, clean. Separate from
+`state`, which keeps the transitions a job's run drives; each of these is a check and a few
+`_change` calls, then `_settle` for what they set in motion.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class Control:
         def _remove(self, rec: JobRecord) -> None: ...
         def _set_queue(self, qs: QueueState, *, paused: bool) -> None: ...
         def _settle(self, now: float) -> None: ...
+        def _next_order(self, lifo: bool) -> int: ...
 
     # ------------------------------------------------------------------ timers
 
@@ -87,12 +88,14 @@ class Control:
         moved = 0
         delayed = self.delayed
         while delayed and delayed[0][0] <= now:
-            rec = self.jobs[delayed[0][1]]
-            self._change(rec, {"state": W}, "promote")
-            if self.events is not None:
-                self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, D))
+            self._promote(self.jobs[delayed[0][1]])
             moved += 1
         return moved
+
+    def _promote(self, rec: JobRecord) -> None:
+        self._change(rec, {"state": W}, "promote")
+        if self.events is not None:
+            self.events.append(ev.JobWaiting(rec.id, rec.queue, rec.name, D))
 
     def expire_locks(self, now: float) -> int:
         """Every job whose lock expired by `now` stalls: back to waiting, or failed."""
@@ -252,6 +255,69 @@ class Control:
         self._settle(now)
         return rec
 
+    def promote(self, job_id: int) -> JobRecord:
+        """Run a delayed job now (BullMQ's `job.promote`): it goes to waiting, in line as
+        if its time had come."""
+        rec = self.get(job_id)
+        if rec.state is not D:
+            raise IllegalTransitionError(job_id, rec.state, "promote", "only delayed jobs")
+        self._promote(rec)
+        return rec
+
+    def promote_jobs(self, queue: str) -> int:
+        """Promote every delayed job of the queue, the soonest due first."""
+        due = sorted(self.select(queue, [D]), key=_due_order)
+        for rec in due:
+            self._promote(rec)
+        return len(due)
+
+    def change_delay(self, job_id: int, delay: float, now: float) -> JobRecord:
+        """A delayed job comes due `delay` seconds from now instead (BullMQ's
+        `job.changeDelay`)."""
+        rec = self.get(job_id)
+        if rec.state is not D:
+            raise IllegalTransitionError(job_id, rec.state, "change_delay", "only delayed jobs")
+        run_at = now + delay
+        self._change(rec, {"run_at": run_at}, "change_delay")
+        if self.events is not None:
+            self.events.append(ev.JobDelayed(rec.id, rec.queue, rec.name, run_at))
+        return rec
+
+    def change_priority(self, job_id: int, priority: int, lifo: bool) -> JobRecord:
+        """Give a job another priority (BullMQ's `job.changePriority`). A waiting job takes
+        its new place in line at once: last among the jobs of that priority, or first with
+        `lifo`; a job in another state keeps it for when it next waits."""
+        rec = self.get(job_id)
+        changes: dict[str, Any] = {"priority": priority}
+        if rec.state is W:
+            changes["order"] = self._next_order(lifo)
+        self._change(rec, changes, "change_priority")
+        return rec
+
+    def obliterate(self, queue: str, now: float, *, force: bool) -> int:
+        """Remove every job of the queue, whatever its state (BullMQ's `obliterate`), and
+        resume it if paused: how many. Refused while a job is active, unless `force`: then
+        the active ones are cancelled (their processors with them) and removed too."""
+        doomed = list(self.select(queue))
+        active = [rec for rec in doomed if rec.state is A]
+        if active and not force:
+            raise IllegalTransitionError(
+                active[0].id,
+                A,
+                "obliterate",
+                f"queue {queue!r} has {len(active)} active job(s); pass force=True",
+            )
+        for rec in active:
+            self._cancel(rec, now, "the queue was obliterated")
+        for rec in doomed:
+            if rec.id in self.jobs:  # a cascade may have taken it already
+                self._remove(rec)
+        qs = self.queue(queue)
+        if qs.paused:
+            self._set_queue(qs, paused=False)
+        self._settle(now)
+        return len(doomed)
+
     def pause(self, queue: str) -> None:
         qs = self.queue(queue)
         if not qs.paused:
@@ -295,6 +361,11 @@ class Control:
                 removed += 1
         self._settle(now)
         return removed
+
+
+def _due_order(rec: JobRecord) -> tuple[float, int]:
+    assert rec.run_at is not None  # a delayed job has a due time
+    return (rec.run_at, rec.id)
 
 
 __all__ = ["STALLED_LIMIT", "Control"]

@@ -165,6 +165,13 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.Cancel: lambda core, cmd, now: core.cancel(cmd.job_id, now, cmd.reason),
     c.Retry: lambda core, cmd, now: core.retry(cmd.job_id, now, reset_attempts=cmd.reset_attempts),
     c.Remove: lambda core, cmd, now: core.remove(cmd.job_id, now),
+    c.Promote: lambda core, cmd, now: core.promote(cmd.job_id),
+    c.PromoteJobs: lambda core, cmd, now: core.promote_jobs(cmd.queue),
+    c.ChangeDelay: lambda core, cmd, now: core.change_delay(cmd.job_id, cmd.delay, now),
+    c.ChangePriority: lambda core, cmd, now: core.change_priority(
+        cmd.job_id, cmd.priority, cmd.lifo
+    ),
+    c.Obliterate: lambda core, cmd, now: core.obliterate(cmd.queue, now, force=cmd.force),
     c.Pause: lambda core, cmd, now: core.pause(cmd.queue),
     c.Resume: lambda core, cmd, now: core.resume(cmd.queue),
     c.Drain: lambda core, cmd, now: core.drain(cmd.queue, now, delayed=cmd.delayed),
