@@ -48,7 +48,8 @@ INVARIANTS: dict[str, str] = {
     "dependencies-respected": "a job leaves blocked only once its prerequisites completed",
     "barriers-respected": "a job leaves blocked only once no unfinished job holds its barrier",
     "parent-after-children": "a parent never resumes before its last child finished",
-    "attempts-bounded": "attempts_made <= attempts; attempts_started <= max_started_attempts",
+    "attempts-bounded": "attempts_made <= attempts; attempts_started <= max_started_attempts "
+    "(one more for the start that failed the job)",
     "idempotency-unique": "at most one job per idempotency key",
 }
 
@@ -214,7 +215,8 @@ def _check_record(
         detail = f"attempts_made={rec.attempts_made} > attempts={rec.attempts}"
         raise fail("attempts-bounded", detail, job_id)
     cap = rec.max_started_attempts
-    if cap is not None and rec.attempts_started > cap and job_id not in retried:
+    over = 1 if state is F else 0  # the start past the limit, that failed the job, counts
+    if cap is not None and rec.attempts_started > cap + over and job_id not in retried:
         detail = f"attempts_started={rec.attempts_started} > max_started_attempts={cap}"
         raise fail("attempts-bounded", detail, job_id)
     if state in (A, C) and rec.depends_on_job_ids:

@@ -283,6 +283,9 @@ class CoreMachine(RuleBasedStateMachine):
                 m = self.jobs[j]
                 cap = m.spec.max_started_attempts
                 if cap is not None and m.attempts_started + 1 > cap:
+                    # As BullMQ: the start over the limit counts, and so does its attempt.
+                    m.attempts_started += 1
+                    m.attempts_made += 1
                     self.m_finish(j, F, m.spec.remove_on_fail)
                     continue
                 m.state = A
@@ -602,7 +605,9 @@ class CoreMachine(RuleBasedStateMachine):
             if not self.jobs[rec.id].over_budget:
                 assert rec.attempts_made <= rec.attempts
             if rec.max_started_attempts is not None and not self.jobs[rec.id].over_budget:
-                assert rec.attempts_started <= rec.max_started_attempts
+                # One start past the limit, the one that failed the job.
+                over = 1 if rec.state is F else 0
+                assert rec.attempts_started <= rec.max_started_attempts + over
         rebuilt = core.rebuild_indexes()
         assert rebuilt.index_view() == core.index_view()
         assert rebuilt.snapshot() == core.snapshot()

@@ -278,6 +278,7 @@ def exceed_started_attempts() -> JobState:
     rec = core.get(jid)
     assert rec.failed_reason is not None
     assert "max_started_attempts" in rec.failed_reason
+    assert (rec.attempts_started, rec.attempts_made) == (2, 1)  # the start over counts
     return rec.state
 
 

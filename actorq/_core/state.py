@@ -273,11 +273,14 @@ class CoreState(Admission, Relations, Control, Replay):
                 break
             started = rec.attempts_started + 1
             if rec.max_started_attempts is not None and started > rec.max_started_attempts:
+                # As BullMQ: the start that went over the limit counts, and so does its
+                # attempt, though no processor ran.
                 self._finish_failed(
                     rec,
                     now,
                     f"job started more than max_started_attempts ({rec.max_started_attempts})",
                     "exceed_started_attempts",
+                    {"attempts_started": started, "attempts_made": rec.attempts_made + 1},
                 )
                 continue
             fields = {
@@ -410,18 +413,24 @@ class CoreState(Admission, Relations, Control, Replay):
         self._settle(now)
         return rec
 
-    def _finish_failed(self, rec: JobRecord, now: float, reason: str, command: str) -> None:
-        self._change(
-            rec,
-            {
-                "state": F,
-                "failed_reason": reason,
-                "finished_at": now,
-                "lock_token": None,
-                "lock_expires_at": None,
-            },
-            command,
-        )
+    def _finish_failed(
+        self,
+        rec: JobRecord,
+        now: float,
+        reason: str,
+        command: str,
+        counters: dict[str, Any] | None = None,
+    ) -> None:
+        changes = {
+            "state": F,
+            "failed_reason": reason,
+            "finished_at": now,
+            "lock_token": None,
+            "lock_expires_at": None,
+        }
+        if counters is not None:
+            changes.update(counters)
+        self._change(rec, changes, command)
         self._after_failed(rec)
 
     def _after_failed(self, rec: JobRecord) -> None:
