@@ -16,7 +16,9 @@ from ._relations import FlowJob
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-#: Options a flow node cannot take: the tree itself says who is whose parent.
+#: Options a flow's inner nodes cannot take: the tree itself says who is whose parent. The
+#: root may name one (a job outside the flow, e.g. the running job that adds it: BullMQ's
+#: "chaining flows").
 _TREE_OWNED = frozenset({"parent"})
 
 
@@ -55,7 +57,7 @@ class FlowProducer:
             if not isinstance(node.opts, dict):
                 raise InvalidOptionError(f"{where}opts", node.opts, "must be a dict of options")
             owned = _TREE_OWNED & node.opts.keys()
-            if owned:
+            if owned and parent_ref is not None:
                 key = sorted(owned)[0]
                 raise InvalidOptionError(
                     f"{where}opts.{key}", node.opts[key], "set by the tree's shape in a flow"

@@ -9,6 +9,8 @@ import anyio
 import pytest
 
 from actorq import (
+    FlowJob,
+    FlowProducer,
     InvalidDependencyError,
     Job,
     JobState,
@@ -219,3 +221,37 @@ async def test_a_finished_parent_is_rejected_and_nothing_is_added() -> None:
             "failed": 0,
             "ignored": 0,
         }
+
+
+async def test_a_running_job_chains_a_whole_flow_under_itself() -> None:
+    # BullMQ's "chaining flows": the flow's root names the running job as its parent, so
+    # the job waits for the whole tree and then reads the root's value.
+    clock = VirtualClock()
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("q")
+        order: list[str] = []
+
+        async def work(job: Job) -> Any:
+            order.append(job.name)
+            if job.name == "orchestrate" and job.data.get("step") != "collect":
+                tree = FlowJob(
+                    "report",
+                    "q",
+                    opts={"parent": job},
+                    children=[FlowJob("part", "q", {"n": n}) for n in range(2)],
+                )
+                root = await FlowProducer(rt).add(tree)
+                assert root.job.parent_id == job.id
+                await job.update_data({"step": "collect"})
+                await job.move_to_waiting_children()
+            if job.name == "part":
+                return job.data["n"]
+            if job.name == "report":
+                return sum((await job.get_children_values()).values())
+            return list((await job.get_children_values()).values())
+
+        rt.worker(q, work)
+        top = await q.add("orchestrate", {})
+        with anyio.fail_after(5):
+            assert await top.wait_until_finished() == [1]
+        assert order == ["orchestrate", "part", "part", "report", "orchestrate"]
