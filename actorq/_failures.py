@@ -65,30 +65,23 @@ def log_failed_attempt(
     attempt = rec.attempts_made + 1
     final = unrecoverable or attempt >= rec.attempts
     extra = _extra(rec, attempt)
-    if final:
-        worker_log.error(
-            "job %d (queue %r, name %r) failed on attempt %d of %d, for good: %s",
-            rec.id,
-            rec.queue,
-            rec.name,
-            attempt,
-            rec.attempts,
-            why,
-            exc_info=exc,
-            extra=extra,
-        )
-    else:
-        worker_log.warning(
-            "job %d (queue %r, name %r) failed attempt %d of %d, will retry: %s",
-            rec.id,
-            rec.queue,
-            rec.name,
-            attempt,
-            rec.attempts,
-            why,
-            exc_info=exc,
-            extra=extra,
-        )
+    level, outcome = (
+        (logging.ERROR, "failed on attempt %d of %d, for good")
+        if final
+        else (logging.WARNING, "failed attempt %d of %d, will retry")
+    )
+    worker_log.log(
+        level,
+        "job %d (queue %r, name %r) " + outcome + ": %s",
+        rec.id,
+        rec.queue,
+        rec.name,
+        attempt,
+        rec.attempts,
+        why,
+        exc_info=exc,
+        extra=extra,
+    )
 
 
 def log_stalls(stalls: list[tuple[JobRecord, str | None, str]]) -> None:
