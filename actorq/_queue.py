@@ -124,6 +124,22 @@ class Queue:
         raw = await self._rt._send(c.GetCounts(self.name))
         return {state.value: n for state, n in raw.items()}
 
+    async def set_global_concurrency(self, concurrency: int) -> None:
+        """At most `concurrency` jobs of this queue active at once, across every worker
+        (BullMQ's ``setGlobalConcurrency``); journaled. Lowering it cancels nothing: no job
+        starts until fewer than that run."""
+        checked = count("concurrency", concurrency)
+        await self._rt._send(c.SetGlobalConcurrency(self.name, checked))
+
+    async def get_global_concurrency(self) -> int | None:
+        """The cap `set_global_concurrency` set, or None."""
+        cap: int | None = await self._rt._send(c.GetGlobalConcurrency(self.name))
+        return cap
+
+    async def remove_global_concurrency(self) -> None:
+        """No cap: each worker's own concurrency is the only limit again."""
+        await self._rt._send(c.SetGlobalConcurrency(self.name, None))
+
     async def pause(self) -> None:
         """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""
         await self._rt._send(c.Pause(self.name))

@@ -320,3 +320,72 @@ async def test_control_changes_survive_a_restart(tmp_path: Path) -> None:
         assert names == ["b", "a", "promoted", "moved"]
         assert seen.ran[-1] == ("moved", 7.0)
         assert a.id < b.id
+
+
+# ---------------------------------------------------------------------- global concurrency
+
+
+async def test_global_concurrency_caps_active_jobs_across_workers() -> None:
+    clock = VirtualClock()
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("q")
+        await q.set_global_concurrency(3)
+        assert await q.get_global_concurrency() == 3
+        running = 0
+        most = 0
+        finished: list[float] = []
+
+        async def work(job: Job) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await clock.sleep(10)
+            running -= 1
+            finished.append(clock.now())
+
+        rt.worker(q, work, concurrency=5)
+        rt.worker(q, work, concurrency=5)
+        await q.add_bulk([{"name": "j"} for _ in range(9)])
+        await clock.advance(100)
+        assert most == 3
+        assert finished == [10.0] * 3 + [20.0] * 3 + [30.0] * 3
+        await q.remove_global_concurrency()
+        assert await q.get_global_concurrency() is None
+        await q.add_bulk([{"name": "j"} for _ in range(9)])
+        await clock.advance(100)
+        assert most == 9  # both workers' own concurrency is the only limit again
+
+
+async def test_global_concurrency_holds_for_manual_fetches_and_bad_caps_are_refused() -> None:
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("q")
+        worker = rt.worker(q)
+        await q.add_bulk([{"name": "j"} for _ in range(3)])
+        for bad in (0, -1, "3", True, 2.5):
+            with pytest.raises(InvalidOptionError) as info:
+                await q.set_global_concurrency(bad)  # type: ignore[arg-type]
+            assert info.value.field == "concurrency"
+        assert await q.get_global_concurrency() is None
+        await q.set_global_concurrency(1)
+        first = await worker.get_next_job("t")
+        assert first is not None
+        assert await worker.get_next_job("t") is None  # one active: the cap
+        second = await first.move_to_completed(None, "t", fetch_next=False)
+        assert second is None
+        assert await worker.get_next_job("t") is not None  # under the cap again
+
+
+async def test_global_concurrency_survives_a_restart(tmp_path: Path) -> None:
+    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
+        await rt.queue("q").set_global_concurrency(2)
+        await rt.queue("q").pause()
+    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
+        assert await rt.queue("q").get_global_concurrency() == 2
+        await rt.snapshot()
+    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
+        q = rt.queue("q")
+        assert await q.get_global_concurrency() == 2
+        assert (await q.counts())["waiting"] == 0
+        await q.remove_global_concurrency()
+    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
+        assert await rt.queue("q").get_global_concurrency() is None

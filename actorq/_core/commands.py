@@ -225,6 +225,12 @@ class Obliterate(Command):
 
 
 @command
+class SetGlobalConcurrency(Command):
+    queue: str
+    concurrency: int | None
+
+
+@command
 class Pause(Command):
     queue: str
 
@@ -304,6 +310,11 @@ class GetJobs(Query):
     tag_mode: str = "all"
     start: int = 0
     end: int | None = None
+
+
+@command
+class GetGlobalConcurrency(Query):
+    queue: str
 
 
 @command

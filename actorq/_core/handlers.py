@@ -172,6 +172,12 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
         cmd.job_id, cmd.priority, cmd.lifo
     ),
     c.Obliterate: lambda core, cmd, now: core.obliterate(cmd.queue, now, force=cmd.force),
+    c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(
+        cmd.queue, cmd.concurrency
+    ),
+    c.GetGlobalConcurrency: lambda core, cmd, now: (
+        None if (qs := core.queues.get(cmd.queue)) is None else qs.concurrency
+    ),
     c.Pause: lambda core, cmd, now: core.pause(cmd.queue),
     c.Resume: lambda core, cmd, now: core.resume(cmd.queue),
     c.Drain: lambda core, cmd, now: core.drain(cmd.queue, now, delayed=cmd.delayed),

@@ -109,7 +109,10 @@ class Replay:
         elif kind == "del":
             self._remove_quietly(self.jobs[change[1]])
         elif kind == "queue":
-            self.queue(change[1]).paused = bool(change[2]["paused"])
+            qs = self.queue(change[1])
+            fields = change[2]
+            qs.paused = bool(fields["paused"])
+            qs.concurrency = fields.get("concurrency")  # absent before global concurrency
         elif kind == "rng":
             self.rng = change[1]
         elif kind == "snapshot":
@@ -170,7 +173,9 @@ class Replay:
         """Everything that defines the state, as plain values (what replay must reproduce)."""
         return {
             "jobs": {job_id: rec.fields() for job_id, rec in sorted(self.jobs.items())},
-            "queues": {name: qs.paused for name, qs in sorted(self.queues.items())},
+            "queues": {
+                name: (qs.paused, qs.concurrency) for name, qs in sorted(self.queues.items())
+            },
             "next_id": self.next_id,
             "rng": self.rng,
             "order": (self._next_fifo, self._next_lifo),
@@ -194,7 +199,7 @@ class Replay:
     def as_changes(self) -> list[Change]:
         """Change records that rebuild this state from nothing: the content of a snapshot."""
         out: list[Change] = [("snapshot", {"jobs": len(self.jobs)})]
-        out.extend(("queue", name, {"paused": qs.paused}) for name, qs in self.queues.items())
+        out.extend(("queue", name, queue_fields(qs)) for name, qs in self.queues.items())
         out.extend(("add", rec.row()) for rec in self.jobs.values())
         out.append(
             (
@@ -253,7 +258,15 @@ class Replay:
             (qs.completed if rec.state is C else qs.failed).push(rec)
 
 
-__all__ = ["Replay"]
+def queue_fields(qs: QueueState) -> dict[str, Any]:
+    """A queue record's fields: `paused` always (what every version reads), the cap only
+    when set."""
+    if qs.concurrency is None:
+        return {"paused": qs.paused}
+    return {"paused": qs.paused, "concurrency": qs.concurrency}
+
+
+__all__ = ["Replay", "queue_fields"]
 
 
 def _never_due(rec: JobRecord, fields: dict[str, Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ from .handlers import HANDLERS
 from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
-from .replay import Replay
+from .replay import Replay, queue_fields
 from .states import TERMINAL, JobState
 from .timed import TimedIndex
 from .upkeep import ENTER as _ENTER
@@ -80,11 +80,14 @@ STACKTRACE_LIMIT: Final = 10
 class QueueState:
     """Per-queue indexes and counters."""
 
-    __slots__ = ("completed", "counts", "failed", "name", "paused", "waiting")
+    __slots__ = ("completed", "concurrency", "counts", "failed", "name", "paused", "waiting")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.paused = False
+        #: The queue's global concurrency: at most this many of its jobs active at once,
+        #: across every worker (None: no cap).
+        self.concurrency: int | None = None
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
@@ -262,6 +265,10 @@ class CoreState(Admission, Relations, Control, Replay):
         qs = self.queues.get(queue)
         if qs is None or qs.paused or n <= 0:
             return []
+        if qs.concurrency is not None:
+            n = min(n, qs.concurrency - qs.counts[A])
+            if n <= 0:
+                return []
         taken: list[JobRecord] = []
         jobs = self.jobs
         pop = qs.waiting.pop
@@ -572,10 +579,12 @@ class CoreState(Admission, Relations, Control, Replay):
         if old is A and alive and rec.children:
             self._ended_children.append((rec, "check-parent"))
 
-    def _set_queue(self, qs: QueueState, *, paused: bool) -> None:
-        qs.paused = paused
+    def _set_queue(self, qs: QueueState, **settings: Any) -> None:
+        """Change a queue's settings (`paused`, `concurrency`) and record them all."""
+        for name, value in settings.items():
+            setattr(qs, name, value)
         if self.changes is not None:
-            self.changes.append(("queue", qs.name, {"paused": paused}))
+            self.changes.append(("queue", qs.name, queue_fields(qs)))
 
     def _insert(self, rec: JobRecord) -> None:
         self.jobs[rec.id] = rec
