@@ -18,6 +18,7 @@ __all__ = [
     "JobFailedError",
     "JobNotFoundError",
     "LockError",
+    "RateLimitError",
     "RuntimeClosedError",
     "UnrecoverableError",
     "WaitingChildrenError",
@@ -110,6 +111,14 @@ class DelayedError(Exception):
     def __init__(self, delay: float | None = None) -> None:
         self.delay = delay
         super().__init__("job moved to delayed" if delay else "job moved back to waiting")
+
+
+class RateLimitError(DelayedError):
+    """Control signal: the job goes back to waiting, no attempt counted, after a
+    `Worker.rate_limit` (BullMQ's ``Worker.RateLimitError()``)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
 
 
 class WaitingChildrenError(Exception):

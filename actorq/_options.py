@@ -311,6 +311,21 @@ def check_processor(processor: object, run_in_thread: bool) -> Callable[[Any], A
     return processor
 
 
+def rate_limiter(value: object) -> tuple[int, float]:
+    """(max, duration) from a worker's ``limiter={"max": n, "duration": seconds}``."""
+    if not isinstance(value, Mapping):
+        raise InvalidOptionError("limiter", value, 'must be {"max": n, "duration": seconds}')
+    for key in value:
+        if key not in ("max", "duration"):
+            raise unknown_option(f"limiter.{key}", value[key], ("max", "duration"))
+    if "max" not in value or "duration" not in value:
+        raise InvalidOptionError("limiter", dict(value), 'needs both "max" and "duration"')
+    return (
+        _int("limiter.max", value["max"], 1),
+        _number("limiter.duration", value["duration"], positive=True),
+    )
+
+
 def non_negative(field: str, value: object) -> float:
     return _number(field, value)
 

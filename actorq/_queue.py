@@ -140,6 +140,11 @@ class Queue:
         """No cap: each worker's own concurrency is the only limit again."""
         await self._rt._send(c.SetGlobalConcurrency(self.name, None))
 
+    async def get_rate_limit_ttl(self) -> float:
+        """Seconds until the queue's rate limit lets a job start again (0: it does now)."""
+        ttl: float = await self._rt._send(c.GetRateLimitTtl(self.name))
+        return ttl
+
     async def pause(self) -> None:
         """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""
         await self._rt._send(c.Pause(self.name))

@@ -11,7 +11,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -31,7 +31,14 @@ from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
 from ._journal import GuardsIds, open_changelog
-from ._options import MAX_CONCURRENCY, check_processor, check_queue_name, count, positive
+from ._options import (
+    MAX_CONCURRENCY,
+    check_processor,
+    check_queue_name,
+    count,
+    positive,
+    rate_limiter,
+)
 from ._queue import Queue
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -307,6 +314,7 @@ class Runtime:
         lock_duration: float = 30.0,
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
     ) -> Worker:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
@@ -317,13 +325,19 @@ class Runtime:
         locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
         detected the moment the lock expires (a sorted index, not a periodic scan), so
         ``stalled_interval`` is accepted for BullMQ compatibility and never delays detection.
+        ``limiter={"max": n, "duration": seconds}`` (BullMQ's) starts at most ``n`` of the
+        queue's jobs per ``duration`` seconds, across all its workers and restarts: the
+        limit is the queue's (the last worker to set one sets it).
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
         lock_duration = positive("lock_duration", lock_duration)
         stalled_interval = positive("stalled_interval", stalled_interval)
         max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
+        limit = None if limiter is None else rate_limiter(limiter)
         token = f"worker-{next(self._tokens)}"
+        if limit is not None:
+            self._notify(c.SetLimiter(name, *limit))
         if processor is None:
             if run_in_thread:
                 raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")

@@ -134,6 +134,12 @@ class Worker:
         if self._actor is not None:
             await self._rt._send(c.PauseWorker(self.token, False))
 
+    async def rate_limit(self, seconds: float) -> None:
+        """Start no job of this worker's queue for `seconds` (BullMQ's ``rateLimit``), on
+        every worker of the queue. Inside a processor, follow it with ``raise
+        RateLimitError()`` to put the job back to waiting without counting an attempt."""
+        await self._rt._send(c.RateLimit(self.queue, non_negative("seconds", seconds)))
+
     async def close(self) -> None:
         """Take no new job and stop; idempotent.
 

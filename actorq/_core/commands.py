@@ -225,6 +225,26 @@ class Obliterate(Command):
 
 
 @command
+class SetLimiter(Command):
+    queue: str
+    max_jobs: int
+    duration: float
+
+
+@command
+class RateLimit(Command):
+    """Hold every start of the queue for `seconds` from now (a manual rate limit)."""
+
+    queue: str
+    seconds: float
+
+
+@command
+class GetRateLimitTtl(Query):
+    queue: str
+
+
+@command
 class SetGlobalConcurrency(Command):
     queue: str
     concurrency: int | None

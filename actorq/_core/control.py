@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import IllegalTransitionError, InvalidOptionError
 from . import events as ev
+from .limits import Limiter
 from .records import JobRecord, Retention
 from .states import ACTIVE_OR_IDLE, TERMINAL, JobState
 
@@ -45,6 +46,7 @@ class Control:
     locks: LockIndex
     expiries: TimedIndex
     due_bound: float
+    held: dict[str, float]
     events: list[ev.Event] | None
     finished: list[JobRecord]
     aborts: list[tuple[int, str]]
@@ -80,6 +82,9 @@ class Control:
         self.promote_due(now)
         self.expire_locks(now)
         self.expire_retention(now)
+        if self.held:  # rate limits lifted: the batch's dispatch tries those queues again
+            for queue in [q for q, until in self.held.items() if until <= now]:
+                del self.held[queue]
         due = self.next_due()
         self.due_bound = math.inf if due is None else due
 
@@ -324,6 +329,32 @@ class Control:
         qs = self.queue(queue)
         if qs.concurrency != concurrency:
             self._set_queue(qs, concurrency=concurrency)
+
+    def set_limiter(self, queue: str, max_jobs: int, duration: float) -> None:
+        """At most `max_jobs` of the queue's jobs start per `duration` seconds (a worker's
+        `limiter`; the last one set wins). A window open keeps its count."""
+        qs = self.queue(queue)
+        limiter = qs.limiter
+        if limiter is None:
+            limiter = Limiter()
+        elif (limiter.max_jobs, limiter.duration) == (max_jobs, duration):
+            return
+        limiter.max_jobs, limiter.duration = max_jobs, duration
+        self._set_queue(qs, limiter=limiter)
+
+    def rate_limit(self, queue: str, until: float) -> None:
+        """No job of the queue starts before `until` (BullMQ's ``worker.rateLimit``)."""
+        qs = self.queue(queue)
+        limiter = qs.limiter if qs.limiter is not None else Limiter()
+        limiter.until = max(limiter.until, until)
+        self._set_queue(qs, limiter=limiter)
+
+    def rate_limit_ttl(self, queue: str, now: float) -> float:
+        """How long the queue's rate limit holds its jobs from now (0: it does not)."""
+        qs = self.queues.get(queue)
+        if qs is None or qs.limiter is None:
+            return 0.0
+        return max(0.0, qs.limiter.blocked_until(now) - now)
 
     def pause(self, queue: str) -> None:
         qs = self.queue(queue)

@@ -172,6 +172,9 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
         cmd.job_id, cmd.priority, cmd.lifo
     ),
     c.Obliterate: lambda core, cmd, now: core.obliterate(cmd.queue, now, force=cmd.force),
+    c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
+    c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
+    c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(
         cmd.queue, cmd.concurrency
     ),

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from .blocking import BlockingIndex
+from .limits import Limiter
 from .locks import LockIndex
 from .records import MAX_WAIT, JobRecord
 from .states import TERMINAL, JobState
@@ -113,6 +114,8 @@ class Replay:
             fields = change[2]
             qs.paused = bool(fields["paused"])
             qs.concurrency = fields.get("concurrency")  # absent before global concurrency
+            limiter = fields.get("limiter")
+            qs.limiter = None if limiter is None else Limiter.from_fields(limiter)
         elif kind == "rng":
             self.rng = change[1]
         elif kind == "snapshot":
@@ -174,7 +177,12 @@ class Replay:
         return {
             "jobs": {job_id: rec.fields() for job_id, rec in sorted(self.jobs.items())},
             "queues": {
-                name: (qs.paused, qs.concurrency) for name, qs in sorted(self.queues.items())
+                name: (
+                    qs.paused,
+                    qs.concurrency,
+                    None if qs.limiter is None else qs.limiter.fields(),
+                )
+                for name, qs in sorted(self.queues.items())
             },
             "next_id": self.next_id,
             "rng": self.rng,
@@ -259,11 +267,14 @@ class Replay:
 
 
 def queue_fields(qs: QueueState) -> dict[str, Any]:
-    """A queue record's fields: `paused` always (what every version reads), the cap only
-    when set."""
-    if qs.concurrency is None:
-        return {"paused": qs.paused}
-    return {"paused": qs.paused, "concurrency": qs.concurrency}
+    """A queue record's fields: `paused` always (what every version reads), the cap and
+    the rate limit only when set."""
+    fields: dict[str, Any] = {"paused": qs.paused}
+    if qs.concurrency is not None:
+        fields["concurrency"] = qs.concurrency
+    if qs.limiter is not None:
+        fields["limiter"] = qs.limiter.fields()
+    return fields
 
 
 __all__ = ["Replay", "queue_fields"]

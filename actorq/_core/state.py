@@ -52,6 +52,7 @@ from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
 from .finished import FinishedLine
 from .handlers import HANDLERS
+from .limits import Limiter
 from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
@@ -80,7 +81,16 @@ STACKTRACE_LIMIT: Final = 10
 class QueueState:
     """Per-queue indexes and counters."""
 
-    __slots__ = ("completed", "concurrency", "counts", "failed", "name", "paused", "waiting")
+    __slots__ = (
+        "completed",
+        "concurrency",
+        "counts",
+        "failed",
+        "limiter",
+        "name",
+        "paused",
+        "waiting",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -88,6 +98,8 @@ class QueueState:
         #: The queue's global concurrency: at most this many of its jobs active at once,
         #: across every worker (None: no cap).
         self.concurrency: int | None = None
+        #: Its rate limit, once a worker set one or a processor limited it by hand.
+        self.limiter: Limiter | None = None
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
@@ -111,6 +123,8 @@ class CoreState(Admission, Relations, Control, Replay):
         #: every entry added to the three indexes above and made exact by
         #: `run_timers`. A batch that reads it pays one comparison instead of three lookups.
         self.due_bound = math.inf
+        #: Queues a rate limit stopped, and when it lifts (a timer: dispatch tries again).
+        self.held: dict[str, float] = {}
         self.idempotency: dict[str, int] = {}
         self.blocking = BlockingIndex()
         self.changes: list[Change] | None = None
@@ -201,7 +215,16 @@ class CoreState(Admission, Relations, Control, Replay):
         lock = self.locks.earliest()
         if lock is not None and (due is None or lock[0] < due):
             due = lock[0]
+        if self.held:
+            first = min(self.held.values())
+            if due is None or first < due:
+                due = first
         return due
+
+    def _hold(self, queue: str, until: float) -> None:
+        """The queue's rate limit stopped a take: wake the timer when it lifts."""
+        self.held[queue] = until
+        self.due_bound = min(self.due_bound, until)
 
     def select(
         self,
@@ -269,6 +292,14 @@ class CoreState(Admission, Relations, Control, Replay):
             n = min(n, qs.concurrency - qs.counts[A])
             if n <= 0:
                 return []
+        limiter = qs.limiter
+        if limiter is not None:
+            allowed = limiter.allowance(now)
+            if allowed is not None and allowed < n:
+                n = allowed
+            if n <= 0:
+                self._hold(qs.name, limiter.blocked_until(now))
+                return []
         taken: list[JobRecord] = []
         jobs = self.jobs
         pop = qs.waiting.pop
@@ -305,6 +336,9 @@ class CoreState(Admission, Relations, Control, Replay):
             taken.append(rec)
         if taken and events is not None and not qs.counts[W]:
             events.append(ev.QueueDrained(queue))
+        if limiter is not None and taken:
+            limiter.started(len(taken), now)
+            self._set_queue(qs)  # the window's count is journaled: it holds across restarts
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return taken
