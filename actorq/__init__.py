@@ -55,6 +55,7 @@ from ._journal import (
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._runtime import EventStream, Lagged, Runtime
+from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -65,6 +66,7 @@ __all__ = [
     "BackgroundRuntime",
     "Backoff",
     "BatchRef",
+    "BulkJob",
     "ChangeLog",
     "Clock",
     "DelayedError",
@@ -88,6 +90,7 @@ __all__ = [
     "JobFailedError",
     "JobNode",
     "JobNotFoundError",
+    "JobOptions",
     "JobProgress",
     "JobRemoved",
     "JobRetrying",
@@ -112,8 +115,10 @@ __all__ = [
     "QueuePaused",
     "QueueResumed",
     "Retention",
+    "RetentionOptions",
     "Runtime",
     "RuntimeClosedError",
+    "StateName",
     "SystemClock",
     "UnrecoverableError",
     "VirtualClock",

@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import anyio
 import anyio.lowlevel
@@ -31,6 +31,7 @@ from ._job import Job
 from ._journal import GuardsIds, open_changelog
 from ._options import MAX_CONCURRENCY, check_processor, check_queue_name, count, positive
 from ._queue import Queue
+from ._typing import DataT, ResultT
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -80,8 +81,8 @@ class Runtime:
         self._seed = seed
         self._state = _NEW
         self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
-        self._queues: dict[str, Queue] = {}
-        self._workers: dict[str, Worker] = {}
+        self._queues: dict[str, Queue[Any, Any]] = {}
+        self._workers: dict[str, Worker[Any, Any]] = {}
         self._tokens = itertools.count(1)
         self._core = CoreState(seed=seed)
         self._engine: Engine | None = None
@@ -198,16 +199,55 @@ class Runtime:
 
     # ------------------------------------------------------------------ handles
 
-    def queue(self, name: str) -> Queue:
+    def queue(self, name: str) -> Queue[Any, Any]:
         """The queue called `name` (created on first use)."""
         q = self._queues.get(name)
         if q is None:
             q = self._queues[check_queue_name(name)] = Queue(self, name)
         return q
 
+    @overload
     def worker(
         self,
-        queue: str | Queue,
+        queue: str | Queue[DataT, ResultT],
+        processor: None = None,
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+    ) -> Worker[DataT, ResultT]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[DataT, ResultT],
+        processor: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+    ) -> Worker[DataT, ResultT]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[DataT, ResultT],
+        processor: Callable[[Job[DataT, ResultT]], ResultT],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[True],
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+    ) -> Worker[DataT, ResultT]: ...
+
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
         processor: Callable[..., Any] | None = None,
         *,
         concurrency: int = 1,
@@ -215,7 +255,7 @@ class Runtime:
         lock_duration: float = 30.0,
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
-    ) -> Worker:
+    ) -> Worker[Any, Any]:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
         ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
@@ -273,7 +313,7 @@ class Runtime:
         self._workers[token] = handle
         return handle
 
-    async def _close_worker(self, worker: Worker) -> None:
+    async def _close_worker(self, worker: Worker[Any, Any]) -> None:
         if self._state == _CLOSED:
             return
         self._workers.pop(worker.token, None)
@@ -284,7 +324,7 @@ class Runtime:
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
 
-    def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
+    def _job_for_worker(self, rec: JobRecord, token: str) -> Job[Any, Any]:
         return Job(self, rec, token, None, True)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
@@ -390,7 +430,7 @@ class Runtime:
         batch's effects a moment before they are durable."""
         return self._core.handle(query, self.clock.now())
 
-    async def wait(self, jobs: Iterable[Job], progress: bool = False) -> list[Any]:
+    async def wait(self, jobs: Iterable[Job[Any, Any]], progress: bool = False) -> list[Any]:
         """Wait for every job to finish; their return values in order. With `progress`, a
         progress bar (tqdm.auto when installed, plain lines otherwise)."""
         from ._display import wait_for  # noqa: PLC0415 - display code loads on first use
