@@ -55,6 +55,7 @@ from ._journal import (
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._runtime import EventStream, Lagged, Runtime
+from ._tasks import Task
 from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -120,6 +121,7 @@ __all__ = [
     "RuntimeClosedError",
     "StateName",
     "SystemClock",
+    "Task",
     "UnrecoverableError",
     "VirtualClock",
     "WaitingChildrenError",

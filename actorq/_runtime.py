@@ -10,7 +10,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
@@ -29,8 +29,16 @@ from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
 from ._journal import GuardsIds, open_changelog
-from ._options import MAX_CONCURRENCY, check_processor, check_queue_name, count, positive
+from ._options import (
+    MAX_CONCURRENCY,
+    check_processor,
+    check_queue_name,
+    count,
+    positive,
+    text,
+)
 from ._queue import Queue
+from ._tasks import Task, dispatcher, is_registry
 from ._typing import DataT, ResultT
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -245,10 +253,40 @@ class Runtime:
         max_stalled_count: int = 1,
     ) -> Worker[DataT, ResultT]: ...
 
+    @overload
     def worker(
         self,
         queue: str | Queue[Any, Any],
-        processor: Callable[..., Any] | None = None,
+        processor: Mapping[str, Callable[[Job[Any, Any]], Awaitable[Any]]]
+        | Iterable[Task[Any, Any]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+    ) -> Worker[Any, Any]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: Mapping[str, Callable[[Job[Any, Any]], Any]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[True],
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+    ) -> Worker[Any, Any]: ...
+
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: Callable[..., Any]
+        | Mapping[str, Callable[..., Any]]
+        | Iterable[Task[Any, Any]]
+        | None = None,
         *,
         concurrency: int = 1,
         run_in_thread: bool = False,
@@ -261,6 +299,9 @@ class Runtime:
         ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
         processor is a plain function run in a worker thread. What it returns
         (JSON-encodable) becomes the job's return value; what it raises fails the attempt.
+        ``processor`` may instead be a table of processors by job name, ``{"send": send,
+        "report": report}`` or a list of `Task` (see `task`): each job runs its name's, and a
+        job whose name is not in the table fails for good (`UnrecoverableError`).
         Without a processor the worker is manual (see `Worker.get_next_job`): its jobs are
         locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
         detected the moment the lock expires (a sorted index, not a periodic scan), so
@@ -280,7 +321,11 @@ class Runtime:
             )
             self._workers[token] = handle
             return handle
-        check_processor(processor, run_in_thread)
+        call = (
+            dispatcher(processor, name, run_in_thread)
+            if is_registry(processor)
+            else check_processor(processor, run_in_thread)
+        )
         concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         engine = self._engine
         assert engine is not None
@@ -288,7 +333,7 @@ class Runtime:
         self._streams += [inbox_tx, inbox_rx]
         actor = WorkerActor(
             token=token,
-            processor=processor,
+            processor=call,
             make_job=self._job_for_worker,
             concurrency=concurrency,
             run_in_thread=run_in_thread,
@@ -312,6 +357,29 @@ class Runtime:
         )
         self._workers[token] = handle
         return handle
+
+    def task(
+        self, queue: str | Queue[Any, Any], *, name: str | None = None
+    ) -> Callable[[Callable[[Job[DataT, ResultT]], Awaitable[ResultT]]], Task[DataT, ResultT]]:
+        """Decorator: register an async function as the processor of the jobs called `name`
+        (default: the function's name) on `queue`, as a `Task`.
+
+        ``await send.add(data, **options)`` then adds such a job, typed from the function's
+        annotations; ``rt.worker(queue, [send, report])`` runs the tasks of a queue. It may be
+        used before the runtime starts (``rt = Runtime(...)`` at module level).
+        """
+        queue_name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
+        if name is not None:
+            text("name", name, "a job name must be a non-empty string")
+
+        def register(
+            fn: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
+        ) -> Task[DataT, ResultT]:
+            check_processor(fn, False)
+            job_name = name if name is not None else getattr(fn, "__name__", None)
+            return Task(self, fn, queue_name, text("name", job_name))
+
+        return register
 
     async def _close_worker(self, worker: Worker[Any, Any]) -> None:
         if self._state == _CLOSED:

@@ -48,3 +48,22 @@ async def main() -> None:
         job = await emails.add("welcome", {"to": "ada@example.com"})
         receipt: int = await job.wait_until_finished()  # E: assignment
         job.data["subject"]  # E: typeddict-item
+
+
+rt = Runtime()
+
+
+@rt.task("emails")
+async def typed_task(job: Job[EmailData, SentReceipt]) -> SentReceipt:
+    return {"sent_to": job.data["to"]}
+
+
+@rt.task("emails")  # E: arg-type
+def sync_task(job: Job[EmailData, SentReceipt]) -> SentReceipt:
+    return {"sent_to": job.data["to"]}
+
+
+async def tasks() -> None:
+    await typed_task.add({"too": "a@b"})  # E: typeddict-item, typeddict-unknown-key
+    await typed_task.add({"to": "a@b"}, priorty=1)  # E: call-arg
+    rt.worker("emails", {"send": sync_send})  # E: arg-type
