@@ -71,6 +71,8 @@ class Queue(Generic[DataT, ResultT]):
         """
         spec = job_spec(self.name, name, data, options)
         rt = self._rt
+        if rt._telemetry is not None:  # an `add` span, whose context the job carries
+            return Job(rt, (await rt._telemetry.add([spec]))[0])
         [(rec, _created)] = await rt._send(c.Add((spec,)))
         return Job(rt, rec)
 
@@ -91,6 +93,8 @@ class Queue(Generic[DataT, ResultT]):
         if not specs:
             return []
         rt = self._rt
+        if rt._telemetry is not None:
+            return [Job(rt, rec) for rec in await rt._telemetry.add(specs)]
         added = await rt._send(c.Add(specs))
         return [Job(rt, rec) for rec, _created in added]
 

@@ -10,9 +10,10 @@ import itertools
 import logging
 import math
 import os
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
 
 import anyio
 import anyio.lowlevel
@@ -43,6 +44,9 @@ from ._typing import DataT, ResultT
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
+if TYPE_CHECKING:
+    from .otel import Instruments, Telemetry
+
 log = logging.getLogger("actorq")
 log.addHandler(logging.NullHandler())
 
@@ -61,6 +65,10 @@ class Runtime:
     the runtime's own random source (backoff jitter). On leaving the block, the runtime stops
     dispatching, gives running jobs up to ``shutdown_timeout`` seconds to finish, then
     cancels what is left; a second cancellation while it waits is immediate.
+    ``telemetry``: OpenTelemetry traces and metrics (`actorq.otel`, the ``actorq[otel]``
+    extra). None (the default) turns them on when opentelemetry-api is installed and an SDK
+    has set a global provider; False never; True always (it needs the extra); a
+    `actorq.otel.Telemetry` names the providers to use.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class Runtime:
         clock: Clock | None = None,
         seed: int = 0,
         shutdown_timeout: float = 10.0,
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
@@ -83,6 +92,16 @@ class Runtime:
             raise InvalidOptionError("journal", journal, "give path= or journal=, not both")
         if fsync not in ("always", "interval", "never"):
             raise InvalidOptionError("fsync", fsync, "must be 'always', 'interval' or 'never'")
+        if telemetry is not None and not isinstance(telemetry, bool):
+            from .otel import Telemetry  # noqa: PLC0415 - only with the otel extra
+
+            if not isinstance(telemetry, Telemetry):
+                raise InvalidOptionError(
+                    "telemetry", telemetry, "must be None (auto), True, False or a Telemetry"
+                )
+        self._telemetry_option = telemetry
+        #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
+        self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
         self.fsync = fsync
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
@@ -106,6 +125,7 @@ class Runtime:
     async def __aenter__(self) -> Self:
         if self._state != _NEW:
             raise RuntimeClosedError("a Runtime can be started once")
+        self._telemetry = _instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
@@ -120,6 +140,8 @@ class Runtime:
         engine = self._engine = Engine(self._core, self._journal, self.clock.now)
         engine.mailbox = tx
         self._sched = Scheduler(engine, self.clock, rx)
+        if self._telemetry is not None:
+            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
         if not replayed and self._core.changes is not None:
             # A new history starts with the seed, so a replay never depends on the runtime
             # that reopens it being given the same one.
@@ -326,6 +348,8 @@ class Runtime:
             if is_registry(processor)
             else check_processor(processor, run_in_thread)
         )
+        if self._telemetry is not None:
+            call = self._telemetry.wrap(call, name, run_in_thread)
         concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         engine = self._engine
         assert engine is not None
@@ -529,6 +553,29 @@ class RuntimeStatistics:
     loop_batches: int
     jobs_running: int
     calls: int
+
+
+def _instruments(rt: Runtime, option: bool | Telemetry | None) -> Instruments | None:
+    """The runtime's OpenTelemetry instruments, or None. None (auto) looks first whether the
+    program imported the OpenTelemetry API at all: a provider cannot have been set without
+    it, so a program that never touched OpenTelemetry imports none of it, installed or not."""
+    if option is False:
+        return None
+    if option is None and not (_OTEL_API.intersection(sys.modules)):
+        return None
+    try:
+        from . import otel  # noqa: PLC0415 - only with the otel extra
+    except ImportError:
+        if option is None:
+            return None
+        raise InvalidOptionError(
+            "telemetry", option, "needs opentelemetry-api: pip install 'actorq[otel]'"
+        ) from None
+    return otel.enable(rt, option)
+
+
+#: The modules through which a program sets a global tracer or meter provider.
+_OTEL_API: Final = frozenset({"opentelemetry.trace", "opentelemetry.metrics"})
 
 
 def _load(core: CoreState, journal: ChangeLog) -> int:
