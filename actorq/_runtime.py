@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, overload
@@ -119,12 +120,22 @@ class Runtime:
         # Every stream end the runtime made, closed when it stops (subscribers' ends too).
         self._streams: list[Any] = []
         self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
+        #: In a notebook, the task the runtime lives in and what stops it (`_enter_hosted`).
+        self._host: tuple[asyncio.Task[None], asyncio.Event] | None = None
+        self._host_exit: tuple[Any, Any, Any] = (None, None, None)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
         if self._state != _NEW:
             raise RuntimeClosedError("a Runtime can be started once")
+        if _in_notebook_kernel():
+            await self._enter_hosted()
+        else:
+            await self._enter()
+        return self
+
+    async def _enter(self) -> None:
         self._telemetry = _instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await anyio.to_thread.run_sync(
@@ -166,9 +177,53 @@ class Runtime:
             stalled = await self._send(c.StallAllActive())
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
-        return self
 
     async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        host = self._host
+        if host is None:
+            return await self._exit(exc_type, exc, tb)
+        task, stop = host
+        if not stop.is_set():
+            self._host_exit = (exc_type, exc, tb)
+            stop.set()
+        await asyncio.shield(task)  # the host's result: what its exit raised, if anything
+        return None
+
+    async def _enter_hosted(self) -> None:
+        """Start in a task of its own on the kernel's loop (a notebook: `_in_notebook_kernel`).
+
+        ipykernel runs each cell in its own task, and a task group must be left by the task
+        that entered it: a runtime entered in one cell and closed in another would fail with
+        anyio's "exit cancel scope in a different task". Here the host task enters and leaves
+        it, whichever cells call ``__aenter__`` and ``close``.
+        """
+        loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+        stop = asyncio.Event()
+
+        async def host() -> None:
+            try:
+                await self._enter()
+            except BaseException as exc:
+                entered.set_exception(exc)
+                return
+            entered.set_result(None)
+            try:
+                await stop.wait()
+            except BaseException as exc:  # the runtime crashed: its task group cancelled us
+                await self._exit(type(exc), exc, exc.__traceback__)
+                raise
+            await self._exit(*self._host_exit)
+
+        self._host = (loop.create_task(host(), name="actorq runtime"), stop)
+        await entered
+
+    async def _exit(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -553,6 +608,19 @@ class RuntimeStatistics:
     loop_batches: int
     jobs_running: int
     calls: int
+
+
+def _in_notebook_kernel() -> bool:
+    """Whether this is a Jupyter kernel's own loop (ipykernel, asyncio, the main thread),
+    where each cell runs in a task of its own."""
+    if "ipykernel" not in sys.modules or threading.current_thread() is not threading.main_thread():
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio (%autoawait trio): no loop outlives a cell there anyway
+        return False
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _instruments(rt: Runtime, option: bool | Telemetry | None) -> Instruments | None:
