@@ -56,6 +56,8 @@ from ._journal import (
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._runtime import EventStream, Lagged, Runtime
+from ._tasks import Task
+from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -66,6 +68,7 @@ __all__ = [
     "BackgroundRuntime",
     "Backoff",
     "BatchRef",
+    "BulkJob",
     "ChangeLog",
     "Clock",
     "DelayedError",
@@ -89,6 +92,7 @@ __all__ = [
     "JobFailedError",
     "JobNode",
     "JobNotFoundError",
+    "JobOptions",
     "JobProgress",
     "JobRemoved",
     "JobRetrying",
@@ -114,9 +118,12 @@ __all__ = [
     "QueueResumed",
     "RateLimitError",
     "Retention",
+    "RetentionOptions",
     "Runtime",
     "RuntimeClosedError",
+    "StateName",
     "SystemClock",
+    "Task",
     "UnrecoverableError",
     "VirtualClock",
     "WaitingChildrenError",

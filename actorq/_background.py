@@ -1,8 +1,10 @@
 """`start_in_background`: a `Runtime` on its own thread and event loop.
 
 For notebooks and plain scripts. ipykernel 7 runs each cell in its own task and stalls
-background tasks between cells, so a runtime kept across cells must not live on the kernel's
-loop: here it runs on a thread of its own, behind an anyio blocking portal.
+background tasks between cells: a plain `Runtime` kept across cells works (it lives in a task
+of its own, see `Runtime._enter_hosted`) but runs jobs only while a cell runs. Here the
+runtime runs on a thread of its own, behind an anyio blocking portal, and its jobs progress
+between cells too.
 
 Two facades over that one portal:
 

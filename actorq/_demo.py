@@ -25,6 +25,7 @@ from ._flow import FlowProducer
 from ._job import Job
 from ._relations import DependsOn, FlowJob, batch_ref
 from ._runtime import Runtime
+from ._typing import BulkJob
 from .clock import VirtualClock
 
 HOUR = 3600.0
@@ -187,9 +188,11 @@ async def run_demo(
                 {"name": "load", "depends_on": DependsOn(job_ids=[batch_ref(1)])},
             ]
         )
+        migrations: list[BulkJob] = [
+            {"name": f"migrate-{i}", "tags": ["db", "schema"]} for i in range(3)
+        ]
         barrier = await db.add_bulk(
-            [{"name": f"migrate-{i}", "tags": ["db", "schema"]} for i in range(3)]
-            + [{"name": "vacuum", "depends_on": DependsOn(tags=["db"])}]
+            [*migrations, {"name": "vacuum", "depends_on": DependsOn(tags=["db"])}]
         )
         end = await rt.queue("session").add("end-of-session", delay=SESSION)
         say(

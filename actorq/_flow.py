@@ -75,8 +75,11 @@ class FlowProducer:
 
         visit(tree, "", None)
         rt = self._rt
-        added = await rt._send(c.Add(specs))
-        jobs = [Job(rt, rec) for rec, _created in added]
+        if rt._telemetry is not None:
+            jobs = [Job(rt, rec) for rec in await rt._telemetry.add(specs)]
+        else:
+            added = await rt._send(c.Add(specs))
+            jobs = [Job(rt, rec) for rec, _created in added]
 
         def build(index: int) -> JobNode:
             return JobNode(jobs[index], [build(child) for child in shape[index]])

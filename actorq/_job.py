@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from ._codec import decode, encode
 from ._core import JobRecord, JobState
@@ -22,14 +22,21 @@ from ._exceptions import (
 )
 from ._failures import reason as reason_of
 from ._options import absolute_time, positive, unicode
+from ._typing import DataT, ResultT
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
     from ._worker import Worker
 
 
-class Job:
+class Job(Generic[DataT, ResultT]):
     """A job, read live from the runtime's record (fields show its latest state).
+
+    Generic in its data and its processor's result for type checkers: a processor typed
+    ``async def send(job: Job[EmailData, Receipt]) -> Receipt`` reads ``job.data`` as an
+    ``EmailData``, and ``wait_until_finished()`` on a ``Job[EmailData, Receipt]`` returns a
+    ``Receipt``. Plain ``Job`` is ``Job[Any, Any]``. Nothing is checked at run time: the
+    parameters are what the code promises, not a schema.
 
     Created by the runtime, never by user code. Payloads (`data`, `return_value`,
     `progress`) are decoded from the JSON the runtime keeps, so mutating what you read changes
@@ -55,7 +62,7 @@ class Job:
         self._in_processor = in_processor
         self._moved = False
         self._raw: bytes | None = None
-        self._data: Any = None
+        self._data: DataT = None  # type: ignore[assignment]  # decoded on first read
 
     # ------------------------------------------------------------------ fields
 
@@ -72,7 +79,7 @@ class Job:
         return self._rec.queue
 
     @property
-    def data(self) -> Any:
+    def data(self) -> DataT:
         raw = self._rec.data
         if raw is not self._raw:
             self._data = decode(raw)
@@ -116,8 +123,10 @@ class Job:
         return decode(self._rec.progress)
 
     @property
-    def return_value(self) -> Any:
-        return decode(self._rec.return_value)
+    def return_value(self) -> ResultT | None:
+        """What the processor returned once the job completed; None before."""
+        value: ResultT | None = decode(self._rec.return_value)
+        return value
 
     @property
     def failed_reason(self) -> str | None:
@@ -174,7 +183,7 @@ class Job:
 
     # ------------------------------------------------------------------ commands
 
-    async def update_data(self, data: Any) -> None:
+    async def update_data(self, data: DataT) -> None:
         """Replace the job's data (journaled; a retry or the next step sees it)."""
         await self._rt._send(c.UpdateData(self.id, encode("data", data)))
 
@@ -273,8 +282,8 @@ class Job:
         await self._rt._send(c.ExtendLock(self.id, token, duration))
 
     async def move_to_completed(
-        self, value: Any, token: str, fetch_next: bool = True
-    ) -> Job | None:
+        self, value: ResultT, token: str, fetch_next: bool = True
+    ) -> Job[DataT, ResultT] | None:
         """Complete this job held under `token`; return the next job locked under the same
         token when `fetch_next` (None if nothing waits)."""
         raw = None if value is None else encode("value", value)
@@ -284,7 +293,7 @@ class Job:
 
     async def move_to_failed(
         self, error: BaseException | str, token: str, fetch_next: bool = True
-    ) -> Job | None:
+    ) -> Job[DataT, ResultT] | None:
         """Fail this attempt (retried with backoff while attempts remain, as for processors);
         an `UnrecoverableError` fails the job for good. Returns the next job as
         `move_to_completed` does."""
@@ -310,7 +319,7 @@ class Job:
             return c.Take(self._rec.queue, 1, token, 30.0, 1)
         return worker._take(token)
 
-    async def wait_until_finished(self, timeout: float | None = None) -> Any:
+    async def wait_until_finished(self, timeout: float | None = None) -> ResultT:
         """Wait for the job to finish and return its return value.
 
         Raises `JobFailedError` or `JobCancelledError` if it ended so, `JobNotFoundError`
@@ -337,7 +346,8 @@ class Job:
             raise JobFailedError(rec.id, rec.failed_reason)
         if rec.state is JobState.CANCELLED:
             raise JobCancelledError(rec.id, rec.failed_reason)
-        return decode(rec.return_value)
+        value: ResultT = decode(rec.return_value)
+        return value
 
     async def promote(self) -> None:
         """Run this delayed job now (`Queue.promote`)."""

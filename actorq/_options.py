@@ -344,5 +344,7 @@ _DEFAULTS: Final[dict[str, Any]] = {
     for field, value in attrs.asdict(
         job_spec("q", "n", None, {"priority": 0}), recurse=False
     ).items()
-    if field not in ("name", "queue", "data")
+    # trace_context is set by actorq.otel only; left out, the keywords stay few enough that
+    # the call's dict of them needs no resize
+    if field not in ("name", "queue", "data", "trace_context")
 }

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, Unpack
 
 from ._core import JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
 from ._options import MAX_PRIORITY, count, job_spec, non_negative
+from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 _TAG_MODES = ("all", "any", "none", "exact")
 
 
-def _states(value: str | JobState | Iterable[str | JobState] | None) -> list[JobState] | None:
+def _states(
+    value: StateName | JobState | Iterable[StateName | JobState] | None,
+) -> list[JobState] | None:
     if value is None:
         return None
     items = [value] if isinstance(value, str | JobState) else list(value)
@@ -33,8 +36,14 @@ def _states(value: str | JobState | Iterable[str | JobState] | None) -> list[Job
     return out
 
 
-class Queue:
-    """A named queue of the runtime. Get one with ``rt.queue(name)``."""
+class Queue(Generic[DataT, ResultT]):
+    """A named queue of the runtime. Get one with ``rt.queue(name)``.
+
+    Generic for type checkers in the data its jobs carry and what their processor returns:
+    ``emails: Queue[EmailData, Receipt] = rt.queue("emails")`` makes ``emails.add`` take an
+    ``EmailData`` and return a ``Job[EmailData, Receipt]``. Plain ``Queue`` is
+    ``Queue[Any, Any]``.
+    """
 
     __slots__ = ("_rt", "name")
 
@@ -42,7 +51,12 @@ class Queue:
         self._rt = rt
         self.name = name
 
-    async def add(self, name: str, data: Any = None, **options: Any) -> Job:
+    async def add(
+        self,
+        name: str,
+        data: DataT = None,  # type: ignore[assignment]  # no data is None, whatever DataT is
+        **options: Unpack[JobOptions],
+    ) -> Job[DataT, ResultT]:
         """Add one job and return it once the runtime has recorded it.
 
         Options: ``priority`` (int, higher runs first), ``delay`` (seconds) or ``run_at``
@@ -58,10 +72,12 @@ class Queue:
         """
         spec = job_spec(self.name, name, data, options)
         rt = self._rt
+        if rt._telemetry is not None:  # an `add` span, whose context the job carries
+            return Job(rt, (await rt._telemetry.add([spec]))[0])
         [(rec, _created)] = await rt._send(c.Add((spec,)))
         return Job(rt, rec)
 
-    async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
+    async def add_bulk(self, jobs: Iterable[BulkJob]) -> list[Job[DataT, ResultT]]:
         """Add many jobs atomically: all or none. Each item is a mapping with ``name``,
         optional ``data`` and any option of `add`; an error names the item's index."""
         specs = []
@@ -78,10 +94,12 @@ class Queue:
         if not specs:
             return []
         rt = self._rt
+        if rt._telemetry is not None:
+            return [Job(rt, rec) for rec in await rt._telemetry.add(specs)]
         added = await rt._send(c.Add(specs))
         return [Job(rt, rec) for rec, _created in added]
 
-    async def get_job(self, job_id: int) -> Job | None:
+    async def get_job(self, job_id: int) -> Job[DataT, ResultT] | None:
         """The job with that id in this queue, or None."""
         rt = self._rt
         rec = await rt._send(c.GetJob(job_id, self.name))
@@ -89,14 +107,14 @@ class Queue:
 
     async def get_jobs(
         self,
-        state: str | JobState | Iterable[str | JobState] | None = None,
+        state: StateName | JobState | Iterable[StateName | JobState] | None = None,
         *,
         name: str | None = None,
         tags: Sequence[str] = (),
-        tag_mode: str = "all",
+        tag_mode: Literal["all", "any", "none", "exact"] = "all",
         start: int = 0,
         end: int | None = None,
-    ) -> list[Job]:
+    ) -> list[Job[DataT, ResultT]]:
         """Jobs by state(s), name and tags (`tag_mode`: all, any, none or exact).
 
         Waiting jobs come in the order they will run, the others by id; `start` and `end`
@@ -160,7 +178,10 @@ class Queue:
         return removed
 
     async def clean(
-        self, grace: float = 0.0, limit: int | None = None, state: str = "completed"
+        self,
+        grace: float = 0.0,
+        limit: int | None = None,
+        state: StateName | JobState = "completed",
     ) -> int:
         """Remove up to `limit` jobs in `state` finished (or created) over `grace` s ago."""
         grace = non_negative("grace", grace)
@@ -202,7 +223,7 @@ class Queue:
         removed: int = await self._rt._send(c.Obliterate(self.name, force))
         return removed
 
-    def get_workers(self) -> list[Worker]:
+    def get_workers(self) -> list[Worker[Any, Any]]:
         """The open workers of this queue, processor and manual, oldest first."""
         return self._rt._workers_of(self.name)
 

@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import gc
 import itertools
 import logging
 import math
 import os
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import anyio
 import anyio.lowlevel
@@ -38,10 +37,17 @@ from ._options import (
     count,
     positive,
     rate_limiter,
+    text,
 )
 from ._queue import Queue
+from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load
+from ._tasks import Task, dispatcher, is_registry
+from ._typing import DataT, ResultT
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
+
+if TYPE_CHECKING:
+    from .otel import Instruments, Telemetry
 
 log = logging.getLogger("actorq")
 log.addHandler(logging.NullHandler())
@@ -64,6 +70,10 @@ class Runtime:
     the runtime's own random source (backoff jitter). On leaving the block, the runtime stops
     dispatching, gives running jobs up to ``shutdown_timeout`` seconds to finish, then
     cancels what is left; a second cancellation while it waits is immediate.
+    ``telemetry``: OpenTelemetry traces and metrics (`actorq.otel`, the ``actorq[otel]``
+    extra). None (the default) turns them on when opentelemetry-api is installed and an SDK
+    has set a global provider; False never; True always (it needs the extra); a
+    `actorq.otel.Telemetry` names the providers to use.
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class Runtime:
         clock: Clock | None = None,
         seed: int = 0,
         shutdown_timeout: float = 10.0,
+        telemetry: bool | Telemetry | None = None,
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
@@ -86,14 +97,24 @@ class Runtime:
             raise InvalidOptionError("journal", journal, "give path= or journal=, not both")
         if fsync not in ("always", "interval", "never"):
             raise InvalidOptionError("fsync", fsync, "must be 'always', 'interval' or 'never'")
+        if telemetry is not None and not isinstance(telemetry, bool):
+            from .otel import Telemetry  # noqa: PLC0415 - only with the otel extra
+
+            if not isinstance(telemetry, Telemetry):
+                raise InvalidOptionError(
+                    "telemetry", telemetry, "must be None (auto), True, False or a Telemetry"
+                )
+        self._telemetry_option = telemetry
+        #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
+        self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
         self.fsync = fsync
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
         self._seed = seed
         self._state = _NEW
         self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
-        self._queues: dict[str, Queue] = {}
-        self._workers: dict[str, Worker] = {}
+        self._queues: dict[str, Queue[Any, Any]] = {}
+        self._workers: dict[str, Worker[Any, Any]] = {}
         self._tokens = itertools.count(1)
         self._core = CoreState(seed=seed)
         self._engine: Engine | None = None
@@ -101,7 +122,7 @@ class Runtime:
         self._stack = contextlib.AsyncExitStack()
         self._tg: Any = None
         self._outer: TaskGroup | None = None
-        self._host: int | None = None
+        self._host_task: int | None = None  # the task that entered the runtime
         self._crash: BaseException | None = None
         self._halted = False
         self._exited = False
@@ -110,31 +131,44 @@ class Runtime:
         # Every stream end the runtime made, closed when it stops (subscribers' ends too).
         self._streams: list[Any] = []
         self._checkpoint: Callable[[], Awaitable[None]] = anyio.lowlevel.checkpoint
+        #: In a notebook, the task the runtime lives in and what stops it (`_enter_hosted`).
+        self._host: tuple[asyncio.Task[None], asyncio.Event] | None = None
+        self._host_exit: tuple[Any, Any, Any] = (None, None, None)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
         if self._state != _NEW:
             raise RuntimeClosedError("a Runtime can be started once")
+        if in_notebook_kernel():
+            await self._enter_hosted()
+        else:
+            await self._enter()
+        return self
+
+    async def _enter(self) -> None:
+        self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await anyio.to_thread.run_sync(
                 functools.partial(open_changelog, self.path, fsync=self.fsync)
             )
         # Off the event loop: reading and applying a large journal takes seconds.
-        replayed = await anyio.to_thread.run_sync(_load, self._core, self._journal)
+        replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         if isinstance(self._journal, GuardsIds):
             self._journal.guard_ids(self._core)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
-        self._checkpoint = _backend_checkpoint()
+        self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]
         engine = self._engine = Engine(self._core, self._journal, self.clock.now)
         engine.mailbox = tx
         self._sched = Scheduler(engine, self.clock, rx)
+        if self._telemetry is not None:
+            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
         if not replayed and self._core.changes is not None:
             # A new history starts with the seed, so a replay never depends on the runtime
             # that reopens it being given the same one.
             self._core.changes.append(("rng", self._core.rng))
-        self._host = anyio.get_current_task().id
+        self._host_task = anyio.get_current_task().id
         self._stop_asked = anyio.Event()
         self._stopped = anyio.Event()
         try:
@@ -154,9 +188,53 @@ class Runtime:
             stalled = await self._send(c.StallAllActive())
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
-        return self
 
     async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        host = self._host
+        if host is None:
+            return await self._exit(exc_type, exc, tb)
+        task, stop = host
+        if not stop.is_set():
+            self._host_exit = (exc_type, exc, tb)
+            stop.set()
+        await asyncio.shield(task)  # the host's result: what its exit raised, if anything
+        return None
+
+    async def _enter_hosted(self) -> None:
+        """Start in a task of its own on the kernel's loop (a notebook: `in_notebook_kernel`).
+
+        ipykernel runs each cell in its own task, and a task group must be left by the task
+        that entered it: a runtime entered in one cell and closed in another would fail with
+        anyio's "exit cancel scope in a different task". Here the host task enters and leaves
+        it, whichever cells call ``__aenter__`` and ``close``.
+        """
+        loop = asyncio.get_running_loop()
+        entered: asyncio.Future[None] = loop.create_future()
+        stop = asyncio.Event()
+
+        async def host() -> None:
+            try:
+                await self._enter()
+            except BaseException as exc:
+                entered.set_exception(exc)
+                return
+            entered.set_result(None)
+            try:
+                await stop.wait()
+            except BaseException as exc:  # the runtime crashed: its task group cancelled us
+                await self._exit(type(exc), exc, exc.__traceback__)
+                raise
+            await self._exit(*self._host_exit)
+
+        self._host = (loop.create_task(host(), name="actorq runtime"), stop)
+        await entered
+
+    async def _exit(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -268,8 +346,8 @@ class Runtime:
             return
         if _within.get() is self:
             self._ask_stop()
-        elif anyio.get_current_task().id == self._host:
-            await self.__aexit__(None, None, None)
+        elif self._host is not None or anyio.get_current_task().id == self._host_task:
+            await self.__aexit__(None, None, None)  # a notebook's host task, or the block's
         else:
             self._ask_stop()
             await self._stopped.wait()
@@ -297,17 +375,91 @@ class Runtime:
 
     # ------------------------------------------------------------------ handles
 
-    def queue(self, name: str) -> Queue:
+    def queue(self, name: str) -> Queue[Any, Any]:
         """The queue called `name` (created on first use)."""
         q = self._queues.get(name)
         if q is None:
             q = self._queues[check_queue_name(name)] = Queue(self, name)
         return q
 
+    @overload
     def worker(
         self,
-        queue: str | Queue,
-        processor: Callable[..., Any] | None = None,
+        queue: str | Queue[DataT, ResultT],
+        processor: None = None,
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[DataT, ResultT]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[DataT, ResultT],
+        processor: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[DataT, ResultT]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[DataT, ResultT],
+        processor: Callable[[Job[DataT, ResultT]], ResultT],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[True],
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[DataT, ResultT]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: Mapping[str, Callable[[Job[Any, Any]], Awaitable[Any]]]
+        | Iterable[Task[Any, Any]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[False] = False,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[Any, Any]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: Mapping[str, Callable[[Job[Any, Any]], Any]],
+        *,
+        concurrency: int = 1,
+        run_in_thread: Literal[True],
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[Any, Any]: ...
+
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: Callable[..., Any]
+        | Mapping[str, Callable[..., Any]]
+        | Iterable[Task[Any, Any]]
+        | None = None,
         *,
         concurrency: int = 1,
         run_in_thread: bool = False,
@@ -315,12 +467,15 @@ class Runtime:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
-    ) -> Worker:
+    ) -> Worker[Any, Any]:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
         ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
         processor is a plain function run in a worker thread. What it returns
         (JSON-encodable) becomes the job's return value; what it raises fails the attempt.
+        ``processor`` may instead be a table of processors by job name, ``{"send": send,
+        "report": report}`` or a list of `Task` (see `task`): each job runs its name's, and a
+        job whose name is not in the table fails for good (`UnrecoverableError`).
         Without a processor the worker is manual (see `Worker.get_next_job`): its jobs are
         locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
         detected the moment the lock expires (a sorted index, not a periodic scan), so
@@ -346,7 +501,13 @@ class Runtime:
             )
             self._workers[token] = handle
             return handle
-        check_processor(processor, run_in_thread)
+        call = (
+            dispatcher(processor, name, run_in_thread)
+            if is_registry(processor)
+            else check_processor(processor, run_in_thread)
+        )
+        if self._telemetry is not None:
+            call = self._telemetry.wrap(call, name, run_in_thread)
         concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         engine = self._engine
         assert engine is not None
@@ -354,7 +515,7 @@ class Runtime:
         self._streams += [inbox_tx, inbox_rx]
         actor = WorkerActor(
             token=token,
-            processor=processor,
+            processor=call,
             make_job=self._job_for_worker,
             concurrency=concurrency,
             run_in_thread=run_in_thread,
@@ -379,10 +540,33 @@ class Runtime:
         self._workers[token] = handle
         return handle
 
-    def _workers_of(self, queue: str) -> list[Worker]:
+    def _workers_of(self, queue: str) -> list[Worker[Any, Any]]:
         return [w for w in self._workers.values() if w.queue == queue]
 
-    async def _close_worker(self, worker: Worker) -> None:
+    def task(
+        self, queue: str | Queue[Any, Any], *, name: str | None = None
+    ) -> Callable[[Callable[[Job[DataT, ResultT]], Awaitable[ResultT]]], Task[DataT, ResultT]]:
+        """Decorator: register an async function as the processor of the jobs called `name`
+        (default: the function's name) on `queue`, as a `Task`.
+
+        ``await send.add(data, **options)`` then adds such a job, typed from the function's
+        annotations; ``rt.worker(queue, [send, report])`` runs the tasks of a queue. It may be
+        used before the runtime starts (``rt = Runtime(...)`` at module level).
+        """
+        queue_name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
+        if name is not None:
+            text("name", name, "a job name must be a non-empty string")
+
+        def register(
+            fn: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
+        ) -> Task[DataT, ResultT]:
+            check_processor(fn, False)
+            job_name = name if name is not None else getattr(fn, "__name__", None)
+            return Task(self, fn, queue_name, text("name", job_name))
+
+        return register
+
+    async def _close_worker(self, worker: Worker[Any, Any]) -> None:
         if self._state == _CLOSED:
             return
         self._workers.pop(worker.token, None)
@@ -393,7 +577,7 @@ class Runtime:
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
 
-    def _job_for_worker(self, rec: JobRecord, token: str) -> Job:
+    def _job_for_worker(self, rec: JobRecord, token: str) -> Job[Any, Any]:
         return Job(self, rec, token, None, True)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
@@ -499,7 +683,7 @@ class Runtime:
         batch's effects a moment before they are durable."""
         return self._core.handle(query, self.clock.now())
 
-    async def wait(self, jobs: Iterable[Job], progress: bool = False) -> list[Any]:
+    async def wait(self, jobs: Iterable[Job[Any, Any]], progress: bool = False) -> list[Any]:
         """Wait for every job to finish; their return values in order. With `progress`, a
         progress bar (tqdm.auto when installed, plain lines otherwise)."""
         from ._display import wait_for  # noqa: PLC0415 - display code loads on first use
@@ -532,28 +716,4 @@ class RuntimeStatistics:
     calls: int
 
 
-def _load(core: CoreState, journal: ChangeLog) -> int:
-    """Replay the journal into `core`, with the cyclic garbage collector paused: loading
-    creates millions of objects that live on, and each collection would walk them all again
-    (docs/benchmarks.md has the figure)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return core.apply_changes(journal.replay())
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 __all__ = ["EventStream", "Lagged", "MemoryChangeLog", "Runtime", "RuntimeStatistics"]
-
-
-def _backend_checkpoint() -> Callable[[], Awaitable[None]]:
-    """The running backend's checkpoint, called directly. On asyncio, anyio's `checkpoint` is
-    ``asyncio.sleep(0)`` behind a backend lookup, and a caller pays one every 32 calls (see
-    `Engine.yield_due`)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio: trio
-        return anyio.lowlevel.checkpoint
-    return functools.partial(asyncio.sleep, 0)

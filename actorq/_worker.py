@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
 from ._options import non_negative
+from ._typing import DataT, ResultT
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
 
-class Worker:
+class Worker(Generic[DataT, ResultT]):
     """A worker of the runtime. Get one with ``rt.worker(queue, processor, ...)``.
 
     Without a processor it is a *manual* worker: fetch jobs with `get_next_job`, finish them
@@ -66,7 +67,9 @@ class Worker:
     def manual(self) -> bool:
         return self._actor is None
 
-    async def get_next_job(self, token: str, timeout: float | None = None) -> Job | None:
+    async def get_next_job(
+        self, token: str, timeout: float | None = None
+    ) -> Job[DataT, ResultT] | None:
         """Lock the next waiting job under `token` and return it (manual mode).
 
         With no `timeout`, returns None at once when nothing is waiting; with one, waits up to

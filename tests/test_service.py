@@ -130,7 +130,11 @@ def test_a_runtime_crash_is_loud(
     seen: dict[str, Any] = {}
     # Leaving the app raises the crash: the lifespan re-raises it after logging it.
     with pytest.raises(BaseException) as raised, client:
-        seen["before"] = client.post("/jobs", json={"name": "resize", "data": {"image": "a"}})
+        # delayed: no worker commits for it once the disk is broken, so the add below is
+        # what meets the failure (a loaded machine otherwise let the worker crash it first,
+        # and the add then found the runtime closed rather than crashed)
+        before = {"name": "resize", "data": {"image": "a"}, "delay": 3600}
+        seen["before"] = client.post("/jobs", json=before)
         disk.broken = True
         seen["add"] = client.post("/jobs", json={"name": "resize", "data": {"image": "b"}})
         seen["health"] = client.get("/health")

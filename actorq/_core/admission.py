@@ -261,6 +261,8 @@ class Admission:
             max_started_attempts=spec.max_started_attempts,
             on_child_failure=spec.on_child_failure,
         )
+        if spec.trace_context is not None:  # set apart: one keyword more costs every add
+            rec.trace_context = spec.trace_context
         # Not yet inserted: the index does not count this job among its barrier's holders.
         blocked = any((p := self.jobs.get(d)) is not None and p.state is not C for d in deps) or (
             bool(rec.depends_on_tags) and not self.blocking.barrier_clear(rec, counted=False)
