@@ -45,6 +45,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from .._core import CoreState, JobRecord, JobState
 from .._core import commands as c
 from .._core.events import Event
+from .._core.handlers import HANDLERS
 from .._core.states import TERMINAL
 from .._exceptions import ActorqError, RuntimeClosedError
 from .._failures import log_stalls
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 #: A caller's calls are counted, and the one whose count has these bits clear (one in 32)
 #: yields to the event loop first (see `Engine.yield_due`).
 INLINE_YIELD_MASK: Final = 31
+_TAKE: Final = HANDLERS[c.Take]
+_REPORT: Final = HANDLERS[c.Report]
 
 
 class WorkerSlot:
@@ -100,7 +103,8 @@ class WorkerSlot:
 class Outbox(NamedTuple):
     """What one batch may show the world, held until the batch's changes are durable.
 
-    A tuple: the manual loop makes one per call, and a tuple is made in C."""
+    A tuple: the manual loop makes one per call, and `step` makes it in C, with
+    ``tuple.__new__`` (a named tuple's own constructor is a Python function)."""
 
     changes: list[Any]
     sends: list[tuple[WorkerSlot, list[JobRecord]]]
@@ -243,10 +247,28 @@ class Engine:
     def step(self, batch: list[Any], now: float) -> Outbox:
         """Apply one batch to the core with one `now`; return what it may show once durable."""
         self.activity += 1
+        core = self.core
         for msg in batch:
             kind = type(msg)
             if kind is Request:
-                self._apply(msg, now)
+                # A request runs here, not in a method of its own: a manual call is a batch
+                # of one, and a call per layer is what it costs most. The core's handler
+                # comes straight from its table (what `CoreState.handle` looks up); the
+                # engine's own commands otherwise.
+                cmd = msg.command
+                handler = HANDLERS.get(type(cmd))
+                try:
+                    if handler is not None:
+                        result = handler(core, cmd, now)
+                    else:
+                        result = self._own(cmd)(msg, cmd, now)
+                except ActorqError as exc:
+                    msg.error = exc  # the core changed nothing; the rest of the batch runs
+                else:
+                    if result is DEFER:
+                        continue
+                    msg.result = result
+                self._replies.append(msg)
             elif kind is c.Report:
                 self._report(msg, now)
             elif kind is Tick:
@@ -255,7 +277,6 @@ class Engine:
                 raise msg.exc
             else:
                 raise TypeError(f"the engine got an unknown message {msg!r}")
-        core = self.core
         if now >= core.due_bound:
             core.run_timers(now)
         if core.dispatching:
@@ -268,29 +289,24 @@ class Engine:
         if core.stalls:
             log_stalls(core.stalls)
         changes, events, finished = core.take_effects()
-        outbox = Outbox(changes, self._sends, self._aborts, self._replies, events, finished)
+        outbox = tuple.__new__(
+            Outbox, (changes, self._sends, self._aborts, self._replies, events, finished)
+        )
         self._sends, self._aborts, self._replies = [], [], []
         return outbox
 
-    def _apply(self, req: Request, now: float) -> None:
-        cmd = req.command
+    def _own(self, cmd: c.Command) -> Callable[[Request, Any, float], Any]:
         op = self._ops.get(type(cmd))
-        try:
-            result = self.core.handle(cmd, now) if op is None else op(req, cmd, now)
-        except ActorqError as exc:
-            req.error = exc  # the core changed nothing; the rest of the batch runs
-        else:
-            if result is DEFER:
-                return
-            req.result = result
-        self._replies.append(req)
+        if op is None:
+            raise TypeError(f"neither the core nor the engine has a handler for {cmd!r}")
+        return op
 
     def _report(self, report: c.Report, now: float) -> None:
         slot = self.slots.get(report.token)
         if slot is not None:
             slot.free += report.freed
         self.running -= report.freed
-        self.core.handle(report, now)
+        _REPORT(self.core, report, now)
 
     def _dispatch(self, now: float) -> None:
         core = self.core
@@ -316,7 +332,7 @@ class Engine:
                 req = waiting.popleft()
                 if req.abandoned:  # its caller timed out; its token went with the deferral
                     continue
-                jobs = core.handle(req.command.take, now)
+                jobs = _TAKE(core, req.command.take, now)
                 if not jobs:
                     waiting.appendleft(req)
                     break
@@ -426,7 +442,7 @@ class Engine:
         """Manual `get_next_job`: lock the next waiting job under the token, or wait."""
         if req.abandoned:  # its caller gave up while it sat in the mailbox: lock nothing
             return None
-        jobs = self.core.handle(cmd.take, now)
+        jobs = _TAKE(self.core, cmd.take, now)
         if jobs:
             return jobs[0]
         if not cmd.wait:

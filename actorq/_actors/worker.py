@@ -263,14 +263,15 @@ def _processors_own(exc: BaseException) -> bool:
 
 
 def _ok(job: Any, value: Any, token: str) -> Outcome:
+    job_id = job._rec.id  # not the `id` property: every job's outcome passes here
     if value is None:
-        return (job.id, None)
+        return (job_id, None)
     try:
-        return (job.id, encode("return value", value))
+        return (job_id, encode("return value", value))
     except InvalidOptionError as exc:
         why = storable(str(exc))
         log_failed_attempt(job._rec, why, exc)
-        return c.Fail(job.id, token, why)
+        return c.Fail(job_id, token, why)
 
 
 def _classify(job: Any, exc: BaseException, token: str) -> Outcome | None:

@@ -22,21 +22,24 @@ from .states import JobState
 COMPACT_AFTER = 1024
 
 
-class FinishedLine:
-    __slots__ = ("_entries", "state")
+class FinishedLine(deque[tuple[int, int]]):
+    """The entries ``(order, job id)``, oldest first: a deque itself, so entering a job is
+    one `append` made in C (``line.append((rec.order, rec.id))``), which every completion
+    pays, and no Python call."""
+
+    __slots__ = ("state",)
 
     def __init__(self, state: JobState) -> None:
+        super().__init__()
         self.state = state
-        self._entries: deque[tuple[int, int]] = deque()
 
     def push(self, rec: JobRecord) -> None:
-        self._entries.append((rec.order, rec.id))
+        self.append((rec.order, rec.id))
 
     def pop_oldest(self, jobs: Mapping[int, JobRecord]) -> JobRecord | None:
         """Take the oldest job still finished in this state, or None when there is none."""
-        entries = self._entries
-        while entries:
-            order, job_id = entries.popleft()
+        while self:
+            order, job_id = self.popleft()
             rec = jobs.get(job_id)
             if rec is not None and rec.state is self.state and rec.order == order:
                 return rec
@@ -45,19 +48,15 @@ class FinishedLine:
     def live(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
         """Live entries, oldest first."""
         state = self.state
-        for order, job_id in self._entries:
+        for order, job_id in self:
             rec = jobs.get(job_id)
             if rec is not None and rec.state is state and rec.order == order:
                 yield rec
 
     def maybe_compact(self, jobs: Mapping[int, JobRecord], live: int) -> None:
-        stale = len(self._entries) - live
+        """`len` counts entries held, stale ones included (the core keeps the live count)."""
+        stale = len(self) - live
         if stale > COMPACT_AFTER and stale > live:
-            self._entries = deque((rec.order, rec.id) for rec in self.live(jobs))
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        """Entries held, stale ones included (the core keeps the live count)."""
-        return len(self._entries)
+            survivors = [(rec.order, rec.id) for rec in self.live(jobs)]
+            self.clear()
+            self.extend(survivors)

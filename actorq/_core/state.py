@@ -549,9 +549,12 @@ class CoreState(Admission, Relations, Control, Replay):
         old = rec.state
         new = changes.get("state", old)
         if new is not old:
-            plan = _PLANS.get((command, old, new))
-            if plan is None:
-                raise AssertionError(f"core bug: {command} moved job {rec.id} {old} -> {new}")
+            try:
+                plan = _PLANS[command][old][new]
+            except KeyError:
+                raise AssertionError(
+                    f"core bug: {command} moved job {rec.id} {old} -> {new}"
+                ) from None
             order = plan.order
             if order is not None and "order" not in changes:
                 if order == "line":
@@ -569,7 +572,10 @@ class CoreState(Admission, Relations, Control, Replay):
             counts[new] += 1
             if plan.enter is not None:
                 plan.enter(self, qs, rec)
-            plan.moved(self, rec, old)
+            if plan.moved is not None:
+                plan.moved(self, rec, old)
+            if (rec.parent_id is not None or rec.children) and self._live:
+                self._moved_in_tree(rec, old, plan.was_alive, plan.alive)
         else:
             self._apply(rec, changes)  # the same state: fields, and the indexes they move
         if self.changes is not None:
@@ -599,7 +605,13 @@ class CoreState(Admission, Relations, Control, Replay):
 
     def _moved(self, rec: JobRecord, old: JobState | None) -> None:
         """Index upkeep that depends on where a job came from, not only where it is."""
-        _MOVED[(old, rec.state)](self, rec, old)
+        new = rec.state
+        moved = _MOVED[(old, new)]
+        if moved is not None:
+            moved(self, rec, old)
+        if (rec.parent_id is not None or rec.children) and self._live:
+            was_alive = old is not None and old not in TERMINAL
+            self._moved_in_tree(rec, old, was_alive, new not in TERMINAL)
 
     def _moved_in_tree(
         self, rec: JobRecord, old: JobState | None, was_alive: bool, alive: bool

@@ -3,13 +3,15 @@
 * `ENTER` / `LEAVE`: what entering and leaving each state does to the core's indexes (counts
   aside). `_index` and `_unindex` look these up by the job's state.
 * `MOVED`: the upkeep that depends on where a job came from as well as where it went (a
-  live job ended, a finished one came back, a family to tell), one function per kind of
-  move, looked up by ``(old, new)`` state.
-* `PLANS`: for every row ``(command, old, new)`` of the lifecycle table, the `Plan` that
-  `CoreState._change` follows: the three upkeep functions above for that move, and which
-  order the job takes. Derived from the tables once, so the hottest moves (`take`,
-  `complete`) cost no lookups and no calls for upkeep they do not need, and a move outside
-  the table has no plan.
+  live job ended, a finished one came back), one function per kind of move, looked up by
+  ``(old, new)`` state; None where a move needs nothing more (from one live state to
+  another). What a parent or a child must hear of a move is the core's `_moved_in_tree`,
+  called for family members only.
+* `PLANS`: for every row ``(command, old, new)`` of the lifecycle table, looked up as
+  ``PLANS[command][old][new]``, the `Plan` that `CoreState._change` follows: the upkeep
+  functions above for that move, and which order the job takes. Derived from the tables
+  once, so the hottest moves (`take`, `complete`) cost no lookups and no calls for upkeep
+  they do not need, and a move outside the table has no plan.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _enter_finished(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     completed = rec.state is C
     keep = rec.remove_on_complete if completed else rec.remove_on_fail
     if keep.count != 0:  # else its retention removes it at once: its entry would be stale
-        (qs.completed if completed else qs.failed).push(rec)
+        (qs.completed if completed else qs.failed).append((rec.order, rec.id))
     age = keep.age
     if age is not None:
         core.expiries.add((finished_at + age, rec.id))
@@ -128,10 +130,18 @@ LEAVE: Final[dict[JobState, _Upkeep]] = {
 # ---------------------------------------------------------------------- per move
 
 
-def _moved_alive(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
-    """From one live state to another: only a parent or a child has more to do."""
-    if core._live and (rec.parent_id is not None or rec.children):
-        core._moved_in_tree(rec, old, True, True)
+def _holder_gone(core: CoreState, rec: JobRecord) -> None:
+    """A tagged job ended: the barriers whose holder count fell wake their waiters."""
+    fallen = core.blocking.job_gone(rec)
+    if core._live and fallen:
+        core._wake_barrier_waiters(fallen)
+
+
+def _dependents_released(core: CoreState, rec: JobRecord) -> None:
+    """A job others depend on completed: those now free to run are woken (live only)."""
+    released = core.blocking.completed(rec.id)
+    if core._live:
+        core._wake.extend(released)
 
 
 def _moved_revived(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
@@ -140,50 +150,46 @@ def _moved_revived(core: CoreState, rec: JobRecord, old: JobState | None) -> Non
         core.blocking.job_alive(rec)
     if old is C:  # a completed job retried by hand: a scan, but a rare one
         core.blocking.uncompleted(rec.id, (r for r in core.jobs.values() if r.state is B))
-    if core._live and (rec.parent_id is not None or rec.children):
-        core._moved_in_tree(rec, old, False, True)
 
 
-def _moved_ended(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
-    """A live job reached a terminal state: its barriers, dependents and family hear."""
+def _moved_completed(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """A live job completed: its barriers and its dependents hear."""
     if rec.tags:
-        fallen = core.blocking.job_gone(rec)
-        if core._live and fallen:
-            core._wake_barrier_waiters(fallen)
-    _finished(core, rec, old, True)
+        _holder_gone(core, rec)
+    if rec.id in core.blocking.dependents:
+        _dependents_released(core, rec)
+
+
+def _moved_failed(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
+    """A live job failed or was cancelled: its barriers hear, its end cascades."""
+    if rec.tags:
+        _holder_gone(core, rec)
+    if core._live:
+        core._cascade.append((rec, "failed" if rec.state is F else "was cancelled"))
 
 
 def _moved_dead(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
     """Into a terminal state from none or another terminal one (a record replayed)."""
-    if rec.state is C or old is C:
-        _finished(core, rec, old, False)
-    elif core._live and (rec.parent_id is not None or rec.children):
-        core._moved_in_tree(rec, old, False, False)
-
-
-def _finished(core: CoreState, rec: JobRecord, old: JobState | None, was_alive: bool) -> None:
     new = rec.state
-    if new is C and rec.id in core.blocking.dependents:
-        released = core.blocking.completed(rec.id)
-        if core._live:
-            core._wake.extend(released)
-    if not core._live:
-        return
-    if new is F or new is X:
+    if new is C:
+        if rec.id in core.blocking.dependents:
+            _dependents_released(core, rec)
+    elif old is C and core._live:
         core._cascade.append((rec, "failed" if new is F else "was cancelled"))
-    if rec.parent_id is not None or rec.children:
-        core._moved_in_tree(rec, old, was_alive, False)
 
 
-def _moved_kind(old: JobState | None, new: JobState) -> _Upkeep:
+def _moved_kind(old: JobState | None, new: JobState) -> _Upkeep | None:
     was_alive = old is not None and old not in TERMINAL
-    alive = new not in TERMINAL
-    if alive:
-        return _moved_alive if was_alive else _moved_revived
-    return _moved_ended if was_alive else _moved_dead
+    if new not in TERMINAL:
+        return None if was_alive else _moved_revived
+    if not was_alive:
+        return _moved_dead
+    return _moved_completed if new is C else _moved_failed
 
 
-MOVED: Final[dict[tuple[JobState | None, JobState], _Upkeep]] = {
+#: Per move, the upkeep beyond entering and leaving (None: nothing). What a job's family
+#: must hear is not here: `CoreState._moved_in_tree` does it for every move of a member.
+MOVED: Final[dict[tuple[JobState | None, JobState], _Upkeep | None]] = {
     (old, new): _moved_kind(old, new) for old in (None, *JobState) for new in JobState
 }
 
@@ -191,7 +197,7 @@ MOVED: Final[dict[tuple[JobState | None, JobState], _Upkeep]] = {
 class Plan:
     """How `CoreState._change` carries out one row of the lifecycle table."""
 
-    __slots__ = ("enter", "leave", "moved", "order")
+    __slots__ = ("alive", "enter", "leave", "moved", "order", "was_alive")
 
     def __init__(self, command: str, old: JobState, new: JobState) -> None:
         leave = LEAVE[old]
@@ -200,14 +206,23 @@ class Plan:
         #: Upkeep on leaving `old` and entering `new` (None: nothing to do).
         self.leave: _Upkeep | None = None if leave is _nothing else leave
         self.enter: _Upkeep | None = None if ENTER[new] is _nothing else ENTER[new]
-        self.moved: _Upkeep = MOVED[(old, new)]
+        self.moved: _Upkeep | None = MOVED[(old, new)]
+        #: Whether the job lives before and after the move (for its family, if it has one).
+        self.was_alive = old not in TERMINAL
+        self.alive = new not in TERMINAL
         #: The job's new `order`, unless the change sets it: a place in its waiting line
         #: ("line"), in its finished line for count retention ("finished"), or none.
         self.order = "line" if new is W else "finished" if new in (C, F) else None
 
 
-PLANS: Final[dict[tuple[str, JobState | None, JobState], Plan]] = {
-    (command, old, new): Plan(command, old, new)
-    for command, old, new in MOVES
-    if old is not None  # "add" makes a record; it does not move one
-}
+def _plans() -> dict[str, dict[JobState, dict[JobState, Plan]]]:
+    plans: dict[str, dict[JobState, dict[JobState, Plan]]] = {}
+    for command, old, new in sorted(MOVES, key=str):
+        if old is not None:  # "add" makes a record; it does not move one
+            plans.setdefault(command, {}).setdefault(old, {})[new] = Plan(command, old, new)
+    return plans
+
+
+#: ``PLANS[command][old][new]``: nested rather than keyed by the triple, since three lookups
+#: of strings whose hash is cached cost half of building and hashing a tuple per move.
+PLANS: Final = _plans()
