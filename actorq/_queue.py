@@ -9,7 +9,7 @@ from ._core import JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
-from ._options import count, job_spec, non_negative
+from ._options import bulk_specs, count, job_data, job_name, job_spec, non_negative, plain_spec
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -55,29 +55,23 @@ class Queue:
         ``remove_dependency_on_failure``, ``continue_parent_on_failure``, or
         ``fail_parent_on_failure=False`` (the parent waits; the child can be retried).
         """
-        spec = job_spec(self.name, name, data, options)
         rt = self._rt
-        [(rec, _created)] = await rt._send(c.Add((spec,)))
+        if options:
+            spec = job_spec(self.name, name, data, options)
+            [(rec, _created)] = await rt._send(c.Add((spec,)))
+        else:  # a batch of one with no options: the queue's plain spec, as in `add_bulk`
+            cmd = c.Add((plain_spec(self.name),), (job_name(name),), (job_data(data),))
+            [(rec, _created)] = await rt._send(cmd)
         return Job(rt, rec)
 
     async def add_bulk(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
         """Add many jobs atomically: all or none. Each item is a mapping with ``name``,
         optional ``data`` and any option of `add`; an error names the item's index."""
-        specs = []
-        for i, item in enumerate(jobs):
-            where = f"jobs[{i}]."
-            if not isinstance(item, Mapping):
-                raise InvalidOptionError(f"jobs[{i}]", item, "must be a mapping with a 'name'")
-            options = dict(item)
-            if "name" not in options:
-                raise InvalidOptionError(f"{where}name", None, "every job needs a name")
-            name = options.pop("name")
-            data = options.pop("data", None)
-            specs.append(job_spec(self.name, name, data, options, where, in_batch=True))
+        specs, names, datas = bulk_specs(self.name, jobs)
         if not specs:
             return []
         rt = self._rt
-        added = await rt._send(c.Add(specs))
+        added = await rt._send(c.Add(specs, names, datas))
         return [Job(rt, rec) for rec, _created in added]
 
     async def get_job(self, job_id: int) -> Job | None:
