@@ -340,20 +340,22 @@ def _where(index: int | None) -> str:
     return "" if index is None else f"jobs[{index}]."
 
 
-def _shared_key(options: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """What a run of jobs with the same options shares, or None when some value is not a
-    plain one (then the job's options are validated on their own)."""
+def _shared_key(item: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What a run of jobs with the same options shares (the options of a bulk add's item,
+    its name and data left out), or None when some value is not a plain one (then the
+    job's options are validated on their own)."""
     key: list[Any] = []
-    for option, value in options.items():
+    for option, value in item.items():
         kind = type(value)
-        if kind not in _SHARED_TYPES:
-            if kind is not list and kind is not tuple:
-                return None
-            if any(type(item) is not str for item in value):
-                return None
+        if kind in _SHARED_TYPES:
+            if option not in _NAME_DATA:
+                key.append((option, kind, value))
+        elif option == "data":
+            continue
+        elif (kind is list or kind is tuple) and all(type(tag) is str for tag in value):
             key.append((option, kind, tuple(value)))  # equal lists of strings: same tags
         else:
-            key.append((option, kind, value))
+            return None
     return tuple(key)
 
 
@@ -383,10 +385,10 @@ def bulk_specs(queue: str, jobs: Iterable[object]) -> tuple[list[JobSpec], list[
             datas.append(job_data(item.get("data"), i))
             specs.append(plain)
             continue
-        options = {k: v for k, v in item.items() if k not in _NAME_DATA}
-        key = _shared_key(options)
+        key = _shared_key(item)
         spec = None if key is None else shared.get(key)
         if spec is None:
+            options = {k: v for k, v in item.items() if k not in _NAME_DATA}
             where = f"jobs[{i}]."
             spec = job_spec(queue, item["name"], item.get("data"), options, where, in_batch=True)
             if key is not None:

@@ -154,8 +154,9 @@ class Admission:
         pending: list[tuple[int, int]] = []  # (order, id) of plain waiting jobs of the run
         qs: QueueState | None = None
         last: JobSpec | None = None
-        plain = delayed = False
+        plain = related = delayed = False
         run_at: float | None = None
+        state = W
         priority = 0
         for i in range(len(specs)) if order is None else order:
             spec = specs[i]
@@ -171,31 +172,39 @@ class Admission:
                 if run_at is None and spec.delay:
                     run_at = now + spec.delay
                 delayed = run_at is not None and run_at > now
-                plain = not (
-                    _related(spec) or spec.tags or spec.idempotency_key is not None or delayed
-                )
+                state = D if delayed else W
+                related = _related(spec) or spec.wait_children
+                plain = not (related or spec.tags or spec.idempotency_key is not None or delayed)
             assert qs is not None
             job_id = ids[i]
             name = spec.name if names is None else names[i]
             data = spec.data if datas is None else datas[i]
-            if plain and not spec.wait_children:
-                if spec.lifo:
-                    place = self._next_lifo
-                    self._next_lifo = place - 1
-                else:
-                    place = self._next_fifo
-                    self._next_fifo = place + 1
-                row = _row(spec, job_id, name, data, W, run_at, now, None, (), place)
-                rec = JobRecord(*row)
-                jobs[job_id] = rec
-                pending.append((place, job_id))
-            else:
+            if related:  # its state depends on the jobs it refers to
                 if pending:
                     _flush(qs, priority, pending)
                     pending = []
                 rec = self._new_related(spec, job_id, name, data, run_at, delayed, now, ids,
                                         wait_children=i in with_children)  # fmt: skip
                 row = rec.row()
+            else:
+                place = 0
+                if not delayed:
+                    if spec.lifo:
+                        place = self._next_lifo
+                        self._next_lifo = place - 1
+                    else:
+                        place = self._next_fifo
+                        self._next_fifo = place + 1
+                row = _row(spec, job_id, name, data, state, run_at, now, None, (), place)
+                rec = JobRecord(*row)
+                if plain:  # only a place in its line: with the rest of its run, below
+                    jobs[job_id] = rec
+                    pending.append((place, job_id))
+                else:  # tags (barriers count it), a key, or a due time: every index it enters
+                    if pending:
+                        _flush(qs, priority, pending)
+                        pending = []
+                    self._insert(rec)
             out.append(rec)
             if changes is not None:
                 changes.append(("add", row))
