@@ -75,11 +75,11 @@ class FlowProducer:
 
         visit(tree, "", None)
         rt = self._rt
+        cmd = c.Add(specs)
         if rt._telemetry is not None:
-            jobs = [Job(rt, rec) for rec in await rt._telemetry.add(specs)]
+            jobs = [Job(rt, rec) for rec in await rt._telemetry.add(cmd)]
         else:
-            added = await rt._send(c.Add(specs))
-            jobs = [Job(rt, rec) for rec, _created in added]
+            jobs = [Job(rt, rec) for rec, _created in await rt._send(cmd)]
 
         def build(index: int) -> JobNode:
             return JobNode(jobs[index], [build(child) for child in shape[index]])

@@ -13,12 +13,14 @@ from datetime import datetime
 from typing import Any, Final
 
 import attrs
+import orjson
 
 from ._codec import encode
 from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
 from ._exceptions import InvalidOptionError
 from ._relations import BatchRef, DependsOn
 
+_NULL_JSON: Final = b"null"
 #: Priorities are bounded so an ordering key never needs more than a machine word.
 MAX_PRIORITY: Final = 2**31
 #: The largest count a call accepts (attempts, retention counts, concurrency...): what the
@@ -290,6 +292,114 @@ def job_spec(
         depends_on_tags=barrier,
         on_child_failure=child_failure_policy(options, where),
     )
+
+
+#: Option values whose equality is their identity as options: a run of jobs whose options
+#: are such values, equal and of the same types, shares one validated spec. (Anything else,
+#: a mapping, a `DependsOn`, a `Job`, is validated per job.)
+_SHARED_TYPES: Final = frozenset({int, float, str, bool, type(None)})
+_NAME_DATA: Final = frozenset({"name", "data"})
+#: The spec of a job added with no options, per queue name (bounded: cleared when full).
+_PLAIN: dict[str, JobSpec] = {}
+_PLAIN_MAX: Final = 1024
+
+
+def plain_spec(queue: str) -> JobSpec:
+    """The options of a job added with none (its name and data travel apart; see
+    `CoreState.add`): one shared spec per queue."""
+    spec = _PLAIN.get(queue)
+    if spec is None:
+        if len(_PLAIN) >= _PLAIN_MAX:
+            _PLAIN.clear()
+        spec = _PLAIN[queue] = JobSpec(name="-", queue=queue, data=_NULL_JSON, **_DEFAULTS)
+    return spec
+
+
+def job_name(name: object, index: int | None = None) -> str:
+    """A job's name, checked as `job_spec` checks it (`index`: its place in a bulk add)."""
+    if type(name) is str and name and name.isascii():  # the common case: nothing to check
+        return name
+    return text(f"{_where(index)}name", name, "a job name must be a non-empty string")
+
+
+def job_data(data: object, index: int | None = None) -> bytes:
+    """A job's data encoded, checked as `job_spec` checks it (the field is named only when
+    the value is refused)."""
+    if data is None:
+        return _NULL_JSON
+    try:
+        raw = orjson.dumps(data)
+    except TypeError:
+        raw = encode(f"{_where(index)}data", data)  # raises, naming the field
+    if _NULL_JSON in raw:  # may hide a NaN: the full check
+        raw = encode(f"{_where(index)}data", data)
+    return raw
+
+
+def _where(index: int | None) -> str:
+    return "" if index is None else f"jobs[{index}]."
+
+
+def _shared_key(item: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What a run of jobs with the same options shares (the options of a bulk add's item,
+    its name and data left out), or None when some value is not a plain one (then the
+    job's options are validated on their own)."""
+    key: list[Any] = []
+    for option, value in item.items():
+        kind = type(value)
+        if kind in _SHARED_TYPES:
+            if option not in _NAME_DATA:
+                key.append((option, kind, value))
+        elif option == "data":
+            continue
+        elif (kind is list or kind is tuple) and all(type(tag) is str for tag in value):
+            key.append((option, kind, tuple(value)))  # equal lists of strings: same tags
+        else:
+            return None
+    return tuple(key)
+
+
+def bulk_specs(queue: str, jobs: Iterable[object]) -> tuple[list[JobSpec], list[str], list[bytes]]:
+    """The validated jobs of an ``add_bulk``: per job its options (a spec shared by every job
+    whose options are the same plain values, validated once), its name and its data.
+
+    Each job is checked as `job_spec` checks it, with the same errors naming ``jobs[i]``:
+    a run of jobs sharing options differs only in what is validated again for each.
+    """
+    specs: list[JobSpec] = []
+    names: list[str] = []
+    datas: list[bytes] = []
+    plain = plain_spec(queue)
+    shared: dict[tuple[Any, ...], JobSpec] = {}
+    for i, given in enumerate(jobs):
+        item = given
+        if type(item) is not dict:
+            if not isinstance(item, Mapping):
+                raise InvalidOptionError(f"jobs[{i}]", item, "must be a mapping with a 'name'")
+            item = dict(item)
+        if "name" not in item:
+            raise InvalidOptionError(f"jobs[{i}].name", None, "every job needs a name")
+        if len(item) <= 2 and (len(item) == 1 or "data" in item):
+            # No options: the plain spec; the name and data are all there is to check.
+            names.append(job_name(item["name"], i))
+            datas.append(job_data(item.get("data"), i))
+            specs.append(plain)
+            continue
+        key = _shared_key(item)
+        spec = None if key is None else shared.get(key)
+        if spec is None:
+            options = {k: v for k, v in item.items() if k not in _NAME_DATA}
+            where = f"jobs[{i}]."
+            spec = job_spec(queue, item["name"], item.get("data"), options, where, in_batch=True)
+            if key is not None:
+                shared[key] = spec
+            names.append(spec.name)
+            datas.append(spec.data)
+        else:
+            names.append(job_name(item["name"], i))
+            datas.append(job_data(item.get("data"), i))
+        specs.append(spec)
+    return specs, names, datas
 
 
 def check_processor(processor: object, run_in_thread: bool) -> Callable[[Any], Any]:

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Unpack
 
 from ._core import JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
 from ._job import Job
-from ._options import MAX_PRIORITY, count, job_spec, non_negative
+from ._options import (
+    MAX_PRIORITY,
+    bulk_specs,
+    count,
+    job_data,
+    job_name,
+    job_spec,
+    non_negative,
+    plain_spec,
+)
 from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
 
 if TYPE_CHECKING:
@@ -70,33 +79,27 @@ class Queue(Generic[DataT, ResultT]):
         ``remove_dependency_on_failure``, ``continue_parent_on_failure``, or
         ``fail_parent_on_failure=False`` (the parent waits; the child can be retried).
         """
-        spec = job_spec(self.name, name, data, options)
         rt = self._rt
+        if options:
+            cmd = c.Add((job_spec(self.name, name, data, options),))
+        else:  # a batch of one with no options: the queue's plain spec, as in `add_bulk`
+            cmd = c.Add((plain_spec(self.name),), (job_name(name),), (job_data(data),))
         if rt._telemetry is not None:  # an `add` span, whose context the job carries
-            return Job(rt, (await rt._telemetry.add([spec]))[0])
-        [(rec, _created)] = await rt._send(c.Add((spec,)))
+            return Job(rt, (await rt._telemetry.add(cmd))[0])
+        [(rec, _created)] = await rt._send(cmd)
         return Job(rt, rec)
 
     async def add_bulk(self, jobs: Iterable[BulkJob]) -> list[Job[DataT, ResultT]]:
         """Add many jobs atomically: all or none. Each item is a mapping with ``name``,
         optional ``data`` and any option of `add`; an error names the item's index."""
-        specs = []
-        for i, item in enumerate(jobs):
-            where = f"jobs[{i}]."
-            if not isinstance(item, Mapping):
-                raise InvalidOptionError(f"jobs[{i}]", item, "must be a mapping with a 'name'")
-            options = dict(item)
-            if "name" not in options:
-                raise InvalidOptionError(f"{where}name", None, "every job needs a name")
-            name = options.pop("name")
-            data = options.pop("data", None)
-            specs.append(job_spec(self.name, name, data, options, where, in_batch=True))
+        specs, names, datas = bulk_specs(self.name, jobs)
         if not specs:
             return []
         rt = self._rt
+        cmd = c.Add(specs, names, datas)
         if rt._telemetry is not None:
-            return [Job(rt, rec) for rec in await rt._telemetry.add(specs)]
-        added = await rt._send(c.Add(specs))
+            return [Job(rt, rec) for rec in await rt._telemetry.add(cmd)]
+        added = await rt._send(cmd)
         return [Job(rt, rec) for rec, _created in added]
 
     async def get_job(self, job_id: int) -> Job[DataT, ResultT] | None:

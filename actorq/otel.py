@@ -26,7 +26,7 @@ Durations are on the runtime's clock: under a `VirtualClock` they are virtual se
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -42,7 +42,7 @@ from ._core.events import Event, JobAdded, JobCompleted, JobFailed
 from ._exceptions import DelayedError, WaitingChildrenError
 
 if TYPE_CHECKING:
-    from ._core.records import JobRecord, JobSpec
+    from ._core.records import JobRecord
     from ._job import Job
     from ._runtime import Runtime
 
@@ -126,18 +126,20 @@ class Instruments:
 
     # ------------------------------------------------------------------ producer side
 
-    async def add(self, specs: Sequence[JobSpec]) -> list[JobRecord]:
-        """Add `specs` in an ``add <queue>`` span whose context each job carries."""
+    async def add(self, cmd: c.Add) -> list[JobRecord]:
+        """Run the `Add` in an ``add <queue>`` span whose context each job carries."""
         rt = self._rt
+        specs = cmd.specs
         queue = specs[0].queue if specs else ""
+        count = len(specs) if cmd.names is None else len(cmd.names)
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
             "messaging.destination.name": queue,
             "messaging.operation.type": "send",
             "messaging.operation.name": "add",
         }
-        if len(specs) != 1:
-            attributes["messaging.batch.message_count"] = len(specs)
+        if count != 1:
+            attributes["messaging.batch.message_count"] = count
         with self.tracer.start_as_current_span(
             f"add {queue}", kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
@@ -146,7 +148,8 @@ class Instruments:
             traceparent = carrier.get("traceparent")
             if traceparent is not None:
                 specs = [attrs.evolve(spec, trace_context=traceparent) for spec in specs]
-            added = await rt._send(c.Add(specs))
+                cmd = c.Add(specs, cmd.names, cmd.datas)
+            added = await rt._send(cmd)
             if len(added) == 1:
                 span.set_attribute("messaging.message.id", str(added[0][0].id))
         return [rec for rec, _created in added]

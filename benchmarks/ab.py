@@ -1,6 +1,6 @@
 """Interleaved A/B benchmark of two actorq source trees: ``python -m benchmarks.ab OLD NEW``.
 
-Options: ``--pairs N`` (default 5), ``--figures w1,manual,w2,w1_always`` (default all).
+Options: ``--pairs N`` (default 5), ``--figures w1,manual,w2,w1_always,w3`` (default all).
 OLD and NEW are each a source tree (a directory holding ``actorq/`` and ``persistence/``) or
 a git revision of this repository, checked out once into a detached worktree at
 ``<tempdir>/actorq-ab-<shortsha>`` and reused afterwards.
@@ -15,7 +15,8 @@ benchmarks/manual.py and benchmarks/workloads.py): ``w1``, 20,000 no-op jobs fro
 ``manual``, one consumer looping ``get_next_job`` -> ``move_to_completed(None, token,
 fetch_next=True)`` over 20,000 jobs; ``w1_always``, ``w1`` on ``Runtime(tmpdir,
 fsync="always")`` in a fresh directory (all three jobs/s, median of 3 runs per child);
-``w2``, add->start latency p50 in µs, one job at a time, 2,000 samples after 100 warm-up.
+``w2``, add->start latency p50 in µs, one job at a time, 2,000 samples after 100 warm-up;
+``w3``, lateness p99 in ms of 5,000 jobs due 0-200 ms ahead, one ``add`` each (W3).
 The children run these workloads from this file, not from ``benchmarks.manual`` or
 ``benchmarks.workloads``: with a tree's root first on PYTHONPATH, an import would run each
 tree's own (possibly different) workload, and the A/B would compare two programs.
@@ -30,8 +31,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import platform
+import random
 import shlex
 import statistics
 import subprocess
@@ -58,7 +61,11 @@ FIGURES: dict[str, tuple[str, bool]] = {
     "manual": ("jobs/s", True),
     "w2": ("µs p50", False),
     "w1_always": ("jobs/s", True),
+    "w3": ("ms p99", False),
 }
+W3_JOBS = 5_000
+W3_MAX_DELAY = 0.200
+W3_SEED = 1234
 HERE = Path(__file__).resolve()
 
 
@@ -131,10 +138,38 @@ async def _w2(runtime: type[Runtime]) -> float:
     return statistics.median(to_start)
 
 
+async def _w3(runtime: type[Runtime]) -> float:
+    """W3's lateness p99 in seconds: 5,000 jobs due 0-200 ms ahead, one `add` each,
+    concurrency 50 (as `benchmarks.workloads.w3_delayed`)."""
+    rng = random.Random(W3_SEED)
+    delays = [rng.uniform(0.0, W3_MAX_DELAY) for _ in range(W3_JOBS)]
+    lateness: list[float] = []
+    done = anyio.Event()
+
+    async def process(job: Job) -> None:
+        now = time.time()
+        lateness.append(now - (job.created_at + job.data["delay"]))
+        if len(lateness) == W3_JOBS:
+            done.set()
+
+    async with runtime() as rt:
+        q = rt.queue("w3")
+        rt.worker(q, process, concurrency=50)
+        gc.collect()
+        for d in delays:
+            await q.add("later", {"delay": d}, delay=d)
+        await done.wait()
+    ordered = sorted(lateness)
+    return ordered[max(1, math.ceil(0.99 * len(ordered))) - 1]
+
+
 def _figure(name: str, runtime: type[Runtime]) -> tuple[float, list[float]]:
     """The figure `name` in its unit, and the single runs it is the median of."""
     if name == "w2":
         value = anyio.run(_w2, runtime, backend="asyncio") * 1e6
+        return value, [value]
+    if name == "w3":
+        value = anyio.run(_w3, runtime, backend="asyncio") * 1e3
         return value, [value]
     runs: list[float] = []
     for _ in range(RUNS):

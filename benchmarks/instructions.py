@@ -15,7 +15,11 @@ does not swing the figure by thousands; allocation's cost to the collector is no
 
 Figures: ``core``, a take and a complete of one job on `CoreState` directly, recording
 changes (no runtime); ``manual``, `get_next_job` -> ``move_to_completed(fetch_next=True)``
-on ``Runtime()``; ``w1``, a worker with concurrency 50 running no-op jobs on ``Runtime()``.
+on ``Runtime()``; ``w1``, a worker with concurrency 50 running no-op jobs on ``Runtime()``;
+``add_bulk``, one ``add_bulk`` of the plain jobs (the item list is built in both runs);
+``add_options``, the same with ``priority``, ``delay``, ``tags`` and ``attempts``;
+``add_each``, one ``add`` call per job. An add figure divided by ``w1`` is the ratio
+`benchmarks.add` prints, in instructions.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-FIGURES = ("core", "manual", "w1")
+FIGURES = ("core", "manual", "w1", "add_bulk", "add_options", "add_each")
 HERE = Path(__file__).resolve()
 
 
@@ -82,12 +86,35 @@ async def _w1(jobs: int, loop: bool) -> None:
             await done.wait()
 
 
+async def _add(figure: str, jobs: int, loop: bool) -> None:
+    import actorq  # noqa: PLC0415
+
+    if figure == "add_options":
+        items = [
+            {"name": "n", "data": {"i": i}, "priority": 5, "delay": 60.0,
+             "tags": ["bench", "add"], "attempts": 3}
+            for i in range(jobs)
+        ]  # fmt: skip
+    else:
+        items = [{"name": "n", "data": None} for _ in range(jobs)]
+    async with actorq.Runtime() as rt:
+        q = rt.queue("add")
+        if loop:
+            if figure == "add_each":
+                for _ in range(jobs):
+                    await q.add("n", None)
+            else:
+                await q.add_bulk(items)
+
+
 def child(figure: str, jobs: int, loop: bool) -> None:
     import anyio  # noqa: PLC0415
 
     gc.disable()
     if figure == "core":
         _core(jobs, loop)
+    elif figure.startswith("add"):
+        anyio.run(_add, figure, jobs, loop, backend="asyncio")
     else:
         anyio.run(_manual if figure == "manual" else _w1, jobs, loop, backend="asyncio")
 

@@ -200,6 +200,8 @@ def run(selected: Sequence[str], reps: int, backend: str, quick: bool) -> tuple[
         all_ok &= ok
         per_job = col(s, "process_us_per_job")
         rows += [
+            Row("W1 throughput", "end to end: add 20,000 + process, one clock",
+                col(s, "e2e_jobs_s"), "jobs/s"),
             Row("W1 throughput", "add 20,000 (one `add_bulk`)", col(s, "add_jobs_s"), "jobs/s"),
             Row("W1 throughput", "process 20,000, concurrency 50", proc, "jobs/s", "",
                 "≥ 100,000 jobs/s", ok),

@@ -27,14 +27,19 @@ OLD = "\n| Peer | old |\n|---|--:|\n| actorq | 1 |\n"
 def fake_results() -> dict[str, object]:
     return {
         "actorq (memory)": {
-            "W1": [{"process_jobs_s": 100_000.0}, {"process_jobs_s": 120_000.0},
-                   {"process_jobs_s": 150_000.0}],
+            "W1": [{"e2e_jobs_s": 80_000.0, "enqueue_jobs_s": 200_000.0,
+                    "process_jobs_s": 100_000.0},
+                   {"e2e_jobs_s": 90_000.0, "enqueue_jobs_s": 210_000.0,
+                    "process_jobs_s": 120_000.0},
+                   {"e2e_jobs_s": 95_000.0, "enqueue_jobs_s": 220_000.0,
+                    "process_jobs_s": 150_000.0}],
             "W2": [{"start_p50_us": 40.0}, {"start_p50_us": 42.0}, {"start_p50_us": 90.0}],
             "W3": [{"late_p99_ms": 1.25}],
             "W4": [{"child_jobs_s": 45_000.0}],
         },
         "taskiq InMemoryBroker": {
-            "W1": [{"process_jobs_s": 60_000.0}],
+            "W1": [{"e2e_jobs_s": 20_000.0, "enqueue_jobs_s": 30_000.0,
+                    "process_jobs_s": 60_000.0}],
             "W2": [{"start_p50_us": 30.0}],
             "W3": "skipped: taskiq's InMemoryBroker has no delays",
             "W4": "skipped: no flows",
@@ -55,10 +60,13 @@ def test_section_has_machine_command_and_medians() -> None:
         "W4 100 parents × 20 children for every peer. Medians;"  # no Redis: no server peer ran
     ) in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[0] == "| Peer | W1 process jobs/s | W2 add→start p50 µs | W3 lateness p99 ms |"
+    assert rows[0] == (
+        "| Peer | W1 end-to-end jobs/s | W1 enqueue jobs/s | W1 process jobs/s "
+        "| W2 add→start p50 µs | W3 lateness p99 ms |"
+    )  # end to end first: the figure a user meets first
     assert rows[1:] == [
-        "| actorq (memory) | 120,000 | 42.0 | 1.25 |",
-        "| taskiq InMemoryBroker | 60,000 | 30.0 | — |",
+        "| actorq (memory) | 90,000 | 210,000 | 120,000 | 42.0 | 1.25 |",
+        "| taskiq InMemoryBroker | 20,000 | 30,000 | 60,000 | 30.0 | — |",
     ]  # medians; a peer with no samples at all (arq) has no row
     assert "W4 flows (100 parents × 20 children), child jobs/s: actorq (memory) 45,000." in text
     assert "Redis" not in text  # no server-backed peer was measured

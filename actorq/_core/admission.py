@@ -4,17 +4,22 @@ Separate from `state` because it is the one transition that reasons about a whol
 before touching anything: references inside the batch, cycles among its `batch_ref` edges,
 barrier deadlocks it would close with jobs already blocked, and the order in which its
 records are created so that everything a new job waits on exists when it is indexed.
-The single-job fast path at the top of `add` stays here, with the rest of `add`.
+
+One path for every add, a single one included (a batch of one): the checks run only when
+some job of the batch refers to others (they are vacuous otherwise), and `_new_records`
+makes the records, working out what a spec's options decide once per run of jobs sharing
+that spec, and putting a run of plain waiting jobs in its line in one step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import InvalidDependencyError, InvalidOptionError
 from . import events as ev
-from .records import PENDING, JobRecord, JobSpec
+from .records import FIELD_NAMES, PENDING, JobRecord, JobSpec
 from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -31,6 +36,8 @@ class Admission:
     # Provided by `CoreState`; declared here for mypy.
     jobs: dict[int, JobRecord]
     next_id: int
+    _next_fifo: int
+    _next_lifo: int
     idempotency: dict[str, int]
     blocking: BlockingIndex
     changes: list[Change] | None
@@ -45,38 +52,52 @@ class Admission:
             self, parent: JobRecord, child_id: int, status: str | None, payload: Any
         ) -> None: ...
 
-    def add(self, specs: Sequence[JobSpec], now: float) -> list[tuple[JobRecord, bool]]:
+    def add(
+        self,
+        specs: Sequence[JobSpec],
+        now: float,
+        names: Sequence[str] | None = None,
+        datas: Sequence[bytes] | None = None,
+    ) -> list[tuple[JobRecord, bool]]:
         """Add a batch atomically: every spec is checked before any is applied.
 
         Returns ``(record, created)`` per spec; `created` is False where an idempotency key
         matched a job that already exists (that job is returned, with its own data).
+
+        `names` and `datas`, when given, are the jobs' names and data, column by column, and
+        ``specs[i]`` gives only job i's options (a bulk add shares one validated spec among
+        the jobs whose options are the same: consecutive jobs may be the same object). A
+        single add is a batch of one; there is no other path.
         """
-        if len(specs) == 1:
-            spec = specs[0]
-            if (
-                spec.idempotency_key is None
-                and spec.parent_id is None
-                and spec.parent_ref is None
-                and not spec.depends_on_job_ids
-                and not spec.depends_on_batch_refs
-                and not spec.depends_on_tags
-            ):
-                # One job that waits on nothing and names nothing: none of the checks or
-                # orderings below can apply (a job that cannot be blocked closes no cycle).
-                job_id = self.next_id
-                self.next_id = job_id + 1
-                return [(self._new_record(spec, now, [], job_id), True)]
-        for i, spec in enumerate(specs):
-            self._check_spec(i, spec, specs)
-        _check_batch_cycles(specs)
-        self._check_barrier_deadlock(specs)
+        n = len(specs)
+        related = keyed = False
+        last = None
+        for spec in specs:  # once per distinct spec in a run
+            if spec is last:
+                continue
+            last = spec
+            if _related(spec):
+                related = True
+            if spec.idempotency_key is not None:
+                keyed = True
+        next_id = self.next_id
+        if not related and not keyed:
+            # Nothing in the batch refers to anything: every check below is vacuous, ids are
+            # consecutive and records are made in the batch's order.
+            self.next_id = next_id + n
+            recs = self._new_records(specs, names, datas, now, range(next_id, next_id + n))
+            return list(zip(recs, repeat(True)))
+        if related:
+            for i, spec in enumerate(specs):
+                self._check_spec(i, spec, specs)
+            _check_batch_cycles(specs)
+            self._check_barrier_deadlock(specs)
 
         # Ids follow the batch's order; records are created prerequisites (and parents)
         # first, so every job a new job waits on exists when it is indexed, here and in replay.
         ids: list[int] = []
         created: list[bool] = []
         first_with_key: dict[str, int] = {}
-        next_id = self.next_id
         for i, spec in enumerate(specs):
             key = spec.idempotency_key
             existing = None
@@ -100,10 +121,135 @@ class Admission:
             for i, spec in enumerate(specs)
             if created[i] and spec.parent_ref is not None
         }
-        for i in _creation_order(specs, created):
-            self._new_record(specs[i], now, ids, ids[i], wait_children=i in with_children)
+        order = _creation_order(specs, created) if related else [i for i in range(n) if created[i]]
+        self._new_records(specs, names, datas, now, ids, order, with_children)
         self.next_id = next_id
-        return [(self.jobs[ids[i]], created[i]) for i in range(len(specs))]
+        jobs = self.jobs
+        return [(jobs[ids[i]], created[i]) for i in range(n)]
+
+    def _new_records(
+        self,
+        specs: Sequence[JobSpec],
+        names: Sequence[str] | None,
+        datas: Sequence[bytes] | None,
+        now: float,
+        ids: Sequence[int],
+        order: Iterable[int] | None = None,
+        with_children: set[int] | frozenset[int] = frozenset(),
+    ) -> list[JobRecord]:
+        """Make, index and record the jobs ``specs[i]`` for `i` in `order` (default: the
+        batch's order), job i with id ``ids[i]``; the records in the order made.
+
+        What a spec's options decide (its queue, due time, whether its jobs can need more
+        than a place in a waiting line) is worked out once per run of jobs sharing it. A job
+        that needs only its place (no relation, no tag, no key, due now) is put in the jobs
+        and, with the others of its run, in its line in one step; any other goes through
+        `_insert`, as a record replayed does. The change record is the record's row, built
+        once for both.
+        """
+        jobs = self.jobs
+        changes = self.changes
+        events = self.events
+        out: list[JobRecord] = []
+        pending: list[tuple[int, int]] = []  # (order, id) of plain waiting jobs of the run
+        qs: QueueState | None = None
+        last: JobSpec | None = None
+        plain = related = delayed = False
+        run_at: float | None = None
+        state = W
+        priority = 0
+        for i in range(len(specs)) if order is None else order:
+            spec = specs[i]
+            if spec is not last:
+                if pending:
+                    assert qs is not None
+                    _flush(qs, priority, pending)
+                    pending = []
+                last = spec
+                qs = self.queue(spec.queue)
+                priority = spec.priority
+                run_at = spec.run_at
+                if run_at is None and spec.delay:
+                    run_at = now + spec.delay
+                delayed = run_at is not None and run_at > now
+                state = D if delayed else W
+                related = _related(spec) or spec.wait_children
+                plain = not (related or spec.tags or spec.idempotency_key is not None or delayed)
+            assert qs is not None
+            job_id = ids[i]
+            name = spec.name if names is None else names[i]
+            data = spec.data if datas is None else datas[i]
+            if related:  # its state depends on the jobs it refers to
+                if pending:
+                    _flush(qs, priority, pending)
+                    pending = []
+                rec = self._new_related(spec, job_id, name, data, run_at, delayed, now, ids,
+                                        wait_children=i in with_children)  # fmt: skip
+                row = rec.row()
+            else:
+                place = 0
+                if not delayed:
+                    if spec.lifo:
+                        place = self._next_lifo
+                        self._next_lifo = place - 1
+                    else:
+                        place = self._next_fifo
+                        self._next_fifo = place + 1
+                row = _row(spec, job_id, name, data, state, run_at, now, None, (), place)
+                rec = JobRecord(*row)
+                if plain:  # only a place in its line: with the rest of its run, below
+                    jobs[job_id] = rec
+                    pending.append((place, job_id))
+                else:  # tags (barriers count it), a key, or a due time: every index it enters
+                    if pending:
+                        _flush(qs, priority, pending)
+                        pending = []
+                    self._insert(rec)
+            out.append(rec)
+            if changes is not None:
+                changes.append(("add", row))
+            if events is not None:
+                events.append(ev.JobAdded(job_id, rec.queue, rec.name, rec.state))
+            if rec.parent_id is not None:
+                self._set_child(jobs[rec.parent_id], job_id, PENDING, None)
+        if pending:
+            assert qs is not None
+            _flush(qs, priority, pending)
+        return out
+
+    def _new_related(
+        self,
+        spec: JobSpec,
+        job_id: int,
+        name: str,
+        data: bytes,
+        run_at: float | None,
+        delayed: bool,
+        now: float,
+        batch_ids: Sequence[int],
+        *,
+        wait_children: bool,
+    ) -> JobRecord:
+        """A job that may wait on others, be waited on, or be due later: its state worked
+        out from what it waits on, then inserted with every index it enters."""
+        deps = spec.depends_on_job_ids + tuple(batch_ids[r] for r in spec.depends_on_batch_refs)
+        parent_id = spec.parent_id if spec.parent_ref is None else batch_ids[spec.parent_ref]
+        rec = JobRecord(*_row(spec, job_id, name, data, W, run_at, now, parent_id, deps, 0))
+        # Not yet inserted: the index does not count this job among its barrier's holders.
+        jobs = self.jobs
+        blocked = any((p := jobs.get(d)) is not None and p.state is not C for d in deps) or (
+            bool(rec.depends_on_tags) and not self.blocking.barrier_clear(rec, counted=False)
+        )
+        if blocked:
+            rec.state = B
+        elif spec.wait_children and wait_children:
+            rec.state = WC
+        elif delayed:
+            rec.state = D
+        else:
+            rec.order = self._next_order(rec.lifo)
+        self._insert(rec)
+        return rec
 
     def _check_spec(self, i: int, spec: JobSpec, specs: Sequence[JobSpec]) -> None:
         where = f"jobs[{i}]." if len(specs) > 1 else ""
@@ -224,66 +370,59 @@ class Admission:
             "jobs blocked on each other's tags would wait forever"
         )
 
-    def _new_record(
-        self,
-        spec: JobSpec,
-        now: float,
-        batch_ids: list[int],
-        job_id: int,
-        *,
-        wait_children: bool = False,
-    ) -> JobRecord:
-        run_at = spec.run_at
-        if run_at is None and spec.delay:
-            run_at = now + spec.delay
-        deps = spec.depends_on_job_ids + tuple(batch_ids[r] for r in spec.depends_on_batch_refs)
-        parent_id = spec.parent_id if spec.parent_ref is None else batch_ids[spec.parent_ref]
-        rec = JobRecord(
-            id=job_id,
-            name=spec.name,
-            queue=spec.queue,
-            data=spec.data,
-            state=W,
-            priority=spec.priority,
-            tags=spec.tags,
-            run_at=run_at,
-            attempts=spec.attempts,
-            created_at=now,
-            parent_id=parent_id,
-            depends_on_job_ids=deps,
-            depends_on_tags=spec.depends_on_tags,
-            idempotency_key=spec.idempotency_key,
-            backoff=spec.backoff,
-            timeout=spec.timeout,
-            lifo=spec.lifo,
-            remove_on_complete=spec.remove_on_complete,
-            remove_on_fail=spec.remove_on_fail,
-            max_started_attempts=spec.max_started_attempts,
-            on_child_failure=spec.on_child_failure,
-        )
-        if spec.trace_context is not None:  # set apart: one keyword more costs every add
-            rec.trace_context = spec.trace_context
-        # Not yet inserted: the index does not count this job among its barrier's holders.
-        blocked = any((p := self.jobs.get(d)) is not None and p.state is not C for d in deps) or (
-            bool(rec.depends_on_tags) and not self.blocking.barrier_clear(rec, counted=False)
-        )
-        if blocked:
-            rec.state = B
-        elif spec.wait_children and wait_children:
-            rec.state = WC
-        elif run_at is not None and run_at > now:
-            rec.state = D
-        else:
-            rec.order = self._next_order(rec.lifo)
-        self.queue(spec.queue)
-        self._insert(rec)
-        if self.changes is not None:
-            self.changes.append(("add", rec.row()))
-        if self.events is not None:
-            self.events.append(ev.JobAdded(rec.id, rec.queue, rec.name, rec.state))
-        if parent_id is not None:
-            self._set_child(self.jobs[parent_id], rec.id, PENDING, None)
-        return rec
+
+def _related(spec: JobSpec) -> bool:
+    """Whether the spec's job refers to other jobs: a parent, prerequisites, a barrier."""
+    return (
+        spec.parent_id is not None
+        or spec.parent_ref is not None
+        or bool(spec.depends_on_job_ids)
+        or bool(spec.depends_on_batch_refs)
+        or bool(spec.depends_on_tags)
+    )
+
+
+def _flush(qs: QueueState, priority: int, pending: list[tuple[int, int]]) -> None:
+    """A run of plain waiting jobs joins its line and its count in one step."""
+    qs.waiting.extend(priority, pending)
+    qs.counts[W] += len(pending)
+
+
+#: `JobRecord`'s fields in the order `_row` builds them (checked against the record's).
+_ROW_FIELDS: Final = (
+    "id", "name", "queue", "data", "state", "priority", "tags", "run_at", "attempts",
+    "created_at", "attempts_started", "attempts_made", "stalled_counter", "progress",
+    "return_value", "failed_reason", "stacktrace", "logs", "processed_at", "finished_at",
+    "parent_id", "depends_on_job_ids", "depends_on_tags", "idempotency_key", "backoff",
+    "timeout", "lifo", "remove_on_complete", "remove_on_fail", "max_started_attempts",
+    "on_child_failure", "order", "lock_token", "lock_expires_at", "max_stalled_count",
+    "children", "trace_context",
+)  # fmt: skip
+if _ROW_FIELDS != FIELD_NAMES:  # pragma: no cover - a field added to JobRecord: add it here
+    raise AssertionError(f"admission builds rows of {_ROW_FIELDS}, records have {FIELD_NAMES}")
+
+
+def _row(
+    spec: JobSpec,
+    job_id: int,
+    name: str,
+    data: bytes,
+    state: JobState,
+    run_at: float | None,
+    now: float,
+    parent_id: int | None,
+    deps: tuple[int, ...],
+    order: int,
+) -> tuple[Any, ...]:
+    """A new job's every field in `FIELD_NAMES` order: its record is made from it, and an
+    ``add`` change record is it (what `JobRecord.row` gives)."""
+    return (
+        job_id, name, spec.queue, data, state, spec.priority, spec.tags, run_at,
+        spec.attempts, now, 0, 0, 0, None, None, None, (), (), None, None, parent_id, deps,
+        spec.depends_on_tags, spec.idempotency_key, spec.backoff, spec.timeout, spec.lifo,
+        spec.remove_on_complete, spec.remove_on_fail, spec.max_started_attempts,
+        spec.on_child_failure, order, None, None, 1, None, spec.trace_context,
+    )  # fmt: skip
 
 
 def _batch_tags(specs: Sequence[JobSpec]) -> dict[str, list[int]]:

@@ -60,6 +60,10 @@ class Add(Command):
     """Add a batch of jobs, all or none: ``[(record, created), ...]``."""
 
     specs: Sequence[JobSpec]
+    #: The jobs' names and data as columns, when ``specs[i]`` gives only job i's options
+    #: (shared by the jobs of a bulk add whose options are the same); see `CoreState.add`.
+    names: Sequence[str] | None = None
+    datas: Sequence[bytes] | None = None
 
 
 # ---------------------------------------------------------------------- a job's run

@@ -25,7 +25,7 @@ W, A, B, C = JobState.WAITING, JobState.ACTIVE, JobState.BLOCKED, JobState.COMPL
 
 
 def _add(core: CoreState, cmd: c.Add, now: float) -> Any:
-    return core.add(cmd.specs, now)
+    return core.add(cmd.specs, now, cmd.names, cmd.datas)
 
 
 def _take(core: CoreState, cmd: c.Take, now: float) -> list[JobRecord]:

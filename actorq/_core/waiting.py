@@ -42,6 +42,20 @@ class WaitingLine:
             line.append((rec.order, rec.id))
         self._size += 1
 
+    def extend(self, priority: int, entries: list[tuple[int, int]]) -> None:
+        """Push a run of ``(order, id)`` entries of one priority, in the order they were
+        given their places: FIFO ones (positive orders) at the back, LIFO ones at the front
+        (each new one before the last). The line of a batch of adds, in one step."""
+        line = self._lines.get(priority)
+        if line is None:
+            line = self._lines[priority] = deque()
+            heapq.heappush(self._priorities, -priority)
+        if entries[0][0] < 0:
+            line.extendleft(entries)
+        else:
+            line.extend(entries)
+        self._size += len(entries)
+
     def push_back(self, rec: JobRecord) -> None:
         """Append at the back whatever the order's sign (rebuilding from a sorted list)."""
         line = self._lines.get(rec.priority)
