@@ -260,6 +260,7 @@ class Admission:
             remove_on_fail=spec.remove_on_fail,
             max_started_attempts=spec.max_started_attempts,
             on_child_failure=spec.on_child_failure,
+            scheduler_id=spec.scheduler_id,
         )
         # Not yet inserted: the index does not count this job among its barrier's holders.
         blocked = any((p := self.jobs.get(d)) is not None and p.state is not C for d in deps) or (

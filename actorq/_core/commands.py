@@ -23,6 +23,7 @@ from typing import Any, TypeVar, dataclass_transform
 import attrs
 
 from .records import JobSpec
+from .schedulers import SchedulerRecord
 from .states import JobState
 
 Change = tuple[Any, ...]
@@ -60,6 +61,29 @@ class Add(Command):
     """Add a batch of jobs, all or none: ``[(record, created), ...]``."""
 
     specs: Sequence[JobSpec]
+
+
+@command
+class UpsertScheduler(Command):
+    """Create or replace a job scheduler: the record of its first job, or None."""
+
+    scheduler: SchedulerRecord
+    immediately: bool = False
+
+
+@command
+class RemoveScheduler(Command):
+    """Remove a job scheduler and its pending job: whether there was one."""
+
+    queue: str
+    scheduler_id: str
+
+
+@command
+class GetSchedulers(Query):
+    """The job schedulers of `queue` (each as a dict of its fields), by id."""
+
+    queue: str
 
 
 # ---------------------------------------------------------------------- a job's run
@@ -374,6 +398,7 @@ __all__ = [
     "GetFlow",
     "GetJob",
     "GetJobs",
+    "GetSchedulers",
     "MoveToDelayed",
     "MoveToWaitingChildren",
     "Pause",
@@ -382,6 +407,7 @@ __all__ = [
     "Release",
     "ReleaseHeld",
     "Remove",
+    "RemoveScheduler",
     "Report",
     "Resume",
     "Retry",
@@ -392,6 +418,7 @@ __all__ = [
     "Take",
     "UpdateData",
     "UpdateProgress",
+    "UpsertScheduler",
     "WaitFinished",
     "WaitWorkersIdle",
 ]

@@ -123,6 +123,8 @@ class JobSpec:
     parent_ref: int | None = None
     #: Start in `waiting-children` (a flow node whose children come in the same batch).
     wait_children: bool = False
+    #: The job scheduler that produced this job (see `schedulers`).
+    scheduler_id: str | None = None
 
 
 #: A child's standing in its parent's bookkeeping. FAILED fails the parent; CONTINUED
@@ -185,6 +187,8 @@ class JobRecord:
     #: A parent's children: child id -> (status, return value bytes or failure reason).
     #: Kept on the parent, so a child removed by retention still leaves its value.
     children: dict[int, tuple[str, Any]] | None = None
+    #: The job scheduler that produced this job (see `schedulers`), or None.
+    scheduler_id: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""

@@ -57,6 +57,8 @@ class Replay:
         def _apply(self, rec: JobRecord, changes: dict[str, Any]) -> None: ...
         def _insert(self, rec: JobRecord) -> None: ...
         def _remove_quietly(self, rec: JobRecord) -> list[frozenset[str]]: ...
+        def replay_scheduler(self, change: Change) -> None: ...
+        def scheduler_changes(self) -> list[Change]: ...
         @staticmethod
         def _apply_child(
             parent: JobRecord, child_id: int, status: str | None, payload: Any
@@ -110,6 +112,8 @@ class Replay:
             self._remove_quietly(self.jobs[change[1]])
         elif kind == "queue":
             self.queue(change[1]).paused = bool(change[2]["paused"])
+        elif kind in ("scheduler", "scheduler-del"):
+            self.replay_scheduler(change)
         elif kind == "rng":
             self.rng = change[1]
         elif kind == "snapshot":
@@ -174,6 +178,7 @@ class Replay:
             "next_id": self.next_id,
             "rng": self.rng,
             "order": (self._next_fifo, self._next_lifo),
+            "schedulers": [change[1:] for change in self.scheduler_changes()],
         }
 
     def index_view(self) -> dict[str, Any]:
@@ -196,6 +201,7 @@ class Replay:
         out: list[Change] = [("snapshot", {"jobs": len(self.jobs)})]
         out.extend(("queue", name, {"paused": qs.paused}) for name, qs in self.queues.items())
         out.extend(("add", rec.row()) for rec in self.jobs.values())
+        out.extend(self.scheduler_changes())
         out.append(
             (
                 "meta",
