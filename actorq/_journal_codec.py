@@ -695,10 +695,9 @@ def human_change(change: Change) -> list[Any]:
         return ["set", change[1], human_fields(change[2])]
     if kind == "add":
         return ["add", human_fields(add_fields(change))]
-    if kind == "scheduler":
-        fields = _scheduler_out(change[3])
-        template = {**fields["template"], "data": orjson.loads(fields["template"]["data"])}
-        return ["scheduler", change[1], change[2], {**fields, "template": template}]
+    if kind == "scheduler":  # as plain JSON values: the template's data decoded
+        fields = orjson.loads(orjson.dumps(_scheduler_out(change[3]), _default))
+        return ["scheduler", change[1], change[2], fields]
     if kind == "child":  # a child's value (JSON bytes) or its failure reason (a string)
         payload = change[4]
         return [*change[:4], orjson.loads(payload) if type(payload) is bytes else payload]

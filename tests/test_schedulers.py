@@ -272,3 +272,107 @@ def test_the_sync_facade_has_the_scheduler_calls() -> None:
         assert job.scheduler_id == "s"
         assert [v["id"] for v in q.get_job_schedulers()] == ["s"]
         assert q.remove_job_scheduler("s") is True
+
+
+def test_without_the_cron_extra_a_pattern_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import actorq._schedule as schedule  # noqa: PLC0415
+
+    monkeypatch.setattr(schedule, "_cronsim", lambda: None)
+    with pytest.raises(InvalidOptionError, match=r"actorq\[cron\]") as err:
+        schedule.scheduler_record(
+            "q",
+            "s",
+            every=None,
+            pattern="* * * * *",
+            tz=None,
+            start_at=None,
+            end_at=None,
+            limit=None,
+            immediately=False,
+            template=None,
+        )
+    assert err.value.field == "pattern"
+    # every= needs nothing.
+    schedule.scheduler_record(
+        "q",
+        "s",
+        every=1,
+        pattern=None,
+        tz=None,
+        start_at=None,
+        end_at=None,
+        limit=None,
+        immediately=False,
+        template=None,
+    )
+
+
+async def test_the_scheduler_invariants_catch_planted_bugs() -> None:
+    from actorq.testing import InvariantViolation, check_core  # noqa: PLC0415
+
+    clock = VirtualClock(start=0.0)
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("inv")
+        job = await q.upsert_job_scheduler("s", every=10, limit=3)
+        other = await q.add("plain")
+        assert job is not None
+        core = rt._core
+        check_core(core.rebuild_indexes(), now=0.0)
+
+        twice = core.rebuild_indexes()
+        twice.jobs[other.id].scheduler_id = "s"  # a second unstarted job of "s"
+        with pytest.raises(InvariantViolation) as caught:
+            check_core(twice, now=0.0)
+        assert caught.value.invariant == "scheduler-one-pending"
+
+        over = core.rebuild_indexes()
+        over.schedulers[("inv", "s")].iterations = 4
+        with pytest.raises(InvariantViolation) as caught:
+            check_core(over, now=0.0)
+        assert caught.value.invariant == "scheduler-never-early"
+
+        moved = core.rebuild_indexes()
+        moved.schedulers[("inv", "s")].next = 5.0  # the job is due at 10
+        with pytest.raises(InvariantViolation) as caught:
+            check_core(moved, now=0.0)
+        assert caught.value.invariant == "scheduler-never-early"
+
+
+def test_the_journal_records_of_a_scheduler_round_trip_and_read_as_json() -> None:
+    import orjson  # noqa: PLC0415
+
+    from actorq._core import CoreState  # noqa: PLC0415
+    from actorq._core import commands as c  # noqa: PLC0415
+    from actorq._journal_codec import decode_batch, encode_batch, human_change  # noqa: PLC0415
+    from actorq._schedule import scheduler_record  # noqa: PLC0415
+
+    core = CoreState()
+    core.record_changes(True)
+    sched = scheduler_record(
+        "q",
+        "s",
+        every=None,
+        pattern="*/5 * * * *",
+        tz="America/New_York",
+        start_at=None,
+        end_at=None,
+        limit=9,
+        immediately=False,
+        template={"name": "n", "data": {"x": [1, None]}, "backoff": 3, "tags": ["a"]},
+    )
+    core.handle(c.UpsertScheduler(sched), 0.0)
+    core.handle(c.RemoveScheduler("q", "s"), 1.0)
+    changes, _, _ = core.take_effects()
+    payload = encode_batch(changes)
+    assert orjson.loads(payload)["v"] == 3
+    kinds = ("scheduler", "scheduler-del")
+    decoded = [ch for ch in decode_batch(payload) if ch[0] in kinds]
+    assert decoded == [ch for ch in changes if ch[0] in kinds]
+    assert [ch[0] for ch in decoded] == ["scheduler", "scheduler-del"]
+    [record] = [human_change(ch) for ch in changes if ch[0] == "scheduler"]
+    assert record[3]["template"]["data"] == {"x": [1, None]}
+    assert record[3]["template"]["backoff"]["delay"] == 3.0
+    # A batch without scheduler records is written as before (version 1).
+    assert orjson.loads(encode_batch([("del", 1)]))["v"] == 1

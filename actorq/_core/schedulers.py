@@ -145,7 +145,7 @@ class Schedulers:
         if job_id is None:
             return
         rec = self.jobs.get(job_id)
-        if rec is not None and rec.state in PENDING_STATES:
+        if rec is not None and rec.attempts_started == 0 and rec.state in PENDING_STATES:
             self.remove(job_id, now)
 
     def _produce(
