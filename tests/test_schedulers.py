@@ -376,3 +376,10 @@ def test_the_journal_records_of_a_scheduler_round_trip_and_read_as_json() -> Non
     assert record[3]["template"]["backoff"]["delay"] == 3.0
     # A batch without scheduler records is written as before (version 1).
     assert orjson.loads(encode_batch([("del", 1)]))["v"] == 1
+
+
+def test_the_scheduler_benchmark_keeps_one_pending_job_per_scheduler() -> None:
+    from benchmarks.schedulers import one_core  # noqa: PLC0415
+
+    # Not timed: its own asserts check every tick ran and each scheduler holds one job.
+    assert one_core(50, 200) > 0
