@@ -383,3 +383,25 @@ def test_the_scheduler_benchmark_keeps_one_pending_job_per_scheduler() -> None:
 
     # Not timed: its own asserts check every tick ran and each scheduler holds one job.
     assert one_core(50, 200) > 0
+
+
+async def test_a_retried_job_of_a_scheduler_makes_no_second_next_job() -> None:
+    clock = VirtualClock(start=0.0, autojump=False)
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("retry")
+        starts: list[tuple[float, int]] = []
+
+        async def flaky(job: Job) -> None:
+            starts.append((clock.now(), job.id))
+            if job.attempts_made == 0 and job.id == 1:
+                raise RuntimeError("first attempt fails")
+
+        rt.worker(q, flaky)
+        await q.upsert_job_scheduler("s", every=10, template={"attempts": 2, "backoff": 1})
+        await clock.advance(15)
+        # Job 1 started at 10 (making job 2, due at 20), failed, and ran again at 11: its
+        # second start is not its scheduler's pending job starting, so nothing more is made.
+        assert starts == [(10.0, 1), (11.0, 1)]
+        assert [j.id for j in await q.get_jobs("delayed")] == [2]
+        [view] = await q.get_job_schedulers()
+        assert view["iterations"] == 2 and view["job_id"] == 2
