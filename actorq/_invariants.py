@@ -51,6 +51,9 @@ INVARIANTS: dict[str, str] = {
     "attempts-bounded": "attempts_made <= attempts; attempts_started <= max_started_attempts "
     "(one more for the start that failed the job)",
     "idempotency-unique": "at most one job per idempotency key",
+    "scheduler-one-pending": "a job scheduler never has two jobs that have not started",
+    "scheduler-never-early": "a scheduler's job never starts before its run time, and a "
+    "scheduler never runs past its limit or end_at",
 }
 
 
@@ -132,10 +135,48 @@ def check_core(
         if rec.children is not None and job_id not in retried:
             _check_children(rec, core, previous, fail)
     _check_indexes(core, fail)
+    if core.schedulers or any(r.scheduler_id is not None for r in jobs.values()):
+        _check_schedulers(core, retried, fail)
     if previous is not None:
         _check_unblocked(core, previous, fail)
     tagged = {i: r.tags for i, r in jobs.items() if r.tags and r.state not in _TERMINAL}
     return Observation({i: r.state for i, r in jobs.items()}, tagged)
+
+
+def _check_schedulers(core: CoreState, retried: Collection[int], fail: Any) -> None:
+    """One unstarted job per scheduler, the one it points at; none early; bounds kept.
+    (A started job that goes back to waiting or delayed, a retry or a stall, is no longer
+    its scheduler's pending job: the next one was made when it started.)"""
+    unstarted: dict[tuple[str, str], list[int]] = {}
+    for job_id, rec in core.jobs.items():
+        sid = rec.scheduler_id
+        if sid is None:
+            continue
+        if rec.attempts_started == 0 and rec.state not in _TERMINAL and job_id not in retried:
+            unstarted.setdefault((rec.queue, sid), []).append(job_id)
+        due = rec.created_at if rec.run_at is None else rec.run_at
+        first = rec.processed_at
+        if first is not None and first < due and job_id not in retried:
+            raise fail("scheduler-never-early", f"started at {first:g}, due at {due:g}", job_id)
+    for key, ids in sorted(unstarted.items()):
+        if len(ids) > 1:
+            raise fail("scheduler-one-pending", f"scheduler {key} has unstarted jobs {ids}")
+        sched = core.schedulers.get(key)
+        if sched is None or sched.job_id != ids[0]:
+            detail = f"job of scheduler {key} unstarted, not the scheduler's pending job"
+            raise fail("scheduler-one-pending", detail, ids[0])
+    for key, sched in sorted(core.schedulers.items()):
+        if sched.limit is not None and sched.iterations > sched.limit:
+            detail = f"scheduler {key}: {sched.iterations} jobs made, limit {sched.limit}"
+            raise fail("scheduler-never-early", detail, sched.job_id)
+        if sched.next is not None and sched.end_at is not None and sched.next > sched.end_at:
+            detail = f"scheduler {key}: next run {sched.next:g} after end_at {sched.end_at:g}"
+            raise fail("scheduler-never-early", detail, sched.job_id)
+        if sched.next is not None and sched.job_id is not None:
+            pending = core.jobs.get(sched.job_id)
+            if pending is not None and pending.run_at is not None and pending.run_at != sched.next:
+                detail = f"scheduler {key}: next {sched.next:g}, its job due {pending.run_at:g}"
+                raise fail("scheduler-never-early", detail, sched.job_id)
 
 
 def _normalized(view: dict[str, Any]) -> dict[str, Any]:

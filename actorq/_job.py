@@ -79,6 +79,11 @@ class Job(Generic[DataT, ResultT]):
         return self._rec.queue
 
     @property
+    def scheduler_id(self) -> str | None:
+        """The job scheduler that produced this job, or None."""
+        return self._rec.scheduler_id
+
+    @property
     def data(self) -> DataT:
         raw = self._rec.data
         if raw is not self._raw:

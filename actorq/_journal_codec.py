@@ -30,6 +30,8 @@ An ``add`` record decoded from a ``jobs`` item holds a row (a tuple of every fie
 `FIELD_NAMES` order) instead of a dict; `JobRecord.from_fields` takes either, `add_fields`
 gives the dict.
 
+Schema version 3 adds job schedulers' records (see `actorq._journal_schedulers`).
+
 Fields a newer or older `JobRecord` does not know are dropped when decoding (a removed
 field), and missing ones take their defaults (an added field), so a journal written before a
 field was added still replays.
@@ -49,6 +51,8 @@ import orjson
 from ._core.commands import Change
 from ._core.records import FIELD_NAMES, KEEP_ALL, Backoff, JobRecord, Retention
 from ._core.states import JobState
+from ._journal_schedulers import scheduler_in as _scheduler_in
+from ._journal_schedulers import scheduler_out as _scheduler_out
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -65,7 +69,10 @@ __all__ = [
 ]
 
 #: The newest batch schema this actorq reads and writes (see the module docstring).
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
+#: The version of a batch holding a ``jobs`` item and no scheduler record.
+_JOBS_VERSION: Final = 2
+_SCHEDULER_KINDS: Final = ("scheduler", "scheduler-del")
 
 
 _MISSING: Final = object()
@@ -180,6 +187,8 @@ def _encodable(change: Change) -> Any:
         return change if boxed is None else ("set", change[1], boxed)
     if kind == "add":
         return ("add", _encode_add(add_fields(change)))
+    if kind == "scheduler":
+        return ("scheduler", change[1], change[2], _scheduler_out(change[3]))
     if kind == "child":
         payload = change[4]
         boxed_child = {"j": orjson.Fragment(payload)} if type(payload) is bytes else {"p": payload}
@@ -233,7 +242,15 @@ def encode_batch(changes: list[Change]) -> bytes:
     """One batch of change records as one frame payload (version 1 unless it holds a run of
     adds, which goes as columns: version 2)."""
     items, jobs = _items(changes, JOBS_MIN_RUN)
-    return orjson.dumps({"v": SCHEMA_VERSION if jobs else 1, "c": items}, _default)
+    version = _JOBS_VERSION if jobs else 1
+    if _has_scheduler(changes):
+        version = SCHEMA_VERSION
+    return orjson.dumps({"v": version, "c": items}, _default)
+
+
+def _has_scheduler(changes: list[Change]) -> bool:
+    kinds = set(map(_kind, changes))
+    return not kinds.isdisjoint(_SCHEDULER_KINDS)
 
 
 # ---------------------------------------------------------------------- decoding
@@ -343,8 +360,10 @@ def decode_change(raw: list[Any]) -> Change:
         return ("set", raw[1], _decode_fields(raw[2]))
     if kind == "add":
         return ("add", _decode_fields(raw[1]))
-    if kind in ("del", "queue", "rng", "meta", "snapshot"):
+    if kind in ("del", "queue", "rng", "meta", "snapshot", "scheduler-del"):
         return tuple(raw)
+    if kind == "scheduler":
+        return ("scheduler", raw[1], raw[2], _scheduler_in(raw[3]))
     if kind == "child":
         boxed = raw[4]
         payload = orjson.dumps(boxed["j"]) if "j" in boxed else boxed["p"]
@@ -361,7 +380,7 @@ def decode_batch(payload: bytes) -> list[Change]:
     if type(doc) is not dict or "v" not in doc:
         raise PayloadError("payload is not an actorq batch (no schema version)")
     version = doc["v"]
-    if version not in (1, SCHEMA_VERSION):
+    if version not in (1, _JOBS_VERSION, SCHEMA_VERSION):
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise PayloadError(
                 f"batch schema version {version} was written by a newer actorq "
@@ -521,7 +540,8 @@ def _jobs_item(fields: list[Any]) -> list[Any] | None:
 
 def _encode_snapshot_chunk(changes: list[Change]) -> bytes:
     items, _ = _items(changes, 1)
-    return orjson.dumps({"v": SCHEMA_VERSION, "c": items}, _default)
+    version = SCHEMA_VERSION if _has_scheduler(changes) else _JOBS_VERSION
+    return orjson.dumps({"v": version, "c": items}, _default)
 
 
 def encode_snapshot(changes: list[Change]) -> bytes:
@@ -675,6 +695,9 @@ def human_change(change: Change) -> list[Any]:
         return ["set", change[1], human_fields(change[2])]
     if kind == "add":
         return ["add", human_fields(add_fields(change))]
+    if kind == "scheduler":  # as plain JSON values: the template's data decoded
+        fields = orjson.loads(orjson.dumps(_scheduler_out(change[3]), _default))
+        return ["scheduler", change[1], change[2], fields]
     if kind == "child":  # a child's value (JSON bytes) or its failure reason (a string)
         payload = change[4]
         return [*change[:4], orjson.loads(payload) if type(payload) is bytes else payload]

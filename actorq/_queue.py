@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Unpack
 
+from ._codec import decode
 from ._core import JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError
@@ -19,6 +20,7 @@ from ._options import (
     non_negative,
     plain_spec,
 )
+from ._schedule import scheduler_record
 from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
 
 if TYPE_CHECKING:
@@ -42,6 +44,13 @@ def _states(
             raise InvalidOptionError(
                 "state", item, f"must be one of {', '.join(s.value for s in JobState)}"
             ) from None
+    return out
+
+
+def _scheduler_view(fields: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in fields.items() if k not in ("queue", "template", "created_at")}
+    spec = fields["template"]
+    out["template"] = {"name": spec.name, "data": decode(spec.data)}
     return out
 
 
@@ -241,6 +250,72 @@ class Queue(Generic[DataT, ResultT]):
     async def remove(self, job_id: int) -> None:
         """Remove a job that is not active. Raises `JobNotFoundError` if there is none."""
         await self._rt._send(c.Remove(job_id))
+
+    async def upsert_job_scheduler(
+        self,
+        scheduler_id: str,
+        *,
+        every: float | None = None,
+        pattern: str | None = None,
+        tz: str | None = None,
+        start_at: Any = None,
+        end_at: Any = None,
+        limit: int | None = None,
+        immediately: bool = False,
+        template: Mapping[str, Any] | None = None,
+    ) -> Job | None:
+        """Create or replace the job scheduler `scheduler_id` (BullMQ's upsertJobScheduler).
+
+        Exactly one of ``every`` (seconds, > 0; runs on the grid of its multiples, or of
+        ``start_at`` plus them) and ``pattern`` (cron, 5 fields or 6 with seconds first;
+        needs ``actorq[cron]``) with ``tz`` (an IANA name; UTC when None). ``start_at`` /
+        ``end_at`` (seconds on the runtime's clock or aware datetimes) bound the runs,
+        ``limit`` caps them, ``immediately`` runs the first now. ``template`` is an
+        `add_bulk` item without ``run_at``/``delay``/dependencies: ``{"name": ..., "data":
+        ..., **options}`` (the name defaults to the scheduler's id).
+
+        The scheduler holds one pending job at a time; the next is added, delayed to the
+        next run time, when that one starts. Upserting an id again replaces its schedule and
+        its pending job. Returns the pending job (None when no run is left).
+        """
+        sched = scheduler_record(
+            self.name,
+            scheduler_id,
+            every=every,
+            pattern=pattern,
+            tz=tz,
+            start_at=start_at,
+            end_at=end_at,
+            limit=limit,
+            immediately=immediately,
+            template=template,
+        )
+        rt = self._rt
+        rec = await rt._send(c.UpsertScheduler(sched, immediately))
+        return None if rec is None else Job(rt, rec)
+
+    async def remove_job_scheduler(self, scheduler_id: str) -> bool:
+        """Remove the scheduler and its pending job; False if there was none. A job of it
+        that already started runs on (it is an ordinary job)."""
+        if not isinstance(scheduler_id, str):
+            raise InvalidOptionError("scheduler_id", scheduler_id, "must be a string")
+        removed: bool = await self._rt._send(c.RemoveScheduler(self.name, scheduler_id))
+        return removed
+
+    async def get_job_schedulers(self) -> list[dict[str, Any]]:
+        """The queue's job schedulers by id, each a dict: ``id``, ``every``, ``pattern``,
+        ``tz``, ``start_at``, ``end_at``, ``limit``, ``iterations`` (jobs produced so far),
+        ``next`` (the pending job's run time, None once ended), ``job_id`` (the pending
+        job), and ``template`` (``name``, ``data``)."""
+        raw = await self._rt._send(c.GetSchedulers(self.name))
+        return [_scheduler_view(fields) for fields in raw]
+
+    async def get_job_scheduler(self, scheduler_id: str) -> dict[str, Any] | None:
+        """One scheduler as `get_job_schedulers` shows it, or None."""
+        for view in await self.get_job_schedulers():
+            if view["id"] == scheduler_id:
+                return view
+        return None
 
     def _repr_html_(self) -> str:
         from ._display import queue_snapshot_html  # noqa: PLC0415 - loads on first use

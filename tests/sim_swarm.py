@@ -158,6 +158,33 @@ async def _op(sim: Simulation, rng: random.Random, known: list[int], stats: Swar
         await sim.advance(rng.choice([0.5, 3, 10, 25, 60, 200]))
 
 
+#: Schedules the swarm's job schedulers draw from (every= seconds, or cron with seconds).
+SCHEDULES: tuple[dict[str, Any], ...] = (
+    {"every": 2, "limit": 30},
+    {"every": 7, "limit": 5},
+    {"every": 30, "immediately": True, "limit": 12},
+    {"pattern": "*/20 * * * * *", "end_at": 900},
+    {"pattern": "0 * * * * *", "tz": "Europe/Berlin", "end_at": 1200},
+)
+
+
+async def _scheduler_op(sim: Simulation, rng: random.Random) -> None:
+    """Upsert (three times in four) or remove one of three job schedulers on "work"; drawn
+    from the swarm's second generator, so the main workload's draws stay as they were."""
+    q = sim.runtime.queue("work")
+    sid = f"s{rng.randint(0, 2)}"
+    if rng.random() < 0.25:
+        removed = await sim.call(q.remove_job_scheduler, sid)
+        sim.record("remove-scheduler", detail=f"{sid} {removed}")
+        return
+    schedule = rng.choice(SCHEDULES)
+    template = {"name": "sched", "data": {"s": sid}, "attempts": rng.randint(1, 3)}
+    job = await sim.call(q.upsert_job_scheduler, sid, **schedule, template=template)
+    sim.record("upsert-scheduler", detail=f"{sid} {schedule}")
+    if job is not None:
+        sim.acknowledged(job, "upsert-scheduler")
+
+
 async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, SwarmStats]:
     """Run one seed's workload; raises InvariantViolation on a broken invariant."""
     rng = random.Random(seed * 7919 + 1)
@@ -165,12 +192,15 @@ async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, Sw
     sim = make_simulation(seed)
     stats = SwarmStats()
     known: list[int] = []
+    schedulers_rng = random.Random(seed * 104_729 + 3)
     async with sim:
         for _ in range(n_steps):
             stats.steps += 1
             if not sim.alive:
                 await sim.restart()
             try:
+                if stats.steps % 4 == 1:
+                    await _scheduler_op(sim, schedulers_rng)
                 await _op(sim, rng, known, stats)
             except RuntimeClosedError:
                 pass  # the runtime died under an injected fault; restarted next step

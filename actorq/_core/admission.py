@@ -396,7 +396,7 @@ _ROW_FIELDS: Final = (
     "parent_id", "depends_on_job_ids", "depends_on_tags", "idempotency_key", "backoff",
     "timeout", "lifo", "remove_on_complete", "remove_on_fail", "max_started_attempts",
     "on_child_failure", "order", "lock_token", "lock_expires_at", "max_stalled_count",
-    "children", "trace_context",
+    "children", "trace_context", "scheduler_id",
 )  # fmt: skip
 if _ROW_FIELDS != FIELD_NAMES:  # pragma: no cover - a field added to JobRecord: add it here
     raise AssertionError(f"admission builds rows of {_ROW_FIELDS}, records have {FIELD_NAMES}")
@@ -422,6 +422,7 @@ def _row(
         spec.depends_on_tags, spec.idempotency_key, spec.backoff, spec.timeout, spec.lifo,
         spec.remove_on_complete, spec.remove_on_fail, spec.max_started_attempts,
         spec.on_child_failure, order, None, None, 1, None, spec.trace_context,
+        spec.scheduler_id,
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, dataclass_transform
 import attrs
 
 from .records import JobSpec
+from .schedulers import SchedulerRecord
 from .states import JobState
 
 Change = tuple[Any, ...]
@@ -64,6 +65,29 @@ class Add(Command):
     #: (shared by the jobs of a bulk add whose options are the same); see `CoreState.add`.
     names: Sequence[str] | None = None
     datas: Sequence[bytes] | None = None
+
+
+@command
+class UpsertScheduler(Command):
+    """Create or replace a job scheduler: the record of its first job, or None."""
+
+    scheduler: SchedulerRecord
+    immediately: bool = False
+
+
+@command
+class RemoveScheduler(Command):
+    """Remove a job scheduler and its pending job: whether there was one."""
+
+    queue: str
+    scheduler_id: str
+
+
+@command
+class GetSchedulers(Query):
+    """The job schedulers of `queue` (each as a dict of its fields), by id."""
+
+    queue: str
 
 
 # ---------------------------------------------------------------------- a job's run
@@ -453,6 +477,7 @@ __all__ = [
     "GetFlow",
     "GetJob",
     "GetJobs",
+    "GetSchedulers",
     "MoveToDelayed",
     "MoveToWaitingChildren",
     "Pause",
@@ -461,6 +486,7 @@ __all__ = [
     "Release",
     "ReleaseHeld",
     "Remove",
+    "RemoveScheduler",
     "Report",
     "Resume",
     "Retry",
@@ -471,6 +497,7 @@ __all__ = [
     "Take",
     "UpdateData",
     "UpdateProgress",
+    "UpsertScheduler",
     "WaitFinished",
     "WaitWorkersIdle",
 ]

@@ -197,4 +197,13 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.GetDependencies: _dependencies,
     c.GetFlow: _flow,
     c.Summary: _summary,
+    c.UpsertScheduler: lambda core, cmd, now: core.upsert_scheduler(
+        cmd.scheduler, cmd.immediately, now
+    ),
+    c.RemoveScheduler: lambda core, cmd, now: core.remove_scheduler(
+        cmd.queue, cmd.scheduler_id, now
+    ),
+    c.GetSchedulers: lambda core, cmd, now: [
+        s.fields() for (queue, _id), s in sorted(core.schedulers.items()) if queue == cmd.queue
+    ],
 }

@@ -125,6 +125,8 @@ class JobSpec:
     wait_children: bool = False
     #: The W3C ``traceparent`` of the span that added the job (OpenTelemetry, when enabled).
     trace_context: str | None = None
+    #: The job scheduler that produced this job (see `schedulers`).
+    scheduler_id: str | None = None
 
 
 #: A child's standing in its parent's bookkeeping. FAILED fails the parent; CONTINUED
@@ -191,6 +193,8 @@ class JobRecord:
     #: each attempt's span continues that trace. Journaled like any field (a journal written
     #: before it existed reads as None).
     trace_context: str | None = None
+    #: The job scheduler that produced this job (see `schedulers`), or None.
+    scheduler_id: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""

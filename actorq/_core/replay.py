@@ -58,6 +58,8 @@ class Replay:
         def _apply(self, rec: JobRecord, changes: dict[str, Any]) -> None: ...
         def _insert(self, rec: JobRecord) -> None: ...
         def _remove_quietly(self, rec: JobRecord) -> list[frozenset[str]]: ...
+        def replay_scheduler(self, change: Change) -> None: ...
+        def scheduler_changes(self) -> list[Change]: ...
         @staticmethod
         def _apply_child(
             parent: JobRecord, child_id: int, status: str | None, payload: Any
@@ -116,6 +118,8 @@ class Replay:
             qs.concurrency = fields.get("concurrency")  # absent before global concurrency
             limiter = fields.get("limiter")
             qs.limiter = None if limiter is None else Limiter.from_fields(limiter)
+        elif kind in ("scheduler", "scheduler-del"):
+            self.replay_scheduler(change)
         elif kind == "rng":
             self.rng = change[1]
         elif kind == "snapshot":
@@ -187,6 +191,7 @@ class Replay:
             "next_id": self.next_id,
             "rng": self.rng,
             "order": (self._next_fifo, self._next_lifo),
+            "schedulers": [change[1:] for change in self.scheduler_changes()],
         }
 
     def index_view(self) -> dict[str, Any]:
@@ -209,6 +214,7 @@ class Replay:
         out: list[Change] = [("snapshot", {"jobs": len(self.jobs)})]
         out.extend(("queue", name, queue_fields(qs)) for name, qs in self.queues.items())
         out.extend(("add", rec.row()) for rec in self.jobs.values())
+        out.extend(self.scheduler_changes())
         out.append(
             (
                 "meta",

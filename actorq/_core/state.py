@@ -57,6 +57,7 @@ from .locks import LockIndex
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay, queue_fields
+from .schedulers import SchedulerRecord, Schedulers
 from .states import TERMINAL, JobState
 from .timed import TimedIndex
 from .upkeep import ENTER as _ENTER
@@ -106,7 +107,7 @@ class QueueState:
         self.failed = FinishedLine(F)
 
 
-class CoreState(Admission, Relations, Control, Replay):
+class CoreState(Admission, Relations, Control, Replay, Schedulers):
     """The queue's whole state and its transitions (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0) -> None:
@@ -145,6 +146,8 @@ class CoreState(Admission, Relations, Control, Replay):
         self._ended_children: list[tuple[JobRecord, str]] = []
         #: False once the runtime shuts down: `Take` hands out nothing (not journaled).
         self.dispatching = True
+        #: Job schedulers by (queue, scheduler id); see `schedulers`.
+        self.schedulers: dict[tuple[str, str], SchedulerRecord] = {}
 
     # ------------------------------------------------------------------ the one entry
 
@@ -339,6 +342,8 @@ class CoreState(Admission, Relations, Control, Replay):
         if limiter is not None and taken:
             limiter.started(len(taken), now)
             self._set_queue(qs)  # the window's count is journaled: it holds across restarts
+        if self.schedulers and taken:
+            self._scheduled_started(taken, now)
         if self._cascade or self._ended_children or self._wake:
             self._settle(now)
         return taken
