@@ -53,6 +53,7 @@ from ._core.records import FIELD_NAMES, KEEP_ALL, Backoff, JobRecord, Retention
 from ._core.states import JobState
 from ._journal_schedulers import scheduler_in as _scheduler_in
 from ._journal_schedulers import scheduler_out as _scheduler_out
+from ._journal_values import _backoff, _float_in, _retention
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -254,25 +255,6 @@ def _has_scheduler(changes: list[Change]) -> bool:
 
 
 # ---------------------------------------------------------------------- decoding
-
-
-def _float_in(value: Any) -> Any:
-    return float(value) if type(value) is str else value
-
-
-def _backoff(value: Any) -> Backoff | None:
-    if value is None:
-        return None
-    return Backoff(
-        value["kind"],
-        _float_in(value["delay"]),
-        _float_in(value.get("jitter", 0.0)),
-        _float_in(value.get("max_delay")),
-    )
-
-
-def _retention(value: Any) -> Retention:
-    return Retention(count=value.get("count"), age=_float_in(value.get("age")))
 
 
 def _json_bytes(value: Any) -> bytes:

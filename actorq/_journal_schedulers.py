@@ -16,27 +16,8 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from ._core.records import Backoff, JobSpec, Retention
-
-
-def _float_in(value: Any) -> Any:
-    return float(value) if type(value) is str else value
-
-
-def _backoff(value: Any) -> Backoff | None:
-    if value is None:
-        return None
-    return Backoff(
-        value["kind"],
-        _float_in(value["delay"]),
-        _float_in(value.get("jitter", 0.0)),
-        _float_in(value.get("max_delay")),
-    )
-
-
-def _retention(value: Any) -> Retention:
-    return Retention(count=value.get("count"), age=_float_in(value.get("age")))
-
+from ._core.records import JobSpec
+from ._journal_values import _backoff, _retention
 
 _SPEC_DEFAULTS: Final[dict[str, Any]] = {
     f.name: f.default for f in attrs.fields(JobSpec) if f.default is not attrs.NOTHING

@@ -101,8 +101,12 @@ def outcome(kind: str, value: Any) -> Callable[[Job], Any]:
             raise ValueError(value)
         if kind == "unreadable":
             raise Unreadable()
-        if kind == "delayed":
+        if kind == "delayed" and job.attempts_started == 1:
+            # Only once: a DelayedError counts no attempt, so a job delayed by 0 s at every
+            # start would run forever within one virtual instant.
             raise DelayedError(delay=value)
+        if kind == "delayed":
+            return None
         if kind == "unrecoverable":
             raise UnrecoverableError(SURROGATE)
         if kind == "base":
