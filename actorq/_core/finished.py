@@ -50,6 +50,14 @@ class FinishedLine:
             if rec is not None and rec.state is state and rec.order == order:
                 yield rec
 
+    def newest(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
+        """Live entries, newest first (a page reads from the end, never the whole line)."""
+        state = self.state
+        for order, job_id in reversed(self._entries):
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is state and rec.order == order:
+                yield rec
+
     def maybe_compact(self, jobs: Mapping[int, JobRecord], live: int) -> None:
         stale = len(self._entries) - live
         if stale > COMPACT_AFTER and stale > live:
