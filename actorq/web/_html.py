@@ -56,10 +56,11 @@ table{border-collapse:collapse;background:#fff;width:100%;margin:.5em 0 1em}
 th,td{border-bottom:1px solid #e3e6ea;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#eef0f3;font-weight:600}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
-.zero{color:#aab}
+td.zero a{color:#b8bcc8}
 .state{display:inline-block;padding:0 .45em;border-radius:.6em;font-size:12px;background:#e3e6ea}
 .s-failed{background:#fbd5d5}.s-completed{background:#d4f1dc}.s-active{background:#d6e6ff}
-.s-waiting{background:#fff1c2}.s-delayed{background:#ece0ff}.s-cancelled{background:#ddd}
+.s-waiting{background:#fff1c2}.s-delayed{background:#ece0ff}.s-blocked{background:#ffe0c2}
+.s-waiting-children{background:#d6f0f0}.s-cancelled{background:#ddd}
 pre{background:#fff;border:1px solid #e3e6ea;padding:.6em;overflow:auto;max-height:24em}
 .tabs a{margin-right:.6em}.tabs a.on{font-weight:700;text-decoration:none;color:#1d2330}
 form.inline{display:inline}
@@ -69,7 +70,7 @@ button:disabled{opacity:.5;cursor:default}
 .error{background:#fbd5d5;border:1px solid #d66;padding:.6em 1em}
 .muted{color:#778}
 ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #bbc;margin:.2em 0}
-ul.tree li{margin:.2em 0}.here{font-weight:700}
+ul.tree li{margin:.2em 0}li.here>a{font-weight:700;background:#fff1c2;padding:0 .2em}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#556}dd{margin:0}
 #live{font-size:12px}
 """
