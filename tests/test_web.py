@@ -279,3 +279,24 @@ async def test_a_slow_stream_shows_lagged(world: Any, monkeypatch: pytest.Monkey
         await rt.queue("web").add_bulk([{"name": "x"} for _ in range(10)])
     lagged = [d for kind, d in out if kind == "lagged"]
     assert lagged == [{"dropped": 8}]
+
+
+def test_the_dashboard_uses_only_the_public_api_and_stays_optional() -> None:
+    import ast  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    for path in Path(web.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert node.module is None, f"{path.name} imports actorq.{node.module}"
+        assert "._core" not in text and "rt._" not in text, path.name
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, actorq; print('starlette' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

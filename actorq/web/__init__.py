@@ -23,13 +23,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import FlowProducer, Job, Lagged, Runtime
-from .._core.events import JobEvent, QueueEvent
-from .._exceptions import (
+from .. import (
     ActorqError,
+    FlowProducer,
     IllegalTransitionError,
     InvalidOptionError,
+    Job,
+    JobEvent,
     JobNotFoundError,
+    Lagged,
+    QueueEvent,
+    Runtime,
 )
 from . import _html
 from ._html import STATES, Page

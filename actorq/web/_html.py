@@ -11,9 +11,7 @@ from urllib.parse import quote, urlencode
 
 import orjson
 
-from .._core import JobState
-from .._flow import JobNode
-from .._job import Job
+from .. import Job, JobNode, JobState
 
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 #: A job and the prerequisite chains under it.

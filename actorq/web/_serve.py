@@ -8,7 +8,7 @@ import contextlib
 import sys
 from typing import Final
 
-from .._runtime import Runtime
+from .. import Runtime
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:8321"
 
