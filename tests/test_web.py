@@ -60,6 +60,25 @@ async def test_overview_shows_every_queue_with_its_counts_and_pause(world: Any) 
     assert "content-security-policy" in res.headers
 
 
+async def test_the_overview_charts_the_last_minutes(world: Any) -> None:
+    rt, _ids = world
+    async with _client(dashboard(rt)) as client:
+        text = (await client.get("/")).text
+
+    def chart(queue: str) -> tuple[int, int]:
+        row = re.search(rf'<tr data-queue="{queue}">.*?</tr>', text, re.S)
+        assert row is not None
+        found = re.search(r'data-completed="(\d+)" data-failed="(\d+)"', row.group(0))
+        assert found is not None
+        return int(found.group(1)), int(found.group(2))
+
+    assert chart("mail") == (3, 0)
+    assert chart("images") == (0, 1)
+    assert chart("etl") == (0, 0)
+    mail = re.search(r'<tr data-queue="mail">.*?</tr>', text, re.S)
+    assert mail is not None and mail.group(0).count('fill="#3a9d5d"') == 1  # one minute's bar
+
+
 async def test_a_failed_jobs_page_shows_its_reason_and_trace(world: Any) -> None:
     rt, ids = world
     async with _client(dashboard(rt)) as client:

@@ -43,6 +43,9 @@ Auth = Callable[[Request], bool | Awaitable[bool]]
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
 PAGE_SIZE = 50
+#: The overview's charts: how many minutes, and how many finished jobs of each kind read.
+RATE_MINUTES = 15
+RATE_SAMPLE = 1_000
 _MAX_FORM = 4096
 #: Jobs a page's prerequisite chain shows at most.
 CHAIN_LIMIT = 50
@@ -113,8 +116,29 @@ class _Dashboard:
 
     async def overview(self, request: Request) -> Response:
         counts = await self.rt.counts()
-        rows = [(name, c, await self.rt.queue(name).is_paused()) for name, c in counts.items()]
+        rows = [
+            (name, c, await self.rt.queue(name).is_paused(), await self.rates(name))
+            for name, c in counts.items()
+        ]
         return _page(_html.overview(self.page(request), rows))
+
+    async def rates(self, name: str) -> tuple[list[int], list[int]]:
+        """Jobs completed and failed in each of the last `RATE_MINUTES` minutes, oldest
+        first, from the newest `RATE_SAMPLE` of each kept (the finished lines, read from
+        their newest end: jobs removed on completion are not counted)."""
+        q = self.rt.queue(name)
+        now = self.rt.clock.now()
+        out: list[list[int]] = []
+        for state in ("completed", "failed"):
+            bins = [0] * RATE_MINUTES
+            jobs, _after = await q.get_jobs_page(state, limit=RATE_SAMPLE)
+            for job in jobs:
+                minute = int((now - (job.finished_at or now)) // 60)
+                if minute >= RATE_MINUTES:
+                    break
+                bins[RATE_MINUTES - 1 - max(0, minute)] += 1
+            out.append(bins)
+        return out[0], out[1]
 
     async def queue(self, request: Request) -> Response:
         name = request.path_params["queue"]

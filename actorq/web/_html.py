@@ -131,10 +131,40 @@ def state_badge(state: str) -> str:
     return f'<span class="state s-{esc(state)}">{esc(state)}</span>'
 
 
-def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool]]) -> str:
+def chart(done: Sequence[int], failed: Sequence[int]) -> str:
+    """Completed (green) and failed (red, on top) jobs per minute, as a small inline SVG."""
+    top = max([a + b for a, b in zip(done, failed, strict=True)] + [1])
+    width, height, bar = 6 * len(done), 24, 5
+    bars = []
+    for i, (a, b) in enumerate(zip(done, failed, strict=True)):
+        ha, hb = height * a / top, height * b / top
+        if a:
+            bars.append(
+                f'<rect x="{i * 6}" y="{height - ha:.1f}" width="{bar}" height="{ha:.1f}" '
+                'fill="#3a9d5d"/>'
+            )
+        if b:
+            bars.append(
+                f'<rect x="{i * 6}" y="{height - ha - hb:.1f}" width="{bar}" '
+                f'height="{hb:.1f}" fill="#d64545"/>'
+            )
+    total_done, total_failed = sum(done), sum(failed)
+    label = f"{total_done} completed, {total_failed} failed in the last {len(done)} minutes"
+    return (
+        f'<svg class=chart width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role=img aria-label="{label}" data-completed="{total_done}" '
+        f'data-failed="{total_failed}"><title>{label}</title>'
+        f'<rect width="{width}" height="{height}" fill="#eef0f3"/>{"".join(bars)}</svg>'
+    )
+
+
+Rates = tuple[Sequence[int], Sequence[int]]
+
+
+def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]]) -> str:
     head = "".join(f"<th>{esc(s)}</th>" for s in STATES)
     rows = []
-    for name, counts, paused in queues:
+    for name, counts, paused, (done, failed) in queues:
         cells = "".join(
             f'<td class="n{" zero" if not counts.get(s) else ""}" data-state="{esc(s)}">'
             f'<a href="{page.queue_href(name, state=s)}">{counts.get(s, 0)}</a></td>'
@@ -148,13 +178,15 @@ def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool]]) 
         )
         rows.append(
             f'<tr data-queue="{esc(name)}"><th><a href="{page.queue_href(name)}">{esc(name)}</a>'
-            f"</th>{cells}<td class=paused>{flag}</td><td>{toggle}</td></tr>"
+            f"</th>{cells}<td class=rates>{chart(done, failed)}</td>"
+            f"<td class=paused>{flag}</td><td>{toggle}</td></tr>"
         )
     if not rows:
-        rows.append(f'<tr><td colspan="{len(STATES) + 3}" class=muted>no queues yet</td></tr>')
+        rows.append(f'<tr><td colspan="{len(STATES) + 4}" class=muted>no queues yet</td></tr>')
     body = (
         "<h1>Queues</h1><table id=queues><thead><tr><th>queue</th>"
-        f"{head}<th>status</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"{head}<th>per minute</th><th>status</th><th></th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
         "<h2>Live</h2><ol id=feed class=muted reversed></ol>"
     )
     return page.doc("Overview", body, live=True)
