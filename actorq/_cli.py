@@ -28,10 +28,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--path", default=DEFAULT_PATH, help=f"journal folder (default {DEFAULT_PATH}/)"
     )
     demo.add_argument("--users", type=int, default=50, help="campaigns per run (default 50)")
+    serve = commands.add_parser(
+        "serve",
+        help="open a runtime on a journal folder and serve its web dashboard (actorq[web])",
+    )
+    serve.add_argument("path", help="journal folder (a runtime's path=)")
+    serve.add_argument(
+        "--dashboard",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8321",
+        help="where to serve it (default 127.0.0.1:8321: this machine only)",
+    )
+    serve.add_argument(
+        "--actions",
+        action="store_true",
+        help="allow retry, cancel, promote, remove, pause and resume (read-only otherwise)",
+    )
     add_journal_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo_main(args.path, args.users)
+    if args.command == "serve":
+        try:
+            from .web._serve import serve_main  # noqa: PLC0415 - needs the web extra
+        except ImportError as exc:
+            print(f"actorq serve needs the web extra: pip install 'actorq[web]' ({exc})")
+            return 2
+        return serve_main(args.path, args.dashboard, not args.actions)
     code = run_journal_command(args)
     if code is not None:
         return code

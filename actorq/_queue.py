@@ -149,6 +149,36 @@ class Queue(Generic[DataT, ResultT]):
         )
         return [Job(rt, rec) for rec in await rt._send(query)]
 
+    async def get_jobs_page(
+        self,
+        state: StateName | JobState,
+        *,
+        cursor: int | None = None,
+        limit: int = 50,
+        name: str | None = None,
+        tag: str | None = None,
+    ) -> tuple[list[Job[DataT, ResultT]], int | None]:
+        """One page of the jobs in `state`, and the cursor of the next page (None at the end).
+
+        Waiting jobs come in the order they will run, completed and failed ones newest
+        finished first, the others newest first. Pass the cursor back for the next page. A
+        page reads a bounded part of the state's index however many jobs the queue holds, so
+        with a `name` or `tag` filter it may come back short (even empty) with a cursor to
+        read on.
+        """
+        [job_state] = _states(state) or []
+        limit = count("limit", limit, 1, 10_000)
+        if cursor is not None:
+            cursor = count("cursor", cursor, 0)
+        rt = self._rt
+        recs, after = await rt._send(c.GetPage(self.name, job_state, cursor, limit, name, tag))
+        return [Job(rt, rec) for rec in recs], after
+
+    async def is_paused(self) -> bool:
+        """Whether the queue is paused (BullMQ's ``isPaused``)."""
+        paused: bool = await self._rt._send(c.IsPaused(self.name))
+        return paused
+
     async def counts(self) -> dict[str, int]:
         """How many jobs the queue holds in each state (every state listed)."""
         raw = await self._rt._send(c.GetCounts(self.name))

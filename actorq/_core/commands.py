@@ -366,6 +366,31 @@ class GetGlobalConcurrency(Query):
 
 
 @command
+class GetPage(Query):
+    """One page of a queue's jobs in `state`: ``(records, next_cursor)``, next_cursor None
+    at the end. Waiting jobs come in dispatch order, completed and failed ones newest
+    finished first, the others newest id first. `cursor` is the previous page's
+    next_cursor. At most `budget` entries of the state's index (or ids) are read per page,
+    so a page costs the same however many jobs the runtime holds; a filtered page may come
+    back short with a cursor to read on."""
+
+    queue: str
+    state: JobState
+    cursor: int | None = None
+    limit: int = 50
+    name: str | None = None
+    tag: str | None = None
+    budget: int = 20_000
+
+
+@command
+class IsPaused(Query):
+    """Whether the queue is paused."""
+
+    queue: str
+
+
+@command
 class GetCounts(Query):
     """Counts by state of one queue, or of every queue (``queue=None``)."""
 
@@ -477,7 +502,9 @@ __all__ = [
     "GetFlow",
     "GetJob",
     "GetJobs",
+    "GetPage",
     "GetSchedulers",
+    "IsPaused",
     "MoveToDelayed",
     "MoveToWaitingChildren",
     "Pause",

@@ -53,6 +53,14 @@ class FinishedLine(deque[tuple[int, int]]):
             if rec is not None and rec.state is state and rec.order == order:
                 yield rec
 
+    def newest(self, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:
+        """Live entries, newest first (a page reads from the end, never the whole line)."""
+        state = self.state
+        for order, job_id in reversed(self):
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is state and rec.order == order:
+                yield rec
+
     def maybe_compact(self, jobs: Mapping[int, JobRecord], live: int) -> None:
         """`len` counts entries held, stale ones included (the core keeps the live count)."""
         stale = len(self) - live

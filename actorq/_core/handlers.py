@@ -9,6 +9,7 @@ and every state change among them goes through `_change` and the lifecycle table
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ActorqError
@@ -129,6 +130,53 @@ def _flow(core: CoreState, cmd: c.GetFlow, now: float) -> Any:
     return build(cmd.job_id)
 
 
+def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord], int | None]:
+    qs = core.queues.get(cmd.queue)
+    if qs is None:
+        return [], None
+    state, name, tag, limit = cmd.state, cmd.name, cmd.tag, cmd.limit
+    start = cmd.cursor or 0
+    out: list[JobRecord] = []
+
+    def wanted(rec: JobRecord) -> bool:
+        return (name is None or rec.name == name) and (tag is None or tag in rec.tags)
+
+    if state is W or state is C or state is JobState.FAILED:
+        # An index of this queue and state: the cursor counts the live entries read so far.
+        if state is W:
+            source: Any = qs.waiting.live(core.jobs)
+        else:
+            source = (qs.completed if state is C else qs.failed).newest(core.jobs)
+        position = start
+        for rec in islice(source, start, start + cmd.budget):
+            position += 1
+            if wanted(rec):
+                out.append(rec)
+                if len(out) == limit:
+                    break
+        else:
+            if position < start + cmd.budget:  # the index ended before the budget did
+                return out, None
+        return out, position
+    # No index of its own: ids downward from the cursor (the newest first), `budget` of them.
+    jobs = core.jobs
+    top = core.next_id if cmd.cursor is None else cmd.cursor
+    low = max(1, top - cmd.budget)
+    job_id = top
+    queue = cmd.queue
+    while job_id > low and len(out) < limit:
+        job_id -= 1
+        rec = jobs.get(job_id)
+        if rec is not None and rec.state is state and rec.queue == queue and wanted(rec):
+            out.append(rec)
+    return out, (job_id if job_id > 1 else None)
+
+
+def _is_paused(core: CoreState, cmd: c.IsPaused, now: float) -> bool:
+    qs = core.queues.get(cmd.queue)
+    return qs is not None and qs.paused
+
+
 def _get_job(core: CoreState, cmd: c.GetJob, now: float) -> JobRecord | None:
     rec = core.jobs.get(cmd.job_id)
     if rec is None or (cmd.queue is not None and rec.queue != cmd.queue):
@@ -193,6 +241,8 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.GetJobs: lambda core, cmd, now: list(
         core.select(cmd.queue, cmd.states, cmd.name, cmd.tags, cmd.tag_mode)
     )[cmd.start : cmd.end],
+    c.GetPage: _page,
+    c.IsPaused: _is_paused,
     c.GetCounts: _counts,
     c.GetDependencies: _dependencies,
     c.GetFlow: _flow,

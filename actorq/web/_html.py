@@ -1,0 +1,418 @@
+"""The dashboard's pages, as strings: every value that comes from a user (job names, data,
+tags, reasons, logs, queue names) goes through `esc` or `attr` before it reaches the page."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from .. import Job, JobNode, JobState
+
+STATES: tuple[str, ...] = tuple(s.value for s in JobState)
+#: A job and the prerequisite chains under it.
+Chain = tuple[Job, list["Chain"]]
+
+
+def esc(value: object) -> str:
+    """Text for an HTML body or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def url_part(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def pretty(value: Any) -> str:
+    """A payload as indented JSON text (escaped by the caller)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return repr(value)
+
+
+def when(value: float | None) -> str:
+    """A time on the runtime's clock: a date for the system clock's, seconds otherwise."""
+    if value is None:
+        return "—"
+    if value > 1e9:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{value:.3f} s"
+
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+header{background:#1d2330;color:#fff;padding:.6em 1.2em;display:flex;gap:1.5em;
+align-items:center}
+header a{color:#fff;text-decoration:none;font-weight:600}
+main{padding:1em 1.2em;max-width:1200px}
+table{border-collapse:collapse;background:#fff;width:100%;margin:.5em 0 1em}
+th,td{border-bottom:1px solid #e3e6ea;padding:.35em .6em;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.zero a{color:#b8bcc8}
+.state{display:inline-block;padding:0 .45em;border-radius:.6em;font-size:12px;background:#e3e6ea}
+.s-failed{background:#fbd5d5}.s-completed{background:#d4f1dc}.s-active{background:#d6e6ff}
+.s-waiting{background:#fff1c2}.s-delayed{background:#ece0ff}.s-blocked{background:#ffe0c2}
+.s-waiting-children{background:#d6f0f0}.s-cancelled{background:#ddd}
+pre{background:#fff;border:1px solid #e3e6ea;padding:.6em;overflow:auto;max-height:24em}
+.tabs a{margin-right:.6em}.tabs a.on{font-weight:700;text-decoration:none;color:#1d2330}
+form.inline{display:inline}
+button{cursor:pointer;border:1px solid #99a;background:#fff;border-radius:4px;padding:.2em .7em}
+button:disabled{opacity:.5;cursor:default}
+.notice{background:#fff1c2;border:1px solid #e6c860;padding:.4em .8em;margin:.5em 0}
+.error{background:#fbd5d5;border:1px solid #d66;padding:.6em 1em}
+.muted{color:#778}
+ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #bbc;margin:.2em 0}
+ul.tree li{margin:.2em 0}li.here>a{font-weight:700;background:#fff1c2;padding:0 .2em}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#556}dd{margin:0}
+#live{font-size:12px}
+"""
+
+
+class Page:
+    """What every page needs: the mount's prefix, the CSRF token, and whether actions are on."""
+
+    def __init__(self, base: str, token: str, read_only: bool) -> None:
+        self.base = base
+        self.token = token
+        self.read_only = read_only
+
+    def href(self, path: str, **query: object) -> str:
+        params = {k: v for k, v in query.items() if v is not None and v != ""}
+        tail = f"?{urlencode(params)}" if params else ""
+        return esc(f"{self.base}{path}{tail}")
+
+    def queue_href(self, queue: str, **query: object) -> str:
+        return self.href(f"/queues/{url_part(queue)}", **query)
+
+    def job_href(self, job_id: int) -> str:
+        return self.href(f"/jobs/{job_id}")
+
+    def doc(self, title: str, body: str, *, live: bool = False) -> str:
+        mode = "read-only" if self.read_only else "actions on"
+        return (
+            "<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>{esc(title)} · actorq</title>"
+            '<meta name=viewport content="width=device-width,initial-scale=1">'
+            f'<meta name="actorq-csrf" content="{esc(self.token)}">'
+            f'<meta name="actorq-base" content="{esc(self.base)}">'
+            f"<style>{CSS}</style>"
+            f'<script src="{self.href("/app.js")}" defer></script></head>'
+            f'<body data-live="{"1" if live else "0"}">'
+            f'<header><a href="{self.href("/")}">actorq</a><span>{esc(title)}</span>'
+            f"<span class=muted>{mode}</span><span id=live></span></header>"
+            f"<div id=lagged class=notice hidden></div><main>{body}</main></body></html>"
+        )
+
+    def action(
+        self, path: str, label: str, confirm: str, fields: Mapping[str, object] | None = None
+    ) -> str:
+        """A POST button: confirmed in the browser, carrying the CSRF token."""
+        hidden = "".join(
+            f'<input type=hidden name="{esc(k)}" value="{esc(v)}">'
+            for k, v in (fields or {}).items()
+        )
+        off = " disabled title='read-only dashboard'" if self.read_only else ""
+        return (
+            f'<form class=inline method=post action="{self.href(path)}" '
+            f'data-confirm="{esc(confirm)}">'
+            f'<input type=hidden name=csrf value="{esc(self.token)}">{hidden}'
+            f'<button type=submit data-action="{esc(label.lower())}"{off}>{esc(label)}</button>'
+            "</form>"
+        )
+
+
+def state_badge(state: str) -> str:
+    return f'<span class="state s-{esc(state)}">{esc(state)}</span>'
+
+
+def chart(done: Sequence[int], failed: Sequence[int]) -> str:
+    """Completed (green) and failed (red, on top) jobs per minute, as a small inline SVG."""
+    top = max([a + b for a, b in zip(done, failed, strict=True)] + [1])
+    width, height, bar = 6 * len(done), 24, 5
+    bars = []
+    for i, (a, b) in enumerate(zip(done, failed, strict=True)):
+        ha, hb = height * a / top, height * b / top
+        if a:
+            bars.append(
+                f'<rect x="{i * 6}" y="{height - ha:.1f}" width="{bar}" height="{ha:.1f}" '
+                'fill="#3a9d5d"/>'
+            )
+        if b:
+            bars.append(
+                f'<rect x="{i * 6}" y="{height - ha - hb:.1f}" width="{bar}" '
+                f'height="{hb:.1f}" fill="#d64545"/>'
+            )
+    total_done, total_failed = sum(done), sum(failed)
+    label = f"{total_done} completed, {total_failed} failed in the last {len(done)} minutes"
+    return (
+        f'<svg class=chart width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        f'role=img aria-label="{label}" data-completed="{total_done}" '
+        f'data-failed="{total_failed}"><title>{label}</title>'
+        f'<rect width="{width}" height="{height}" fill="#eef0f3"/>{"".join(bars)}</svg>'
+    )
+
+
+Rates = tuple[Sequence[int], Sequence[int]]
+
+
+def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]]) -> str:
+    head = "".join(f"<th>{esc(s)}</th>" for s in STATES)
+    rows = []
+    for name, counts, paused, (done, failed) in queues:
+        cells = "".join(
+            f'<td class="n{" zero" if not counts.get(s) else ""}" data-state="{esc(s)}">'
+            f'<a href="{page.queue_href(name, state=s)}">{counts.get(s, 0)}</a></td>'
+            for s in STATES
+        )
+        flag = "paused" if paused else "running"
+        toggle = (
+            page.action(f"/queues/{url_part(name)}/resume", "Resume", f"Resume queue {name}?")
+            if paused
+            else page.action(f"/queues/{url_part(name)}/pause", "Pause", f"Pause queue {name}?")
+        )
+        rows.append(
+            f'<tr data-queue="{esc(name)}"><th><a href="{page.queue_href(name)}">{esc(name)}</a>'
+            f"</th>{cells}<td class=rates>{chart(done, failed)}</td>"
+            f"<td class=paused>{flag}</td><td>{toggle}</td></tr>"
+        )
+    if not rows:
+        rows.append(f'<tr><td colspan="{len(STATES) + 4}" class=muted>no queues yet</td></tr>')
+    body = (
+        "<h1>Queues</h1><table id=queues><thead><tr><th>queue</th>"
+        f"{head}<th>per minute</th><th>status</th><th></th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        "<h2>Live</h2><ol id=feed class=muted reversed></ol>"
+    )
+    return page.doc("Overview", body, live=True)
+
+
+def queue_page(
+    page: Page,
+    queue: str,
+    state: str,
+    counts: Mapping[str, int],
+    paused: bool,
+    jobs: Iterable[Job],
+    cursor: int | None,
+    next_cursor: int | None,
+    search: Mapping[str, str],
+) -> str:
+    tabs = " ".join(
+        f'<a class="{"on" if s == state else ""}" href="{page.queue_href(queue, state=s)}">'
+        f"{esc(s)} ({counts.get(s, 0)})</a>"
+        for s in STATES
+    )
+    rows = []
+    for job in jobs:
+        tags = ", ".join(esc(t) for t in job.tags)
+        rows.append(
+            f'<tr data-job="{job.id}"><td><a href="{page.job_href(job.id)}">{job.id}</a></td>'
+            f"<td>{esc(job.name)}</td><td>{state_badge(job.state.value)}</td><td>{tags}</td>"
+            f"<td class=n>{job.attempts_made}/{job.attempts}</td>"
+            f"<td>{esc(job.failed_reason or '')}</td></tr>"
+        )
+    if not rows:
+        rows.append("<tr><td colspan=6 class=muted>no job on this page</td></tr>")
+    more = (
+        f'<a id=next href="{page.queue_href(queue, state=state, cursor=next_cursor, **search)}">'
+        "next page →</a>"
+        if next_cursor is not None
+        else "<span class=muted>end</span>"
+    )
+    first = (
+        f'<a href="{page.queue_href(queue, state=state, **search)}">← first page</a> '
+        if cursor is not None
+        else ""
+    )
+    q = url_part(queue)
+    actions = [
+        page.action(f"/queues/{q}/resume", "Resume", f"Resume queue {queue}?")
+        if paused
+        else page.action(f"/queues/{q}/pause", "Pause", f"Pause queue {queue}?")
+    ]
+    if state == "failed":
+        actions.append(
+            page.action(f"/queues/{q}/retry-failed", "Retry all failed", "Retry every failed job?")
+        )
+    form = (
+        f'<form method=get action="{page.queue_href(queue)}">'
+        f'<input type=hidden name=state value="{esc(state)}">'
+        f'<input name=name placeholder="name" value="{esc(search.get("name", ""))}"> '
+        f'<input name=tag placeholder="tag" value="{esc(search.get("tag", ""))}"> '
+        f'<input name=id placeholder="job id" size=8> <button type=submit>Search</button></form>'
+    )
+    body = (
+        f"<h1>Queue {esc(queue)} <small class=muted>{'paused' if paused else 'running'}</small>"
+        f"</h1><p>{' '.join(actions)}</p><p class=tabs>{tabs}</p>{form}"
+        "<table id=jobs><thead><tr><th>id</th><th>name</th><th>state</th><th>tags</th>"
+        f"<th>attempts</th><th>reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<p>{first}{more}</p>"
+    )
+    return page.doc(f"Queue {queue}", body)
+
+
+def _tree(page: Page, node: JobNode, here: int) -> str:
+    job = node.job
+    mark = " class=here" if job.id == here else ""
+    kids = "".join(_tree(page, kid, here) for kid in node.children)
+    sub = f"<ul class=tree>{kids}</ul>" if kids else ""
+    return (
+        f'<li{mark} data-job="{job.id}"><a href="{page.job_href(job.id)}">#{job.id}</a> '
+        f"{esc(job.name)} <span class=muted>on {esc(job.queue)}</span> "
+        f"{state_badge(job.state.value)}{sub}</li>"
+    )
+
+
+def _links(page: Page, ids: Iterable[int]) -> str:
+    out = ", ".join(f'<a href="{page.job_href(i)}">#{i}</a>' for i in ids)
+    return out or "<span class=muted>none</span>"
+
+
+def _chain(page: Page, chain: Chain, here: int) -> str:
+    job, below = chain
+    mark = " class=here" if job.id == here else ""
+    kids = "".join(_chain(page, sub, here) for sub in below)
+    sub = f"<ul class=tree>{kids}</ul>" if kids else ""
+    return (
+        f'<li{mark} data-job="{job.id}"><a href="{page.job_href(job.id)}">#{job.id}</a> '
+        f"{esc(job.name)} <span class=muted>on {esc(job.queue)}</span> "
+        f"{state_badge(job.state.value)}{sub}</li>"
+    )
+
+
+def job_page(
+    page: Page, job: Job, deps: Mapping[str, Any], tree: JobNode | None, chain: Chain
+) -> str:
+    q = url_part(job.queue)
+    state = job.state.value
+    acts = []
+    if state in ("completed", "failed", "cancelled"):
+        acts.append(page.action(f"/jobs/{job.id}/retry", "Retry", f"Retry job {job.id}?"))
+    if state not in ("completed", "failed", "cancelled"):
+        acts.append(page.action(f"/jobs/{job.id}/cancel", "Cancel", f"Cancel job {job.id}?"))
+    if state == "delayed":
+        acts.append(page.action(f"/jobs/{job.id}/promote", "Promote", f"Run job {job.id} now?"))
+    if state != "active":
+        acts.append(page.action(f"/jobs/{job.id}/remove", "Remove", f"Remove job {job.id}?"))
+    options = {
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "tags": list(job.tags),
+        "timeout": job.timeout,
+        "run_at": job.run_at,
+        "idempotency_key": job.idempotency_key,
+        "depends_on_job_ids": list(job.depends_on_job_ids),
+        "depends_on_tags": list(job.depends_on_tags),
+    }
+    facts = (
+        f'<dt>queue</dt><dd><a href="{page.href(f"/queues/{q}")}">{esc(job.queue)}</a></dd>'
+        f"<dt>state</dt><dd id=state>{state_badge(state)}</dd>"
+        f"<dt>attempts</dt><dd>{job.attempts_made} made, {job.attempts_started} started, "
+        f"of {job.attempts}</dd>"
+        f"<dt>created</dt><dd>{when(job.created_at)}</dd>"
+        f"<dt>processed</dt><dd>{when(job.processed_at)}</dd>"
+        f"<dt>finished</dt><dd>{when(job.finished_at)}</dd>"
+    )
+    parts = [
+        f"<h1>Job #{job.id} <span id=job-name>{esc(job.name)}</span></h1>",
+        f"<p id=actions>{' '.join(acts)}</p><dl>{facts}</dl>",
+    ]
+    if job.failed_reason is not None:
+        parts.append(f"<h2>Failure</h2><pre id=reason>{esc(job.failed_reason)}</pre>")
+    if job.stacktrace:
+        traces = "\n\n".join(job.stacktrace)
+        parts.append(f"<h2>Stack trace</h2><pre id=stacktrace>{esc(traces)}</pre>")
+    if state == "completed":
+        parts.append(
+            f"<h2>Return value</h2><pre id=return-value>{esc(pretty(job.return_value))}</pre>"
+        )
+    parts.append(f"<h2>Data</h2><pre id=data>{esc(pretty(job.data))}</pre>")
+    parts.append(f"<h2>Options</h2><pre id=options>{esc(pretty(options))}</pre>")
+    if job.progress is not None:
+        parts.append(f"<h2>Progress</h2><pre id=progress>{esc(pretty(job.progress))}</pre>")
+    logs = "\n".join(job.logs)
+    parts.append(f"<h2>Logs</h2><pre id=logs>{esc(logs) or '(none)'}</pre>")
+    if tree is not None and (tree.children or tree.job.id != job.id):
+        parts.append(f"<h2>Flow</h2><ul class=tree id=flow>{_tree(page, tree, job.id)}</ul>")
+    if chain[1]:
+        parts.append(
+            "<h2>Prerequisites</h2><p class=muted>each job runs once those under it completed"
+            f"</p><ul class=tree id=chain>{_chain(page, chain, job.id)}</ul>"
+        )
+    failed = deps.get("failed", {})
+    parts.append(
+        "<h2>Dependencies</h2><dl id=deps>"
+        f"<dt>parent</dt><dd>{_links(page, [job.parent_id] if job.parent_id else [])}</dd>"
+        f"<dt>depends on</dt><dd id=depends-on>{_links(page, job.depends_on_job_ids)}</dd>"
+        f"<dt>unmet</dt><dd id=unmet>{_links(page, deps.get('unmet_job_ids', []))}</dd>"
+        f"<dt>tag barrier</dt><dd>{esc(', '.join(job.depends_on_tags)) or '—'}; held by "
+        f"{_links(page, deps.get('blocking_job_ids', []))}</dd>"
+        f"<dt>children pending</dt><dd>{_links(page, deps.get('pending', []))}</dd>"
+        f"<dt>children done</dt><dd>{_links(page, deps.get('processed', {}))}</dd>"
+        f"<dt>children failed</dt><dd>{_links(page, failed)}</dd></dl>"
+    )
+    return page.doc(f"Job {job.id}", "".join(parts))
+
+
+def message(page: Page, status: int, title: str, text: str) -> str:
+    back = f'<p><a href="{page.href("/")}">back to the overview</a></p>'
+    body = f"<h1>{esc(title)}</h1><div class=error id=message>{esc(text)}</div>{back}"
+    return page.doc(f"{status} {title}", body)
+
+
+APP_JS = r"""
+"use strict";
+document.addEventListener("submit", (ev) => {
+  const form = ev.target;
+  const text = form.getAttribute && form.getAttribute("data-confirm");
+  if (text && !window.confirm(text)) ev.preventDefault();
+});
+function setCounts(queue, counts, paused) {
+  const row = [...document.querySelectorAll("#queues tr[data-queue]")]
+    .find((r) => r.dataset.queue === queue);
+  if (!row) { location.reload(); return; }
+  for (const cell of row.querySelectorAll("td[data-state]")) {
+    const n = counts[cell.dataset.state] || 0;
+    cell.querySelector("a").textContent = String(n);
+    cell.classList.toggle("zero", n === 0);
+  }
+  row.querySelector("td.paused").textContent = paused ? "paused" : "running";
+}
+function feed(line) {
+  const list = document.getElementById("feed");
+  if (!list) return;
+  const item = document.createElement("li");
+  item.textContent = line;
+  list.prepend(item);
+  while (list.children.length > 20) list.lastChild.remove();
+}
+window.addEventListener("DOMContentLoaded", () => {
+  if (document.body.dataset.live !== "1" || !window.EventSource) return;
+  const base = document.querySelector('meta[name="actorq-base"]').content;
+  const live = document.getElementById("live");
+  const source = new EventSource(base + "/events");
+  source.addEventListener("open", () => { live.textContent = "live"; });
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; });
+  source.addEventListener("counts", (m) => {
+    const d = JSON.parse(m.data);
+    setCounts(d.queue, d.counts, d.paused);
+  });
+  source.addEventListener("job", (m) => {
+    const d = JSON.parse(m.data);
+    feed(d.type + " #" + d.job_id + " " + d.name + " on " + d.queue);
+  });
+  source.addEventListener("lagged", (m) => {
+    const d = JSON.parse(m.data);
+    const box = document.getElementById("lagged");
+    box.hidden = false;
+    box.textContent = "This page fell behind: " + d.dropped +
+      " events were dropped; the counts shown are fresh, the live list is not complete.";
+  });
+});
+"""

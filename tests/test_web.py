@@ -1,0 +1,321 @@
+"""The dashboard over HTTP (httpx's ASGI transport, on asyncio and trio): pages show the
+runtime's queues and jobs, untrusted strings come out escaped, actions need the CSRF token
+and are refused in read-only mode or when illegal, the auth hook guards every request, and
+the event stream pushes fresh counts (and a Lagged notice) as the runtime changes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from actorq import Runtime
+
+pytest.importorskip("starlette")
+httpx = pytest.importorskip("httpx")
+
+from dashboard_world import EXPECTED, REASON, XSS, populate  # noqa: E402
+
+from actorq import web  # noqa: E402
+from actorq.web import dashboard  # noqa: E402
+
+BASE = "http://dash"
+
+
+def _client(app: Any) -> Any:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
+
+
+def _token(text: str) -> str:
+    found = re.search(r'name="actorq-csrf" content="([^"]+)"', text)
+    assert found is not None
+    return found.group(1)
+
+
+def _row_counts(text: str, queue: str) -> dict[str, int]:
+    row = re.search(rf'<tr data-queue="{re.escape(queue)}">(.*?)</tr>', text, re.S)
+    assert row is not None, queue
+    cells = re.findall(r'data-state="([a-z-]+)"><a [^>]*>(\d+)</a>', row.group(1))
+    return {state: int(n) for state, n in cells if int(n)}
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[Runtime, dict[str, int]]]:
+    async with Runtime() as rt:
+        yield rt, await populate(rt)
+
+
+async def test_overview_shows_every_queue_with_its_counts_and_pause(world: Any) -> None:
+    rt, _ids = world
+    async with _client(dashboard(rt)) as client:
+        res = await client.get("/")
+    assert res.status_code == 200
+    for queue, counts in EXPECTED.items():
+        assert _row_counts(res.text, queue) == counts
+    db = re.search(r'<tr data-queue="db">.*?</tr>', res.text, re.S)
+    assert db is not None and "<td class=paused>paused</td>" in db.group(0)
+    assert "content-security-policy" in res.headers
+
+
+async def test_the_overview_charts_the_last_minutes(world: Any) -> None:
+    rt, _ids = world
+    async with _client(dashboard(rt)) as client:
+        text = (await client.get("/")).text
+
+    def chart(queue: str) -> tuple[int, int]:
+        row = re.search(rf'<tr data-queue="{queue}">.*?</tr>', text, re.S)
+        assert row is not None
+        found = re.search(r'data-completed="(\d+)" data-failed="(\d+)"', row.group(0))
+        assert found is not None
+        return int(found.group(1)), int(found.group(2))
+
+    assert chart("mail") == (3, 0)
+    assert chart("images") == (0, 1)
+    assert chart("etl") == (0, 0)
+    mail = re.search(r'<tr data-queue="mail">.*?</tr>', text, re.S)
+    assert mail is not None and mail.group(0).count('fill="#3a9d5d"') == 1  # one minute's bar
+
+
+async def test_a_failed_jobs_page_shows_its_reason_and_trace(world: Any) -> None:
+    rt, ids = world
+    async with _client(dashboard(rt)) as client:
+        listing = await client.get("/queues/images", params={"state": "failed"})
+        page = await client.get(f"/jobs/{ids['failed']}")
+    assert f'data-job="{ids["failed"]}"' in listing.text and REASON in listing.text
+    assert REASON in page.text.split("<pre id=reason>")[1].split("</pre>")[0]
+    assert "ValueError" in page.text.split("id=stacktrace>")[1]
+
+
+async def test_flow_tree_and_dependency_chain_render(world: Any) -> None:
+    rt, ids = world
+    async with _client(dashboard(rt)) as client:
+        child = await client.get(f"/jobs/{ids['flow_child']}")
+        load = await client.get(f"/jobs/{ids['load']}")
+    flow = child.text.split("id=flow>")[1].split("<h2>")[0]
+    assert flow.index(f'data-job="{ids["flow_root"]}"') < flow.index("class=here")
+    assert flow.count("<li") == 3
+    chain = load.text.split("id=chain>")[1]
+    order = [int(i) for i in re.findall(r'data-job="(\d+)"', chain)[:3]]
+    assert order == [ids["load"], ids["transform"], ids["extract"]]
+
+
+async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:
+    rt, ids = world
+    async with _client(dashboard(rt)) as client:
+        pages = [
+            await client.get("/queues/web"),
+            await client.get(f"/jobs/{ids['xss']}"),
+            await client.get("/queues/web", params={"name": XSS}),
+            await client.get(f"/queues/{XSS}"),
+        ]
+    for res in pages:
+        assert XSS not in res.text and "<img src=x" not in res.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].text
+
+
+async def test_read_only_refuses_every_action(world: Any) -> None:
+    rt, ids = world
+    app = dashboard(rt)
+    async with _client(app) as client:
+        token = _token((await client.get("/")).text)
+        for path in (f"/jobs/{ids['failed']}/retry", "/queues/db/resume"):
+            res = await client.post(path, data={"csrf": token})
+            assert res.status_code == 403
+            assert "read-only" in res.text
+    assert (await rt.queue("images").get_job(ids["failed"])).state.value == "failed"  # type: ignore[union-attr]
+    assert await rt.queue("db").is_paused()
+
+
+async def test_actions_need_the_token_and_illegal_ones_say_why(world: Any) -> None:
+    rt, ids = world
+    images = rt.queue("images")
+    async with _client(dashboard(rt, read_only=False)) as client:
+        token = _token((await client.get("/")).text)
+        retry = f"/jobs/{ids['failed']}/retry"
+        assert (await client.post(retry)).status_code == 403
+        assert (await client.post(retry, data={"csrf": "x" * len(token)})).status_code == 403
+        assert (await images.get_job(ids["failed"])).state.value == "failed"  # type: ignore[union-attr]
+        res = await client.post(retry, data={"csrf": token})
+        assert res.status_code == 303 and res.headers["location"] == f"/jobs/{ids['failed']}"
+        assert (await images.get_job(ids["failed"])).state.value == "waiting"  # type: ignore[union-attr]
+        again = await client.post(retry, data={"csrf": token})
+        assert again.status_code == 409 and "waiting" in again.text
+        res = await client.post(f"/jobs/{ids['delayed']}/promote", headers={"x-csrf-token": token})
+        assert res.status_code == 200 and res.json() == {"ok": True}
+        assert (await rt.queue("mail").get_job(ids["delayed"])).state.value == "waiting"  # type: ignore[union-attr]
+        assert (await client.post("/queues/db/resume", data={"csrf": token})).status_code == 303
+        assert not await rt.queue("db").is_paused()
+        assert (await client.post(f"/jobs/{ids['xss']}/cancel", data={"csrf": token})).is_redirect
+        assert (await client.post(f"/jobs/{ids['xss']}/remove", data={"csrf": token})).is_redirect
+        gone = await client.get(f"/jobs/{ids['xss']}")
+        assert gone.status_code == 404
+        assert (await client.post("/queues/db/explode", data={"csrf": token})).status_code == 404
+
+
+async def test_retry_all_failed(world: Any) -> None:
+    rt, _ids = world
+    images = rt.queue("images")
+    for _ in range(3):
+        job = await images.add("resize", attempts=1)
+        await job.cancel()
+    async with _client(dashboard(rt, read_only=False)) as client:
+        token = _token((await client.get("/")).text)
+        res = await client.post("/queues/images/retry-failed", data={"csrf": token})
+    assert res.status_code == 303
+    counts = await images.counts()
+    assert counts["failed"] == 0 and counts["waiting"] == 1 and counts["cancelled"] == 3
+
+
+async def test_the_auth_hook_guards_every_request(world: Any) -> None:
+    rt, ids = world
+    seen: list[str] = []
+
+    async def only_admin(request: Any) -> bool:
+        seen.append(request.url.path)
+        return bool(request.headers.get("x-user") == "admin")
+
+    async with _client(dashboard(rt, read_only=False, auth=only_admin)) as client:
+        assert (await client.get("/")).status_code == 403
+        assert (await client.get(f"/jobs/{ids['failed']}")).status_code == 403
+        assert (await client.post(f"/jobs/{ids['failed']}/retry")).status_code == 403
+        assert (await client.get("/", headers={"x-user": "admin"})).status_code == 200
+    assert len(seen) == 4
+    with pytest.raises(Exception, match="auth"):
+        dashboard(rt, auth="yes")  # type: ignore[arg-type]
+
+
+async def test_queue_pages_page_with_a_cursor_and_search_by_id(world: Any) -> None:
+    rt, _ids = world
+    q = rt.queue("bulk")
+    added = await q.add_bulk([{"name": f"n{i % 2}"} for i in range(120)])
+    seen: list[int] = []
+    async with _client(dashboard(rt)) as client:
+        url: str | None = "/queues/bulk?state=waiting"
+        while url is not None:
+            text = (await client.get(url)).text
+            rows = [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]
+            assert len(rows) <= web.PAGE_SIZE
+            seen += rows
+            found = re.search(r'<a id=next href="([^"]+)"', text)
+            url = None if found is None else found.group(1).replace("&amp;", "&")
+        assert seen == [j.id for j in added]
+        named = (await client.get("/queues/bulk", params={"name": "n1"})).text
+        assert len(re.findall(r"<tr data-job=", named)) == web.PAGE_SIZE
+        res = await client.get("/queues/bulk", params={"id": str(added[7].id)})
+        assert res.status_code == 303 and res.headers["location"] == f"/jobs/{added[7].id}"
+        assert (await client.get("/queues/bulk", params={"id": "999999"})).status_code == 404
+        assert (await client.get("/queues/bulk", params={"state": "nope"})).status_code == 400
+
+
+async def test_mounted_under_a_prefix_links_stay_inside_it(world: Any) -> None:
+    from starlette.applications import Starlette  # noqa: PLC0415
+
+    rt, ids = world
+    parent = Starlette()
+    parent.mount("/actorq", dashboard(rt))
+    async with _client(parent) as client:
+        res = await client.get("/actorq/")
+        job = await client.get(f"/actorq/jobs/{ids['failed']}")
+    assert res.status_code == 200 and 'href="/actorq/queues/mail' in res.text
+    assert 'src="/actorq/app.js"' in res.text
+    assert job.status_code == 200 and 'href="/actorq/queues/images"' in job.text
+
+
+async def _stream(app: Any, until: Any, started: anyio.Event) -> list[tuple[str, Any]]:
+    """GET /events straight through ASGI, reading server-sent events until `until(events)`."""
+    import orjson  # noqa: PLC0415
+
+    events: list[tuple[str, Any]] = []
+    done = anyio.Event()
+    buffer = b""
+
+    async def receive() -> dict[str, Any]:
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal buffer
+        if message["type"] != "http.response.body":
+            return
+        buffer += message.get("body", b"")
+        started.set()  # the first body: the handler has subscribed
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            lines = dict(line.split(b": ", 1) for line in block.split(b"\n") if b": " in line)
+            if b"event" in lines:
+                events.append((lines[b"event"].decode(), orjson.loads(lines[b"data"])))
+        if until(events):
+            done.set()
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/events", "raw_path": b"/events", "root_path": "",
+        "query_string": b"", "headers": [], "server": ("dash", 80), "client": ("t", 1),
+    }  # fmt: skip
+    with anyio.fail_after(30):  # a hang guard, not a timing assertion
+        await app(scope, receive, send)
+    return events
+
+
+async def test_the_event_stream_pushes_fresh_counts(world: Any) -> None:
+    rt, _ids = world
+    app = dashboard(rt)
+
+    def until(events: list[tuple[str, Any]]) -> bool:
+        return any(kind == "counts" and d["counts"]["waiting"] == 2 for kind, d in events)
+
+    out: list[Any] = []
+    started = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: _collect(app, until, out, started))
+        await started.wait()
+        await rt.queue("web").add("second")
+    counts = [d for kind, d in out if kind == "counts" and d["queue"] == "web"]
+    assert counts[-1]["counts"]["waiting"] == 2 and counts[-1]["paused"] is False
+    assert any(kind == "job" and d["type"] == "JobAdded" for kind, d in out)
+
+
+async def _collect(app: Any, until: Any, out: list[Any], started: anyio.Event) -> None:
+    out.extend(await _stream(app, until, started))
+
+
+async def test_a_slow_stream_shows_lagged(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt, _ids = world
+    monkeypatch.setattr(web, "EVENT_BUFFER", 2)
+    app = dashboard(rt)
+    out: list[Any] = []
+    started = anyio.Event()
+
+    def until(events: list[tuple[str, Any]]) -> bool:
+        return any(kind == "lagged" for kind, _ in events)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: _collect(app, until, out, started))
+        await started.wait()
+        await rt.queue("web").add_bulk([{"name": "x"} for _ in range(10)])
+    lagged = [d for kind, d in out if kind == "lagged"]
+    assert lagged == [{"dropped": 8}]
+
+
+def test_the_dashboard_uses_only_the_public_api_and_stays_optional() -> None:
+    import ast  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    for path in Path(web.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert node.module is None, f"{path.name} imports actorq.{node.module}"
+        assert "._core" not in text and "rt._" not in text, path.name
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, actorq; print('starlette' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,74 @@
+"""``actorq serve PATH --dashboard HOST:PORT``: a runtime on the journal folder, its dashboard
+served by uvicorn (read-only unless ``--actions``), on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from actorq import Runtime
+from actorq._cli import main
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from actorq.web._serve import DEFAULT_ADDRESS, parse_address  # noqa: E402
+
+
+def test_addresses() -> None:
+    assert DEFAULT_ADDRESS.startswith("127.0.0.1:")
+    assert parse_address("127.0.0.1:8000") == ("127.0.0.1", 8000)
+    assert parse_address(":9000") == ("127.0.0.1", 9000)
+    assert parse_address("[::1]:9000") == ("::1", 9000)
+    for bad in ("8000", "host:", "host:http", "h:70000"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_address(bad)
+
+
+def test_a_bad_address_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(tmp_path), "--dashboard", "nowhere"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_serve_shows_the_folders_queues_read_only(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+
+    async def fill() -> None:
+        async with Runtime(folder) as rt:
+            await rt.queue("invoices").add("send", {"n": 1})
+
+    anyio.run(fill)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actorq", "serve", str(folder), "--dashboard", f":{port}"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # printed once the runtime has opened the folder
+        assert f"http://127.0.0.1:{port}/" in line and "read-only" in line
+        res = None
+        for _ in range(200):  # the socket opens just after: retry connecting, bounded
+            try:
+                res = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.ConnectError:
+                anyio.run(anyio.sleep, 0.05)
+        assert res is not None and res.status_code == 200
+        assert 'data-queue="invoices"' in res.text
+        refused = httpx.post(f"http://127.0.0.1:{port}/queues/invoices/pause", timeout=5)
+        assert refused.status_code == 403
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
