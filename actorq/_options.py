@@ -17,7 +17,7 @@ import orjson
 
 from ._codec import encode
 from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
-from ._exceptions import InvalidOptionError
+from ._exceptions import InvalidDependencyError, InvalidOptionError
 from ._relations import BatchRef, DependsOn
 
 _NULL_JSON: Final = b"null"
@@ -210,10 +210,9 @@ def depends_on(
     for item in value.job_ids:
         if isinstance(item, BatchRef):
             if not in_batch:
-                raise InvalidOptionError(
-                    f"{where}depends_on.job_ids",
-                    item,
-                    "batch_ref() only refers to jobs of the same add_bulk call",
+                raise InvalidDependencyError(
+                    f"{where}depends_on.job_ids: {item!r}: batch_ref() only refers to jobs "
+                    "of the same add_bulk call"
                 )
             refs.append(item.index)
         elif isinstance(item, int) and not isinstance(item, bool) and item > 0:

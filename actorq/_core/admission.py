@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
 
-from .._exceptions import InvalidDependencyError, InvalidOptionError
+from .._exceptions import InvalidDependencyError
 from . import events as ev
 from .records import FIELD_NAMES, PENDING, JobRecord, JobSpec
 from .states import TERMINAL, JobState
@@ -276,8 +276,9 @@ class Admission:
                 )
         for ref in spec.depends_on_batch_refs:
             if not 0 <= ref < len(specs):
-                raise InvalidOptionError(
-                    f"{where}depends_on.job_ids", f"batch_ref({ref})", "out of the batch"
+                raise InvalidDependencyError(
+                    f"{where}depends_on.job_ids: batch_ref({ref}) is out of the batch "
+                    f"of {len(specs)} jobs"
                 )
             if ref == i:
                 raise InvalidDependencyError(f"{where}depends_on: a job cannot depend on itself")
