@@ -271,7 +271,8 @@ class Control:
 
     def promote_jobs(self, queue: str) -> int:
         """Promote every delayed job of the queue, the soonest due first."""
-        due = sorted(self.select(queue, [D]), key=_due_order)
+        jobs = self.jobs
+        due = [jobs[job_id] for _, job_id in self.delayed if jobs[job_id].queue == queue]
         for rec in due:
             self._promote(rec)
         return len(due)
@@ -399,11 +400,6 @@ class Control:
                 removed += 1
         self._settle(now)
         return removed
-
-
-def _due_order(rec: JobRecord) -> tuple[float, int]:
-    assert rec.run_at is not None  # a delayed job has a due time
-    return (rec.run_at, rec.id)
 
 
 __all__ = ["STALLED_LIMIT", "Control"]
