@@ -9,6 +9,7 @@ import functools
 import logging
 import math
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -33,6 +34,10 @@ from ._options import (
     count,
     positive,
 )
+from ._remote.address import bound as bound_address
+from ._remote.address import is_loopback
+from ._remote.address import listen as open_listener
+from ._remote.address import parse as parse_address
 from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
@@ -77,6 +82,9 @@ class Runtime(RuntimeAPI):
         seed: int = 0,
         shutdown_timeout: float = 10.0,
         telemetry: bool | Telemetry | None = None,
+        listen: str | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
@@ -96,6 +104,17 @@ class Runtime(RuntimeAPI):
                     "telemetry", telemetry, "must be None (auto), True, False or a Telemetry"
                 )
         self._telemetry_option = telemetry
+        self._listen = None if listen is None else parse_address("listen", listen)
+        if token is not None and (not isinstance(token, str) or len(token) < 16):
+            raise InvalidOptionError("token", "…", "must be a string of at least 16 characters")
+        if self._listen is not None and token is None and not is_loopback(self._listen):
+            raise InvalidOptionError(
+                "token", None, f"is required to listen on {listen!r}, beyond this machine"
+            )
+        self._host_token = token
+        self._ssl = ssl_context
+        #: Where clients connect (`actorq.connect`) while it listens; None when it does not.
+        self.address: str | None = None
         #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
         self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
@@ -169,6 +188,8 @@ class Runtime(RuntimeAPI):
                 self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+        if self._listen is not None:
+            await self._serve(self._listen)
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
@@ -220,6 +241,20 @@ class Runtime(RuntimeAPI):
 
         self._host = (loop.create_task(host(), name="actorq runtime"), stop)
         await entered
+
+    async def _serve(self, where: tuple[str, int] | str) -> None:
+        """Listen for clients in other processes (see `actorq._remote.host`)."""
+        from ._remote.host import Host  # noqa: PLC0415 - only a listening runtime needs it
+
+        try:
+            listener = await open_listener(where, self._ssl)
+        except BaseException:
+            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
+            await self._stack.aclose()
+            raise
+        self._stack.push_async_callback(listener.aclose)
+        self.address = bound_address(listener, where)
+        self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
 
     async def _exit(
         self,
@@ -452,7 +487,8 @@ class Runtime(RuntimeAPI):
             raise self._closed_error() from self._crash
         if not req.replied:
             try:
-                done = req.done = anyio.Event()
+                done = anyio.Event()
+                req.done = done
                 await done.wait()
             except BaseException:
                 if not req.replied:
