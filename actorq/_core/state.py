@@ -641,6 +641,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         self.jobs[rec.id] = rec
         if rec.idempotency_key is not None:
             self.idempotency[rec.idempotency_key] = rec.id
+        if rec.depends_on_job_ids:
+            self.blocking.listed(rec)
         self._index(rec)
         self._moved(rec, None)
 
@@ -669,6 +671,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         del self.jobs[rec.id]
         if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
             del self.idempotency[rec.idempotency_key]
+        if rec.depends_on_job_ids:
+            self.blocking.unlisted(rec)
         return self.blocking.job_gone(rec) if previous not in TERMINAL else []
 
     def _index(self, rec: JobRecord) -> None:
