@@ -9,6 +9,8 @@ tests/test_remote_processes.py.
 
 from __future__ import annotations
 
+import contextlib
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -302,3 +304,54 @@ async def test_the_client_reconnects_after_a_host_restart(tmp_path: Any) -> None
                     job = await q.add("x", 2)  # waits for the new connection, then goes
                     assert await job.wait_until_finished(timeout=10) == 4
                 assert (await q.counts())["completed"] == 2
+
+
+def _malformed() -> list[bytes]:
+    """Frames and byte strings no client of this protocol sends."""
+    rng = random.Random(19)
+    hello = frame(["h", {"protocol": PROTOCOL, "token": TOKEN}])
+    cases = [
+        b"\xff\xff\xff\xff",  # a frame over the limit
+        (5).to_bytes(4, "big") + b"nope!",  # not JSON
+        frame({"a": 1}),  # type: ignore[arg-type]  # not a list
+        frame([]),
+        frame(["h"]),  # a hello without its fields
+        frame(["c", 1, ["A", "Add"]]),  # before the hello
+    ]
+    after_hello = [
+        frame(["?", 1]),
+        frame(["c", "one", 5]),
+        frame(["c", 1, ["A", "NoSuchCommand", 1]]),
+        frame(["c", 1, ["A", "Add", ["L", ["A", "JobSpec"]], None, None]]),
+        frame(["c", 1, ["Z", 1]]),
+        frame(["c", 1, ["D", 1]]),
+        frame(["c", 1, ["Y", "not base64!"]]),
+        frame(["c", 1, {"x": 1}]),
+        frame(["u", "nobody", ["L"], 1]),
+        frame(["e", 1, -5]),
+        frame(["w", 1]),
+    ]
+    cases += [hello + bad for bad in after_hello]
+    cases += [
+        hello + bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 64))) for _ in range(20)
+    ]
+    return cases
+
+
+async def test_malformed_frames_close_only_their_connection(host: Runtime) -> None:
+    assert host.address is not None
+    hostname, port = host.address.rsplit(":", 1)
+    async with actorq.connect(f"actorq://{host.address}", token=TOKEN) as bystander:
+        q = bystander.queue("fuzz")
+        bystander.worker(q, double)
+        for i, data in enumerate(_malformed()):
+            async with await anyio.connect_tcp(hostname, int(port)) as stream:
+                await stream.send(data)
+                await stream.send_eof()  # what it sent is all it sends: a frame cut short
+                with anyio.fail_after(5):  # the host ends this connection, soon
+                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                        while await stream.receive():
+                            pass
+            # The other client never noticed: its calls still go through.
+            assert await (await q.add("x", i)).wait_until_finished(timeout=10) == 2 * i
+        assert (await host.counts())["fuzz"]["completed"] == len(_malformed())

@@ -35,60 +35,29 @@ from .._options import (
 )
 from .._schedule import _check_pattern, _check_tz
 
-#: The commands a client may send. Not those only the runtime itself sends (registering a
-#: worker's in-process slot, stalling everything at start, stopping dispatch, dropping a
-#: worker): a client's processor workers are registered by the host for it.
-ALLOWED: Final = frozenset(
+#: The commands only the runtime itself sends: registering a worker's in-process slot (a
+#: client's processor workers are registered by the host for it), stalling everything at
+#: start, stopping dispatch, dropping a worker whose connection broke, closing a worker (a
+#: client closes its own through the host), a worker's report (it has a message of its own).
+RUNTIME_ONLY: Final = frozenset(
     {
-        c.Add,
-        c.UpsertScheduler,
-        c.RemoveScheduler,
-        c.GetSchedulers,
-        c.Take,
-        c.Complete,
-        c.Fail,
-        c.MoveToDelayed,
-        c.MoveToWaitingChildren,
-        c.ExtendLock,
-        c.ExtendLocks,
-        c.UpdateData,
-        c.UpdateProgress,
-        c.AddLog,
-        c.Cancel,
-        c.Retry,
-        c.Remove,
-        c.Promote,
-        c.PromoteJobs,
-        c.ChangeDelay,
-        c.ChangePriority,
-        c.Obliterate,
-        c.SetLimiter,
-        c.RateLimit,
-        c.GetRateLimitTtl,
-        c.SetGlobalConcurrency,
-        c.Pause,
-        c.Resume,
-        c.Drain,
-        c.Clean,
-        c.Release,
-        c.ReleaseHeld,
-        c.EnsureQueue,
-        c.GetJob,
-        c.GetJobs,
-        c.GetGlobalConcurrency,
-        c.GetPage,
-        c.IsPaused,
-        c.GetCounts,
-        c.GetDependencies,
-        c.GetFlow,
-        c.Summary,
-        c.Fetch,
-        c.WaitFinished,
-        c.CloseManual,
-        c.PauseWorker,
-        c.WaitWorkersIdle,
-        c.Snapshot,
+        c.RegisterWorker,
+        c.StallAllActive,
+        c.StopDispatch,
+        c.DropWorker,
+        c.CloseWorker,
+        c.Report,
     }
+)
+
+#: The commands a client may send: every other command the core and the engine take.
+ALLOWED: Final = frozenset(
+    cls
+    for cls in vars(c).values()
+    if isinstance(cls, type)
+    and issubclass(cls, c.Command)
+    and cls not in (c.Command, c.Query)
+    and cls not in RUNTIME_ONLY
 )
 
 #: Commands naming a processor worker by token: only the client that registered it may.
@@ -263,7 +232,7 @@ _CHECKS: Final[dict[type[Any], Callable[[Any], None]]] = {
 
 def check_command(cmd: Any, own: Container[str]) -> None:
     """Refuse (InvalidOptionError) a command a client may not send as it is."""
-    kind = type(cmd)
+    kind: Any = type(cmd)
     if kind not in ALLOWED:
         raise _refuse("command", kind.__name__, "is not one a client may send")
     if not _fields_fit(cmd):

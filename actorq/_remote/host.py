@@ -122,10 +122,9 @@ class Host:
 
     async def _hello(self, conn: Connection) -> bool:
         with anyio.fail_after(HELLO_TIMEOUT):
-            messages = await conn.reader.read(MAX_HELLO)
-        hello = messages[0]
+            (hello,) = await conn.reader.read(MAX_HELLO, most=1)
         why = None
-        if len(messages) > 1 or hello[0] != "h" or len(hello) != 2 or type(hello[1]) is not dict:
+        if hello[0] != "h" or len(hello) != 2 or type(hello[1]) is not dict:
             why = "the first message must be a hello"
         elif hello[1].get("protocol") != PROTOCOL:
             why = (

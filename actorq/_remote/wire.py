@@ -260,12 +260,12 @@ class FrameReader:
         self._stream = stream
         self._buffer = bytearray()
 
-    async def read(self, limit: int = MAX_FRAME) -> list[list[Any]]:
-        """The next messages, at least one (anyio.EndOfStream at a clean end between
-        frames; ProtocolError for anything that is not this protocol)."""
+    async def read(self, limit: int = MAX_FRAME, most: int = -1) -> list[list[Any]]:
+        """The next messages, at least one and at most `most` (anyio.EndOfStream at a
+        clean end between frames; ProtocolError for anything that is not this protocol)."""
         buffer = self._buffer
         while True:
-            messages = self._parse(limit)
+            messages = self._parse(limit, most)
             if messages:
                 return messages
             try:
@@ -276,12 +276,12 @@ class FrameReader:
                 raise
             buffer += chunk
 
-    def _parse(self, limit: int) -> list[list[Any]]:
+    def _parse(self, limit: int, most: int) -> list[list[Any]]:
         buffer = self._buffer
         out: list[list[Any]] = []
         at = 0
         end = len(buffer)
-        while end - at >= 4:
+        while end - at >= 4 and len(out) != most:
             (size,) = _LENGTH.unpack_from(buffer, at)
             if size > limit:
                 raise ProtocolError(f"a frame of {size} bytes is over the limit of {limit}")
