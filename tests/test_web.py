@@ -246,6 +246,36 @@ async def test_queue_pages_page_with_a_cursor_and_search_by_id(world: Any) -> No
         assert (await client.get("/queues/bulk", params={"state": "nope"})).status_code == 400
 
 
+async def _follow(client: Any, url: str | None) -> list[int]:
+    """Every job row of a queue's pages, following `next page` links from `url`."""
+    seen: list[int] = []
+    while url is not None:
+        text = (await client.get(url)).text
+        seen += [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]
+        found = re.search(r'<a id=next href="([^"]+)"', text)
+        url = None if found is None else found.group(1).replace("&amp;", "&")
+    return seen
+
+
+async def test_a_queue_page_sorts_by_id_both_ways_across_pages(world: Any) -> None:
+    rt, _ids = world
+    q = rt.queue("bulk")
+    added = await q.add_bulk([{"name": "n", "priority": i % 3} for i in range(120)])
+    ids = [j.id for j in added]
+    async with _client(dashboard(rt)) as client:
+        run_order = await _follow(client, "/queues/bulk?state=waiting")
+        oldest = await _follow(client, "/queues/bulk?state=waiting&sort=id")
+        newest = await _follow(client, "/queues/bulk?state=waiting&sort=-id")
+        page = (await client.get("/queues/bulk?state=waiting&sort=id")).text
+        bad = await client.get("/queues/bulk?sort=name")
+    assert sorted(run_order) == ids and run_order != ids  # priorities first
+    assert oldest == ids
+    assert newest == ids[::-1]
+    assert re.search(r'<a class="on" data-sort="id"', page)
+    assert "sort=id" in page.split("<a id=next")[1].split(">")[0]
+    assert bad.status_code == 400 and "sort" in bad.text
+
+
 async def test_mounted_under_a_prefix_links_stay_inside_it(world: Any) -> None:
     from starlette.applications import Starlette  # noqa: PLC0415
 

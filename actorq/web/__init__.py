@@ -158,13 +158,17 @@ class _Dashboard:
                 raise _Refused(404, "Not found", f"no job {raw_id} in queue {name!r}")
             return RedirectResponse(f"{self.page(request).base}/jobs/{job.id}", 303)
         cursor = _int_param(params.get("cursor"))
-        search = {k: params[k] for k in ("name", "tag") if params.get(k)}
+        sort = params.get("sort") or None
+        if sort not in (None, "id", "-id"):
+            raise _Refused(400, "Bad request", f"no sort {sort!r}: 'id' or '-id'")
+        search = {k: params[k] for k in ("name", "tag", "sort") if params.get(k)}
         jobs, after = await q.get_jobs_page(
             JobState(state),
             cursor=cursor,
             limit=PAGE_SIZE,
             name=search.get("name"),
             tag=search.get("tag"),
+            sort="id" if sort == "id" else "-id" if sort == "-id" else None,
         )
         counts = await q.counts()
         html = _html.queue_page(

@@ -240,9 +240,22 @@ def queue_page(
         actions.append(
             page.action(f"/queues/{q}/retry-failed", "Retry all failed", "Retry every failed job?")
         )
+    sort = search.get("sort", "")
+    own = _OWN_ORDER.get(state)
+    choices = ([("", own)] if own else []) + [
+        ("-id" if own else "", "newest added first"),
+        ("id", "oldest added first"),
+    ]
+    filters = {k: v for k, v in search.items() if k != "sort"}
+    order = " ".join(
+        f'<a class="{"on" if key == sort else ""}" data-sort="{esc(key or "default")}" '
+        f'href="{page.queue_href(queue, state=state, sort=key, **filters)}">{esc(label)}</a>'
+        for key, label in choices
+    )
     form = (
         f'<form method=get action="{page.queue_href(queue)}">'
         f'<input type=hidden name=state value="{esc(state)}">'
+        f'<input type=hidden name=sort value="{esc(sort)}">'
         f'<input name=name placeholder="name" value="{esc(search.get("name", ""))}"> '
         f'<input name=tag placeholder="tag" value="{esc(search.get("tag", ""))}"> '
         f'<input name=id placeholder="job id" size=8> <button type=submit>Search</button></form>'
@@ -250,11 +263,20 @@ def queue_page(
     body = (
         f"<h1>Queue {esc(queue)} <small class=muted>{'paused' if paused else 'running'}</small>"
         f"</h1><p>{' '.join(actions)}</p><p class=tabs>{tabs}</p>{form}"
+        f"<p class=tabs id=sort>order: {order}</p>"
         "<table id=jobs><thead><tr><th>id</th><th>name</th><th>state</th><th>tags</th>"
         f"<th>attempts</th><th>reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>{first}{more}</p>"
     )
     return page.doc(f"Queue {queue}", body)
+
+
+#: The order a state's page takes unsorted, where it is not newest added first.
+_OWN_ORDER = {
+    "waiting": "the order they will run",
+    "completed": "newest finished first",
+    "failed": "newest finished first",
+}
 
 
 def _tree(page: Page, node: JobNode, here: int) -> str:
