@@ -276,6 +276,43 @@ async def test_a_queue_page_sorts_by_id_both_ways_across_pages(world: Any) -> No
     assert bad.status_code == 400 and "sort" in bad.text
 
 
+async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
+    from actorq import VirtualClock  # noqa: PLC0415
+
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("reports")
+        bare = await _queue_text(rt, "reports")
+        await q.set_global_concurrency(3)
+
+        async def run(job: Any) -> None:
+            return None
+
+        worker = rt.worker(q, run, concurrency=4)
+        rt.worker(q)  # a manual one
+        await worker.rate_limit(90)
+        pending = await q.upsert_job_scheduler("hourly", every=3600, template={"name": "tick"})
+        assert pending is not None
+        text = await _queue_text(rt, "reports")
+    assert "<dd id=concurrency>none</dd>" in bare and "not limited now" in bare
+    assert "0 processor workers" in bare and "<table id=schedulers>" not in bare
+    assert "<dd id=concurrency>3 active at most</dd>" in text
+    assert "<dd id=rate-limit>limited: starts again in 90.0 s</dd>" in text
+    assert "<dd id=workers>1 processor worker (concurrency 4), 1 manual</dd>" in text
+    row = re.search(r'<tr data-scheduler="hourly">(.*?)</tr>', text, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:3] == ["hourly", "every 3600.0 s", "tick"]
+    assert cells[3] == "3600.000 s" and cells[4] == "1"  # its pending job is its first
+    assert f'href="/jobs/{pending.id}"' in cells[5]
+
+
+async def _queue_text(rt: Runtime, name: str) -> str:
+    async with _client(dashboard(rt)) as client:
+        res = await client.get(f"/queues/{name}")
+    assert res.status_code == 200
+    return str(res.text)
+
+
 async def test_mounted_under_a_prefix_links_stay_inside_it(world: Any) -> None:
     from starlette.applications import Starlette  # noqa: PLC0415
 

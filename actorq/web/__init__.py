@@ -171,6 +171,12 @@ class _Dashboard:
             sort="id" if sort == "id" else "-id" if sort == "-id" else None,
         )
         counts = await q.counts()
+        limits = _html.Limits(
+            concurrency=await q.get_global_concurrency(),
+            rate_limit_ttl=await q.get_rate_limit_ttl(),
+            workers=[(w.concurrency, w.manual, w.paused) for w in q.get_workers()],
+            schedulers=await q.get_job_schedulers(),
+        )
         html = _html.queue_page(
             self.page(request),
             name,
@@ -181,6 +187,7 @@ class _Dashboard:
             cursor,
             after,
             search,
+            limits,
         )
         return _page(html)
 

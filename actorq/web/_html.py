@@ -202,6 +202,7 @@ def queue_page(
     cursor: int | None,
     next_cursor: int | None,
     search: Mapping[str, str],
+    limits: Limits,
 ) -> str:
     tabs = " ".join(
         f'<a class="{"on" if s == state else ""}" href="{page.queue_href(queue, state=s)}">'
@@ -263,12 +264,74 @@ def queue_page(
     body = (
         f"<h1>Queue {esc(queue)} <small class=muted>{'paused' if paused else 'running'}</small>"
         f"</h1><p>{' '.join(actions)}</p><p class=tabs>{tabs}</p>{form}"
-        f"<p class=tabs id=sort>order: {order}</p>"
+        f"{_limits(page, limits)}<p class=tabs id=sort>order: {order}</p>"
         "<table id=jobs><thead><tr><th>id</th><th>name</th><th>state</th><th>tags</th>"
         f"<th>attempts</th><th>reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>{first}{more}</p>"
     )
     return page.doc(f"Queue {queue}", body)
+
+
+class Limits:
+    """What bounds a queue's work: its global concurrency, its rate limit's time left,
+    its workers in this runtime (concurrency, manual, paused), its job schedulers."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None,
+        rate_limit_ttl: float,
+        workers: Sequence[tuple[int, bool, bool]],
+        schedulers: Sequence[Mapping[str, Any]],
+    ) -> None:
+        self.concurrency = concurrency
+        self.rate_limit_ttl = rate_limit_ttl
+        self.workers = workers
+        self.schedulers = schedulers
+
+
+def _limits(page: Page, limits: Limits) -> str:
+    cap = "none" if limits.concurrency is None else f"{limits.concurrency} active at most"
+    ttl = limits.rate_limit_ttl
+    rate = f"limited: starts again in {ttl:.1f} s" if ttl > 0 else "not limited now"
+    running = [w for w in limits.workers if not w[1]]
+    manual = len(limits.workers) - len(running)
+    paused = sum(1 for w in running if w[2])
+    workers = (
+        f"{len(running)} processor worker{'s' if len(running) != 1 else ''} "
+        f"(concurrency {sum(w[0] for w in running)}{f', {paused} paused' if paused else ''})"
+        f", {manual} manual"
+    )
+    facts = (
+        f"<dl id=limits><dt>global concurrency</dt><dd id=concurrency>{esc(cap)}</dd>"
+        f"<dt>rate limit</dt><dd id=rate-limit>{esc(rate)}</dd>"
+        f"<dt>workers here</dt><dd id=workers>{esc(workers)}</dd></dl>"
+    )
+    if not limits.schedulers:
+        return facts
+    rows = []
+    for sched in limits.schedulers:
+        if sched.get("pattern"):
+            every = f"cron {sched['pattern']}" + (f" ({sched['tz']})" if sched.get("tz") else "")
+        else:
+            every = f"every {sched.get('every')} s"
+        runs = f"{sched.get('iterations', 0)}" + (
+            f" of {sched['limit']}" if sched.get("limit") is not None else ""
+        )
+        job_id = sched.get("job_id")
+        pending = f'<a href="{page.job_href(job_id)}">#{job_id}</a>' if job_id else "—"
+        template = sched.get("template") or {}
+        rows.append(
+            f'<tr data-scheduler="{esc(sched["id"])}"><td>{esc(sched["id"])}</td>'
+            f"<td>{esc(every)}</td><td>{esc(template.get('name', ''))}</td>"
+            f"<td>{when(sched.get('next'))}</td><td class=n>{esc(runs)}</td>"
+            f"<td>{pending}</td></tr>"
+        )
+    return (
+        f"{facts}<h2>Job schedulers</h2><table id=schedulers><thead><tr><th>id</th>"
+        "<th>schedule</th><th>job name</th><th>next run</th><th>runs</th>"
+        f"<th>pending job</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 #: The order a state's page takes unsorted, where it is not newest added first.
