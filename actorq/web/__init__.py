@@ -36,7 +36,7 @@ from .. import (
     QueueEvent,
     Runtime,
 )
-from . import _graph, _html
+from . import _graph, _html, _timeline
 from ._html import STATES, Page
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
@@ -208,7 +208,8 @@ class _Dashboard:
         graph = await self.graph(job, deps, dependents)
         page = self.page(request)
         drawn = _graph.section(page, graph)
-        return _page(_html.job_page(page, job, deps, dependents, tree, drawn))
+        events = _timeline.timeline(job)
+        return _page(_html.job_page(page, job, deps, dependents, tree, drawn, events))
 
     async def graph(
         self, job: Job, deps: dict[str, Any], dependents: dict[str, Any]

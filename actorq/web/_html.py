@@ -69,6 +69,10 @@ ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #bbc;margin:.2
 ul.tree li{margin:.2em 0}li.here>a{font-weight:700;background:#fff1c2;padding:0 .2em}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#556}dd{margin:0}
 #live{font-size:12px}
+ol.timeline{background:#fff;border:1px solid #e3e6ea;padding:.5em .5em .5em 2.5em;margin:.5em 0}
+ol.timeline li{margin:.1em 0}ol.timeline .when{display:inline-block;min-width:13em;color:#556;
+font-variant-numeric:tabular-nums}
+li[data-kind=failed]{color:#a22}li[data-kind=completed]{color:#27693f}
 .graph-box{overflow:auto;background:#fff;border:1px solid #e3e6ea;padding:.4em}
 svg.graph text{font-family:system-ui,sans-serif}
 """
@@ -366,6 +370,7 @@ def job_page(
     dependents: Mapping[str, Any],
     tree: JobNode | None,
     graph: str,
+    timeline: Sequence[tuple[float | None, str, str]],
 ) -> str:
     """`graph`: the dependency graph's markup, empty when the job has none."""
     q = url_part(job.queue)
@@ -402,6 +407,12 @@ def job_page(
         f"<h1>Job #{job.id} <span id=job-name>{esc(job.name)}</span></h1>",
         f"<p id=actions>{' '.join(acts)}</p><dl>{facts}</dl>",
     ]
+    events = "".join(
+        f'<li data-kind="{esc(kind)}"><span class=when>{when(at) if at is not None else ""}'
+        f"</span> {esc(text)}</li>"
+        for at, kind, text in timeline
+    )
+    parts.append(f"<h2>Timeline</h2><ol id=timeline class=timeline>{events}</ol>")
     if job.failed_reason is not None:
         parts.append(f"<h2>Failure</h2><pre id=reason>{esc(job.failed_reason)}</pre>")
     if job.stacktrace:
