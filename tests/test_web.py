@@ -378,6 +378,7 @@ async def test_the_event_stream_pushes_fresh_counts(world: Any) -> None:
         await rt.queue("web").add("second")
     counts = [d for kind, d in out if kind == "counts" and d["queue"] == "web"]
     assert counts[-1]["counts"]["waiting"] == 2 and counts[-1]["paused"] is False
+    assert counts[-1]["chart"].startswith("<svg class=chart")  # the page redraws its chart
     assert any(kind == "job" and d["type"] == "JobAdded" for kind, d in out)
 
 

@@ -36,7 +36,7 @@ from .. import (
     QueueEvent,
     Runtime,
 )
-from . import _graph, _html, _timeline
+from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
@@ -44,8 +44,10 @@ Auth = Callable[[Request], bool | Awaitable[bool]]
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
 PAGE_SIZE = 50
-#: The overview's charts: how many minutes, and how many finished jobs of each kind read.
+#: The overview's charts: how many minutes; the events their subscription holds unread;
+#: how many finished jobs of each kind a queue's chart starts from.
 RATE_MINUTES = 15
+RATE_BUFFER = 10_000
 RATE_SAMPLE = 1_000
 _MAX_FORM = 4096
 #: A job page's dependency graph: jobs at most, and steps each way from the job.
@@ -88,6 +90,7 @@ class _Dashboard:
         self.read_only = read_only
         self.auth = auth
         self.token = secrets.token_urlsafe(32)
+        self.rates = _rates.Rates(rt, minutes=RATE_MINUTES, sample=RATE_SAMPLE, buffer=RATE_BUFFER)
 
     def app(self) -> Starlette:
         get, post = ["GET"], ["POST"]
@@ -119,28 +122,10 @@ class _Dashboard:
     async def overview(self, request: Request) -> Response:
         counts = await self.rt.counts()
         rows = [
-            (name, c, await self.rt.queue(name).is_paused(), await self.rates(name))
+            (name, c, await self.rt.queue(name).is_paused(), self.rates.of(name))
             for name, c in counts.items()
         ]
-        return _page(_html.overview(self.page(request), rows))
-
-    async def rates(self, name: str) -> tuple[list[int], list[int]]:
-        """Jobs completed and failed in each of the last `RATE_MINUTES` minutes, oldest
-        first, from the newest `RATE_SAMPLE` of each kept (the finished lines, read from
-        their newest end: jobs removed on completion are not counted)."""
-        q = self.rt.queue(name)
-        now = self.rt.clock.now()
-        out: list[list[int]] = []
-        for state in ("completed", "failed"):
-            bins = [0] * RATE_MINUTES
-            jobs, _after = await q.get_jobs_page(state, limit=RATE_SAMPLE)
-            for job in jobs:
-                minute = int((now - (job.finished_at or now)) // 60)
-                if minute >= RATE_MINUTES:
-                    break
-                bins[RATE_MINUTES - 1 - max(0, minute)] += 1
-            out.append(bins)
-        return out[0], out[1]
+        return _page(_html.overview(self.page(request), rows, self.rates.uncounted))
 
     async def queue(self, request: Request) -> Response:
         name = request.path_params["queue"]
@@ -306,12 +291,15 @@ class _Dashboard:
                     for event in batch[-20:]:
                         if isinstance(event, JobEvent):
                             yield _sse("job", _describe(event))
+                    self.rates.drain()
                     for name in dirty:
                         q = self.rt.queue(name)
                         counts = await q.counts()
+                        chart = _html.chart(*self.rates.of(name))
+                        paused = await q.is_paused()
                         yield _sse(
                             "counts",
-                            {"queue": name, "counts": counts, "paused": await q.is_paused()},
+                            {"queue": name, "counts": counts, "paused": paused, "chart": chart},
                         )
 
         return StreamingResponse(
@@ -435,4 +423,8 @@ class _Guard:
                 refused = _Refused(403, "Forbidden", "the dashboard's auth hook refused this")
                 await (await self.owner.refused(request, refused))(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            rates = self.owner.rates
+            await rates.seed()  # the first request: what the finished lines hold from before
+            rates.drain()  # every request counts what finished since the last
         await self.inner(scope, receive, send)

@@ -165,7 +165,9 @@ def chart(done: Sequence[int], failed: Sequence[int]) -> str:
 Rates = tuple[Sequence[int], Sequence[int]]
 
 
-def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]]) -> str:
+def overview(
+    page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]], uncounted: int = 0
+) -> str:
     head = "".join(f"<th>{esc(s)}</th>" for s in STATES)
     rows = []
     for name, counts, paused, (done, failed) in queues:
@@ -187,8 +189,15 @@ def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Ra
         )
     if not rows:
         rows.append(f'<tr><td colspan="{len(STATES) + 4}" class=muted>no queues yet</td></tr>')
+    note = (
+        f"<p class=notice id=uncounted>{uncounted} events were dropped before the charts "
+        "counted them (the dashboard was not read for a long while): the charts are short "
+        "by that many.</p>"
+        if uncounted
+        else ""
+    )
     body = (
-        "<h1>Queues</h1><table id=queues><thead><tr><th>queue</th>"
+        f"<h1>Queues</h1>{note}<table id=queues><thead><tr><th>queue</th>"
         f"{head}<th>per minute</th><th>status</th><th></th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
         "<h2>Live</h2><ol id=feed class=muted reversed></ol>"
@@ -483,6 +492,11 @@ function setCounts(queue, counts, paused) {
   }
   row.querySelector("td.paused").textContent = paused ? "paused" : "running";
 }
+function setChart(queue, chart) {
+  const row = [...document.querySelectorAll("#queues tr[data-queue]")]
+    .find((r) => r.dataset.queue === queue);
+  if (row && chart) row.querySelector("td.rates").innerHTML = chart;
+}
 function feed(line) {
   const list = document.getElementById("feed");
   if (!list) return;
@@ -501,6 +515,7 @@ window.addEventListener("DOMContentLoaded", () => {
   source.addEventListener("counts", (m) => {
     const d = JSON.parse(m.data);
     setCounts(d.queue, d.counts, d.paused);
+    setChart(d.queue, d.chart);
   });
   source.addEventListener("job", (m) => {
     const d = JSON.parse(m.data);
