@@ -370,9 +370,11 @@ class GetPage(Query):
     """One page of a queue's jobs in `state`: ``(records, next_cursor)``, next_cursor None
     at the end. Waiting jobs come in dispatch order, completed and failed ones newest
     finished first, the others newest id first. `cursor` is the previous page's
-    next_cursor. At most `budget` entries of the state's index (or ids) are read per page,
-    so a page costs the same however many jobs the runtime holds; a filtered page may come
-    back short with a cursor to read on."""
+    next_cursor. ``sort="id"`` (oldest added first) or ``"-id"`` (newest added first)
+    orders any state by id instead, the cursor then the last id read. At most `budget`
+    entries of the state's index (or ids) are read per page, so a page costs the same
+    however many jobs the runtime holds; a filtered page may come back short with a cursor
+    to read on."""
 
     queue: str
     state: JobState
@@ -381,6 +383,7 @@ class GetPage(Query):
     name: str | None = None
     tag: str | None = None
     budget: int = 20_000
+    sort: str | None = None
 
 
 @command

@@ -114,6 +114,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         self.jobs: dict[int, JobRecord] = {}
         self.queues: dict[str, QueueState] = {}
         self.next_id = 1
+        #: No job has an id below this (a bound the id-sorted pages raise as they find it).
+        self.lowest_id = 1
         self._next_fifo = 1
         self._next_lifo = -1
         self.rng = seed & _MASK64
