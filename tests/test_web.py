@@ -89,17 +89,53 @@ async def test_a_failed_jobs_page_shows_its_reason_and_trace(world: Any) -> None
     assert "ValueError" in page.text.split("id=stacktrace>")[1]
 
 
-async def test_flow_tree_and_dependency_chain_render(world: Any) -> None:
+def _graph(text: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The nodes (job ids, ``barrier:tags``) and edges of a job page's dependency graph."""
+    found = re.search(r"<svg id=graph.*?</svg>", text, re.S)
+    assert found is not None, "no dependency graph on the page"
+    svg = found.group(0)
+    nodes = set(re.findall(r'<g class="node[^"]*" data-job="(\d+)"', svg))
+    nodes |= {f"barrier:{t}" for t in re.findall(r'<g class=barrier data-tags="([^"]+)"', svg)}
+    edges = set(re.findall(r'class=edge data-from="([^"]+)" data-to="([^"]+)"', svg))
+    return nodes, edges
+
+
+async def test_flow_tree_and_dependency_graph_render(world: Any) -> None:
     rt, ids = world
     async with _client(dashboard(rt)) as client:
         child = await client.get(f"/jobs/{ids['flow_child']}")
         load = await client.get(f"/jobs/{ids['load']}")
+        extract = await client.get(f"/jobs/{ids['extract']}")
     flow = child.text.split("id=flow>")[1].split("<h2>")[0]
     assert flow.index(f'data-job="{ids["flow_root"]}"') < flow.index("class=here")
     assert flow.count("<li") == 3
-    chain = load.text.split("id=chain>")[1]
-    order = [int(i) for i in re.findall(r'data-job="(\d+)"', chain)[:3]]
-    assert order == [ids["load"], ids["transform"], ids["extract"]]
+    e, t, lo = (str(ids[k]) for k in ("extract", "transform", "load"))
+    assert _graph(load.text) == ({e, t, lo}, {(e, t), (t, lo)})
+    assert 'class="node here" data-job="' + lo + '"' in load.text
+    # from the other end: its dependents, and theirs
+    assert _graph(extract.text) == ({e, t, lo}, {(e, t), (t, lo)})
+    assert f'<dd id=dependents><a href="/jobs/{t}">#{t}</a></dd>' in extract.text
+    assert f'<dd id=blocked-on-it><a href="/jobs/{t}">#{t}</a></dd>' in extract.text
+
+
+async def test_a_tag_barrier_shows_on_both_sides(world: Any) -> None:
+    rt, ids = world
+    holder, summary = str(ids["holder"]), str(ids["summary"])
+    async with _client(dashboard(rt)) as client:
+        held = await client.get(f"/jobs/{holder}")
+        waiting = await client.get(f"/jobs/{summary}")
+    both = (
+        {holder, summary, "barrier:import"},
+        {(holder, "barrier:import"), ("barrier:import", summary)},
+    )
+    assert _graph(held.text) == both
+    assert _graph(waiting.text) == both
+    assert "[import] holds back" in held.text.split("id=holds>")[1].split("</dd>")[0]
+    assert f'<a href="/jobs/{summary}">#{summary}</a>' in held.text.split("id=holds>")[1]
+    alone = await rt.queue("web").add("alone")
+    async with _client(dashboard(rt)) as client:
+        page = await client.get(f"/jobs/{alone.id}")
+    assert "<svg id=graph" not in page.text  # no relation, no graph
 
 
 async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:

@@ -421,6 +421,14 @@ class GetDependencies(Query):
 
 
 @command
+class GetDependents(Query):
+    """The jobs that depend on a job: those listing it in `depends_on_job_ids`, and the
+    tag-drain barriers it holds with the jobs waiting on each."""
+
+    job_id: int
+
+
+@command
 class GetFlow(Query):
     """The tree under a job as nested ``(record, [subtrees])``, or None."""
 
@@ -515,6 +523,7 @@ __all__ = [
     "Fetch",
     "GetCounts",
     "GetDependencies",
+    "GetDependents",
     "GetFlow",
     "GetJob",
     "GetJobs",

@@ -117,6 +117,25 @@ def _dependencies(core: CoreState, cmd: c.GetDependencies, now: float) -> dict[s
     return out
 
 
+def _dependents(core: CoreState, cmd: c.GetDependents, now: float) -> dict[str, Any]:
+    """From the relation index alone: the listing (kept while the jobs listing it exist, so
+    a removed prerequisite still answers), those of them still waiting on it, and the
+    registered barriers it holds, each with its waiters."""
+    blocking = core.blocking
+    job_id = cmd.job_id
+    waiters = blocking.barrier_waiters
+    held = sorted(
+        (sorted(barrier), sorted(waiters[barrier] - {job_id}))
+        for barrier in blocking.held.get(job_id, ())
+        if barrier in waiters
+    )
+    return {
+        "job_ids": sorted(blocking.listed_by.get(job_id, ())),
+        "blocked_job_ids": sorted(blocking.dependents.get(job_id, ())),
+        "barriers": [{"tags": t, "waiting_job_ids": w} for t, w in held if w],
+    }
+
+
 def _flow(core: CoreState, cmd: c.GetFlow, now: float) -> Any:
     jobs = core.jobs
 
@@ -247,6 +266,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.IsPaused: _is_paused,
     c.GetCounts: _counts,
     c.GetDependencies: _dependencies,
+    c.GetDependents: _dependents,
     c.GetFlow: _flow,
     c.Summary: _summary,
     c.UpsertScheduler: lambda core, cmd, now: core.upsert_scheduler(

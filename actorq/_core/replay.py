@@ -248,6 +248,8 @@ class Replay:
         for rec in sorted(self.jobs.values(), key=lambda r: r.id):
             if rec.state not in TERMINAL:
                 self.blocking.job_alive(rec)
+            if rec.depends_on_job_ids:
+                self.blocking.listed(rec)
         for rec in sorted(self.jobs.values(), key=lambda r: r.id):
             if rec.state is B:
                 unmet = [

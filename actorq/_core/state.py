@@ -647,6 +647,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         self.jobs[rec.id] = rec
         if rec.idempotency_key is not None:
             self.idempotency[rec.idempotency_key] = rec.id
+        if rec.depends_on_job_ids:
+            self.blocking.listed(rec)
         self._index(rec)
         self._moved(rec, None)
 
@@ -677,6 +679,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         del self.jobs[rec.id]
         if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
             del self.idempotency[rec.idempotency_key]
+        if rec.depends_on_job_ids:
+            self.blocking.unlisted(rec)
         return self.blocking.job_gone(rec) if previous not in TERMINAL else []
 
     def _index(self, rec: JobRecord) -> None:

@@ -36,7 +36,7 @@ from .. import (
     QueueEvent,
     Runtime,
 )
-from . import _html
+from . import _graph, _html
 from ._html import STATES, Page
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
@@ -48,8 +48,9 @@ PAGE_SIZE = 50
 RATE_MINUTES = 15
 RATE_SAMPLE = 1_000
 _MAX_FORM = 4096
-#: Jobs a page's prerequisite chain shows at most.
-CHAIN_LIMIT = 50
+#: A job page's dependency graph: jobs at most, and steps each way from the job.
+GRAPH_LIMIT = 50
+GRAPH_DEPTH = 3
 _SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; style-src 'self' 'unsafe-inline'",
     "x-content-type-options": "nosniff",
@@ -182,6 +183,7 @@ class _Dashboard:
     async def job(self, request: Request) -> Response:
         job = await self.find(request.path_params["job_id"])
         deps = await job.get_dependencies()
+        dependents = await job.get_dependents()
         flows = FlowProducer(self.rt)
         root = job
         seen = {job.id}
@@ -192,21 +194,70 @@ class _Dashboard:
                 break
             root = parent
         tree = await flows.get_flow(root.id)
-        chain = await self.prerequisites(job, set())
-        return _page(_html.job_page(self.page(request), job, deps, tree, chain))
+        graph = await self.graph(job, deps, dependents)
+        page = self.page(request)
+        drawn = _graph.section(page, graph)
+        return _page(_html.job_page(page, job, deps, dependents, tree, drawn))
 
-    async def prerequisites(self, job: Job, seen: set[int]) -> _html.Chain:
-        """The job and, under it, the jobs it depends on, theirs under them (a bounded walk:
-        `CHAIN_LIMIT` jobs at most, each once)."""
-        seen.add(job.id)
-        below: list[_html.Chain] = []
-        for dep_id in job.depends_on_job_ids:
-            if dep_id in seen or len(seen) >= CHAIN_LIMIT:
-                continue
-            dep = await self.lookup(dep_id)
-            if dep is not None:
-                below.append(await self.prerequisites(dep, seen))
-        return (job, below)
+    async def graph(
+        self, job: Job, deps: dict[str, Any], dependents: dict[str, Any]
+    ) -> _graph.Graph:
+        """The jobs around `job` through `depends_on` and tag barriers: a bounded walk,
+        `GRAPH_DEPTH` steps each way and `GRAPH_LIMIT` nodes at most, each read once."""
+        g = _graph.Graph(job)
+
+        async def add(job_id: int, column: int) -> Job | None:
+            """Place the job in `column` (unless placed); the job if it is newly placed."""
+            if job_id in g.column:
+                return None
+            if len(g) >= GRAPH_LIMIT:
+                g.more += 1
+                return None
+            found = await self.lookup(job_id)
+            if found is None:
+                return None
+            g.place(job_id, column, found)
+            return found
+
+        frontier = [job]
+        for depth in range(1, GRAPH_DEPTH + 1):  # what it waits on, and what that waits on
+            later: list[Job] = []
+            for after in frontier:
+                for dep_id in after.depends_on_job_ids:
+                    placed = await add(dep_id, -depth)
+                    if placed is not None:
+                        later.append(placed)
+                    if dep_id in g.column:
+                        g.edge(dep_id, after.id)
+            frontier = later
+        if job.depends_on_tags and deps["blocking_job_ids"]:
+            barrier = tuple(sorted(job.depends_on_tags))
+            g.place(barrier, -1)
+            g.edge(barrier, job.id)
+            for holder in deps["blocking_job_ids"]:
+                await add(holder, -2)
+                if holder in g.column:
+                    g.edge(holder, barrier)
+        around = [(job, dependents)]
+        for depth in range(1, GRAPH_DEPTH + 1):  # what waits on it, and on those
+            nxt: list[tuple[Job, dict[str, Any]]] = []
+            for before, theirs in around:
+                for dep_id in theirs["job_ids"]:
+                    placed = await add(dep_id, depth)
+                    if placed is not None and depth < GRAPH_DEPTH:
+                        nxt.append((placed, await placed.get_dependents()))
+                    if dep_id in g.column:
+                        g.edge(before.id, dep_id)
+                for held in theirs["barriers"]:
+                    barrier = tuple(held["tags"])
+                    g.place(barrier, depth)
+                    g.edge(before.id, barrier)
+                    for waiter in held["waiting_job_ids"]:
+                        await add(waiter, depth + 1)
+                        if waiter in g.column:
+                            g.edge(barrier, waiter)
+            around = nxt
+        return g
 
     async def script(self, request: Request) -> Response:
         return Response(_html.APP_JS, media_type="text/javascript")

@@ -14,8 +14,6 @@ import orjson
 from .. import Job, JobNode, JobState
 
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
-#: A job and the prerequisite chains under it.
-Chain = tuple[Job, list["Chain"]]
 
 
 def esc(value: object) -> str:
@@ -71,6 +69,8 @@ ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #bbc;margin:.2
 ul.tree li{margin:.2em 0}li.here>a{font-weight:700;background:#fff1c2;padding:0 .2em}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#556}dd{margin:0}
 #live{font-size:12px}
+.graph-box{overflow:auto;background:#fff;border:1px solid #e3e6ea;padding:.4em}
+svg.graph text{font-family:system-ui,sans-serif}
 """
 
 
@@ -274,21 +274,15 @@ def _links(page: Page, ids: Iterable[int]) -> str:
     return out or "<span class=muted>none</span>"
 
 
-def _chain(page: Page, chain: Chain, here: int) -> str:
-    job, below = chain
-    mark = " class=here" if job.id == here else ""
-    kids = "".join(_chain(page, sub, here) for sub in below)
-    sub = f"<ul class=tree>{kids}</ul>" if kids else ""
-    return (
-        f'<li{mark} data-job="{job.id}"><a href="{page.job_href(job.id)}">#{job.id}</a> '
-        f"{esc(job.name)} <span class=muted>on {esc(job.queue)}</span> "
-        f"{state_badge(job.state.value)}{sub}</li>"
-    )
-
-
 def job_page(
-    page: Page, job: Job, deps: Mapping[str, Any], tree: JobNode | None, chain: Chain
+    page: Page,
+    job: Job,
+    deps: Mapping[str, Any],
+    dependents: Mapping[str, Any],
+    tree: JobNode | None,
+    graph: str,
 ) -> str:
+    """`graph`: the dependency graph's markup, empty when the job has none."""
     q = url_part(job.queue)
     state = job.state.value
     acts = []
@@ -340,11 +334,8 @@ def job_page(
     parts.append(f"<h2>Logs</h2><pre id=logs>{esc(logs) or '(none)'}</pre>")
     if tree is not None and (tree.children or tree.job.id != job.id):
         parts.append(f"<h2>Flow</h2><ul class=tree id=flow>{_tree(page, tree, job.id)}</ul>")
-    if chain[1]:
-        parts.append(
-            "<h2>Prerequisites</h2><p class=muted>each job runs once those under it completed"
-            f"</p><ul class=tree id=chain>{_chain(page, chain, job.id)}</ul>"
-        )
+    if graph:
+        parts.append(f"<h2>Dependency graph</h2>{graph}")
     failed = deps.get("failed", {})
     parts.append(
         "<h2>Dependencies</h2><dl id=deps>"
@@ -353,11 +344,23 @@ def job_page(
         f"<dt>unmet</dt><dd id=unmet>{_links(page, deps.get('unmet_job_ids', []))}</dd>"
         f"<dt>tag barrier</dt><dd>{esc(', '.join(job.depends_on_tags)) or '—'}; held by "
         f"{_links(page, deps.get('blocking_job_ids', []))}</dd>"
+        f"<dt>dependents</dt><dd id=dependents>{_links(page, dependents['job_ids'])}</dd>"
+        f"<dt>still blocked on it</dt><dd id=blocked-on-it>"
+        f"{_links(page, dependents['blocked_job_ids'])}</dd>"
+        f"<dt>barriers it holds</dt><dd id=holds>{_held(page, dependents['barriers'])}</dd>"
         f"<dt>children pending</dt><dd>{_links(page, deps.get('pending', []))}</dd>"
         f"<dt>children done</dt><dd>{_links(page, deps.get('processed', {}))}</dd>"
         f"<dt>children failed</dt><dd>{_links(page, failed)}</dd></dl>"
     )
     return page.doc(f"Job {job.id}", "".join(parts))
+
+
+def _held(page: Page, barriers: Sequence[Mapping[str, Any]]) -> str:
+    out = "; ".join(
+        f"[{esc(', '.join(b['tags']))}] holds back {_links(page, b['waiting_job_ids'])}"
+        for b in barriers
+    )
+    return out or "<span class=muted>none</span>"
 
 
 def message(page: Page, status: int, title: str, text: str) -> str:
