@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class GetDeduplicationJobId(Query):
+    """The id of the job a live deduplication key names, or None."""
+
+    queue: str
+    key: str
+
+
+@command
+class RemoveDeduplicationKey(Command):
+    """Unset a deduplication key: whether it was set."""
+
+    queue: str
+    key: str
+
+
+@command
 class SetGlobalConcurrency(Command):
     queue: str
     concurrency: int | None

@@ -277,6 +277,8 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.GetDeduplicationJobId: lambda core, cmd, now: core.dedup_job_id(cmd.queue, cmd.key, now),
+    c.RemoveDeduplicationKey: lambda core, cmd, now: core.remove_dedup_key(cmd.queue, cmd.key, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(
         cmd.queue, cmd.concurrency
     ),
