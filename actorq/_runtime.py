@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import itertools
 import logging
 import math
@@ -29,7 +28,6 @@ from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
 from ._job import Job
-from ._journal import GuardsIds, open_changelog
 from ._options import (
     MAX_CONCURRENCY,
     check_processor,
@@ -40,7 +38,7 @@ from ._options import (
     text,
 )
 from ._queue import Queue
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load
+from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
 from ._tasks import Task, dispatcher, is_registry
 from ._typing import DataT, ResultT
 from ._worker import Worker
@@ -149,13 +147,9 @@ class Runtime:
     async def _enter(self) -> None:
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
-            self._journal = await anyio.to_thread.run_sync(
-                functools.partial(open_changelog, self.path, fsync=self.fsync)
-            )
+            self._journal = await open_log(self.path, self.fsync)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
-        if isinstance(self._journal, GuardsIds):
-            self._journal.guard_ids(self._core)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]
@@ -276,6 +270,7 @@ class Runtime:
             async with anyio.create_task_group() as tg:
                 await tg.start(sched.run)
                 await tg.start(sched.run_timer)
+                tg.start_soon(watch, engine, self._journal)
                 if self._vclock is not None:
                     engine.on_idle = self._vclock.poke
                     self._vclock.attach(engine)
