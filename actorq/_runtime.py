@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import logging
 import math
 import os
@@ -29,7 +28,6 @@ from ._api import CLOSED, CLOSING, NEW, RUNNING, RuntimeAPI
 from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
-from ._journal import GuardsIds, open_changelog
 from ._options import (
     count,
     positive,
@@ -38,7 +36,7 @@ from ._remote.address import bound as bound_address
 from ._remote.address import is_loopback
 from ._remote.address import listen as open_listener
 from ._remote.address import parse as parse_address
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load
+from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -155,13 +153,9 @@ class Runtime(RuntimeAPI):
     async def _enter(self) -> None:
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
-            self._journal = await anyio.to_thread.run_sync(
-                functools.partial(open_changelog, self.path, fsync=self.fsync)
-            )
+            self._journal = await open_log(self.path, self.fsync)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
-        if isinstance(self._journal, GuardsIds):
-            self._journal.guard_ids(self._core)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]
@@ -298,6 +292,7 @@ class Runtime(RuntimeAPI):
             async with anyio.create_task_group() as tg:
                 await tg.start(sched.run)
                 await tg.start(sched.run_timer)
+                tg.start_soon(watch, engine, self._journal)
                 if self._vclock is not None:
                     engine.on_idle = self._vclock.poke
                     self._vclock.attach(engine)
