@@ -34,8 +34,8 @@ from .. import (
     JobState,
     Lagged,
     QueueEvent,
-    Runtime,
 )
+from .._api import RuntimeAPI
 from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
 
@@ -63,7 +63,7 @@ _SECURITY_HEADERS = {
 __all__ = ["dashboard"]
 
 
-def dashboard(rt: Runtime, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
+def dashboard(rt: RuntimeAPI, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
     """An ASGI app showing `rt`'s queues and jobs; mount it anywhere.
 
     ``read_only`` (the default) shows every page and refuses every action with 403; pass
@@ -85,7 +85,7 @@ class _Refused(Exception):
 
 
 class _Dashboard:
-    def __init__(self, rt: Runtime, read_only: bool, auth: Auth | None) -> None:
+    def __init__(self, rt: RuntimeAPI, read_only: bool, auth: Auth | None) -> None:
         self.rt = rt
         self.read_only = read_only
         self.auth = auth
