@@ -45,6 +45,7 @@ async def add(q: Any, key: str, data: int) -> Job[Any, Any]:
 
 async def work(address: str, token: str, name: str, jobs: int) -> None:
     async with actorq.connect(f"actorq://{address}", token=token) as rt:
+        say("connected")
         q = rt.queue("work")
 
         async def run(job: Job[int, int]) -> int:

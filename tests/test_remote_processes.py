@@ -39,7 +39,11 @@ class Child:
     def __init__(self, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, CHILD, *args], stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, CHILD, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # a child's traceback shows in the failure
+            text=True,
+            env=env,
         )
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -54,7 +58,7 @@ class Child:
         deadline = time.monotonic() + timeout
         while not seen(self.lines):
             if self.proc.poll() is not None and not seen(self.lines):
-                raise AssertionError(f"child exited {self.proc.returncode}: {self.lines[-5:]}")
+                raise AssertionError(f"child exited {self.proc.returncode}: {self.lines[-20:]}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; last lines {self.lines[-5:]}")
             time.sleep(0.02)
@@ -151,6 +155,8 @@ def test_a_host_killed_and_restarted_loses_no_acknowledged_job(
     address = f"127.0.0.1:{free_port()}"
     host = start_host(children, backend, tmp_path, address)
     clients = [start(children, "work", backend, address, TOKEN, f"c{i}", "300") for i in range(3)]
+    for client in clients:  # all connected: the first connection needs a host
+        client.wait_for(lambda lines: "connected" in lines)
     clients[0].wait_for(lambda lines: len([x for x in lines if x.startswith("acked")]) >= 50)
     host.kill()  # SIGKILL mid-load: adds in flight, jobs active
     acked_before = {job_id for client in clients for job_id in client.said("acked")}
