@@ -25,7 +25,7 @@ from ._options import absolute_time, positive, unicode
 from ._typing import DataT, ResultT
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
     from ._worker import Worker
 
 
@@ -47,7 +47,7 @@ class Job(Generic[DataT, ResultT]):
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: RuntimeAPI,
         rec: JobRecord,
         token: str | None = None,
         worker: Worker | None = None,

@@ -24,7 +24,7 @@ from ._schedule import scheduler_record
 from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
     from ._worker import Worker
 
 _TAG_MODES = ("all", "any", "none", "exact")
@@ -65,7 +65,7 @@ class Queue(Generic[DataT, ResultT]):
 
     __slots__ = ("_rt", "name")
 
-    def __init__(self, rt: Runtime, name: str) -> None:
+    def __init__(self, rt: RuntimeAPI, name: str) -> None:
         self._rt = rt
         self.name = name
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
+import os
+from collections.abc import Iterator
+
+import pg_cluster as pg_cluster_module
 import pytest
+from pg_cluster import Cluster
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -23,3 +30,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster for the session (tests/pg_cluster.py). Without the
+    server binaries or psycopg the tests that use it skip, saying how to install them;
+    with ACTORQ_REQUIRE_PG=1 (.ci/run) they fail instead."""
+    bindir = pg_cluster_module.find_bindir()
+    missing = bindir is None or importlib.util.find_spec("psycopg") is None
+    if missing or bindir is None:
+        if os.environ.get("ACTORQ_REQUIRE_PG") == "1":
+            pytest.fail(f"ACTORQ_REQUIRE_PG=1: {pg_cluster_module.INSTALL_HINT}")
+        pytest.skip(pg_cluster_module.INSTALL_HINT)
+    with pg_cluster_module.cluster(bindir) as made:
+        yield made
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """The URL of a new, empty database of the session's cluster, one per test."""
+    import psycopg  # noqa: PLC0415 - only where PostgreSQL is tested
+
+    name = f"t{next(_databases)}"
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE template0 STRATEGY file_copy")
+    return pg_cluster.url_of(name)
+
+
+_databases = itertools.count(1)
