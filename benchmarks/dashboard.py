@@ -8,7 +8,10 @@ transport (the whole app, no network) and the median and the maximum are printed
 * the overview (every queue's counts),
 * ``big``'s first page of waiting jobs, and a page 1,000 pages deep (its cursor: the waiting
   line is read from the head, so a deep page costs its depth),
+* the waiting jobs sorted by id (``sort=id``, oldest added first, and ``sort=-id``), first
+  page and 1,000 pages deep: a run of ids from the cursor, however deep,
 * the first page of cancelled jobs (no index of their own: ids downward, a bounded budget),
+  and oldest first,
 * the failed job's page (found in the oldest id: the finished line is read from its end).
 * a job's page (data, dependencies, flow).
 
@@ -58,7 +61,14 @@ async def _fill(rt: Runtime, jobs: int) -> dict[str, str]:
         "overview": "/",
         "waiting, first page": "/queues/big?state=waiting",
         "waiting, 1,000 pages deep": "/queues/big?state=waiting&cursor=50000",
+        "waiting, oldest added first": "/queues/big?state=waiting&sort=id",
+        "waiting, oldest first, 1,000 pages deep": "/queues/big?state=waiting&sort=id&cursor=50000",
+        "waiting, newest added first": "/queues/big?state=waiting&sort=-id",
+        "waiting, newest first, 1,000 pages deep": (
+            f"/queues/big?state=waiting&sort=-id&cursor={max(0, jobs - 50_000)}"
+        ),
         "cancelled, first page": "/queues/big?state=cancelled",
+        "cancelled, oldest added first": "/queues/big?state=cancelled&sort=id",
         "failed, first page": "/queues/big?state=failed",
         "failed job's page": f"/jobs/{failing.id}",
         "a waiting job's page": f"/jobs/{mid}",
