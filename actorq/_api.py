@@ -43,6 +43,8 @@ class RuntimeAPI:
 
     #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
     _telemetry: Instruments | None = None
+    #: What this runtime's worker tokens start with (a host's clients each have their own).
+    _token_prefix = ""
 
     def __init__(self, clock: Clock) -> None:
         self.clock: Clock = clock
@@ -211,7 +213,7 @@ class RuntimeAPI:
         stalled_interval = positive("stalled_interval", stalled_interval)
         max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
         limit = None if limiter is None else rate_limiter(limiter)
-        token = f"worker-{next(self._tokens)}"
+        token = f"{self._token_prefix}worker-{next(self._tokens)}"
         if limit is not None:
             self._notify(c.SetLimiter(name, *limit))
         if processor is None:

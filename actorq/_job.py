@@ -84,6 +84,11 @@ class Job(Generic[DataT, ResultT]):
         return self._rec.scheduler_id
 
     @property
+    def deduplication_id(self) -> str | None:
+        """The ``deduplication`` id the job was added with (see docs/deduplication.md)."""
+        return self._rec.deduplication_id
+
+    @property
     def data(self) -> DataT:
         raw = self._rec.data
         if raw is not self._raw:

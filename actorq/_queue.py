@@ -19,6 +19,7 @@ from ._options import (
     job_spec,
     non_negative,
     plain_spec,
+    text,
 )
 from ._schedule import scheduler_record
 from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
@@ -215,6 +216,20 @@ class Queue(Generic[DataT, ResultT]):
         """Seconds until the queue's rate limit lets a job start again (0: it does now)."""
         ttl: float = await self._rt._send(c.GetRateLimitTtl(self.name))
         return ttl
+
+    async def get_deduplication_job_id(self, key: str) -> int | None:
+        """The id of the job the deduplication key `key` names while it is set, or None
+        (see docs/deduplication.md)."""
+        text("key", key)
+        job_id: int | None = await self._rt._send(c.GetDeduplicationJobId(self.name, key))
+        return job_id
+
+    async def remove_deduplication_key(self, key: str) -> bool:
+        """Unset the deduplication key `key`: the next add with it makes a job. Whether it
+        was set."""
+        text("key", key)
+        removed: bool = await self._rt._send(c.RemoveDeduplicationKey(self.name, key))
+        return removed
 
     async def pause(self) -> None:
         """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""

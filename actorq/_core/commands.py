@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class GetDeduplicationJobId(Query):
+    """The id of the job a live deduplication key names, or None."""
+
+    queue: str
+    key: str
+
+
+@command
+class RemoveDeduplicationKey(Command):
+    """Unset a deduplication key: whether it was set."""
+
+    queue: str
+    key: str
+
+
+@command
 class SetGlobalConcurrency(Command):
     queue: str
     concurrency: int | None
@@ -461,6 +477,24 @@ class CloseWorker(Command):
 
 
 @command
+class DropWorker(Command):
+    """A processor worker in another process is gone: forget it; its jobs stall at lock
+    expiry."""
+
+    token: str
+
+
+@command
+class ExtendLocks(Command):
+    """Renew the locks of many jobs held under one token (a remote worker's batch); the ids
+    whose lock was renewed (the others are no longer its)."""
+
+    token: str
+    job_ids: tuple[int, ...]
+    duration: float
+
+
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
@@ -504,8 +538,10 @@ __all__ = [
     "Command",
     "Complete",
     "Drain",
+    "DropWorker",
     "EnsureQueue",
     "ExtendLock",
+    "ExtendLocks",
     "Fail",
     "Fetch",
     "GetCounts",

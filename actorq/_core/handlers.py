@@ -84,6 +84,18 @@ def _report(core: CoreState, cmd: c.Report, now: float) -> None:
             continue
 
 
+def _extend_locks(core: CoreState, cmd: c.ExtendLocks, now: float) -> tuple[int, ...]:
+    renewed = []
+    until = now + cmd.duration
+    for job_id in cmd.job_ids:
+        try:
+            core.extend_lock(job_id, cmd.token, until, now)
+        except ActorqError:
+            continue  # stalled, cancelled or finished meanwhile: no longer this worker's
+        renewed.append(job_id)
+    return tuple(renewed)
+
+
 def children_view(rec: JobRecord) -> dict[str, Any]:
     """A parent's children by standing: ``processed`` {id: raw return value}, ``pending``
     [ids], ``failed`` {id: reason}, ``ignored`` {id: reason}."""
@@ -242,6 +254,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.Fail: _fail,
     c.MoveToDelayed: _move_to_delayed,
     c.Report: _report,
+    c.ExtendLocks: _extend_locks,
     c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
         cmd.job_id, cmd.token, now
     ),
@@ -264,6 +277,8 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.GetDeduplicationJobId: lambda core, cmd, now: core.dedup_job_id(cmd.queue, cmd.key, now),
+    c.RemoveDeduplicationKey: lambda core, cmd, now: core.remove_dedup_key(cmd.queue, cmd.key, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(
         cmd.queue, cmd.concurrency
     ),
