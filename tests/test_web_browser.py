@@ -41,6 +41,8 @@ class Served:
     def __init__(self) -> None:
         self.ready = threading.Event()
         self.ids: dict[str, int] = {}
+        self.rt: Any = None
+        self.loop: Any = None
         self.server: Any = None
         self.error: BaseException | None = None
         sock = socket.socket()
@@ -49,6 +51,10 @@ class Served:
         self.sock = sock
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def call(self, make: Any) -> Any:
+        """Run ``make(rt)`` (a coroutine) on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(make(self.rt), self.loop).result(60)
 
     def _run(self) -> None:
         try:
@@ -61,6 +67,8 @@ class Served:
         from starlette.applications import Starlette  # noqa: PLC0415
 
         async with Runtime() as rt:
+            self.rt = rt
+            self.loop = asyncio.get_running_loop()
             self.ids = await populate(rt)
             app = Starlette()
             app.mount("/rw", dashboard(rt, read_only=False))
@@ -252,3 +260,27 @@ def test_retry_from_the_page_updates_the_open_overview_live(served: Served, brow
     assert overview.evaluate("window.notReloaded") is True
     assert "JobWaiting" in overview.locator("#feed").inner_text()
     context.close()
+
+
+def test_jobs_finishing_redraw_the_open_overviews_chart(served: Served, page: Any) -> None:
+    page.goto(f"{served.url}/rw/")
+    sync_api.expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+    chart = page.locator('tr[data-queue="mail"] svg.chart')
+    assert chart.get_attribute("data-completed") == "3"
+
+    async def finish_the_waiting_mail(rt: Runtime) -> None:
+        mail = rt.queue("mail")
+        jobs, _ = await mail.get_jobs_page("waiting")
+
+        async def send(job: Any) -> str:
+            return "sent"
+
+        worker = rt.worker(mail, send)
+        for job in jobs:
+            await job.wait_until_finished()
+        await worker.close()
+
+    served.call(finish_the_waiting_mail)  # the two digests
+    sync_api.expect(chart).to_have_attribute("data-completed", "5")
+    assert page.evaluate("window.notReloaded") is True  # redrawn by the stream, not reloaded
