@@ -276,6 +276,37 @@ async def test_a_queue_page_sorts_by_id_both_ways_across_pages(world: Any) -> No
     assert bad.status_code == 400 and "sort" in bad.text
 
 
+async def _pages(client: Any, url: str | None, link: str) -> list[tuple[str, list[int]]]:
+    """(url, job rows) of each page, following the `link` (next or previous) links."""
+    pages: list[tuple[str, list[int]]] = []
+    while url is not None:
+        text = (await client.get(url)).text
+        pages.append((url, [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]))
+        found = re.search(rf'<a id={link} href="([^"]+)"', text)
+        url = None if found is None else found.group(1).replace("&amp;", "&")
+    return pages
+
+
+@pytest.mark.parametrize("sort", ["id", "-id"])
+async def test_a_sorted_queue_page_reads_back_page_by_page(world: Any, sort: str) -> None:
+    rt, _ids = world
+    q = rt.queue("bulk")
+    added = [j.id for j in await q.add_bulk([{"name": "n"} for _ in range(120)])]
+    async with _client(dashboard(rt)) as client:
+        forward = await _pages(client, f"/queues/bulk?state=waiting&sort={sort}", "next")
+        backward = await _pages(client, forward[-1][0], "previous")
+        no_sort = await client.get("/queues/bulk?state=waiting&before=5")
+    ahead = [rows for _url, rows in forward]
+    assert [i for rows in ahead for i in rows] == (added if sort == "id" else added[::-1])
+    assert len(ahead) == 3
+    # From the last page back to the first: the same pages, each job on one. (Reading
+    # newest-first ids down, a page ending on the lowest id cannot know it was the last,
+    # so an empty page may close the walk, as for any page that reads ids.)
+    back = [rows for _url, rows in backward]
+    assert [rows for rows in back if rows] == ahead[::-1]
+    assert no_sort.status_code == 400 and "sort" in no_sort.text
+
+
 async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
     from actorq import VirtualClock  # noqa: PLC0415
 

@@ -147,13 +147,11 @@ class _Dashboard:
         if sort not in (None, "id", "-id"):
             raise _Refused(400, "Bad request", f"no sort {sort!r}: 'id' or '-id'")
         search = {k: params[k] for k in ("name", "tag", "sort") if params.get(k)}
-        jobs, after = await q.get_jobs_page(
-            JobState(state),
-            cursor=cursor,
-            limit=PAGE_SIZE,
-            name=search.get("name"),
-            tag=search.get("tag"),
-            sort="id" if sort == "id" else "-id" if sort == "-id" else None,
+        before = _int_param(params.get("before"))
+        if before is not None and sort is None:
+            raise _Refused(400, "Bad request", "a previous page (before=) needs sort=id or -id")
+        jobs, after, previous = await self.jobs_page(
+            q, JobState(state), sort, cursor, before, search
         )
         counts = await q.counts()
         limits = _html.Limits(
@@ -169,12 +167,46 @@ class _Dashboard:
             counts,
             await q.is_paused(),
             jobs,
-            cursor,
+            cursor if before is None else before,
             after,
+            previous,
             search,
             limits,
         )
         return _page(html)
+
+    async def jobs_page(
+        self,
+        q: Any,
+        state: JobState,
+        sort: str | None,
+        cursor: int | None,
+        before: int | None,
+        search: dict[str, str],
+    ) -> tuple[list[Job], int | None, int | None]:
+        """A page of `q`'s jobs: (jobs, next page's cursor, previous page's `before`).
+
+        Sorted by id, a page can be read backwards: ``before=B`` shows the page that ends
+        just before id B (read the other way from B, then turned round), so previous and
+        next pages meet exactly, each job on one page. In a state's own order there is no
+        previous page, only the first."""
+        up = sort == "id"
+        name, tag = search.get("name"), search.get("tag")
+        if before is None:
+            jobs, after = await q.get_jobs_page(
+                state, cursor=cursor, limit=PAGE_SIZE, name=name, tag=tag, sort=sort
+            )
+            if sort is None or cursor is None:
+                return jobs, after, None
+            return jobs, after, cursor + 1 if up else max(0, cursor - 1)
+        back = "-id" if up else "id"
+        jobs, further = await q.get_jobs_page(
+            state, cursor=before, limit=PAGE_SIZE, name=name, tag=tag, sort=back
+        )
+        jobs.reverse()
+        # Next: from the last one shown, or (none shown) from just past `before`.
+        after = jobs[-1].id if jobs else max(0, before - 1) if up else before + 1
+        return jobs, after, further
 
     async def job(self, request: Request) -> Response:
         job = await self.find(request.path_params["job_id"])

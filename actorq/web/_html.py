@@ -214,6 +214,7 @@ def queue_page(
     jobs: Iterable[Job],
     cursor: int | None,
     next_cursor: int | None,
+    previous: int | None,
     search: Mapping[str, str],
     limits: Limits,
 ) -> str:
@@ -244,6 +245,10 @@ def queue_page(
         if cursor is not None
         else ""
     )
+    if previous is not None:
+        href = page.queue_href(queue, state=state, before=previous, **search)
+        first += f'<a id=previous href="{href}">← previous page</a> '
+
     q = url_part(queue)
     actions = [
         page.action(f"/queues/{q}/resume", "Resume", f"Resume queue {queue}?")
