@@ -131,6 +131,8 @@ async def test_a_tag_barrier_shows_on_both_sides(world: Any) -> None:
     assert _graph(held.text) == both
     assert _graph(waiting.text) == both
     assert "[import] holds back" in held.text.split("id=holds>")[1].split("</dd>")[0]
+    timeline = waiting.text.split("<ol id=timeline")[1].split("</ol>")[0]
+    assert "blocked on its tag barrier [import]</li>" in timeline
     assert f'<a href="/jobs/{summary}">#{summary}</a>' in held.text.split("id=holds>")[1]
     alone = await rt.queue("web").add("alone")
     async with _client(dashboard(rt)) as client:
