@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actorq import Runtime
+from actorq import DependsOn, Runtime
 
 pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
@@ -20,7 +20,7 @@ httpx = pytest.importorskip("httpx")
 from dashboard_world import EXPECTED, REASON, XSS, populate  # noqa: E402
 
 from actorq import web  # noqa: E402
-from actorq.web import dashboard  # noqa: E402
+from actorq.web import _html, dashboard  # noqa: E402
 
 BASE = "http://dash"
 
@@ -138,6 +138,23 @@ async def test_a_tag_barrier_shows_on_both_sides(world: Any) -> None:
     async with _client(dashboard(rt)) as client:
         page = await client.get(f"/jobs/{alone.id}")
     assert "<svg id=graph" not in page.text  # no relation, no graph
+
+
+async def test_a_wide_graph_is_bounded_and_says_how_many_it_left_out() -> None:
+    async with Runtime() as rt:
+        q = rt.queue("fan")
+        root = await q.add("root")
+        await q.add_bulk(
+            [{"name": "leaf", "depends_on": DependsOn(job_ids=[root.id])} for _ in range(130)]
+        )
+        async with _client(dashboard(rt)) as client:
+            text = (await client.get(f"/jobs/{root.id}")).text
+    nodes, edges = _graph(text)
+    assert len(nodes) == web.GRAPH_LIMIT and len(edges) == web.GRAPH_LIMIT - 1
+    assert f"({131 - web.GRAPH_LIMIT} more not shown)" in text
+    listed = text.split("id=dependents>")[1].split("</dd>")[0]
+    assert len(re.findall(r'<a href="/jobs/\d+">#\d+</a>', listed)) == _html.LINKS_LIMIT
+    assert listed.endswith(f"and {130 - _html.LINKS_LIMIT} more</span>")
 
 
 async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:

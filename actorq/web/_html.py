@@ -372,8 +372,15 @@ def _tree(page: Page, node: JobNode, here: int) -> str:
     )
 
 
+#: Job links a list on a job's page shows at most (a prerequisite of a million jobs).
+LINKS_LIMIT = 100
+
+
 def _links(page: Page, ids: Iterable[int]) -> str:
-    out = ", ".join(f'<a href="{page.job_href(i)}">#{i}</a>' for i in ids)
+    listed = list(ids)
+    out = ", ".join(f'<a href="{page.job_href(i)}">#{i}</a>' for i in listed[:LINKS_LIMIT])
+    if len(listed) > LINKS_LIMIT:
+        out += f" <span class=muted>and {len(listed) - LINKS_LIMIT} more</span>"
     return out or "<span class=muted>none</span>"
 
 
