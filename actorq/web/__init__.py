@@ -34,12 +34,15 @@ from .. import (
     JobState,
     Lagged,
     QueueEvent,
+    RemoteRuntime,
     Runtime,
 )
 from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
+#: What a dashboard shows: a runtime, or a client of a runtime host (`actorq.connect`).
+Shown = Runtime | RemoteRuntime
 
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
@@ -63,8 +66,10 @@ _SECURITY_HEADERS = {
 __all__ = ["dashboard"]
 
 
-def dashboard(rt: Runtime, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
-    """An ASGI app showing `rt`'s queues and jobs; mount it anywhere.
+def dashboard(rt: Shown, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
+    """An ASGI app showing `rt`'s queues and jobs; mount it anywhere. `rt` is a `Runtime`,
+    or a client of a runtime host (`actorq.connect(...)`): the pages and actions then go
+    through the connection.
 
     ``read_only`` (the default) shows every page and refuses every action with 403; pass
     False to allow retry, cancel, promote and remove of a job, pause and resume of a queue
@@ -85,7 +90,7 @@ class _Refused(Exception):
 
 
 class _Dashboard:
-    def __init__(self, rt: Runtime, read_only: bool, auth: Auth | None) -> None:
+    def __init__(self, rt: Shown, read_only: bool, auth: Auth | None) -> None:
         self.rt = rt
         self.read_only = read_only
         self.auth = auth

@@ -21,6 +21,7 @@ from .. import (
     JobFailed,
     JobState,
     Lagged,
+    RemoteRuntime,
     Runtime,
     RuntimeClosedError,
 )
@@ -31,7 +32,9 @@ __all__ = ["Rates"]
 class Rates:
     """Per queue and minute (the runtime clock's, ``now // 60``): [completed, failed]."""
 
-    def __init__(self, rt: Runtime, *, minutes: int, sample: int, buffer: int) -> None:
+    def __init__(
+        self, rt: Runtime | RemoteRuntime, *, minutes: int, sample: int, buffer: int
+    ) -> None:
         self.rt = rt
         self.minutes = minutes
         self.sample = sample
