@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve",
         help="open a runtime on a journal folder and serve its web dashboard (actorq[web])",
     )
-    serve.add_argument("path", help="journal folder (a runtime's path=)")
+    serve.add_argument(
+        "path",
+        help="journal folder (a runtime's path=), or a runtime host's address "
+        "(actorq://HOST:PORT or unix:/path) to serve its dashboard as a client",
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get("ACTORQ_TOKEN"),
+        help="the runtime host's token, when PATH is its address (default $ACTORQ_TOKEN)",
+    )
     serve.add_argument(
         "--dashboard",
         metavar="HOST:PORT",
@@ -54,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError as exc:
             print(f"actorq serve needs the web extra: pip install 'actorq[web]' ({exc})")
             return 2
-        return serve_main(args.path, args.dashboard, not args.actions)
+        return serve_main(args.path, args.dashboard, not args.actions, args.token)
     code = run_journal_command(args)
     if code is not None:
         return code

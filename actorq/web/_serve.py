@@ -1,5 +1,7 @@
 """``actorq serve PATH --dashboard HOST:PORT``: open a runtime on a journal folder and serve
-its dashboard with uvicorn, on 127.0.0.1 unless told otherwise."""
+its dashboard with uvicorn, on 127.0.0.1 unless told otherwise. PATH may be a runtime host's
+address instead (``actorq://HOST:PORT`` or ``unix:/path``): the dashboard is then served by a
+client of that host, with ``--token`` (or ``$ACTORQ_TOKEN``)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import contextlib
 import sys
 from typing import Final
 
-from .. import Runtime
+from .. import Runtime, connect
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:8321"
 
@@ -21,12 +23,18 @@ def parse_address(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-async def _serve(path: str, host: str, port: int, read_only: bool) -> None:
+def is_host_address(path: str) -> bool:
+    """Whether `path` names a runtime host to connect to rather than a journal folder."""
+    return path.startswith(("actorq://", "unix:"))
+
+
+async def _serve(path: str, host: str, port: int, read_only: bool, token: str | None) -> None:
     import uvicorn  # noqa: PLC0415 - the web extra, loaded only here
 
     from . import dashboard  # noqa: PLC0415
 
-    async with Runtime(path) as rt:
+    opened = connect(path, token=token) if is_host_address(path) else Runtime(path)
+    async with opened as rt:
         app = dashboard(rt, read_only=read_only)
         config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
         mode = "read-only" if read_only else "actions on"
@@ -34,12 +42,12 @@ async def _serve(path: str, host: str, port: int, read_only: bool) -> None:
         await uvicorn.Server(config).serve()
 
 
-def serve_main(path: str, address: str, read_only: bool) -> int:
+def serve_main(path: str, address: str, read_only: bool, token: str | None = None) -> int:
     try:
         host, port = parse_address(address)
     except ValueError as exc:
         print(f"actorq serve: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it met
-        asyncio.run(_serve(path, host, port, read_only))
+        asyncio.run(_serve(path, host, port, read_only, token))
     return 0
