@@ -170,6 +170,13 @@ async def test_a_wide_graph_is_bounded_and_says_how_many_it_left_out() -> None:
 
 async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:
     rt, ids = world
+    web_queue = rt.queue("web")
+    # hostile names and tags in a graph and a timeline too: a dependent, a barrier, a log
+    await web_queue.add(XSS, depends_on=DependsOn(job_ids=[ids["xss"]], tags=[XSS]))
+    await web_queue.add("holder", tags=[XSS])
+    xss = await web_queue.get_job(ids["xss"])
+    assert xss is not None
+    await xss.log(XSS)
     async with _client(dashboard(rt)) as client:
         pages = [
             await client.get("/queues/web"),
@@ -177,9 +184,12 @@ async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:
             await client.get("/queues/web", params={"name": XSS}),
             await client.get(f"/queues/{XSS}"),
         ]
+        pages += [await client.get(f"/jobs/{j.id}") for j in await web_queue.get_jobs()]
     for res in pages:
         assert XSS not in res.text and "<img src=x" not in res.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[1].text
+    assert "<svg id=graph" in pages[1].text
+    assert any('class=barrier data-tags="&lt;script&gt;' in res.text for res in pages)
 
 
 async def test_read_only_refuses_every_action(world: Any) -> None:
