@@ -347,6 +347,21 @@ async def test_a_sorted_queue_page_reads_back_page_by_page(world: Any, sort: str
     assert no_sort.status_code == 400 and "sort" in no_sort.text
 
 
+async def test_a_page_reads_on_past_a_budget_of_other_jobs() -> None:
+    async with Runtime() as rt:
+        mine = [j.id for j in await rt.queue("mine").add_bulk([{"name": "a"}] * 3)]
+        await rt.queue("other").add_bulk([{"name": "x"}] * 25_000)  # more than a budget
+        await rt.queue("mine").add_bulk([{"name": "common"}] * 25_000)
+        rare = [j.id for j in await rt.queue("mine").add_bulk([{"name": "rare"}] * 2)]
+        async with _client(dashboard(rt)) as client:
+            found = await client.get("/queues/mine", params={"state": "waiting", "name": "rare"})
+            oldest = await client.get("/queues/mine?state=waiting&sort=-id&cursor=25004")
+    rows = [int(i) for i in re.findall(r'<tr data-job="(\d+)">', found.text)]
+    assert rows == rare  # past 25,000 waiting jobs of another name: the second read
+    # below id 25,004: 25,000 of another queue's, then its own three (a second read)
+    assert [int(i) for i in re.findall(r'<tr data-job="(\d+)">', oldest.text)] == mine[::-1]
+
+
 async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
     from actorq import VirtualClock  # noqa: PLC0415
 

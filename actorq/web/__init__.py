@@ -47,6 +47,9 @@ Shown = Runtime | RemoteRuntime
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
 PAGE_SIZE = 50
+#: Reads of the runtime a queue page makes at most to fill itself (each a bounded budget of
+#: an index or of ids): a filtered page, or one among many jobs of other queues, reads on.
+PAGE_READS = 10
 #: The overview's charts: how many minutes; the events their subscription holds unread;
 #: how many finished jobs of each kind a queue's chart starts from.
 RATE_MINUTES = 15
@@ -197,17 +200,28 @@ class _Dashboard:
         previous page, only the first."""
         up = sort == "id"
         name, tag = search.get("name"), search.get("tag")
+
+        async def read(start: int | None, order: Any) -> tuple[list[Job], int | None]:
+            """Up to `PAGE_SIZE` jobs from `start`: a page that came back short (a filter,
+            jobs of other queues or states among the ids) reads on from its cursor, at most
+            `PAGE_READS` reads in all."""
+            jobs: list[Job] = []
+            at = start
+            for _ in range(PAGE_READS):
+                got, at = await q.get_jobs_page(
+                    state, cursor=at, limit=PAGE_SIZE - len(jobs), name=name, tag=tag, sort=order
+                )
+                jobs += got
+                if at is None or len(jobs) >= PAGE_SIZE:
+                    break
+            return jobs, at
+
         if before is None:
-            jobs, after = await q.get_jobs_page(
-                state, cursor=cursor, limit=PAGE_SIZE, name=name, tag=tag, sort=sort
-            )
+            jobs, after = await read(cursor, sort)
             if sort is None or cursor is None:
                 return jobs, after, None
             return jobs, after, cursor + 1 if up else max(0, cursor - 1)
-        back = "-id" if up else "id"
-        jobs, further = await q.get_jobs_page(
-            state, cursor=before, limit=PAGE_SIZE, name=name, tag=tag, sort=back
-        )
+        jobs, further = await read(before, "-id" if up else "id")
         jobs.reverse()
         # Next: from the last one shown, or (none shown) from just past `before`.
         after = jobs[-1].id if jobs else max(0, before - 1) if up else before + 1
