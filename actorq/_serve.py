@@ -8,6 +8,7 @@ of a PATH, it serves that host's dashboard as one of its clients.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -21,8 +22,10 @@ from ._runtime import Runtime
 
 
 def _token(token_file: str | None) -> str | None:
+    """The token: read from `token_file`, else $ACTORQ_TOKEN (a file keeps it out of the
+    process list and the shell's history)."""
     if token_file is None:
-        return None
+        return os.environ.get("ACTORQ_TOKEN")
     return Path(token_file).read_text().strip()
 
 

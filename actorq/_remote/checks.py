@@ -240,6 +240,11 @@ def _check_scheduler(cmd: c.UpsertScheduler) -> None:
         _check_pattern(rec.pattern, _check_tz(rec.tz))
 
 
+def _check_page(cmd: c.GetPage) -> None:
+    if cmd.sort not in (None, "id", "-id"):
+        raise _refuse("sort", cmd.sort, "must be 'id', '-id' or None")
+
+
 _TINY: Final = 1e-9  # "positive": at least this (a float range has no open end here)
 
 #: Per command, the fields with a range: (field, lowest, highest or None).
@@ -262,6 +267,7 @@ _CHECKS: Final[dict[type[Any], Callable[[Any], None]]] = {
     c.Add: _check_add,
     c.UpsertScheduler: _check_scheduler,
     c.Take: _check_take,
+    c.GetPage: _check_page,
     c.Fetch: lambda cmd: _check_take(cmd.take),
     c.Complete: lambda cmd: _check_take(cmd.then),
     c.Fail: lambda cmd: _check_take(cmd.then),

@@ -1,5 +1,7 @@
 """``actorq serve PATH --dashboard HOST:PORT``: open a runtime on a journal folder and serve
-its dashboard with uvicorn, on 127.0.0.1 unless told otherwise."""
+its dashboard with uvicorn, on 127.0.0.1 unless told otherwise. PATH may be a runtime host's
+address instead (``actorq://HOST:PORT`` or ``unix:/path``): the dashboard is then served by a
+client of that host, with ``--token`` (or ``$ACTORQ_TOKEN``)."""
 
 from __future__ import annotations
 
