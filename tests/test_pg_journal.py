@@ -166,3 +166,17 @@ async def test_job_ids_are_never_handed_out_twice_across_leaders(pg_url: str) ->
     async with Runtime(pg_url) as rt:
         second = await rt.queue("q").add("x", 2)
     assert second.id == first.id + 1
+
+
+@pytest.mark.parametrize(("fsync", "expected"), [("always", "on"), ("interval", "off")])
+async def test_the_fsync_policy_sets_the_commit_connections_synchronous_commit(
+    pg_url: str, fsync: str, expected: str
+) -> None:
+    async with Runtime(pg_url, fsync=fsync) as rt:
+        await rt.queue("q").add("x", 1)
+        log: Any = rt._journal
+        assert log.waits is True  # acknowledged only once PostgreSQL committed
+        ((setting,),) = await anyio.to_thread.run_sync(
+            lambda: log._conn.execute("SHOW synchronous_commit").fetchall()
+        )
+        assert setting == expected
