@@ -611,6 +611,29 @@ class PostgresChangeLog:
         )
 
 
+#: How far this host's clock may stray from the database's before a leader warns.
+CLOCK_SKEW_WARNING = 1.0
+
+
+def _check_clock(conn: psycopg.Connection[Any], shown: str) -> float:
+    """This host's clock minus the database's (seconds, the round trip's midpoint). The
+    journal's deadlines are this host's wall-clock times: a leader whose clock strays runs
+    delayed jobs early or late after a takeover, so it says so."""
+    before = time.time()
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    after = time.time()
+    skew = 0.0 if row is None else (before + after) / 2 - float(row[0])
+    if abs(skew) > CLOCK_SKEW_WARNING:
+        log.warning(
+            "journal %s: this host's clock is %+.1f s off the database's; delayed jobs and "
+            "lock expiries journaled by other hosts will run that much early or late here "
+            "(synchronise the clocks, NTP)",
+            shown,
+            skew,
+        )
+    return skew
+
+
 def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -666,6 +689,7 @@ def open_pg_changelog(
         if fsync != "always":
             conn.execute("SET synchronous_commit = off")
         log.info("journal %s: leading at epoch %d as %s", options.shown, epoch, holder)
+        _check_clock(conn, options.shown)
         return PostgresChangeLog(
             options,
             conn,

@@ -5,6 +5,7 @@ that die, stop and take over are in tests/test_pg_takeover.py."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import anyio
@@ -180,3 +181,19 @@ async def test_the_fsync_policy_sets_the_commit_connections_synchronous_commit(
             lambda: log._conn.execute("SHOW synchronous_commit").fetchall()
         )
         assert setting == expected
+
+
+def test_a_leader_whose_clock_strays_from_the_database_says_so(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 30.0)
+    with caplog.at_level("WARNING", logger="actorq.journal"):
+        log = open_pg_changelog(pg_url)
+        log.close()
+    assert any("+30.0 s off the database's" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(time, "time", real)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="actorq.journal"):
+        open_pg_changelog(pg_url).close()
+    assert not [r for r in caplog.records if "off the database" in r.getMessage()]
