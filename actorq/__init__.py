@@ -13,6 +13,7 @@ from ._core.events import (
     JobAdded,
     JobCancelled,
     JobCompleted,
+    JobDeduplicated,
     JobDelayed,
     JobEvent,
     JobFailed,
@@ -29,6 +30,7 @@ from ._core.events import (
 )
 from ._exceptions import (
     ActorqError,
+    ConnectionLostError,
     DelayedError,
     IllegalTransitionError,
     InvalidDependencyError,
@@ -55,6 +57,7 @@ from ._journal import (
 )
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
+from ._remote.client import RemoteRuntime, connect
 from ._runtime import EventStream, Lagged, Runtime
 from ._tasks import Task
 from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
@@ -71,6 +74,7 @@ __all__ = [
     "BulkJob",
     "ChangeLog",
     "Clock",
+    "ConnectionLostError",
     "DelayedError",
     "DependsOn",
     "Event",
@@ -86,6 +90,7 @@ __all__ = [
     "JobCancelled",
     "JobCancelledError",
     "JobCompleted",
+    "JobDeduplicated",
     "JobDelayed",
     "JobEvent",
     "JobFailed",
@@ -117,6 +122,7 @@ __all__ = [
     "QueuePaused",
     "QueueResumed",
     "RateLimitError",
+    "RemoteRuntime",
     "Retention",
     "RetentionOptions",
     "Runtime",
@@ -129,5 +135,6 @@ __all__ = [
     "WaitingChildrenError",
     "Worker",
     "batch_ref",
+    "connect",
     "start_in_background",
 ]

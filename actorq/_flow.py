@@ -14,7 +14,7 @@ from ._options import check_queue_name, job_spec
 from ._relations import FlowJob
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
 
 #: Options a flow's inner nodes cannot take: the tree itself says who is whose parent. The
 #: root may name one (a job outside the flow, e.g. the running job that adds it: BullMQ's
@@ -37,7 +37,7 @@ class FlowProducer:
     parent starts in `waiting-children` and runs once its children have finished.
     """
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: RuntimeAPI) -> None:
         self._rt = rt
 
     async def add(self, tree: FlowJob) -> JobNode:

@@ -25,7 +25,7 @@ from ._options import absolute_time, positive, unicode
 from ._typing import DataT, ResultT
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
     from ._worker import Worker
 
 
@@ -47,7 +47,7 @@ class Job(Generic[DataT, ResultT]):
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: RuntimeAPI,
         rec: JobRecord,
         token: str | None = None,
         worker: Worker | None = None,
@@ -82,6 +82,11 @@ class Job(Generic[DataT, ResultT]):
     def scheduler_id(self) -> str | None:
         """The job scheduler that produced this job, or None."""
         return self._rec.scheduler_id
+
+    @property
+    def deduplication_id(self) -> str | None:
+        """The ``deduplication`` id the job was added with (see docs/deduplication.md)."""
+        return self._rec.deduplication_id
 
     @property
     def data(self) -> DataT:
@@ -273,6 +278,20 @@ class Job(Generic[DataT, ResultT]):
             deps = {**children_view(self._rec), "unmet_job_ids": [], "blocking_job_ids": []}
         deps["processed"] = {k: decode(v) for k, v in deps["processed"].items()}
         return deps
+
+    async def get_dependents(self) -> dict[str, Any]:
+        """The jobs that depend on this one (the other way from `get_dependencies`).
+
+        ``job_ids``: every job listing this one in ``depends_on=DependsOn(job_ids=...)``,
+        whatever its state; ``blocked_job_ids``: those of them still blocked until this job
+        completes; ``barriers``: the tag-drain barriers this unfinished job holds (its tags
+        are a superset of theirs), each as ``{"tags": [...], "waiting_job_ids": [...]}``
+        with the blocked jobs waiting for it to drain. Read from the runtime's relation
+        index: the cost is the number of dependents, not of jobs. A job removed since still
+        answers with the jobs that listed it.
+        """
+        dependents: dict[str, Any] = await self._rt._send(c.GetDependents(self.id))
+        return dependents
 
     async def get_dependencies_count(self) -> dict[str, int]:
         """How many children are processed, pending, failed and ignored."""

@@ -32,6 +32,11 @@ gives the dict.
 
 Schema version 3 adds job schedulers' records (see `actorq._journal_schedulers`).
 
+Schema version 4 adds deduplication keys: ``["dedup", queue, key, job id, expires_at, row]``
+(``row``: null, or in a snapshot the fields of a removed job a throttle key still names, as an
+``add`` record writes them) and ``["dedup-del", queue, key]``. A batch holding either is
+written as version 4, so an older actorq refuses it by name; any other is written as before.
+
 Fields a newer or older `JobRecord` does not know are dropped when decoding (a removed
 field), and missing ones take their defaults (an added field), so a journal written before a
 field was added still replays.
@@ -70,10 +75,13 @@ __all__ = [
 ]
 
 #: The newest batch schema this actorq reads and writes (see the module docstring).
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: The version of a batch holding a ``jobs`` item and no scheduler record.
 _JOBS_VERSION: Final = 2
+#: The version of a batch holding a scheduler record and no deduplication record.
+_SCHEDULERS_VERSION: Final = 3
 _SCHEDULER_KINDS: Final = ("scheduler", "scheduler-del")
+_DEDUP_KINDS: Final = ("dedup", "dedup-del")
 
 
 _MISSING: Final = object()
@@ -190,6 +198,8 @@ def _encodable(change: Change) -> Any:
         return ("add", _encode_add(add_fields(change)))
     if kind == "scheduler":
         return ("scheduler", change[1], change[2], _scheduler_out(change[3]))
+    if kind == "dedup" and change[5] is not None:
+        return (*change[:5], _encode_add(add_fields(("add", change[5]))))
     if kind == "child":
         payload = change[4]
         boxed_child = {"j": orjson.Fragment(payload)} if type(payload) is bytes else {"p": payload}
@@ -243,15 +253,18 @@ def encode_batch(changes: list[Change]) -> bytes:
     """One batch of change records as one frame payload (version 1 unless it holds a run of
     adds, which goes as columns: version 2)."""
     items, jobs = _items(changes, JOBS_MIN_RUN)
-    version = _JOBS_VERSION if jobs else 1
-    if _has_scheduler(changes):
-        version = SCHEMA_VERSION
+    version = _version(changes, _JOBS_VERSION if jobs else 1)
     return orjson.dumps({"v": version, "c": items}, _default)
 
 
-def _has_scheduler(changes: list[Change]) -> bool:
+def _version(changes: list[Change], least: int) -> int:
+    """The oldest schema that can hold `changes` (`least` for their jobs)."""
     kinds = set(map(_kind, changes))
-    return not kinds.isdisjoint(_SCHEDULER_KINDS)
+    if not kinds.isdisjoint(_DEDUP_KINDS):
+        return SCHEMA_VERSION
+    if not kinds.isdisjoint(_SCHEDULER_KINDS):
+        return _SCHEDULERS_VERSION
+    return least
 
 
 # ---------------------------------------------------------------------- decoding
@@ -342,8 +355,11 @@ def decode_change(raw: list[Any]) -> Change:
         return ("set", raw[1], _decode_fields(raw[2]))
     if kind == "add":
         return ("add", _decode_fields(raw[1]))
-    if kind in ("del", "queue", "rng", "meta", "snapshot", "scheduler-del"):
+    if kind in ("del", "queue", "rng", "meta", "snapshot", "scheduler-del", "dedup-del"):
         return tuple(raw)
+    if kind == "dedup":
+        row = raw[5]
+        return (*raw[:5], None if row is None else _decode_fields(row))
     if kind == "scheduler":
         return ("scheduler", raw[1], raw[2], _scheduler_in(raw[3]))
     if kind == "child":
@@ -362,7 +378,7 @@ def decode_batch(payload: bytes) -> list[Change]:
     if type(doc) is not dict or "v" not in doc:
         raise PayloadError("payload is not an actorq batch (no schema version)")
     version = doc["v"]
-    if version not in (1, _JOBS_VERSION, SCHEMA_VERSION):
+    if version not in (1, _JOBS_VERSION, _SCHEDULERS_VERSION, SCHEMA_VERSION):
         if isinstance(version, int) and version > SCHEMA_VERSION:
             raise PayloadError(
                 f"batch schema version {version} was written by a newer actorq "
@@ -522,8 +538,7 @@ def _jobs_item(fields: list[Any]) -> list[Any] | None:
 
 def _encode_snapshot_chunk(changes: list[Change]) -> bytes:
     items, _ = _items(changes, 1)
-    version = SCHEMA_VERSION if _has_scheduler(changes) else _JOBS_VERSION
-    return orjson.dumps({"v": version, "c": items}, _default)
+    return orjson.dumps({"v": _version(changes, _JOBS_VERSION), "c": items}, _default)
 
 
 def encode_snapshot(changes: list[Change]) -> bytes:
@@ -680,6 +695,8 @@ def human_change(change: Change) -> list[Any]:
     if kind == "scheduler":  # as plain JSON values: the template's data decoded
         fields = orjson.loads(orjson.dumps(_scheduler_out(change[3]), _default))
         return ["scheduler", change[1], change[2], fields]
+    if kind == "dedup" and change[5] is not None:  # a removed job's record, as plain values
+        return [*change[:5], human_fields(add_fields(("add", change[5])))]
     if kind == "child":  # a child's value (JSON bytes) or its failure reason (a string)
         payload = change[4]
         return [*change[:4], orjson.loads(payload) if type(payload) is bytes else payload]

@@ -16,7 +16,15 @@ import attrs
 import orjson
 
 from ._codec import encode
-from ._core.records import KEEP_ALL, REMOVE_AT_ONCE, Backoff, JobSpec, Retention
+from ._core.records import (
+    KEEP_ALL,
+    MAX_WAIT,
+    REMOVE_AT_ONCE,
+    Backoff,
+    Deduplication,
+    JobSpec,
+    Retention,
+)
 from ._exceptions import InvalidDependencyError, InvalidOptionError
 from ._relations import BatchRef, DependsOn
 
@@ -50,7 +58,9 @@ JOB_OPTIONS: Final = (
     "ignore_dependency_on_failure",
     "remove_dependency_on_failure",
     "continue_parent_on_failure",
+    "deduplication",
 )
+_DEDUP_KEYS: Final = ("id", "ttl", "extend", "replace")
 _CHILD_POLICIES: Final = (
     ("ignore_dependency_on_failure", "ignore"),
     ("remove_dependency_on_failure", "remove"),
@@ -225,6 +235,39 @@ def depends_on(
     return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(refs)), barrier
 
 
+def deduplication(value: object, where: str, delayed: bool) -> Deduplication | None:
+    """BullMQ's ``deduplication={"id": key, "ttl": s, "extend": b, "replace": b}``."""
+    if value is None:
+        return None
+    field = f"{where}deduplication"
+    if not isinstance(value, Mapping):
+        raise InvalidOptionError(field, value, 'must be {"id": key, "ttl": seconds, ...}')
+    for key in value:
+        if key not in _DEDUP_KEYS:
+            raise unknown_option(f"{field}.{key}", value[key], _DEDUP_KEYS)
+    key = text(f"{field}.id", value.get("id"))
+    ttl = value.get("ttl")
+    if ttl is not None:
+        ttl = _number(f"{field}.ttl", ttl, positive=True)
+        if ttl > MAX_WAIT:
+            raise InvalidOptionError(f"{field}.ttl", ttl, f"must be at most {MAX_WAIT:g} seconds")
+    flags = {}
+    for name in ("extend", "replace"):
+        flag = value.get(name, False)
+        if not isinstance(flag, bool):
+            raise InvalidOptionError(f"{field}.{name}", flag, "must be True or False")
+        flags[name] = flag
+    if flags["extend"] and ttl is None:
+        raise InvalidOptionError(
+            f"{field}.extend", True, "extends the ttl: give deduplication.ttl too"
+        )
+    if flags["replace"] and not delayed:
+        raise InvalidOptionError(
+            f"{field}.replace", True, "replaces a job still delayed: give the job a delay"
+        )
+    return Deduplication(key, ttl, flags["extend"], flags["replace"])
+
+
 def parent_id(value: object, where: str) -> int | None:
     if value is None:
         return None
@@ -290,6 +333,7 @@ def job_spec(
         depends_on_batch_refs=dep_refs,
         depends_on_tags=barrier,
         on_child_failure=child_failure_policy(options, where),
+        deduplication=deduplication(get("deduplication"), where, bool(delay) or run_at is not None),
     )
 
 

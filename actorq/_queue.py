@@ -19,12 +19,13 @@ from ._options import (
     job_spec,
     non_negative,
     plain_spec,
+    text,
 )
 from ._schedule import scheduler_record
 from ._typing import BulkJob, DataT, JobOptions, ResultT, StateName
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
     from ._worker import Worker
 
 _TAG_MODES = ("all", "any", "none", "exact")
@@ -65,7 +66,7 @@ class Queue(Generic[DataT, ResultT]):
 
     __slots__ = ("_rt", "name")
 
-    def __init__(self, rt: Runtime, name: str) -> None:
+    def __init__(self, rt: RuntimeAPI, name: str) -> None:
         self._rt = rt
         self.name = name
 
@@ -157,21 +158,32 @@ class Queue(Generic[DataT, ResultT]):
         limit: int = 50,
         name: str | None = None,
         tag: str | None = None,
+        sort: Literal["id", "-id"] | None = None,
     ) -> tuple[list[Job[DataT, ResultT]], int | None]:
         """One page of the jobs in `state`, and the cursor of the next page (None at the end).
 
         Waiting jobs come in the order they will run, completed and failed ones newest
-        finished first, the others newest first. Pass the cursor back for the next page. A
-        page reads a bounded part of the state's index however many jobs the queue holds, so
-        with a `name` or `tag` filter it may come back short (even empty) with a cursor to
+        finished first, the others newest first; ``sort="id"`` gives any state oldest added
+        first (ids ascending) and ``sort="-id"`` newest added first. Pass the cursor back
+        (with the same `sort`) for the next page: each job that stays in the state comes
+        exactly once. A page reads a bounded part of the state's index (or of the ids)
+        however many jobs the queue holds, so with a `name` or `tag` filter, or among jobs
+        of other queues and states, it may come back short (even empty) with a cursor to
         read on.
         """
         [job_state] = _states(state) or []
         limit = count("limit", limit, 1, 10_000)
         if cursor is not None:
             cursor = count("cursor", cursor, 0)
+        if sort not in (None, "id", "-id"):
+            raise InvalidOptionError(
+                "sort",
+                sort,
+                "must be 'id' (oldest added first), '-id' (newest added first) or None",
+            )
         rt = self._rt
-        recs, after = await rt._send(c.GetPage(self.name, job_state, cursor, limit, name, tag))
+        page = c.GetPage(self.name, job_state, cursor, limit, name, tag, sort=sort)
+        recs, after = await rt._send(page)
         return [Job(rt, rec) for rec in recs], after
 
     async def is_paused(self) -> bool:
@@ -204,6 +216,20 @@ class Queue(Generic[DataT, ResultT]):
         """Seconds until the queue's rate limit lets a job start again (0: it does now)."""
         ttl: float = await self._rt._send(c.GetRateLimitTtl(self.name))
         return ttl
+
+    async def get_deduplication_job_id(self, key: str) -> int | None:
+        """The id of the job the deduplication key `key` names while it is set, or None
+        (see docs/deduplication.md)."""
+        text("key", key)
+        job_id: int | None = await self._rt._send(c.GetDeduplicationJobId(self.name, key))
+        return job_id
+
+    async def remove_deduplication_key(self, key: str) -> bool:
+        """Unset the deduplication key `key`: the next add with it makes a job. Whether it
+        was set."""
+        text("key", key)
+        removed: bool = await self._rt._send(c.RemoveDeduplicationKey(self.name, key))
+        return removed
 
     async def pause(self) -> None:
         """Stop dispatching this queue's jobs; they stay waiting. Running jobs finish."""

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import itertools
 import logging
 import math
 import os
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.lowlevel
@@ -24,23 +24,19 @@ from ._actors.messages import Request
 from ._actors.scheduler import Scheduler
 from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
 from ._actors.worker import WorkerActor
+from ._api import CLOSED, CLOSING, NEW, RUNNING, RuntimeAPI
 from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
-from ._job import Job
 from ._options import (
-    MAX_CONCURRENCY,
-    check_processor,
-    check_queue_name,
     count,
     positive,
-    rate_limiter,
-    text,
 )
-from ._queue import Queue
+from ._remote.address import bound as bound_address
+from ._remote.address import is_loopback
+from ._remote.address import listen as open_listener
+from ._remote.address import parse as parse_address
 from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
-from ._tasks import Task, dispatcher, is_registry
-from ._typing import DataT, ResultT
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -50,13 +46,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("actorq")
 log.addHandler(logging.NullHandler())
 
-_NEW, _RUNNING, _CLOSING, _CLOSED = "new", "running", "closing", "closed"
+_NEW, _RUNNING, _CLOSING, _CLOSED = NEW, RUNNING, CLOSING, CLOSED
 
 #: The runtime whose own tasks (loop, workers, processors) the current task is one of.
 _within: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("_within", default=None)
 
 
-class Runtime:
+class Runtime(RuntimeAPI):
     """An in-process job-queue runtime. Use it as ``async with Runtime() as rt:``.
 
     ``path`` makes it durable: every acknowledged change is journaled in that folder under
@@ -84,12 +80,15 @@ class Runtime:
         seed: int = 0,
         shutdown_timeout: float = 10.0,
         telemetry: bool | Telemetry | None = None,
+        listen: str | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InvalidOptionError("seed", seed, "must be an integer")
-        self.clock: Clock = clock or SystemClock()
+        super().__init__(clock or SystemClock())
         self.shutdown_timeout = positive("shutdown_timeout", shutdown_timeout)
         if path is not None and journal is not None:
             raise InvalidOptionError("journal", journal, "give path= or journal=, not both")
@@ -103,17 +102,24 @@ class Runtime:
                     "telemetry", telemetry, "must be None (auto), True, False or a Telemetry"
                 )
         self._telemetry_option = telemetry
+        self._listen = None if listen is None else parse_address("listen", listen)
+        if token is not None and (not isinstance(token, str) or len(token) < 16):
+            raise InvalidOptionError("token", "…", "must be a string of at least 16 characters")
+        if self._listen is not None and token is None and not is_loopback(self._listen):
+            raise InvalidOptionError(
+                "token", None, f"is required to listen on {listen!r}, beyond this machine"
+            )
+        self._host_token = token
+        self._ssl = ssl_context
+        #: Where clients connect (`actorq.connect`) while it listens; None when it does not.
+        self.address: str | None = None
         #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
         self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
         self.fsync = fsync
         self._journal: ChangeLog = journal if journal is not None else NullChangeLog()
         self._seed = seed
-        self._state = _NEW
         self._vclock = self.clock if isinstance(self.clock, VirtualClock) else None
-        self._queues: dict[str, Queue[Any, Any]] = {}
-        self._workers: dict[str, Worker[Any, Any]] = {}
-        self._tokens = itertools.count(1)
         self._core = CoreState(seed=seed)
         self._engine: Engine | None = None
         self._sched: Scheduler | None = None
@@ -176,6 +182,8 @@ class Runtime:
                 self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+        if self._listen is not None:
+            await self._serve(self._listen)
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
@@ -227,6 +235,20 @@ class Runtime:
 
         self._host = (loop.create_task(host(), name="actorq runtime"), stop)
         await entered
+
+    async def _serve(self, where: tuple[str, int] | str) -> None:
+        """Listen for clients in other processes (see `actorq._remote.host`)."""
+        from ._remote.host import Host  # noqa: PLC0415 - only a listening runtime needs it
+
+        try:
+            listener = await open_listener(where, self._ssl)
+        except BaseException:
+            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
+            await self._stack.aclose()
+            raise
+        self._stack.push_async_callback(listener.aclose)
+        self.address = bound_address(listener, where)
+        self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
 
     async def _exit(
         self,
@@ -370,140 +392,18 @@ class Runtime:
 
     # ------------------------------------------------------------------ handles
 
-    def queue(self, name: str) -> Queue[Any, Any]:
-        """The queue called `name` (created on first use)."""
-        q = self._queues.get(name)
-        if q is None:
-            q = self._queues[check_queue_name(name)] = Queue(self, name)
-        return q
-
-    @overload
-    def worker(
+    def _start_processor(
         self,
-        queue: str | Queue[DataT, ResultT],
-        processor: None = None,
-        *,
-        concurrency: int = 1,
-        run_in_thread: Literal[False] = False,
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[DataT, ResultT]: ...
-
-    @overload
-    def worker(
-        self,
-        queue: str | Queue[DataT, ResultT],
-        processor: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
-        *,
-        concurrency: int = 1,
-        run_in_thread: Literal[False] = False,
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[DataT, ResultT]: ...
-
-    @overload
-    def worker(
-        self,
-        queue: str | Queue[DataT, ResultT],
-        processor: Callable[[Job[DataT, ResultT]], ResultT],
-        *,
-        concurrency: int = 1,
-        run_in_thread: Literal[True],
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[DataT, ResultT]: ...
-
-    @overload
-    def worker(
-        self,
-        queue: str | Queue[Any, Any],
-        processor: Mapping[str, Callable[[Job[Any, Any]], Awaitable[Any]]]
-        | Iterable[Task[Any, Any]],
-        *,
-        concurrency: int = 1,
-        run_in_thread: Literal[False] = False,
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[Any, Any]: ...
-
-    @overload
-    def worker(
-        self,
-        queue: str | Queue[Any, Any],
-        processor: Mapping[str, Callable[[Job[Any, Any]], Any]],
-        *,
-        concurrency: int = 1,
-        run_in_thread: Literal[True],
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[Any, Any]: ...
-
-    def worker(
-        self,
-        queue: str | Queue[Any, Any],
-        processor: Callable[..., Any]
-        | Mapping[str, Callable[..., Any]]
-        | Iterable[Task[Any, Any]]
-        | None = None,
-        *,
-        concurrency: int = 1,
-        run_in_thread: bool = False,
-        lock_duration: float = 30.0,
-        stalled_interval: float = 30.0,
-        max_stalled_count: int = 1,
-        limiter: Mapping[str, Any] | None = None,
-    ) -> Worker[Any, Any]:
-        """Start a worker running `processor` (an async function of a `Job`) on `queue`.
-
-        ``concurrency`` jobs run at once (at most 10,000). With ``run_in_thread=True`` the
-        processor is a plain function run in a worker thread. What it returns
-        (JSON-encodable) becomes the job's return value; what it raises fails the attempt.
-        ``processor`` may instead be a table of processors by job name, ``{"send": send,
-        "report": report}`` or a list of `Task` (see `task`): each job runs its name's, and a
-        job whose name is not in the table fails for good (`UnrecoverableError`).
-        Without a processor the worker is manual (see `Worker.get_next_job`): its jobs are
-        locked for ``lock_duration`` seconds, and stall when a lock expires. A stall is
-        detected the moment the lock expires (a sorted index, not a periodic scan), so
-        ``stalled_interval`` is accepted for BullMQ compatibility and never delays detection.
-        ``limiter={"max": n, "duration": seconds}`` (BullMQ's) starts at most ``n`` of the
-        queue's jobs per ``duration`` seconds, across all its workers and restarts: the
-        limit is the queue's (the last worker to set one sets it).
-        """
-        self._check_running()
-        name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
-        lock_duration = positive("lock_duration", lock_duration)
-        stalled_interval = positive("stalled_interval", stalled_interval)
-        max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
-        limit = None if limiter is None else rate_limiter(limiter)
-        token = f"worker-{next(self._tokens)}"
-        if limit is not None:
-            self._notify(c.SetLimiter(name, *limit))
-        if processor is None:
-            if run_in_thread:
-                raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")
-            handle = Worker(
-                self, None, name, 0, lock_duration, stalled_interval, max_stalled_count, token
-            )
-            self._workers[token] = handle
-            return handle
-        call = (
-            dispatcher(processor, name, run_in_thread)
-            if is_registry(processor)
-            else check_processor(processor, run_in_thread)
-        )
+        token: str,
+        queue: str,
+        call: Callable[[Any], Any],
+        concurrency: int,
+        run_in_thread: bool,
+        lock_duration: float,
+        max_stalled_count: int,
+    ) -> WorkerActor:
         if self._telemetry is not None:
-            call = self._telemetry.wrap(call, name, run_in_thread)
-        concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
+            call = self._telemetry.wrap(call, queue, run_in_thread)
         engine = self._engine
         assert engine is not None
         inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
@@ -519,61 +419,14 @@ class Runtime:
             inbox_tx=inbox_tx,
             engine=engine,
         )
-        slot = WorkerSlot(token, name, concurrency, inbox_tx, actor.abort, max_stalled_count)
+        slot = WorkerSlot(token, queue, concurrency, inbox_tx, actor.abort, max_stalled_count)
         self._tg.start_soon(self._own, actor.run)
         self._notify(c.RegisterWorker(slot))
-        handle = Worker(
-            self,
-            actor,
-            name,
-            concurrency,
-            lock_duration,
-            stalled_interval,
-            max_stalled_count,
-            token,
-        )
-        self._workers[token] = handle
-        return handle
+        return actor
 
-    def _workers_of(self, queue: str) -> list[Worker[Any, Any]]:
-        return [w for w in self._workers.values() if w.queue == queue]
-
-    def task(
-        self, queue: str | Queue[Any, Any], *, name: str | None = None
-    ) -> Callable[[Callable[[Job[DataT, ResultT]], Awaitable[ResultT]]], Task[DataT, ResultT]]:
-        """Decorator: register an async function as the processor of the jobs called `name`
-        (default: the function's name) on `queue`, as a `Task`.
-
-        ``await send.add(data, **options)`` then adds such a job, typed from the function's
-        annotations; ``rt.worker(queue, [send, report])`` runs the tasks of a queue. It may be
-        used before the runtime starts (``rt = Runtime(...)`` at module level).
-        """
-        queue_name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
-        if name is not None:
-            text("name", name, "a job name must be a non-empty string")
-
-        def register(
-            fn: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
-        ) -> Task[DataT, ResultT]:
-            check_processor(fn, False)
-            job_name = name if name is not None else getattr(fn, "__name__", None)
-            return Task(self, fn, queue_name, text("name", job_name))
-
-        return register
-
-    async def _close_worker(self, worker: Worker[Any, Any]) -> None:
-        if self._state == _CLOSED:
-            return
-        self._workers.pop(worker.token, None)
-        if worker._actor is None:
-            if worker._tokens:
-                await self._send(c.CloseManual(frozenset(worker._tokens)))
-            return
+    async def _close_runner(self, worker: Worker[Any, Any]) -> None:
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
-
-    def _job_for_worker(self, rec: JobRecord, token: str) -> Job[Any, Any]:
-        return Job(self, rec, token, None, True)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
         """Subscribe to lifecycle events: every event after this call, in order.
@@ -586,18 +439,7 @@ class Runtime:
         assert self._engine is not None
         return EventStream(self._engine, count("buffer", buffer))
 
-    async def counts(self) -> dict[str, dict[str, int]]:
-        """Counts by state for every queue."""
-        raw = await self._send(c.GetCounts())
-        return {
-            name: {state.value: n for state, n in counts.items()} for name, counts in raw.items()
-        }
-
     # ------------------------------------------------------------------ plumbing
-
-    def _check_running(self) -> None:
-        if self._state != _RUNNING:
-            raise RuntimeClosedError(f"the runtime is {self._state}; use `async with Runtime()`")
 
     def _send(self, command: c.Command) -> Coroutine[Any, Any, Any]:
         """Hand `command` to the engine; awaited, its result once it is durable (or the
@@ -640,7 +482,8 @@ class Runtime:
             raise self._closed_error() from self._crash
         if not req.replied:
             try:
-                done = req.done = anyio.Event()
+                done = anyio.Event()
+                req.done = done
                 await done.wait()
             except BaseException:
                 if not req.replied:
@@ -677,13 +520,6 @@ class Runtime:
         notebook's HTML display, `repr`). While a batch is being committed it may show that
         batch's effects a moment before they are durable."""
         return self._core.handle(query, self.clock.now())
-
-    async def wait(self, jobs: Iterable[Job[Any, Any]], progress: bool = False) -> list[Any]:
-        """Wait for every job to finish; their return values in order. With `progress`, a
-        progress bar (tqdm.auto when installed, plain lines otherwise)."""
-        from ._display import wait_for  # noqa: PLC0415 - display code loads on first use
-
-        return await wait_for(jobs, progress)
 
     def _repr_html_(self) -> str:
         from ._display import runtime_html  # noqa: PLC0415 - display code loads on first use

@@ -22,7 +22,15 @@ from ._options import count, job_spec
 #: Options of `add` that make no sense in a template: the scheduler sets the run time, and
 #: a job it produces is no one's child and waits on nothing.
 _NOT_IN_TEMPLATE = frozenset(
-    {"delay", "run_at", "parent", "depends_on", "idempotency_key", "scheduler_id"}
+    {
+        "delay",
+        "run_at",
+        "parent",
+        "depends_on",
+        "idempotency_key",
+        "scheduler_id",
+        "deduplication",
+    }
     | {
         "fail_parent_on_failure",
         "ignore_dependency_on_failure",

@@ -21,9 +21,9 @@ from ._options import check_processor, text
 from ._typing import DataT, JobOptions, ResultT
 
 if TYPE_CHECKING:
+    from ._api import RuntimeAPI
     from ._job import Job
     from ._queue import Queue
-    from ._runtime import Runtime
 
 
 class Task(Generic[DataT, ResultT]):
@@ -38,7 +38,7 @@ class Task(Generic[DataT, ResultT]):
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: RuntimeAPI,
         fn: Callable[[Job[DataT, ResultT]], Awaitable[ResultT]],
         queue: str,
         name: str,

@@ -58,6 +58,16 @@ class RetentionOptions(TypedDict, total=False):
 RetentionLike: TypeAlias = "bool | int | RetentionOptions | Retention | None"
 
 
+class DeduplicationOptions(TypedDict, total=False):
+    """``deduplication={"id": key, "ttl": seconds, "extend": bool, "replace": bool}``: see
+    docs/deduplication.md."""
+
+    id: Required[str]
+    ttl: float | None
+    extend: bool
+    replace: bool
+
+
 class JobOptions(TypedDict, total=False):
     """The options of `Queue.add` (and of each item of `Queue.add_bulk`); see `Queue.add`.
 
@@ -82,6 +92,7 @@ class JobOptions(TypedDict, total=False):
     ignore_dependency_on_failure: bool | None
     remove_dependency_on_failure: bool | None
     continue_parent_on_failure: bool | None
+    deduplication: DeduplicationOptions | None
 
 
 class BulkJob(JobOptions, total=False):
@@ -99,6 +110,7 @@ SyncProcessor: TypeAlias = "Callable[[Job[DataT, ResultT]], ResultT]"
 __all__ = [
     "BulkJob",
     "DataT",
+    "DeduplicationOptions",
     "JobOptions",
     "Processor",
     "ResultT",

@@ -11,7 +11,7 @@ from ._options import non_negative
 from ._typing import DataT, ResultT
 
 if TYPE_CHECKING:
-    from ._runtime import Runtime
+    from ._api import RuntimeAPI
 
 
 class Worker(Generic[DataT, ResultT]):
@@ -41,7 +41,7 @@ class Worker(Generic[DataT, ResultT]):
 
     def __init__(
         self,
-        rt: Runtime,
+        rt: RuntimeAPI,
         actor: Any,  # the runtime's worker actor (None: manual); the handle only closes it
         queue: str,
         concurrency: int,

@@ -1,5 +1,5 @@
 """A small world of queues for the dashboard's tests: every state a page shows, a flow, a
-dependency chain, a paused queue and a hostile job name."""
+dependency chain, a tag barrier, a paused queue and a hostile job name."""
 
 from __future__ import annotations
 
@@ -50,6 +50,9 @@ async def populate(rt: Runtime) -> dict[str, int]:
     extract = await etl.add("extract")
     transform = await etl.add("transform", depends_on=DependsOn(job_ids=[extract.id]))
     load = await etl.add("load", depends_on=DependsOn(job_ids=[transform.id]))
+    imports = rt.queue("imports")
+    holder = await imports.add("import", {"file": "eu.csv"}, tags=["import"])
+    summary = await imports.add("summary", depends_on=DependsOn(tags=["import"]))
 
     hostile = await rt.queue("web").add(XSS, {"html": "<img src=x onerror=alert(2)>"})
     db = rt.queue("db")
@@ -64,6 +67,8 @@ async def populate(rt: Runtime) -> dict[str, int]:
         "extract": extract.id,
         "transform": transform.id,
         "load": load.id,
+        "holder": holder.id,
+        "summary": summary.id,
         "xss": hostile.id,
     }
     return out
@@ -75,6 +80,7 @@ EXPECTED = {
     "images": {"failed": 1},
     "reports": {"waiting-children": 1, "waiting": 2},
     "etl": {"waiting": 1, "blocked": 2},
+    "imports": {"waiting": 1, "blocked": 1},
     "web": {"waiting": 1},
     "db": {"waiting": 1},
 }

@@ -33,7 +33,7 @@ from actorq._journal import (
     JournalLockedError,
     open_changelog,
 )
-from actorq._journal_codec import PayloadError, decode_batch, encode_batch
+from actorq._journal_codec import SCHEMA_VERSION, PayloadError, decode_batch, encode_batch
 from actorq._runtime import Runtime
 
 
@@ -301,7 +301,7 @@ def test_unknown_fields_are_dropped_and_newer_versions_refused() -> None:
     assert add[1]["data"] == b"null"
     assert set_ == ("set", 1, {"priority": 2})
     with pytest.raises(PayloadError, match="newer actorq"):
-        decode_batch(b'{"v": 4, "c": []}')
+        decode_batch(orjson.dumps({"v": SCHEMA_VERSION + 1, "c": []}))
 
 
 def test_a_parents_children_survive_the_codec() -> None:

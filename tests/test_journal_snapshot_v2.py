@@ -180,7 +180,7 @@ def test_columns_added_or_removed_since_are_defaulted_or_dropped() -> None:
 
 def test_malformed_or_newer_v2_chunks_are_refused() -> None:
     with pytest.raises(PayloadError, match="newer actorq"):
-        list(decode_snapshot(_chunk({"v": 4, "c": []})))
+        list(decode_snapshot(_chunk({"v": 99, "c": []})))
     with pytest.raises(PayloadError, match="does not hold 2 values"):
         list(decode_snapshot(_chunk({"v": 2, "c": [["jobs", 2, {"id": [1]}]]})))
     with pytest.raises(PayloadError, match="runs past the end"):

@@ -89,17 +89,53 @@ async def test_a_failed_jobs_page_shows_its_reason_and_trace(world: Any) -> None
     assert "ValueError" in page.text.split("id=stacktrace>")[1]
 
 
-async def test_flow_tree_and_dependency_chain_render(world: Any) -> None:
+def _graph(text: str) -> tuple[set[str], set[tuple[str, str]]]:
+    """The nodes (job ids, ``barrier:tags``) and edges of a job page's dependency graph."""
+    found = re.search(r"<svg id=graph.*?</svg>", text, re.S)
+    assert found is not None, "no dependency graph on the page"
+    svg = found.group(0)
+    nodes = set(re.findall(r'<g class="node[^"]*" data-job="(\d+)"', svg))
+    nodes |= {f"barrier:{t}" for t in re.findall(r'<g class=barrier data-tags="([^"]+)"', svg)}
+    edges = set(re.findall(r'class=edge data-from="([^"]+)" data-to="([^"]+)"', svg))
+    return nodes, edges
+
+
+async def test_flow_tree_and_dependency_graph_render(world: Any) -> None:
     rt, ids = world
     async with _client(dashboard(rt)) as client:
         child = await client.get(f"/jobs/{ids['flow_child']}")
         load = await client.get(f"/jobs/{ids['load']}")
+        extract = await client.get(f"/jobs/{ids['extract']}")
     flow = child.text.split("id=flow>")[1].split("<h2>")[0]
     assert flow.index(f'data-job="{ids["flow_root"]}"') < flow.index("class=here")
     assert flow.count("<li") == 3
-    chain = load.text.split("id=chain>")[1]
-    order = [int(i) for i in re.findall(r'data-job="(\d+)"', chain)[:3]]
-    assert order == [ids["load"], ids["transform"], ids["extract"]]
+    e, t, lo = (str(ids[k]) for k in ("extract", "transform", "load"))
+    assert _graph(load.text) == ({e, t, lo}, {(e, t), (t, lo)})
+    assert 'class="node here" data-job="' + lo + '"' in load.text
+    # from the other end: its dependents, and theirs
+    assert _graph(extract.text) == ({e, t, lo}, {(e, t), (t, lo)})
+    assert f'<dd id=dependents><a href="/jobs/{t}">#{t}</a></dd>' in extract.text
+    assert f'<dd id=blocked-on-it><a href="/jobs/{t}">#{t}</a></dd>' in extract.text
+
+
+async def test_a_tag_barrier_shows_on_both_sides(world: Any) -> None:
+    rt, ids = world
+    holder, summary = str(ids["holder"]), str(ids["summary"])
+    async with _client(dashboard(rt)) as client:
+        held = await client.get(f"/jobs/{holder}")
+        waiting = await client.get(f"/jobs/{summary}")
+    both = (
+        {holder, summary, "barrier:import"},
+        {(holder, "barrier:import"), ("barrier:import", summary)},
+    )
+    assert _graph(held.text) == both
+    assert _graph(waiting.text) == both
+    assert "[import] holds back" in held.text.split("id=holds>")[1].split("</dd>")[0]
+    assert f'<a href="/jobs/{summary}">#{summary}</a>' in held.text.split("id=holds>")[1]
+    alone = await rt.queue("web").add("alone")
+    async with _client(dashboard(rt)) as client:
+        page = await client.get(f"/jobs/{alone.id}")
+    assert "<svg id=graph" not in page.text  # no relation, no graph
 
 
 async def test_untrusted_strings_are_escaped_everywhere(world: Any) -> None:
@@ -210,6 +246,73 @@ async def test_queue_pages_page_with_a_cursor_and_search_by_id(world: Any) -> No
         assert (await client.get("/queues/bulk", params={"state": "nope"})).status_code == 400
 
 
+async def _follow(client: Any, url: str | None) -> list[int]:
+    """Every job row of a queue's pages, following `next page` links from `url`."""
+    seen: list[int] = []
+    while url is not None:
+        text = (await client.get(url)).text
+        seen += [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]
+        found = re.search(r'<a id=next href="([^"]+)"', text)
+        url = None if found is None else found.group(1).replace("&amp;", "&")
+    return seen
+
+
+async def test_a_queue_page_sorts_by_id_both_ways_across_pages(world: Any) -> None:
+    rt, _ids = world
+    q = rt.queue("bulk")
+    added = await q.add_bulk([{"name": "n", "priority": i % 3} for i in range(120)])
+    ids = [j.id for j in added]
+    async with _client(dashboard(rt)) as client:
+        run_order = await _follow(client, "/queues/bulk?state=waiting")
+        oldest = await _follow(client, "/queues/bulk?state=waiting&sort=id")
+        newest = await _follow(client, "/queues/bulk?state=waiting&sort=-id")
+        page = (await client.get("/queues/bulk?state=waiting&sort=id")).text
+        bad = await client.get("/queues/bulk?sort=name")
+    assert sorted(run_order) == ids and run_order != ids  # priorities first
+    assert oldest == ids
+    assert newest == ids[::-1]
+    assert re.search(r'<a class="on" data-sort="id"', page)
+    assert "sort=id" in page.split("<a id=next")[1].split(">")[0]
+    assert bad.status_code == 400 and "sort" in bad.text
+
+
+async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
+    from actorq import VirtualClock  # noqa: PLC0415
+
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("reports")
+        bare = await _queue_text(rt, "reports")
+        await q.set_global_concurrency(3)
+
+        async def run(job: Any) -> None:
+            return None
+
+        worker = rt.worker(q, run, concurrency=4)
+        rt.worker(q)  # a manual one
+        await worker.rate_limit(90)
+        pending = await q.upsert_job_scheduler("hourly", every=3600, template={"name": "tick"})
+        assert pending is not None
+        text = await _queue_text(rt, "reports")
+    assert "<dd id=concurrency>none</dd>" in bare and "not limited now" in bare
+    assert "0 processor workers" in bare and "<table id=schedulers>" not in bare
+    assert "<dd id=concurrency>3 active at most</dd>" in text
+    assert "<dd id=rate-limit>limited: starts again in 90.0 s</dd>" in text
+    assert "<dd id=workers>1 processor worker (concurrency 4), 1 manual</dd>" in text
+    row = re.search(r'<tr data-scheduler="hourly">(.*?)</tr>', text, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:3] == ["hourly", "every 3600.0 s", "tick"]
+    assert cells[3] == "3600.000 s" and cells[4] == "1"  # its pending job is its first
+    assert f'href="/jobs/{pending.id}"' in cells[5]
+
+
+async def _queue_text(rt: Runtime, name: str) -> str:
+    async with _client(dashboard(rt)) as client:
+        res = await client.get(f"/queues/{name}")
+    assert res.status_code == 200
+    return str(res.text)
+
+
 async def test_mounted_under_a_prefix_links_stay_inside_it(world: Any) -> None:
     from starlette.applications import Starlette  # noqa: PLC0415
 
@@ -275,6 +378,7 @@ async def test_the_event_stream_pushes_fresh_counts(world: Any) -> None:
         await rt.queue("web").add("second")
     counts = [d for kind, d in out if kind == "counts" and d["queue"] == "web"]
     assert counts[-1]["counts"]["waiting"] == 2 and counts[-1]["paused"] is False
+    assert counts[-1]["chart"].startswith("<svg class=chart")  # the page redraws its chart
     assert any(kind == "job" and d["type"] == "JobAdded" for kind, d in out)
 
 

@@ -137,7 +137,7 @@ def test_a_failed_jobs_page_shows_its_reason(served: Served, page: Any) -> None:
     _shot(page, "job.png")
 
 
-def test_a_flows_tree_and_a_dependency_chain_render(served: Served, page: Any) -> None:
+def test_a_flows_tree_and_a_dependency_graph_render(served: Served, page: Any) -> None:
     page.goto(f"{served.url}/rw/jobs/{served.ids['flow_child']}")
     tree = page.locator("#flow")
     assert tree.locator("li").count() == 3
@@ -146,10 +146,24 @@ def test_a_flows_tree_and_a_dependency_chain_render(served: Served, page: Any) -
     page.goto(f"{served.url}/rw/jobs/{served.ids['flow_root']}")
     _shot(page, "flow.png")
     page.goto(f"{served.url}/rw/jobs/{served.ids['load']}")
-    chain = page.locator("#chain li")
-    assert [chain.nth(i).get_attribute("data-job") for i in range(3)] == [
-        str(served.ids[k]) for k in ("load", "transform", "extract")
-    ]
+    graph = page.locator("#graph")
+    chain = [str(served.ids[k]) for k in ("extract", "transform", "load")]
+    nodes = graph.locator("g.node")
+    assert sorted(nodes.nth(i).get_attribute("data-job") for i in range(nodes.count())) == sorted(
+        chain
+    )
+    # laid out left to right in the order they run: each box right of the one before
+    xs = [graph.locator(f'g.node[data-job="{i}"] rect').bounding_box()["x"] for i in chain]
+    assert xs == sorted(xs) and len(set(xs)) == 3
+    assert graph.locator("path.edge").count() == 2
+    assert graph.locator("g.node.here").get_attribute("data-job") == chain[-1]
+    _shot(page, "graph.png")
+    graph.locator(f'g.node[data-job="{chain[0]}"]').click()  # a node links to its job
+    page.wait_for_url(f"**/rw/jobs/{chain[0]}")
+    assert (
+        "transform" in page.locator("#dependents").inner_text()
+        or page.locator("#dependents a").inner_text() == f"#{chain[1]}"
+    )
 
 
 def test_a_hostile_name_renders_as_text(served: Served, page: Any) -> None:

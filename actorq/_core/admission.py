@@ -24,6 +24,7 @@ from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
     from .blocking import BlockingIndex
+    from .dedup import DedupKey
     from .state import Change, QueueState
 
 W, D, WC = JobState.WAITING, JobState.DELAYED, JobState.WAITING_CHILDREN
@@ -40,6 +41,7 @@ class Admission:
     _next_lifo: int
     idempotency: dict[str, int]
     blocking: BlockingIndex
+    dedup: dict[tuple[str, str], DedupKey]
     changes: list[Change] | None
     events: list[ev.Event] | None
 
@@ -47,6 +49,19 @@ class Admission:
 
         def queue(self, name: str) -> QueueState: ...
         def _next_order(self, lifo: bool) -> int: ...
+        def dedup_purge(self, now: float) -> None: ...
+        def dedup_match(self, spec: JobSpec, now: float) -> tuple[int | None, JobRecord | None]: ...
+        def dedup_replaces(self, spec: JobSpec, rec: JobRecord | None) -> bool: ...
+        def dedup_replace(self, spec: JobSpec, job_id: int, now: float) -> float | None: ...
+        def dedup_added(
+            self,
+            spec: JobSpec,
+            rec: JobRecord,
+            replaced: int | None,
+            old_expires: float | None,
+            now: float,
+        ) -> None: ...
+        def dedup_ignored(self, spec: JobSpec, job_id: int, rec: JobRecord, now: float) -> None: ...
         def _insert(self, rec: JobRecord) -> None: ...
         def _set_child(
             self, parent: JobRecord, child_id: int, status: str | None, payload: Any
@@ -70,7 +85,7 @@ class Admission:
         single add is a batch of one; there is no other path.
         """
         n = len(specs)
-        related = keyed = False
+        related = keyed = deduping = False
         last = None
         for spec in specs:  # once per distinct spec in a run
             if spec is last:
@@ -80,6 +95,8 @@ class Admission:
                 related = True
             if spec.idempotency_key is not None:
                 keyed = True
+            if spec.deduplication is not None:
+                keyed = deduping = True
         next_id = self.next_id
         if not related and not keyed:
             # Nothing in the batch refers to anything: every check below is vacuous, ids are
@@ -98,6 +115,7 @@ class Admission:
         ids: list[int] = []
         created: list[bool] = []
         first_with_key: dict[str, int] = {}
+        deduped = _Deduped(self, now) if deduping else None
         for i, spec in enumerate(specs):
             key = spec.idempotency_key
             existing = None
@@ -105,6 +123,9 @@ class Admission:
                 existing = self.idempotency.get(key)
                 if existing is None and key in first_with_key:
                     existing = ids[first_with_key[key]]
+            if existing is None and spec.deduplication is not None:
+                assert deduped is not None
+                existing = deduped.match(i, spec, ids)
             if existing is not None:
                 ids.append(existing)
                 created.append(False)
@@ -114,6 +135,8 @@ class Admission:
             ids.append(next_id)
             created.append(True)
             next_id += 1
+        if deduped is not None:
+            deduped.replace(specs)
         # A flow parent waits only for children this batch creates: a child deduplicated onto
         # an existing job (idempotency key) is that job, not a new child of this parent.
         with_children = {
@@ -125,6 +148,8 @@ class Admission:
         self._new_records(specs, names, datas, now, ids, order, with_children)
         self.next_id = next_id
         jobs = self.jobs
+        if deduped is not None:
+            return deduped.done(specs, ids, created)
         return [(jobs[ids[i]], created[i]) for i in range(n)]
 
     def _new_records(
@@ -372,6 +397,64 @@ class Admission:
         )
 
 
+class _Deduped:
+    """What deduplication decides for one batch: made before anything changes (beyond
+    dropping expired keys), carried out around the creation of the records."""
+
+    __slots__ = ("core", "first", "ignored", "now", "replaced")
+
+    def __init__(self, core: Admission, now: float) -> None:
+        self.core = core
+        self.now = now
+        #: The first job of the batch created with a key, by key.
+        self.first: dict[tuple[str, str], int] = {}
+        #: (batch index, id of the job it duplicates, its record if it exists already).
+        self.ignored: list[tuple[int, int, JobRecord | None]] = []
+        #: Batch index -> (id of the delayed job it replaces, that key's expiry).
+        self.replaced: dict[int, tuple[int, float | None]] = {}
+        core.dedup_purge(now)
+
+    def match(self, i: int, spec: JobSpec, ids: list[int]) -> int | None:
+        """The job an add of ``specs[i]`` duplicates (None: it is created)."""
+        dd = spec.deduplication
+        assert dd is not None
+        key = (spec.queue, dd.id)
+        j = self.first.get(key)
+        if j is not None:  # a duplicate of a job of this batch: ignored, whatever the mode
+            self.ignored.append((i, ids[j], None))
+            return ids[j]
+        found, rec = self.core.dedup_match(spec, self.now)
+        if found is not None:
+            if not self.core.dedup_replaces(spec, rec):
+                self.ignored.append((i, found, rec))
+                return found
+            self.replaced[i] = (found, None)
+        self.first[key] = i
+        return None
+
+    def replace(self, specs: Sequence[JobSpec]) -> None:
+        """Remove the delayed jobs that jobs of the batch take the place of."""
+        for i, (old, _) in self.replaced.items():
+            self.replaced[i] = (old, self.core.dedup_replace(specs[i], old, self.now))
+
+    def done(
+        self, specs: Sequence[JobSpec], ids: list[int], created: list[bool]
+    ) -> list[tuple[JobRecord, bool]]:
+        """Set the keys of the jobs created, note the duplicates; the batch's result."""
+        core, now = self.core, self.now
+        jobs = core.jobs
+        for i, spec in enumerate(specs):
+            if created[i] and spec.deduplication is not None:
+                old, expires = self.replaced.get(i, (None, None))
+                core.dedup_added(spec, jobs[ids[i]], old, expires, now)
+        out = [(jobs.get(ids[i]), created[i]) for i in range(len(specs))]
+        for i, job_id, rec in self.ignored:
+            kept = jobs[job_id] if rec is None else rec
+            core.dedup_ignored(specs[i], job_id, kept, now)
+            out[i] = (kept, False)
+        return out  # type: ignore[return-value]  # every None was a duplicate, replaced
+
+
 def _related(spec: JobSpec) -> bool:
     """Whether the spec's job refers to other jobs: a parent, prerequisites, a barrier."""
     return (
@@ -397,7 +480,7 @@ _ROW_FIELDS: Final = (
     "parent_id", "depends_on_job_ids", "depends_on_tags", "idempotency_key", "backoff",
     "timeout", "lifo", "remove_on_complete", "remove_on_fail", "max_started_attempts",
     "on_child_failure", "order", "lock_token", "lock_expires_at", "max_stalled_count",
-    "children", "trace_context", "scheduler_id",
+    "children", "trace_context", "scheduler_id", "deduplication_id",
 )  # fmt: skip
 if _ROW_FIELDS != FIELD_NAMES:  # pragma: no cover - a field added to JobRecord: add it here
     raise AssertionError(f"admission builds rows of {_ROW_FIELDS}, records have {FIELD_NAMES}")
@@ -423,7 +506,7 @@ def _row(
         spec.depends_on_tags, spec.idempotency_key, spec.backoff, spec.timeout, spec.lifo,
         spec.remove_on_complete, spec.remove_on_fail, spec.max_started_attempts,
         spec.on_child_failure, order, None, None, 1, None, spec.trace_context,
-        spec.scheduler_id,
+        spec.scheduler_id, None if spec.deduplication is None else spec.deduplication.id,
     )  # fmt: skip
 
 

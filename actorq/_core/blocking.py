@@ -6,6 +6,10 @@ core's one writer as jobs change state, so replay and snapshots rebuild them exa
 * Prerequisites: for each blocked job, how many of its `depends_on_job_ids` are not yet
   completed, and for each prerequisite the blocked jobs that wait on it (reverse edges). A
   completion touches only its own dependents.
+* Listings: for every job that some job lists in its `depends_on_job_ids`, the jobs that
+  list it, whatever their state (the relation itself, kept from admission to removal), so a
+  job's dependents are read without a scan and a completed prerequisite retried by hand
+  finds the blocked jobs that list it among them.
 * Barriers: a blocked job with `depends_on_tags = T` waits while another non-terminal job's
   tags are a superset of T. For every barrier set T some blocked job waits on, the index
   counts the non-terminal jobs whose tags ⊇ T. Each barrier is filed under one of its tags
@@ -17,9 +21,10 @@ core's one writer as jobs change state, so replay and snapshots rebuild them exa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .records import JobRecord
+from .states import JobState
 
 Barrier = frozenset[str]
 
@@ -31,6 +36,7 @@ class BlockingIndex:
         "barriers_by_tag",
         "dependents",
         "held",
+        "listed_by",
         "tagged",
         "unmet",
     )
@@ -40,6 +46,8 @@ class BlockingIndex:
         self.unmet: dict[int, int] = {}
         #: prerequisite -> blocked jobs waiting on it
         self.dependents: dict[int, set[int]] = {}
+        #: job id -> every job whose `depends_on_job_ids` lists it (any state)
+        self.listed_by: dict[int, set[int]] = {}
         #: non-terminal jobs per tag
         self.tagged: dict[str, set[int]] = {}
         #: barrier -> non-terminal jobs whose tags are a superset of it
@@ -116,6 +124,22 @@ class BlockingIndex:
             return set()
         return set(sets[0]).intersection(*sets[1:])
 
+    # ------------------------------------------------------------------ listings
+
+    def listed(self, rec: JobRecord) -> None:
+        """A job that lists prerequisites came in (added, or replayed)."""
+        for dep in rec.depends_on_job_ids:
+            self.listed_by.setdefault(dep, set()).add(rec.id)
+
+    def unlisted(self, rec: JobRecord) -> None:
+        """A job that lists prerequisites was removed: it no longer depends on them."""
+        for dep in rec.depends_on_job_ids:
+            listing = self.listed_by.get(dep)
+            if listing is not None:
+                listing.discard(rec.id)
+                if not listing:
+                    del self.listed_by[dep]
+
     # ------------------------------------------------------------------ blocked jobs
 
     def block(self, rec: JobRecord, unmet_ids: list[int]) -> None:
@@ -173,13 +197,13 @@ class BlockingIndex:
                 del unmet[dep]  # as a rebuild would have it: no entry once all are met
         return sorted(waiting)
 
-    def uncompleted(self, job_id: int, blocked: Iterable[JobRecord]) -> None:
+    def uncompleted(self, job_id: int, jobs: Mapping[int, JobRecord]) -> None:
         """A completed prerequisite runs again (retried by hand): the blocked jobs that list
         it wait on it again, as a rebuild from the records would count them."""
-        for rec in blocked:
-            if job_id in rec.depends_on_job_ids:
-                self.unmet[rec.id] = self.unmet.get(rec.id, 0) + 1
-                self.dependents.setdefault(job_id, set()).add(rec.id)
+        for listing in self.listed_by.get(job_id, ()):
+            if jobs[listing].state is JobState.BLOCKED:
+                self.unmet[listing] = self.unmet.get(listing, 0) + 1
+                self.dependents.setdefault(job_id, set()).add(listing)
 
     def barrier_clear(self, rec: JobRecord, *, counted: bool = True) -> bool:
         """Whether no *other* non-terminal job holds the job's barrier. `counted` says
@@ -201,6 +225,7 @@ class BlockingIndex:
         return {
             "unmet": dict(sorted(self.unmet.items())),
             "dependents": {k: sorted(v) for k, v in sorted(self.dependents.items())},
+            "listed_by": {k: sorted(v) for k, v in sorted(self.listed_by.items())},
             "barrier_count": {",".join(sorted(b)): n for b, n in self.barrier_count.items()},
             "barrier_waiters": {
                 ",".join(sorted(b)): sorted(w) for b, w in self.barrier_waiters.items()

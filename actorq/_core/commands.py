@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class GetDeduplicationJobId(Query):
+    """The id of the job a live deduplication key names, or None."""
+
+    queue: str
+    key: str
+
+
+@command
+class RemoveDeduplicationKey(Command):
+    """Unset a deduplication key: whether it was set."""
+
+    queue: str
+    key: str
+
+
+@command
 class SetGlobalConcurrency(Command):
     queue: str
     concurrency: int | None
@@ -370,9 +386,11 @@ class GetPage(Query):
     """One page of a queue's jobs in `state`: ``(records, next_cursor)``, next_cursor None
     at the end. Waiting jobs come in dispatch order, completed and failed ones newest
     finished first, the others newest id first. `cursor` is the previous page's
-    next_cursor. At most `budget` entries of the state's index (or ids) are read per page,
-    so a page costs the same however many jobs the runtime holds; a filtered page may come
-    back short with a cursor to read on."""
+    next_cursor. ``sort="id"`` (oldest added first) or ``"-id"`` (newest added first)
+    orders any state by id instead, the cursor then the last id read. At most `budget`
+    entries of the state's index (or ids) are read per page, so a page costs the same
+    however many jobs the runtime holds; a filtered page may come back short with a cursor
+    to read on."""
 
     queue: str
     state: JobState
@@ -381,6 +399,7 @@ class GetPage(Query):
     name: str | None = None
     tag: str | None = None
     budget: int = 20_000
+    sort: str | None = None
 
 
 @command
@@ -400,6 +419,14 @@ class GetCounts(Query):
 @command
 class GetDependencies(Query):
     """A job's children and prerequisites, as BullMQ and dataqueue report them."""
+
+    job_id: int
+
+
+@command
+class GetDependents(Query):
+    """The jobs that depend on a job: those listing it in `depends_on_job_ids`, and the
+    tag-drain barriers it holds with the jobs waiting on each."""
 
     job_id: int
 
@@ -450,6 +477,24 @@ class CloseWorker(Command):
 
 
 @command
+class DropWorker(Command):
+    """A processor worker in another process is gone: forget it; its jobs stall at lock
+    expiry."""
+
+    token: str
+
+
+@command
+class ExtendLocks(Command):
+    """Renew the locks of many jobs held under one token (a remote worker's batch); the ids
+    whose lock was renewed (the others are no longer its)."""
+
+    token: str
+    job_ids: tuple[int, ...]
+    duration: float
+
+
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
@@ -493,12 +538,15 @@ __all__ = [
     "Command",
     "Complete",
     "Drain",
+    "DropWorker",
     "EnsureQueue",
     "ExtendLock",
+    "ExtendLocks",
     "Fail",
     "Fetch",
     "GetCounts",
     "GetDependencies",
+    "GetDependents",
     "GetFlow",
     "GetJob",
     "GetJobs",

@@ -106,6 +106,16 @@ class JobRemoved(JobEvent):
 
 
 @attrs.frozen(slots=True)
+class JobDeduplicated(JobEvent):
+    """An add with ``deduplication`` met a live key: `job_id` is the job the key names
+    (`name` its name). `deduplicated_job_id` is the delayed job a replace removed (None:
+    the add was ignored and made no job)."""
+
+    deduplication_id: str
+    deduplicated_job_id: int | None
+
+
+@attrs.frozen(slots=True)
 class QueueEvent(Event):
     queue: str
 

@@ -84,6 +84,18 @@ def _report(core: CoreState, cmd: c.Report, now: float) -> None:
             continue
 
 
+def _extend_locks(core: CoreState, cmd: c.ExtendLocks, now: float) -> tuple[int, ...]:
+    renewed = []
+    until = now + cmd.duration
+    for job_id in cmd.job_ids:
+        try:
+            core.extend_lock(job_id, cmd.token, until, now)
+        except ActorqError:
+            continue  # stalled, cancelled or finished meanwhile: no longer this worker's
+        renewed.append(job_id)
+    return tuple(renewed)
+
+
 def children_view(rec: JobRecord) -> dict[str, Any]:
     """A parent's children by standing: ``processed`` {id: raw return value}, ``pending``
     [ids], ``failed`` {id: reason}, ``ignored`` {id: reason}."""
@@ -117,6 +129,25 @@ def _dependencies(core: CoreState, cmd: c.GetDependencies, now: float) -> dict[s
     return out
 
 
+def _dependents(core: CoreState, cmd: c.GetDependents, now: float) -> dict[str, Any]:
+    """From the relation index alone: the listing (kept while the jobs listing it exist, so
+    a removed prerequisite still answers), those of them still waiting on it, and the
+    registered barriers it holds, each with its waiters."""
+    blocking = core.blocking
+    job_id = cmd.job_id
+    waiters = blocking.barrier_waiters
+    held = sorted(
+        (sorted(barrier), sorted(waiters[barrier] - {job_id}))
+        for barrier in blocking.held.get(job_id, ())
+        if barrier in waiters
+    )
+    return {
+        "job_ids": sorted(blocking.listed_by.get(job_id, ())),
+        "blocked_job_ids": sorted(blocking.dependents.get(job_id, ())),
+        "barriers": [{"tags": t, "waiting_job_ids": w} for t, w in held if w],
+    }
+
+
 def _flow(core: CoreState, cmd: c.GetFlow, now: float) -> Any:
     jobs = core.jobs
 
@@ -141,7 +172,7 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
     def wanted(rec: JobRecord) -> bool:
         return (name is None or rec.name == name) and (tag is None or tag in rec.tags)
 
-    if state is W or state is C or state is JobState.FAILED:
+    if cmd.sort is None and (state is W or state is C or state is JobState.FAILED):
         # An index of this queue and state: the cursor counts the live entries read so far.
         if state is W:
             source: Any = qs.waiting.live(core.jobs)
@@ -158,18 +189,40 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
             if position < start + cmd.budget:  # the index ended before the budget did
                 return out, None
         return out, position
-    # No index of its own: ids downward from the cursor (the newest first), `budget` of them.
     jobs = core.jobs
+    queue = cmd.queue
+    if cmd.sort == "id":  # ids upward from the cursor (the oldest first), `budget` of them
+        end = core.next_id
+        job_id = _lowest_id(core) - 1 if cmd.cursor is None else cmd.cursor
+        high = min(end, job_id + 1 + cmd.budget)
+        while job_id + 1 < high and len(out) < limit:
+            job_id += 1
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is state and rec.queue == queue and wanted(rec):
+                out.append(rec)
+        return out, (job_id if job_id + 1 < end else None)
+    # Sorted newest first, or no index of its own: ids downward from the cursor, `budget` of
+    # them.
     top = core.next_id if cmd.cursor is None else cmd.cursor
     low = max(1, top - cmd.budget)
     job_id = top
-    queue = cmd.queue
     while job_id > low and len(out) < limit:
         job_id -= 1
         rec = jobs.get(job_id)
         if rec is not None and rec.state is state and rec.queue == queue and wanted(rec):
             out.append(rec)
     return out, (job_id if job_id > 1 else None)
+
+
+def _lowest_id(core: CoreState) -> int:
+    """The lowest id a job holds now (`next_id` when none does). Ids are never reused, so
+    the lowest can only rise: the search starts where the last one ended, and over the
+    state's life passes each id once."""
+    low, jobs, end = core.lowest_id, core.jobs, core.next_id
+    while low < end and low not in jobs:
+        low += 1
+    core.lowest_id = low
+    return low
 
 
 def _is_paused(core: CoreState, cmd: c.IsPaused, now: float) -> bool:
@@ -201,6 +254,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.Fail: _fail,
     c.MoveToDelayed: _move_to_delayed,
     c.Report: _report,
+    c.ExtendLocks: _extend_locks,
     c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
         cmd.job_id, cmd.token, now
     ),
@@ -223,6 +277,8 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.GetDeduplicationJobId: lambda core, cmd, now: core.dedup_job_id(cmd.queue, cmd.key, now),
+    c.RemoveDeduplicationKey: lambda core, cmd, now: core.remove_dedup_key(cmd.queue, cmd.key, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(
         cmd.queue, cmd.concurrency
     ),
@@ -245,6 +301,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.IsPaused: _is_paused,
     c.GetCounts: _counts,
     c.GetDependencies: _dependencies,
+    c.GetDependents: _dependents,
     c.GetFlow: _flow,
     c.Summary: _summary,
     c.UpsertScheduler: lambda core, cmd, now: core.upsert_scheduler(

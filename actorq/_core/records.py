@@ -96,6 +96,21 @@ CHILD_FAILURE_POLICIES: Final = ("fail", "ignore", "remove", "continue", "wait")
 
 
 @attrs.frozen(slots=True)
+class Deduplication:
+    """A job's ``deduplication`` option (BullMQ 5), validated: see `actorq._core.dedup`.
+
+    No `ttl`: duplicates are ignored until the job finishes. A `ttl`: for `ttl` seconds from
+    the first add (`extend`: from the last duplicate). `replace`: a duplicate takes the place
+    of a job still delayed (debounce).
+    """
+
+    id: str
+    ttl: float | None = None
+    extend: bool = False
+    replace: bool = False
+
+
+@attrs.frozen(slots=True)
 class JobSpec:
     """A validated request to add one job; everything the core needs, nothing to re-check."""
 
@@ -127,6 +142,8 @@ class JobSpec:
     trace_context: str | None = None
     #: The job scheduler that produced this job (see `schedulers`).
     scheduler_id: str | None = None
+    #: The ``deduplication`` option: duplicates of this job are ignored or replace it.
+    deduplication: Deduplication | None = None
 
 
 #: A child's standing in its parent's bookkeeping. FAILED fails the parent; CONTINUED
@@ -195,6 +212,8 @@ class JobRecord:
     trace_context: str | None = None
     #: The job scheduler that produced this job (see `schedulers`), or None.
     scheduler_id: str | None = None
+    #: The deduplication id the job was added with (BullMQ's ``job.deduplicationId``).
+    deduplication_id: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""

@@ -60,6 +60,9 @@ class Replay:
         def _remove_quietly(self, rec: JobRecord) -> list[frozenset[str]]: ...
         def replay_scheduler(self, change: Change) -> None: ...
         def scheduler_changes(self) -> list[Change]: ...
+        def replay_dedup(self, change: Change) -> None: ...
+        def dedup_changes(self) -> list[Change]: ...
+        def dedup_view(self) -> dict[tuple[str, str], tuple[int, float | None]]: ...
         @staticmethod
         def _apply_child(
             parent: JobRecord, child_id: int, status: str | None, payload: Any
@@ -120,6 +123,8 @@ class Replay:
             qs.limiter = None if limiter is None else Limiter.from_fields(limiter)
         elif kind in ("scheduler", "scheduler-del"):
             self.replay_scheduler(change)
+        elif kind in ("dedup", "dedup-del"):
+            self.replay_dedup(change)
         elif kind == "rng":
             self.rng = change[1]
         elif kind == "snapshot":
@@ -192,6 +197,7 @@ class Replay:
             "rng": self.rng,
             "order": (self._next_fifo, self._next_lifo),
             "schedulers": [change[1:] for change in self.scheduler_changes()],
+            "dedup": self.dedup_view(),
         }
 
     def index_view(self) -> dict[str, Any]:
@@ -215,6 +221,7 @@ class Replay:
         out.extend(("queue", name, queue_fields(qs)) for name, qs in self.queues.items())
         out.extend(("add", rec.row()) for rec in self.jobs.values())
         out.extend(self.scheduler_changes())
+        out.extend(self.dedup_changes())
         out.append(
             (
                 "meta",
@@ -241,6 +248,8 @@ class Replay:
         for rec in sorted(self.jobs.values(), key=lambda r: r.id):
             if rec.state not in TERMINAL:
                 self.blocking.job_alive(rec)
+            if rec.depends_on_job_ids:
+                self.blocking.listed(rec)
         for rec in sorted(self.jobs.values(), key=lambda r: r.id):
             if rec.state is B:
                 unmet = [

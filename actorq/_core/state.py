@@ -50,6 +50,7 @@ from .admission import Admission
 from .blocking import BlockingIndex
 from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
+from .dedup import Dedup, DedupKey
 from .finished import FinishedLine
 from .handlers import HANDLERS
 from .limits import Limiter
@@ -107,13 +108,15 @@ class QueueState:
         self.failed = FinishedLine(F)
 
 
-class CoreState(Admission, Relations, Control, Replay, Schedulers):
+class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
     """The queue's whole state and its transitions (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0) -> None:
         self.jobs: dict[int, JobRecord] = {}
         self.queues: dict[str, QueueState] = {}
         self.next_id = 1
+        #: No job has an id below this (a bound the id-sorted pages raise as they find it).
+        self.lowest_id = 1
         self._next_fifo = 1
         self._next_lifo = -1
         self.rng = seed & _MASK64
@@ -148,6 +151,9 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         self.dispatching = True
         #: Job schedulers by (queue, scheduler id); see `schedulers`.
         self.schedulers: dict[tuple[str, str], SchedulerRecord] = {}
+        #: Deduplication keys by (queue, key), and their expiries (a heap); see `dedup`.
+        self.dedup: dict[tuple[str, str], DedupKey] = {}
+        self.dedup_expiries: list[tuple[float, str, str]] = []
 
     # ------------------------------------------------------------------ the one entry
 
@@ -581,6 +587,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
                 plan.moved(self, rec, old)
             if (rec.parent_id is not None or rec.children) and self._live:
                 self._moved_in_tree(rec, old, plan.was_alive, plan.alive)
+            if rec.deduplication_id is not None and plan.was_alive and not plan.alive:
+                self._dedup_released(rec)
         else:
             self._apply(rec, changes)  # the same state: fields, and the indexes they move
         if self.changes is not None:
@@ -641,11 +649,15 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         self.jobs[rec.id] = rec
         if rec.idempotency_key is not None:
             self.idempotency[rec.idempotency_key] = rec.id
+        if rec.depends_on_job_ids:
+            self.blocking.listed(rec)
         self._index(rec)
         self._moved(rec, None)
 
     def _remove(self, rec: JobRecord) -> None:
         previous = rec.state
+        if rec.deduplication_id is not None:
+            self._dedup_removed(rec, previous in TERMINAL)
         fallen = self._remove_quietly(rec)
         if previous not in TERMINAL:
             # Live only (replay has these as their own change records): what the removal of
@@ -669,6 +681,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers):
         del self.jobs[rec.id]
         if rec.idempotency_key is not None and self.idempotency.get(rec.idempotency_key) == rec.id:
             del self.idempotency[rec.idempotency_key]
+        if rec.depends_on_job_ids:
+            self.blocking.unlisted(rec)
         return self.blocking.job_gone(rec) if previous not in TERMINAL else []
 
     def _index(self, rec: JobRecord) -> None:

@@ -148,8 +148,8 @@ def _moved_revived(core: CoreState, rec: JobRecord, old: JobState | None) -> Non
     """A new job, or a finished one back to life (a retry)."""
     if rec.tags:
         core.blocking.job_alive(rec)
-    if old is C:  # a completed job retried by hand: a scan, but a rare one
-        core.blocking.uncompleted(rec.id, (r for r in core.jobs.values() if r.state is B))
+    if old is C:  # a completed job retried by hand: the jobs listing it wait again
+        core.blocking.uncompleted(rec.id, core.jobs)
 
 
 def _moved_completed(core: CoreState, rec: JobRecord, old: JobState | None) -> None:
