@@ -23,7 +23,8 @@ from ._core.commands import Change
 from ._exceptions import InvalidOptionError
 from ._journal import JournalError
 from ._journal_codec import PayloadError, decode_batch, decode_snapshot, human_change
-from ._journal_pg import LEASE_NAME, _connect, open_pg_changelog, parse_url
+from ._journal_pg import open_pg_changelog
+from ._journal_pg_lease import LEASE_NAME, _connect, parse_url
 
 if TYPE_CHECKING:
     import psycopg

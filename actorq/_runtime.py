@@ -36,7 +36,15 @@ from ._remote.address import bound as bound_address
 from ._remote.address import is_loopback
 from ._remote.address import listen as open_listener
 from ._remote.address import parse as parse_address
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
+from ._startup import (
+    advertise,
+    backend_checkpoint,
+    in_notebook_kernel,
+    instruments,
+    load,
+    open_log,
+    watch,
+)
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -248,6 +256,7 @@ class Runtime(RuntimeAPI):
             raise
         self._stack.push_async_callback(listener.aclose)
         self.address = bound_address(listener, where)
+        await advertise(self._journal, self.address)
         self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
 
     async def _exit(

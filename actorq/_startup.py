@@ -119,3 +119,10 @@ async def watch(engine: Engine, journal: ChangeLog) -> None:
         if engine.crashed is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
             engine.crashed = exc
         raise
+
+
+async def advertise(journal: ChangeLog, address: str) -> None:
+    """Tell a journal that names its leader (the one in PostgreSQL) where clients reach it."""
+    tell = getattr(journal, "advertise", None)
+    if tell is not None:
+        await tell(address)

@@ -12,12 +12,13 @@ import anyio
 import psycopg
 import pytest
 
-from actorq import InvalidOptionError, Runtime, RuntimeClosedError
+from actorq import InvalidOptionError, Runtime, RuntimeClosedError, connect
 from actorq._journal_pg import (
     FencedError,
     LeaseHeldError,
     LeaseLostError,
     PostgresJournalError,
+    leader_address,
     open_pg_changelog,
 )
 
@@ -197,3 +198,19 @@ def test_a_leader_whose_clock_strays_from_the_database_says_so(
     with caplog.at_level("WARNING", logger="actorq.journal"):
         open_pg_changelog(pg_url).close()
     assert not [r for r in caplog.records if "off the database" in r.getMessage()]
+
+
+async def test_a_listening_leader_advertises_its_address_in_the_lease(pg_url: str) -> None:
+    assert await anyio.to_thread.run_sync(leader_address, pg_url) is None  # no tables yet
+    async with Runtime(pg_url, listen="127.0.0.1:0") as rt:
+        address = await anyio.to_thread.run_sync(leader_address, pg_url)
+        assert address is not None and address == rt.address
+        # What a standby, or any process, finds there is the leader's API.
+        async with connect(f"actorq://{address}") as client:
+            job = await client.queue("q").add("x", {"from": "a client"})
+        got = await rt.queue("q").get_job(job.id)
+        assert got is not None and got.data == {"from": "a client"}
+    # Nobody leads once it closed.
+    assert await anyio.to_thread.run_sync(leader_address, pg_url) is None
+    async with Runtime(pg_url + "?actorq_address=jobs.internal:7000", listen="127.0.0.1:0"):
+        assert await anyio.to_thread.run_sync(leader_address, pg_url) == "jobs.internal:7000"
