@@ -68,6 +68,7 @@ def run_pg_command(args: argparse.Namespace, out: TextIO) -> int:
                     f"journal {url}: epoch {summary['epoch']}, lease "
                     + (
                         f"held by {summary['holder']} for {summary['lease_left_s']} s"
+                        + (f" (listening at {summary['address']})" if summary["address"] else "")
                         if summary["lease_live"]
                         else "free"
                     )
@@ -163,6 +164,7 @@ class _Reader:
             "path": self.url,
             "epoch": None if lease is None else int(lease[0]),
             "holder": None if lease is None else (lease[1] or None),
+            "address": None if lease is None else (lease[2] or None),
             "lease_live": bool(lease and lease[3]),
             "lease_left_s": None if lease is None else round(float(lease[4]), 1),
             "rows": int(counts[0]),

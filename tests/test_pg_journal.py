@@ -5,6 +5,8 @@ that die, stop and take over are in tests/test_pg_takeover.py."""
 
 from __future__ import annotations
 
+import argparse
+import io
 import time
 from typing import Any
 
@@ -13,6 +15,7 @@ import psycopg
 import pytest
 
 from actorq import InvalidOptionError, Runtime, RuntimeClosedError, connect
+from actorq._journal_cli import add_journal_commands, run_journal_command
 from actorq._journal_pg import (
     FencedError,
     LeaseHeldError,
@@ -210,7 +213,16 @@ async def test_a_listening_leader_advertises_its_address_in_the_lease(pg_url: st
             job = await client.queue("q").add("x", {"from": "a client"})
         got = await rt.queue("q").get_job(job.id)
         assert got is not None and got.data == {"from": "a client"}
+        out = io.StringIO()
+        assert await anyio.to_thread.run_sync(run_cli, ["stats", pg_url], out) == 0
+        assert f"(listening at {address})" in out.getvalue()
     # Nobody leads once it closed.
     assert await anyio.to_thread.run_sync(leader_address, pg_url) is None
     async with Runtime(pg_url + "?actorq_address=jobs.internal:7000", listen="127.0.0.1:0"):
         assert await anyio.to_thread.run_sync(leader_address, pg_url) == "jobs.internal:7000"
+
+
+def run_cli(argv: list[str], out: io.StringIO) -> int | None:
+    parser = argparse.ArgumentParser()
+    add_journal_commands(parser.add_subparsers(dest="command"))
+    return run_journal_command(parser.parse_args(argv), out)
