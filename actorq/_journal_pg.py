@@ -470,12 +470,22 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class CandidacyWithdrawn(Exception):
+    """`open_pg_changelog`'s ``withdraw`` was set while it waited for the lease."""
+
+
 def open_pg_changelog(
-    url: str, *, fsync: str = "always", snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES
+    url: str,
+    *,
+    fsync: str = "always",
+    snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+    withdraw: threading.Event | None = None,
 ) -> PostgresChangeLog:
     """Connect to `url`, migrate its tables, take the lease (waiting as a candidate when the
     URL says ``actorq_wait``), and return the log a runtime replays and commits to.
-    Blocking: a runtime calls it in a worker thread."""
+    Blocking: a runtime calls it in a worker thread, and sets `withdraw` to stop a wait for
+    the lease (`CandidacyWithdrawn`)."""
+    withdraw = withdraw if withdraw is not None else threading.Event()
     options = parse_url(url)
     try:
         import psycopg  # noqa: PLC0415 - the postgresql extra
@@ -517,7 +527,8 @@ def open_pg_changelog(
                     "?actorq_wait=SECONDS (or forever) to wait as a candidate and take over "
                     "when it lapses (standbys that serve come with actorq.connect, issue 19)",
                 )
-            time.sleep(max(0.05, min(remaining, 0.25, deadline - now)))
+            if withdraw.wait(max(0.05, min(remaining, 0.25, deadline - now))):
+                raise CandidacyWithdrawn(options.shown)
         if fsync != "always":
             conn.execute("SET synchronous_commit = off")
         log.info("journal %s: leading at epoch %d as %s", options.shown, epoch, holder)

@@ -226,3 +226,21 @@ def run_cli(argv: list[str], out: io.StringIO) -> int | None:
     parser = argparse.ArgumentParser()
     add_journal_commands(parser.add_subparsers(dest="command"))
     return run_journal_command(parser.parse_args(argv), out)
+
+
+async def test_a_candidate_cancelled_while_it_waits_withdraws_and_takes_no_lease(
+    pg_url: str,
+) -> None:
+    async with Runtime(pg_url) as rt:
+        job = await rt.queue("q").add("x", 1)
+        started = anyio.current_time()
+        with anyio.move_on_after(0.5) as waited:
+            async with Runtime(pg_url + "?actorq_wait=8"):
+                raise AssertionError("a candidate led while the lease was live")
+        assert waited.cancelled_caught
+        assert anyio.current_time() - started < 5  # it stopped waiting when cancelled
+        assert (await rt.queue("q").get_job(job.id)) is not None  # the leader goes on
+        assert sql(pg_url, "SELECT epoch FROM actorq_lease") == [(1,)]
+    async with Runtime(pg_url + "?actorq_wait=5") as rt:  # and the lease is free at once
+        assert (await rt.queue("q").get_job(job.id)) is not None
+    assert sql(pg_url, "SELECT epoch FROM actorq_lease") == [(2,)]
