@@ -7,8 +7,8 @@ tables (`actorq._journal_pg_schema`), and takes the lease: the row ``actorq_leas
 the leader and, by the database's clock, until when it leads; taking it adds one to its
 ``epoch``. A live lease held by another process is a `LeaseHeldError`, unless the URL asks
 to wait as a candidate (``?actorq_wait=SECONDS``): then it polls until the holder releases it
-or lets it expire, and takes over. Serving from a standby comes with the remote clients
-(issue 19).
+or lets it expire, and takes over. Other processes reach the leader with
+``actorq.connect(url)``, through the address it advertises in the lease row.
 
 Each commit (one scheduler batch) is one statement, so one transaction and one round trip:
 an insert of the batch's bytes (the file journal's codec) at the next ``seq``, made only
@@ -525,7 +525,7 @@ def open_pg_changelog(
                     f"the lease is held by {who}{where} (epoch {epoch}) for another "
                     f"{remaining:.1f} s; one runtime leads a journal at a time. Add "
                     "?actorq_wait=SECONDS (or forever) to wait as a candidate and take over "
-                    "when it lapses (standbys that serve come with actorq.connect, issue 19)",
+                    "when it lapses, or reach the leader with actorq.connect(URL)",
                 )
             if withdraw.wait(max(0.05, min(remaining, 0.25, deadline - now))):
                 raise CandidacyWithdrawn(options.shown)
