@@ -87,6 +87,7 @@ from ._journal_pg_lease import (
     is_postgres_url,
     parse_url,
 )
+from .clock import DeadlineScope, SystemClock
 
 if TYPE_CHECKING:
     import psycopg
@@ -162,12 +163,15 @@ class PostgresChangeLog:
         id_mark: int,
         fsync: str,
         snapshot_bytes: int,
+        clock_skew: float = 0.0,
     ) -> None:
         self.options = options
         self.url = options.shown
         self.fsync = fsync
         self.epoch = epoch
         self.snapshot_bytes = snapshot_bytes
+        #: This host's clock minus the database's, measured as the lease was taken.
+        self.clock_skew = clock_skew
         self._conn = conn
         snap = conn.execute(sql.NEWEST_SNAPSHOT).fetchone()
         self._snapshot_seq = 0 if snap is None else int(snap[0])
@@ -436,22 +440,43 @@ CLOCK_SKEW_WARNING = 1.0
 
 
 def _check_clock(conn: psycopg.Connection[Any], shown: str) -> float:
-    """This host's clock minus the database's (seconds, the round trip's midpoint). The
-    journal's deadlines are this host's wall-clock times: a leader whose clock strays runs
-    delayed jobs early or late after a takeover, so it says so."""
+    """This host's clock minus the database's (seconds, the round trip's midpoint), which a
+    runtime on the journal subtracts from its clock (`DatabaseClock`); a large one is
+    logged."""
     before = time.time()
     row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
     after = time.time()
     skew = 0.0 if row is None else (before + after) / 2 - float(row[0])
     if abs(skew) > CLOCK_SKEW_WARNING:
         log.warning(
-            "journal %s: this host's clock is %+.1f s off the database's; delayed jobs and "
-            "lock expiries journaled by other hosts will run that much early or late here "
-            "(synchronise the clocks, NTP)",
+            "journal %s: this host's clock is %+.1f s off the database's; the runtime keeps "
+            "the database's time (`DatabaseClock`), but the host's other programs do not: "
+            "synchronise the clocks (NTP)",
             shown,
             skew,
         )
     return skew
+
+
+class DatabaseClock(SystemClock):
+    """The wall clock moved onto the database's, as measured when the lease was taken: a
+    runtime on the journal in PostgreSQL stamps and times every job with it, so the deadlines
+    one leader journals mean the same instant to the next, whatever their hosts' clocks."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def now(self) -> float:
+        return time.time() - self.skew
+
+    def deadline(self, at: float) -> DeadlineScope:
+        return anyio.move_on_after(max(0.0, at - self.now()))
+
+    async def sleep_until(self, at: float) -> None:
+        await anyio.sleep(max(0.0, at - self.now()))
+
+    def __repr__(self) -> str:
+        return f"DatabaseClock(skew={self.skew:+.6f})"
 
 
 def leader_address(url: str) -> str | None:
@@ -532,7 +557,7 @@ def open_pg_changelog(
         if fsync != "always":
             conn.execute("SET synchronous_commit = off")
         log.info("journal %s: leading at epoch %d as %s", options.shown, epoch, holder)
-        _check_clock(conn, options.shown)
+        skew = _check_clock(conn, options.shown)
         return PostgresChangeLog(
             options,
             conn,
@@ -541,6 +566,7 @@ def open_pg_changelog(
             id_mark=int(id_mark),
             fsync=fsync,
             snapshot_bytes=snapshot_bytes,
+            clock_skew=skew,
         )
     except BaseException:
         conn.close()

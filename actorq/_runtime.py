@@ -41,6 +41,7 @@ from ._startup import (
     backend_checkpoint,
     in_notebook_kernel,
     instruments,
+    journal_clock,
     load,
     open_log,
     watch,
@@ -162,6 +163,7 @@ class Runtime(RuntimeAPI):
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await open_log(self.path, self.fsync)
+            self.clock = journal_clock(self.clock, self._journal)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)

@@ -19,6 +19,7 @@ from ._actors.changelog import ChangeLog
 from ._core import CoreState
 from ._exceptions import InvalidOptionError
 from ._journal import GuardsIds
+from .clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from ._actors.engine import Engine
@@ -167,3 +168,14 @@ async def advertise(journal: ChangeLog, address: str) -> None:
     tell = getattr(journal, "advertise", None)
     if tell is not None:
         await tell(address)
+
+
+def journal_clock(clock: Clock, journal: ChangeLog) -> Clock:
+    """The clock a runtime keeps on `journal`: the database's time for a journal in
+    PostgreSQL when the runtime was given the wall clock (`DatabaseClock`), else `clock`."""
+    skew = getattr(journal, "clock_skew", None)
+    if type(clock) is not SystemClock or skew is None:
+        return clock
+    from ._journal_pg import DatabaseClock  # noqa: PLC0415 - the postgresql extra
+
+    return DatabaseClock(skew)

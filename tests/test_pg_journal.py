@@ -244,3 +244,19 @@ async def test_a_candidate_cancelled_while_it_waits_withdraws_and_takes_no_lease
     async with Runtime(pg_url + "?actorq_wait=5") as rt:  # and the lease is free at once
         assert (await rt.queue("q").get_job(job.id)) is not None
     assert sql(pg_url, "SELECT epoch FROM actorq_lease") == [(2,)]
+
+
+async def test_deadlines_keep_the_database_clock_across_leaders_with_strayed_clocks(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 30.0)  # this host runs 30 s ahead
+    async with Runtime(pg_url) as rt:
+        assert abs(rt.clock.now() - real()) < 1.0
+        job = await rt.queue("q").add("x", 1, delay=5.0)
+        assert job.run_at is not None and abs(job.run_at - (real() + 5.0)) < 1.0
+    monkeypatch.setattr(time, "time", real)  # the next leader's host is right
+    async with Runtime(pg_url) as rt:
+        again = await rt.queue("q").get_job(job.id)
+        assert again is not None and again.state.value == "delayed"
+        assert again.run_at is not None and 3.0 < again.run_at - rt.clock.now() < 6.0
