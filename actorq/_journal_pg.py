@@ -142,9 +142,11 @@ class _DbThread:
             done(error)
             del item, work, done, error
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
+        """Stop after the work queued; whether it did within `timeout` seconds."""
         self._queue.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 class PostgresChangeLog:
@@ -412,10 +414,10 @@ class PostgresChangeLog:
             return
         self._closed = True
         self.lease.stop()
-        if self._thread is not None:
-            self._thread.stop(self.options.ttl)
+        # A thread stuck in a statement still holds the connection: leave the lease to lapse.
+        idle = self._thread is None or self._thread.stop(self.options.ttl)
         with contextlib.suppress(Exception):
-            if self._failure is None and self.lease.error is None:
+            if idle and self._failure is None and self.lease.error is None:
                 next_id = self._ids.next_id if self._ids is not None else self._id_mark
                 if self._conn.closed:
                     self._conn = _connect(self.options)

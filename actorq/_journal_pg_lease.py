@@ -109,11 +109,16 @@ def _number(key: str, value: str) -> float:
         raise InvalidOptionError(key, value, "must be a number of seconds") from None
 
 
-def _connect(options: Options, *, autocommit: bool = True) -> psycopg.Connection[Any]:
+def _connect(
+    options: Options, *, autocommit: bool = True, statement_timeout: float | None = None
+) -> psycopg.Connection[Any]:
+    """A connection with timeouts and keepalives within the lease's ttl; with
+    `statement_timeout` (seconds) the server cancels any statement running longer (set with
+    SET, so the URL's own ``options`` stay as given)."""
     import psycopg  # noqa: PLC0415 - the postgresql extra
 
     timeout = max(1, math.ceil(options.ttl / 3))
-    return psycopg.connect(
+    conn = psycopg.connect(
         options.conninfo,
         autocommit=autocommit,
         connect_timeout=timeout,
@@ -123,6 +128,10 @@ def _connect(options: Options, *, autocommit: bool = True) -> psycopg.Connection
         keepalives_count=3,
         application_name="actorq",
     )
+    if statement_timeout is not None:
+        ms = max(1, int(statement_timeout * 1000))
+        conn.execute(f"SET statement_timeout = {ms}")
+    return conn
 
 
 class _Lease:
@@ -155,7 +164,8 @@ class _Lease:
             sent = time.monotonic()
             try:
                 if conn is None or conn.closed:
-                    conn = _connect(self.options)
+                    # A renewal stuck on a lock gives up in time to be tried again.
+                    conn = _connect(self.options, statement_timeout=ttl / 3)
                 renewed = conn.execute(sql.RENEW_LEASE, (ttl, LEASE_NAME, self.epoch)).rowcount
             except psycopg.Error as exc:
                 log.warning("journal %s: lease renewal failed: %s", self.options.shown, exc)

@@ -260,3 +260,28 @@ async def test_deadlines_keep_the_database_clock_across_leaders_with_strayed_clo
         again = await rt.queue("q").get_job(job.id)
         assert again is not None and again.state.value == "delayed"
         assert again.run_at is not None and 3.0 < again.run_at - rt.clock.now() < 6.0
+
+
+async def test_journals_in_separate_schemas_of_one_database_lead_side_by_side(
+    pg_url: str,
+) -> None:
+    sql(pg_url, "CREATE SCHEMA tenant_a")
+    sql(pg_url, "CREATE SCHEMA tenant_b")
+    a_url = pg_url + "?options=-csearch_path%3Dtenant_a"
+    b_url = pg_url + "?options=-csearch_path%3Dtenant_b&actorq_ttl=1"
+    async with Runtime(a_url) as a, Runtime(b_url) as b:  # two leases, two leaders
+        job_a = await a.queue("q").add("x", "a")
+        job_b = await b.queue("q").add("x", "b")
+        # b's lease is renewed (every ttl / 3, on the lease's own connection) in its schema.
+        query = "SELECT expires_at FROM tenant_b.actorq_lease"
+        (first,) = sql(pg_url, query)
+        for _ in range(100):  # at most 5 s
+            if sql(pg_url, query) != [first]:
+                break
+            await anyio.sleep(0.05)
+        assert sql(pg_url, query) != [first], "b's lease was not renewed in its schema"
+    assert sql(pg_url, "SELECT count(*) FROM tenant_a.actorq_lease") == [(1,)]
+    assert sql(pg_url, "SELECT to_regclass('public.actorq_lease') IS NULL") == [(True,)]
+    async with Runtime(a_url) as a:
+        assert [j.data for j in await a.queue("q").get_jobs()] == ["a"]
+        assert job_a.id == job_b.id  # each journal hands out its own ids
