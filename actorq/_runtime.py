@@ -36,7 +36,16 @@ from ._remote.address import bound as bound_address
 from ._remote.address import is_loopback
 from ._remote.address import listen as open_listener
 from ._remote.address import parse as parse_address
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
+from ._startup import (
+    advertise,
+    backend_checkpoint,
+    in_notebook_kernel,
+    instruments,
+    journal_clock,
+    load,
+    open_log,
+    watch,
+)
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -154,6 +163,7 @@ class Runtime(RuntimeAPI):
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await open_log(self.path, self.fsync)
+            self.clock = journal_clock(self.clock, self._journal)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
@@ -248,6 +258,7 @@ class Runtime(RuntimeAPI):
             raise
         self._stack.push_async_callback(listener.aclose)
         self.address = bound_address(listener, where)
+        await advertise(self._journal, self.address)
         self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
 
     async def _exit(
