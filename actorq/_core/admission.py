@@ -199,7 +199,13 @@ class Admission:
                 delayed = run_at is not None and run_at > now
                 state = D if delayed else W
                 related = _related(spec) or spec.wait_children
-                plain = not (related or spec.tags or spec.idempotency_key is not None or delayed)
+                plain = not (
+                    related
+                    or spec.tags
+                    or spec.idempotency_key is not None
+                    or delayed
+                    or spec.group is not None
+                )
             assert qs is not None
             job_id = ids[i]
             name = spec.name if names is None else names[i]
@@ -481,6 +487,7 @@ _ROW_FIELDS: Final = (
     "timeout", "lifo", "remove_on_complete", "remove_on_fail", "max_started_attempts",
     "on_child_failure", "order", "lock_token", "lock_expires_at", "max_stalled_count",
     "children", "trace_context", "scheduler_id", "deduplication_id",
+    "group",
 )  # fmt: skip
 if _ROW_FIELDS != FIELD_NAMES:  # pragma: no cover - a field added to JobRecord: add it here
     raise AssertionError(f"admission builds rows of {_ROW_FIELDS}, records have {FIELD_NAMES}")
@@ -507,6 +514,7 @@ def _row(
         spec.remove_on_complete, spec.remove_on_fail, spec.max_started_attempts,
         spec.on_child_failure, order, None, None, 1, None, spec.trace_context,
         spec.scheduler_id, None if spec.deduplication is None else spec.deduplication.id,
+        spec.group,
     )  # fmt: skip
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any, Final
 
 from .._exceptions import IllegalTransitionError, InvalidOptionError, JobNotFoundError, LockError
@@ -52,6 +53,7 @@ from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
 from .dedup import Dedup, DedupKey
 from .finished import FinishedLine
+from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
 from .locks import LockIndex
@@ -88,6 +90,7 @@ class QueueState:
         "concurrency",
         "counts",
         "failed",
+        "groups",
         "limiter",
         "name",
         "paused",
@@ -102,13 +105,15 @@ class QueueState:
         self.concurrency: int | None = None
         #: Its rate limit, once a worker set one or a processor limited it by hand.
         self.limiter: Limiter | None = None
+        #: Its grouped waiting jobs and their rotation, once it has had one (see `groups`).
+        self.groups: Groups | None = None
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
         self.failed = FinishedLine(F)
 
 
-class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
+class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupControl):
     """The queue's whole state and its transitions (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0) -> None:
@@ -249,7 +254,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         if qs is None:
             return
         if W in wanted:
-            for rec in qs.waiting.live(self.jobs):
+            for rec in waiting_live(qs, self.jobs):
                 if (name is None or rec.name == name) and match(rec.tags):
                     yield rec
         others = wanted - {W}
@@ -309,7 +314,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
                 return []
         taken: list[JobRecord] = []
         jobs = self.jobs
-        pop = qs.waiting.pop
+        groups = qs.groups
+        pop = qs.waiting.pop if groups is None else partial(groups.pop, now=now)
         events = self.events
         change = self._change
         while len(taken) < n:
@@ -343,6 +349,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
             taken.append(rec)
         if taken and events is not None and not qs.counts[W]:
             events.append(ev.QueueDrained(queue))
+        if groups is not None and (groups.touched or groups.held):
+            self._group_windows(qs, groups)
         if limiter is not None and taken:
             limiter.started(len(taken), now)
             self._set_queue(qs)  # the window's count is journaled: it holds across restarts

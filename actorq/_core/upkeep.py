@@ -31,7 +31,10 @@ WC = JobState.WAITING_CHILDREN
 
 
 def _enter_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
-    qs.waiting.push(rec)
+    if rec.group is None:
+        qs.waiting.push(rec)
+    else:
+        core.grouped(qs).push(rec)
 
 
 def _leave_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -39,6 +42,9 @@ def _leave_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     # where stale entries appear, so the one place to compact them. The record still reads
     # as waiting here, so a compaction now keeps its entry, one stale entry more until the
     # next; the count is right either way.
+    if rec.group is not None:
+        assert qs.groups is not None
+        qs.groups.left(rec, core.jobs)
     qs.waiting.maybe_compact(core.jobs, qs.counts[W])
 
 
@@ -55,6 +61,8 @@ def _leave_delayed(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
 
 
 def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    if rec.group is not None:
+        core.grouped(qs).started(rec.group)
     expires = rec.lock_expires_at
     if expires is not None:
         core.locks.add(expires, rec.id)
@@ -62,8 +70,15 @@ def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
             core.due_bound = expires
 
 
+def _leave_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    # The lock entry goes stale by itself (`LockIndex`); a group counts its active jobs.
+    if rec.group is not None:
+        assert qs.groups is not None
+        qs.groups.ended(rec.group)
+
+
 def _nothing(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
-    """A lock entry goes stale by itself once its record leaves active (`LockIndex`)."""
+    """No index to keep for the state."""
 
 
 def _enter_blocked(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -118,7 +133,7 @@ ENTER: Final[dict[JobState, _Upkeep]] = {
 LEAVE: Final[dict[JobState, _Upkeep]] = {
     W: _leave_waiting,
     D: _leave_delayed,
-    A: _nothing,
+    A: _leave_active,
     JobState.WAITING_CHILDREN: _nothing,
     B: _leave_blocked,
     C: _leave_finished,
