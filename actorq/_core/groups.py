@@ -233,13 +233,15 @@ class Groups:
             yield from self.lines[group].live(jobs)
 
     def view(self, jobs: Mapping[int, JobRecord]) -> dict[str, Any]:
-        return {
-            "waiting": {
-                g: [rec.id for rec in line.live(jobs)] for g, line in sorted(self.lines.items())
-            },
+        """The lines and counts as plain values (groups with none left out), to compare
+        with a rebuild; empty when no group has a job waiting or active."""
+        waiting = {g: [rec.id for rec in line.live(jobs)] for g, line in sorted(self.lines.items())}
+        out = {
+            "waiting": {g: ids for g, ids in waiting.items() if ids},
             "counts": {g: n for g, n in sorted(self.waiting.items()) if n},
             "active": {g: n for g, n in sorted(self.active.items()) if n},
         }
+        return out if any(out.values()) else {}
 
 
 def waiting_live(qs: QueueState, jobs: Mapping[int, JobRecord]) -> Iterator[JobRecord]:

@@ -221,9 +221,9 @@ class Replay:
                 for name, qs in sorted(self.queues.items())
             },
             "groups": {
-                name: qs.groups.view(self.jobs)
+                name: view
                 for name, qs in sorted(self.queues.items())
-                if qs.groups is not None and qs.groups.lines
+                if qs.groups is not None and (view := qs.groups.view(self.jobs))
             },
             "counts": {name: dict(qs.counts) for name, qs in sorted(self.queues.items())},
             "delayed": list(self.delayed),
