@@ -90,7 +90,17 @@ class Groups:
         else:
             line.push(rec)
         self.waiting[group] = self.waiting.get(group, 0) + 1
-        self._offer(group)
+        self.offer(group)
+
+    def extend(self, group: str, priority: int, entries: list[tuple[int, int]]) -> None:
+        """A run of ``(order, id)`` entries of one priority joins the group's line (see
+        `WaitingLine.extend`): the jobs of an ``add_bulk`` sharing their options."""
+        line = self.lines.get(group)
+        if line is None:
+            line = self.lines[group] = WaitingLine()
+        line.extend(priority, entries)
+        self.waiting[group] = self.waiting.get(group, 0) + len(entries)
+        self.offer(group)
 
     def left(self, rec: JobRecord, jobs: Mapping[int, JobRecord]) -> None:
         """A job of a group left waiting other than by a take (its entry goes stale)."""
@@ -100,14 +110,11 @@ class Groups:
         self.lines[group].maybe_compact(jobs, live)
 
     def started(self, group: str) -> None:
+        """A job of `group` became active (`upkeep` does it inline on the hot path)."""
         self.active[group] = self.active.get(group, 0) + 1
 
-    def ended(self, group: str) -> None:
-        """An active job of `group` left active: below the cap, the group may take again."""
-        self.active[group] -= 1
-        self._offer(group)
-
-    def _offer(self, group: str) -> None:
+    def offer(self, group: str) -> None:
+        """Put `group` in the rotation if it has a job to give and is not there."""
         if group not in self.queued and self._can_give(group):
             self.queued.add(group)
             self.rotation.append(group)
@@ -128,6 +135,8 @@ class Groups:
         if self.held and self.held[0][0] <= now:
             self._release(now)
         rotation = self.rotation
+        waiting = self.waiting
+        cap = self.concurrency
         misses = 0
         while True:
             group = rotation[0]
@@ -140,7 +149,12 @@ class Groups:
                 if misses == 2 or len(rotation) == 1:
                     return None
                 continue
-            if not self._can_give(group) or not self._window(group, now):
+            if (
+                not waiting[group]
+                or (cap is not None and self.active.get(group, 0) >= cap)
+                or group in self.held_until
+                or (self.limit is not None and not self._window(group, now))
+            ):
                 rotation.popleft()
                 self.queued.discard(group)
                 if len(rotation) == 1 and misses:
@@ -148,10 +162,10 @@ class Groups:
                 continue
             rec = self.lines[group].pop(jobs)
             assert rec is not None, f"group {group!r} counts a job waiting that its line lacks"
-            self.waiting[group] -= 1
+            waiting[group] -= 1
             rotation.rotate(-1)
-            limiter = self.limiters.get(group)
-            if limiter is not None:
+            if self.limit is not None:
+                limiter = self.limiters[group]
                 limiter.started(1, now)
                 self.touched.add(group)
                 if limiter.allowance(now) == 0:
@@ -160,8 +174,7 @@ class Groups:
 
     def _window(self, group: str, now: float) -> bool:
         """Whether the group's rate limit lets a job start now (holding it if not)."""
-        if self.limit is None:
-            return True
+        assert self.limit is not None
         limiter = self.limiters.get(group)
         if limiter is None:
             limiter = self.limiters[group] = Limiter(*self.limit)
@@ -180,7 +193,7 @@ class Groups:
             until, group = heapq.heappop(held)
             if self.held_until.get(group) == until:
                 del self.held_until[group]
-                self._offer(group)
+                self.offer(group)
 
     def next_release(self) -> float | None:
         """When the earliest held group's window opens (None: none is held)."""
@@ -202,7 +215,7 @@ class Groups:
             self.held.clear()
             self.held_until.clear()
         for group in list(self.waiting):  # a lifted cap lets capped groups take again
-            self._offer(group)
+            self.offer(group)
 
     def settings(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

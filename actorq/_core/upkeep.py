@@ -61,8 +61,10 @@ def _leave_delayed(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
 
 
 def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
-    if rec.group is not None:
-        core.grouped(qs).started(rec.group)
+    group = rec.group
+    if group is not None:
+        active = core.grouped(qs).active
+        active[group] = active.get(group, 0) + 1
     expires = rec.lock_expires_at
     if expires is not None:
         core.locks.add(expires, rec.id)
@@ -72,9 +74,13 @@ def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
 
 def _leave_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     # The lock entry goes stale by itself (`LockIndex`); a group counts its active jobs.
-    if rec.group is not None:
-        assert qs.groups is not None
-        qs.groups.ended(rec.group)
+    group = rec.group
+    if group is not None:
+        groups = qs.groups
+        assert groups is not None
+        groups.active[group] -= 1
+        if group not in groups.queued:  # it may have left the rotation at its cap
+            groups.offer(group)
 
 
 def _nothing(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
