@@ -30,6 +30,7 @@ from ._core.events import (
 )
 from ._exceptions import (
     ActorqError,
+    ConnectionLostError,
     DelayedError,
     IllegalTransitionError,
     InvalidDependencyError,
@@ -56,6 +57,7 @@ from ._journal import (
 )
 from ._queue import Queue
 from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
+from ._remote.client import RemoteRuntime, connect
 from ._runtime import EventStream, Lagged, Runtime
 from ._tasks import Task
 from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
@@ -72,6 +74,7 @@ __all__ = [
     "BulkJob",
     "ChangeLog",
     "Clock",
+    "ConnectionLostError",
     "DelayedError",
     "DependsOn",
     "Event",
@@ -119,6 +122,7 @@ __all__ = [
     "QueuePaused",
     "QueueResumed",
     "RateLimitError",
+    "RemoteRuntime",
     "Retention",
     "RetentionOptions",
     "Runtime",
@@ -131,5 +135,6 @@ __all__ = [
     "WaitingChildrenError",
     "Worker",
     "batch_ref",
+    "connect",
     "start_in_background",
 ]

@@ -43,6 +43,8 @@ class RuntimeAPI:
 
     #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
     _telemetry: Instruments | None = None
+    #: What this runtime's worker tokens start with (a host's clients each have their own).
+    _token_prefix = ""
 
     def __init__(self, clock: Clock) -> None:
         self.clock: Clock = clock
@@ -229,7 +231,7 @@ class RuntimeAPI:
         per_group = None if group_limiter is None else rate_limiter(group_limiter, "group_limiter")
         if group_concurrency is not None:
             group_concurrency = count("group_concurrency", group_concurrency)
-        token = f"worker-{next(self._tokens)}"
+        token = f"{self._token_prefix}worker-{next(self._tokens)}"
         if limit is not None:
             self._notify(c.SetLimiter(name, *limit))
         if group_concurrency is not None:

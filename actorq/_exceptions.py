@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ActorqError",
+    "ConnectionLostError",
     "DelayedError",
     "IllegalTransitionError",
     "InvalidDependencyError",
@@ -80,6 +81,19 @@ class InvalidDependencyError(ActorqError, ValueError):
 
 class RuntimeClosedError(ActorqError, RuntimeError):
     """The runtime is not running (not started yet, shutting down, or stopped)."""
+
+
+class ConnectionLostError(ActorqError):
+    """The connection to a runtime host broke while a call was in flight.
+
+    `may_have_applied` says whether the host may have done the call before the break (it
+    was sent): retry it only if doing it twice is harmless, or with an idempotency key,
+    which makes a second `add` return the first job.
+    """
+
+    def __init__(self, message: str, *, may_have_applied: bool) -> None:
+        self.may_have_applied = may_have_applied
+        super().__init__(message)
 
 
 class JobFailedError(ActorqError):

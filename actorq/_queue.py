@@ -158,21 +158,32 @@ class Queue(Generic[DataT, ResultT]):
         limit: int = 50,
         name: str | None = None,
         tag: str | None = None,
+        sort: Literal["id", "-id"] | None = None,
     ) -> tuple[list[Job[DataT, ResultT]], int | None]:
         """One page of the jobs in `state`, and the cursor of the next page (None at the end).
 
         Waiting jobs come in the order they will run, completed and failed ones newest
-        finished first, the others newest first. Pass the cursor back for the next page. A
-        page reads a bounded part of the state's index however many jobs the queue holds, so
-        with a `name` or `tag` filter it may come back short (even empty) with a cursor to
+        finished first, the others newest first; ``sort="id"`` gives any state oldest added
+        first (ids ascending) and ``sort="-id"`` newest added first. Pass the cursor back
+        (with the same `sort`) for the next page: each job that stays in the state comes
+        exactly once. A page reads a bounded part of the state's index (or of the ids)
+        however many jobs the queue holds, so with a `name` or `tag` filter, or among jobs
+        of other queues and states, it may come back short (even empty) with a cursor to
         read on.
         """
         [job_state] = _states(state) or []
         limit = count("limit", limit, 1, 10_000)
         if cursor is not None:
             cursor = count("cursor", cursor, 0)
+        if sort not in (None, "id", "-id"):
+            raise InvalidOptionError(
+                "sort",
+                sort,
+                "must be 'id' (oldest added first), '-id' (newest added first) or None",
+            )
         rt = self._rt
-        recs, after = await rt._send(c.GetPage(self.name, job_state, cursor, limit, name, tag))
+        page = c.GetPage(self.name, job_state, cursor, limit, name, tag, sort=sort)
+        recs, after = await rt._send(page)
         return [Job(rt, rec) for rec in recs], after
 
     async def is_paused(self) -> bool:

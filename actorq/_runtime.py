@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import functools
 import logging
 import math
 import os
+import ssl
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -28,12 +28,15 @@ from ._api import CLOSED, CLOSING, NEW, RUNNING, RuntimeAPI
 from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
-from ._journal import GuardsIds, open_changelog
 from ._options import (
     count,
     positive,
 )
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load
+from ._remote.address import bound as bound_address
+from ._remote.address import is_loopback
+from ._remote.address import listen as open_listener
+from ._remote.address import parse as parse_address
+from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -77,6 +80,9 @@ class Runtime(RuntimeAPI):
         seed: int = 0,
         shutdown_timeout: float = 10.0,
         telemetry: bool | Telemetry | None = None,
+        listen: str | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if clock is not None and not isinstance(clock, Clock):
             raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
@@ -96,6 +102,17 @@ class Runtime(RuntimeAPI):
                     "telemetry", telemetry, "must be None (auto), True, False or a Telemetry"
                 )
         self._telemetry_option = telemetry
+        self._listen = None if listen is None else parse_address("listen", listen)
+        if token is not None and (not isinstance(token, str) or len(token) < 16):
+            raise InvalidOptionError("token", "…", "must be a string of at least 16 characters")
+        if self._listen is not None and token is None and not is_loopback(self._listen):
+            raise InvalidOptionError(
+                "token", None, f"is required to listen on {listen!r}, beyond this machine"
+            )
+        self._host_token = token
+        self._ssl = ssl_context
+        #: Where clients connect (`actorq.connect`) while it listens; None when it does not.
+        self.address: str | None = None
         #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
         self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
@@ -136,13 +153,9 @@ class Runtime(RuntimeAPI):
     async def _enter(self) -> None:
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
-            self._journal = await anyio.to_thread.run_sync(
-                functools.partial(open_changelog, self.path, fsync=self.fsync)
-            )
+            self._journal = await open_log(self.path, self.fsync)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
-        if isinstance(self._journal, GuardsIds):
-            self._journal.guard_ids(self._core)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]
@@ -169,6 +182,8 @@ class Runtime(RuntimeAPI):
                 self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+        if self._listen is not None:
+            await self._serve(self._listen)
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
@@ -221,6 +236,20 @@ class Runtime(RuntimeAPI):
         self._host = (loop.create_task(host(), name="actorq runtime"), stop)
         await entered
 
+    async def _serve(self, where: tuple[str, int] | str) -> None:
+        """Listen for clients in other processes (see `actorq._remote.host`)."""
+        from ._remote.host import Host  # noqa: PLC0415 - only a listening runtime needs it
+
+        try:
+            listener = await open_listener(where, self._ssl)
+        except BaseException:
+            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
+            await self._stack.aclose()
+            raise
+        self._stack.push_async_callback(listener.aclose)
+        self.address = bound_address(listener, where)
+        self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
+
     async def _exit(
         self,
         exc_type: type[BaseException] | None,
@@ -263,6 +292,7 @@ class Runtime(RuntimeAPI):
             async with anyio.create_task_group() as tg:
                 await tg.start(sched.run)
                 await tg.start(sched.run_timer)
+                tg.start_soon(watch, engine, self._journal)
                 if self._vclock is not None:
                     engine.on_idle = self._vclock.poke
                     self._vclock.attach(engine)
@@ -452,7 +482,8 @@ class Runtime(RuntimeAPI):
             raise self._closed_error() from self._crash
         if not req.replied:
             try:
-                done = req.done = anyio.Event()
+                done = anyio.Event()
+                req.done = done
                 await done.wait()
             except BaseException:
                 if not req.replied:

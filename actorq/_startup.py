@@ -1,5 +1,6 @@
 """What a runtime needs to find out as it starts: whether it runs in a Jupyter kernel, its
-OpenTelemetry instruments, the backend's checkpoint; and the replay of its journal."""
+OpenTelemetry instruments, the backend's checkpoint; the journal its path names (a folder,
+or a ``postgresql://`` URL), its replay, and the watch some journals keep while it runs."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ import gc
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 import anyio.lowlevel
+import anyio.to_thread
 
 from ._actors.changelog import ChangeLog
 from ._core import CoreState
 from ._exceptions import InvalidOptionError
+from ._journal import GuardsIds
 
 if TYPE_CHECKING:
+    from ._actors.engine import Engine
     from ._runtime import Runtime
     from .otel import Instruments, Telemetry
 
@@ -61,14 +65,18 @@ _OTEL_API: Final = frozenset({"opentelemetry.trace", "opentelemetry.metrics"})
 def load(core: CoreState, journal: ChangeLog) -> int:
     """Replay the journal into `core`, with the cyclic garbage collector paused: loading
     creates millions of objects that live on, and each collection would walk them all again
-    (docs/benchmarks.md has the figure)."""
+    (docs/benchmarks.md has the figure). Then a journal that guards ids starts the core's
+    past every id an earlier life may have handed out."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return core.apply_changes(journal.replay())
+        replayed = core.apply_changes(journal.replay())
     finally:
         if was_enabled:
             gc.enable()
+    if isinstance(journal, GuardsIds):
+        journal.guard_ids(core)
+    return replayed
 
 
 def backend_checkpoint() -> Callable[[], Awaitable[None]]:
@@ -80,3 +88,34 @@ def backend_checkpoint() -> Callable[[], Awaitable[None]]:
     except RuntimeError:  # not asyncio: trio
         return anyio.lowlevel.checkpoint
     return functools.partial(asyncio.sleep, 0)
+
+
+async def open_log(path: str, fsync: str) -> ChangeLog:
+    """The change log `path` names, opened in a worker thread: the journal in PostgreSQL
+    for a ``postgresql://`` (or ``postgres://``) URL, else the journal folder."""
+    from ._journal import open_changelog  # noqa: PLC0415 - with its module's own imports
+    from ._journal_pg import is_postgres_url, open_pg_changelog  # noqa: PLC0415 - same
+
+    opener = open_pg_changelog if is_postgres_url(path) else open_changelog
+    return await anyio.to_thread.run_sync(functools.partial(opener, path, fsync=fsync))
+
+
+@runtime_checkable
+class Watched(Protocol):
+    """A change log that can fail while nothing is committed (a lease that lapses): the
+    runtime runs its `watch` beside the loop, and stops when it raises."""
+
+    async def watch(self) -> None: ...
+
+
+async def watch(engine: Engine, journal: ChangeLog) -> None:
+    """Run the log's watch, if it keeps one; its error becomes the engine's crash (what
+    callers are told)."""
+    if not isinstance(journal, Watched):
+        return
+    try:
+        await journal.watch()
+    except BaseException as exc:
+        if engine.crashed is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            engine.crashed = exc
+        raise

@@ -36,10 +36,13 @@ from actorq._failures import reason, storable, trace
 SURROGATE = os.fsdecode(b"caf\xe9")  # "caf\udce9": what undecodable bytes become
 
 
-@pytest.fixture(params=["memory", "journal"])
+@pytest.fixture(params=["memory", "journal", "postgresql"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Runtime]:
     if request.param == "memory":
         return Runtime
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return lambda: Runtime(url, fsync="never")
     return lambda: Runtime(tmp_path / "j", fsync="never")
 
 

@@ -84,6 +84,8 @@ class Subject:
     #: Whether the runtime's block raises when the runtime dies (a `Simulation` records
     #: the death instead, as a supervisor would, and restarts on request).
     block_raises: bool = True
+    #: For a log in PostgreSQL: given a fresh database's URL, the `open` to use.
+    on_database: Callable[[str], Callable[[Path], AbstractAsyncContextManager[Lives]]] | None = None
 
 
 @asynccontextmanager
@@ -131,6 +133,20 @@ async def _simulated(tmp_path: Path) -> AsyncIterator[Lives]:
         yield life
 
 
+def _postgres(fsync: str) -> Callable[[str], Callable[[Path], AbstractAsyncContextManager[Lives]]]:
+    def on(url: str) -> Callable[[Path], AbstractAsyncContextManager[Lives]]:
+        def open_(tmp_path: Path) -> AbstractAsyncContextManager[Lives]:
+            return _plain(functools.partial(Runtime, url, fsync=fsync), tmp_path)
+
+        return open_
+
+    return on
+
+
+def _needs_database(tmp_path: Path) -> AbstractAsyncContextManager[Lives]:
+    raise AssertionError("the subject fixture gives a PostgreSQL subject its database")
+
+
 SUBJECTS = [
     Subject("null", False, _null),
     Subject("memory", True, _memory),
@@ -138,12 +154,16 @@ SUBJECTS = [
     Subject("journal-interval", True, _journal("interval")),
     Subject("journal-never", True, _journal("never")),
     Subject("simulation", True, _simulated, block_raises=False),
+    Subject("postgresql-always", True, _needs_database, on_database=_postgres("always")),
+    Subject("postgresql-interval", True, _needs_database, on_database=_postgres("interval")),
 ]
 
 
 @pytest.fixture(params=SUBJECTS, ids=lambda s: s.name)
 def subject(request: pytest.FixtureRequest) -> Subject:
     param: Subject = request.param
+    if param.on_database is not None:
+        return attrs.evolve(param, open=param.on_database(request.getfixturevalue("pg_url")))
     return param
 
 

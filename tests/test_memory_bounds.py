@@ -17,10 +17,13 @@ from actorq._core.finished import COMPACT_AFTER
 JOBS = 3 * COMPACT_AFTER
 
 
-@pytest.fixture(params=["memory", "journal"])
+@pytest.fixture(params=["memory", "journal", "postgresql"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., Runtime]:
     if request.param == "memory":
         return lambda clock=None: Runtime(clock=clock or VirtualClock())
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return lambda clock=None: Runtime(url, clock=clock or VirtualClock())
     return lambda clock=None: Runtime(tmp_path / "j", clock=clock or VirtualClock())
 
 

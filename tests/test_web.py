@@ -246,6 +246,73 @@ async def test_queue_pages_page_with_a_cursor_and_search_by_id(world: Any) -> No
         assert (await client.get("/queues/bulk", params={"state": "nope"})).status_code == 400
 
 
+async def _follow(client: Any, url: str | None) -> list[int]:
+    """Every job row of a queue's pages, following `next page` links from `url`."""
+    seen: list[int] = []
+    while url is not None:
+        text = (await client.get(url)).text
+        seen += [int(i) for i in re.findall(r'<tr data-job="(\d+)">', text)]
+        found = re.search(r'<a id=next href="([^"]+)"', text)
+        url = None if found is None else found.group(1).replace("&amp;", "&")
+    return seen
+
+
+async def test_a_queue_page_sorts_by_id_both_ways_across_pages(world: Any) -> None:
+    rt, _ids = world
+    q = rt.queue("bulk")
+    added = await q.add_bulk([{"name": "n", "priority": i % 3} for i in range(120)])
+    ids = [j.id for j in added]
+    async with _client(dashboard(rt)) as client:
+        run_order = await _follow(client, "/queues/bulk?state=waiting")
+        oldest = await _follow(client, "/queues/bulk?state=waiting&sort=id")
+        newest = await _follow(client, "/queues/bulk?state=waiting&sort=-id")
+        page = (await client.get("/queues/bulk?state=waiting&sort=id")).text
+        bad = await client.get("/queues/bulk?sort=name")
+    assert sorted(run_order) == ids and run_order != ids  # priorities first
+    assert oldest == ids
+    assert newest == ids[::-1]
+    assert re.search(r'<a class="on" data-sort="id"', page)
+    assert "sort=id" in page.split("<a id=next")[1].split(">")[0]
+    assert bad.status_code == 400 and "sort" in bad.text
+
+
+async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
+    from actorq import VirtualClock  # noqa: PLC0415
+
+    async with Runtime(clock=VirtualClock()) as rt:
+        q = rt.queue("reports")
+        bare = await _queue_text(rt, "reports")
+        await q.set_global_concurrency(3)
+
+        async def run(job: Any) -> None:
+            return None
+
+        worker = rt.worker(q, run, concurrency=4)
+        rt.worker(q)  # a manual one
+        await worker.rate_limit(90)
+        pending = await q.upsert_job_scheduler("hourly", every=3600, template={"name": "tick"})
+        assert pending is not None
+        text = await _queue_text(rt, "reports")
+    assert "<dd id=concurrency>none</dd>" in bare and "not limited now" in bare
+    assert "0 processor workers" in bare and "<table id=schedulers>" not in bare
+    assert "<dd id=concurrency>3 active at most</dd>" in text
+    assert "<dd id=rate-limit>limited: starts again in 90.0 s</dd>" in text
+    assert "<dd id=workers>1 processor worker (concurrency 4), 1 manual</dd>" in text
+    row = re.search(r'<tr data-scheduler="hourly">(.*?)</tr>', text, re.S)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:3] == ["hourly", "every 3600.0 s", "tick"]
+    assert cells[3] == "3600.000 s" and cells[4] == "1"  # its pending job is its first
+    assert f'href="/jobs/{pending.id}"' in cells[5]
+
+
+async def _queue_text(rt: Runtime, name: str) -> str:
+    async with _client(dashboard(rt)) as client:
+        res = await client.get(f"/queues/{name}")
+    assert res.status_code == 200
+    return str(res.text)
+
+
 async def test_mounted_under_a_prefix_links_stay_inside_it(world: Any) -> None:
     from starlette.applications import Starlette  # noqa: PLC0415
 
@@ -311,6 +378,7 @@ async def test_the_event_stream_pushes_fresh_counts(world: Any) -> None:
         await rt.queue("web").add("second")
     counts = [d for kind, d in out if kind == "counts" and d["queue"] == "web"]
     assert counts[-1]["counts"]["waiting"] == 2 and counts[-1]["paused"] is False
+    assert counts[-1]["chart"].startswith("<svg class=chart")  # the page redraws its chart
     assert any(kind == "job" and d["type"] == "JobAdded" for kind, d in out)
 
 

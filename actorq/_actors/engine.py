@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -62,6 +62,13 @@ _TAKE: Final = HANDLERS[c.Take]
 _REPORT: Final = HANDLERS[c.Report]
 
 
+class Inbox(Protocol):
+    """Where the jobs dispatched to a worker go: its actor's memory stream, or a runtime
+    host's connection to the worker's process."""
+
+    def send_nowait(self, jobs: list[JobRecord], /) -> None: ...
+
+
 class WorkerSlot:
     """What the engine knows of one processor worker: its queue and free credits."""
 
@@ -71,6 +78,7 @@ class WorkerSlot:
         "concurrency",
         "free",
         "inbox",
+        "lock_duration",
         "max_stalled_count",
         "queue",
         "sink",
@@ -83,12 +91,17 @@ class WorkerSlot:
         token: str,
         queue: str,
         concurrency: int,
-        inbox: MemoryObjectSendStream[Any],
+        inbox: Inbox,
         abort: Callable[[int], None],
         max_stalled_count: int = 1,
+        lock_duration: float | None = None,
     ) -> None:
         self.token = token
         self.abort = abort
+        # None: a processor in this process, whose lock lives as long as it does. A number:
+        # a processor in another process (a runtime host's client), whose jobs are locked
+        # for that long at dispatch and stall unless it renews them.
+        self.lock_duration = lock_duration
         self.max_stalled_count = max_stalled_count
         self.queue = queue
         self.concurrency = concurrency
@@ -165,6 +178,7 @@ class Engine:
             c.CloseWorker: self._close_worker,
             c.PauseWorker: self._pause_worker,
             c.CloseManual: self._close_manual,
+            c.DropWorker: self._drop_worker,
             c.StopDispatch: self._stop_dispatch,
             c.WaitWorkersIdle: self._wait_workers_idle,
             c.Snapshot: self._snapshot,
@@ -303,9 +317,9 @@ class Engine:
 
     def _report(self, report: c.Report, now: float) -> None:
         slot = self.slots.get(report.token)
-        if slot is not None:
+        if slot is not None:  # else a dropped worker's late report: its jobs were not counted
             slot.free += report.freed
-        self.running -= report.freed
+            self.running -= report.freed
         _REPORT(self.core, report, now)
 
     def _dispatch(self, now: float) -> None:
@@ -317,7 +331,15 @@ class Engine:
             for slot in slots:
                 if slot.free <= 0 or slot.closing:
                     continue
-                jobs = core.take(queue, slot.free, now, slot.token, None, slot.max_stalled_count)
+                lock = slot.lock_duration
+                jobs = core.take(
+                    queue,
+                    slot.free,
+                    now,
+                    slot.token,
+                    None if lock is None else now + lock,
+                    slot.max_stalled_count,
+                )
                 if not jobs:
                     break
                 slot.free -= len(jobs)
@@ -496,6 +518,20 @@ class Engine:
             return None
         self.closing[cmd.token] = req
         return DEFER
+
+    def _drop_worker(self, req: Request, cmd: c.DropWorker, now: float) -> None:
+        """A worker in another process is gone (its connection broke): forget it now. Its
+        jobs keep their timed locks and stall when those expire, as BullMQ's do; whatever
+        it reports later is refused by token."""
+        slot = self.slots.get(cmd.token)
+        if slot is None:
+            return
+        self.running -= slot.concurrency - slot.free
+        slot.free = slot.concurrency
+        self._unregister(cmd.token)
+        closing = self.closing.pop(cmd.token, None)
+        if closing is not None:
+            self._replies.append(closing)
 
     def _close_manual(self, req: Request, cmd: c.CloseManual, now: float) -> int:
         """A manual worker closes: its pending fetches get None, its held jobs go back."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-import anyio
+
+class Waker(Protocol):
+    """What a request's reply wakes: its caller's `anyio.Event`, or whatever else waits."""
+
+    def set(self) -> None: ...
 
 
 class Request:
@@ -19,7 +23,7 @@ class Request:
     def __init__(self, command: Any) -> None:
         self.command = command
         # Made only by a caller that must wait: an inline request is answered before that.
-        self.done: anyio.Event | None = None
+        self.done: Waker | None = None
         self.result: Any = None
         self.error: BaseException | None = None
         self.replied = False

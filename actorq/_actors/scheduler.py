@@ -72,7 +72,9 @@ class Scheduler:
         except anyio.EndOfStream:
             return
         except BaseException as exc:
-            engine.crashed = exc
+            # A crash found elsewhere (a change log's watch) cancels the loop: it stays the cause.
+            if engine.crashed is None or not isinstance(exc, anyio.get_cancelled_exc_class()):
+                engine.crashed = exc
             raise
 
     async def _process(self, batch: list[Any]) -> None:

@@ -12,15 +12,12 @@ with ``RecvError::Lagged``). A subscriber that keeps up never sees one.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final, Self
+from typing import Final, Protocol, Self
 
 import anyio
 import attrs
 
 from .._core.events import Event
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 #: Events a subscription holds unless told otherwise: BullMQ trims its events stream to
 #: about as many (``streams.events.maxLen``).
@@ -35,6 +32,15 @@ class Lagged(Event):
     dropped: int
 
 
+class Hub(Protocol):
+    """What publishes to a stream: the engine, or a runtime host's client (which forwards
+    what the host's engine publishes)."""
+
+    def subscribe(self, stream: EventStream) -> None: ...
+
+    def unsubscribe(self, stream: EventStream) -> None: ...
+
+
 class EventStream:
     """An async iterator over lifecycle events; close it (or leave its block) to unsubscribe.
 
@@ -44,7 +50,7 @@ class EventStream:
 
     __slots__ = ("_buffer", "_dropped", "_ended", "_engine", "_wakeup", "capacity")
 
-    def __init__(self, engine: Engine, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, engine: Hub, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
         self._engine = engine
         self._buffer: deque[Event] = deque(maxlen=capacity)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import anyio
 import anyio.lowlevel
@@ -37,9 +37,18 @@ from .._core.records import MAX_WAIT
 from .._exceptions import DelayedError, InvalidOptionError, UnrecoverableError, WaitingChildrenError
 from .._failures import log_failed_attempt, reason, storable, trace
 from ..clock import Clock, DeadlineScope, VirtualClock, running_for
-from .engine import Engine
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 Outcome = tuple[int, bytes | None] | c.Fail | c.MoveToDelayed
+
+
+class Door(Protocol):
+    """Where a worker's reports go: the engine itself (`Engine.submit`), or, for a worker
+    in a runtime host's client, the connection to the host."""
+
+    def submit(self, msg: c.Report, sink: deque[JobRecord] | None = None) -> None: ...
 
 
 class _Resume:
@@ -84,7 +93,7 @@ class WorkerActor:
         clock: Clock,
         inbox: MemoryObjectReceiveStream[list[JobRecord]],
         inbox_tx: MemoryObjectSendStream[list[JobRecord]],
-        engine: Engine,
+        engine: Door,
     ) -> None:
         self.token = token
         self._call: Callable[[Any], Any] = (
@@ -115,6 +124,10 @@ class WorkerActor:
         if scope is not None:
             scope.cancel()
 
+    def held(self) -> list[int]:
+        """The ids of the jobs it holds: running, or waiting on its local line."""
+        return [*self._running, *(rec.id for rec in self._local)]
+
     def close(self) -> None:
         """No more jobs will come: the runners stop once the line is empty."""
         self._inbox_tx.close()
@@ -132,7 +145,7 @@ class WorkerActor:
     async def _runner(self) -> None:
         if self._vclock is not None:
             # This task's processors run for the engine: the clock tells it when they sleep.
-            running_for.set(self._engine)
+            running_for.set(cast("Engine", self._engine))
         while True:
             # One cancel scope serves every job this runner runs until one is aborted (the
             # job was cancelled): a scope per job would cost more than a no-op job itself.

@@ -402,9 +402,11 @@ class GetPage(Query):
     """One page of a queue's jobs in `state`: ``(records, next_cursor)``, next_cursor None
     at the end. Waiting jobs come in dispatch order, completed and failed ones newest
     finished first, the others newest id first. `cursor` is the previous page's
-    next_cursor. At most `budget` entries of the state's index (or ids) are read per page,
-    so a page costs the same however many jobs the runtime holds; a filtered page may come
-    back short with a cursor to read on."""
+    next_cursor. ``sort="id"`` (oldest added first) or ``"-id"`` (newest added first)
+    orders any state by id instead, the cursor then the last id read. At most `budget`
+    entries of the state's index (or ids) are read per page, so a page costs the same
+    however many jobs the runtime holds; a filtered page may come back short with a cursor
+    to read on."""
 
     queue: str
     state: JobState
@@ -413,6 +415,7 @@ class GetPage(Query):
     name: str | None = None
     tag: str | None = None
     budget: int = 20_000
+    sort: str | None = None
 
 
 @command
@@ -490,6 +493,24 @@ class CloseWorker(Command):
 
 
 @command
+class DropWorker(Command):
+    """A processor worker in another process is gone: forget it; its jobs stall at lock
+    expiry."""
+
+    token: str
+
+
+@command
+class ExtendLocks(Command):
+    """Renew the locks of many jobs held under one token (a remote worker's batch); the ids
+    whose lock was renewed (the others are no longer its)."""
+
+    token: str
+    job_ids: tuple[int, ...]
+    duration: float
+
+
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
@@ -533,8 +554,10 @@ __all__ = [
     "Command",
     "Complete",
     "Drain",
+    "DropWorker",
     "EnsureQueue",
     "ExtendLock",
+    "ExtendLocks",
     "Fail",
     "Fetch",
     "GetCounts",

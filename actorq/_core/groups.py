@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .limits import Limiter
@@ -128,6 +129,10 @@ class Groups:
         )
 
     # ------------------------------------------------------------------ a take
+
+    def popper(self, now: float) -> Callable[[Mapping[int, JobRecord]], JobRecord | None]:
+        """`pop` at `now`, taking what `WaitingLine.pop` takes (a take's loop calls either)."""
+        return partial(self.pop, now=now)
 
     def pop(self, jobs: Mapping[int, JobRecord], now: float) -> JobRecord | None:
         """The next job by turn: the head group's next job (the group to the back), or

@@ -85,6 +85,18 @@ def _report(core: CoreState, cmd: c.Report, now: float) -> None:
             continue
 
 
+def _extend_locks(core: CoreState, cmd: c.ExtendLocks, now: float) -> tuple[int, ...]:
+    renewed = []
+    until = now + cmd.duration
+    for job_id in cmd.job_ids:
+        try:
+            core.extend_lock(job_id, cmd.token, until, now)
+        except ActorqError:
+            continue  # stalled, cancelled or finished meanwhile: no longer this worker's
+        renewed.append(job_id)
+    return tuple(renewed)
+
+
 def children_view(rec: JobRecord) -> dict[str, Any]:
     """A parent's children by standing: ``processed`` {id: raw return value}, ``pending``
     [ids], ``failed`` {id: reason}, ``ignored`` {id: reason}."""
@@ -161,7 +173,7 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
     def wanted(rec: JobRecord) -> bool:
         return (name is None or rec.name == name) and (tag is None or tag in rec.tags)
 
-    if state is W or state is C or state is JobState.FAILED:
+    if cmd.sort is None and (state is W or state is C or state is JobState.FAILED):
         # An index of this queue and state: the cursor counts the live entries read so far.
         if state is W:
             source: Any = waiting_live(qs, core.jobs)
@@ -178,18 +190,40 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
             if position < start + cmd.budget:  # the index ended before the budget did
                 return out, None
         return out, position
-    # No index of its own: ids downward from the cursor (the newest first), `budget` of them.
     jobs = core.jobs
+    queue = cmd.queue
+    if cmd.sort == "id":  # ids upward from the cursor (the oldest first), `budget` of them
+        end = core.next_id
+        job_id = _lowest_id(core) - 1 if cmd.cursor is None else cmd.cursor
+        high = min(end, job_id + 1 + cmd.budget)
+        while job_id + 1 < high and len(out) < limit:
+            job_id += 1
+            rec = jobs.get(job_id)
+            if rec is not None and rec.state is state and rec.queue == queue and wanted(rec):
+                out.append(rec)
+        return out, (job_id if job_id + 1 < end else None)
+    # Sorted newest first, or no index of its own: ids downward from the cursor, `budget` of
+    # them.
     top = core.next_id if cmd.cursor is None else cmd.cursor
     low = max(1, top - cmd.budget)
     job_id = top
-    queue = cmd.queue
     while job_id > low and len(out) < limit:
         job_id -= 1
         rec = jobs.get(job_id)
         if rec is not None and rec.state is state and rec.queue == queue and wanted(rec):
             out.append(rec)
     return out, (job_id if job_id > 1 else None)
+
+
+def _lowest_id(core: CoreState) -> int:
+    """The lowest id a job holds now (`next_id` when none does). Ids are never reused, so
+    the lowest can only rise: the search starts where the last one ended, and over the
+    state's life passes each id once."""
+    low, jobs, end = core.lowest_id, core.jobs, core.next_id
+    while low < end and low not in jobs:
+        low += 1
+    core.lowest_id = low
+    return low
 
 
 def _is_paused(core: CoreState, cmd: c.IsPaused, now: float) -> bool:
@@ -221,6 +255,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.Fail: _fail,
     c.MoveToDelayed: _move_to_delayed,
     c.Report: _report,
+    c.ExtendLocks: _extend_locks,
     c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
         cmd.job_id, cmd.token, now
     ),

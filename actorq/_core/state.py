@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from functools import partial
 from typing import Any, Final
 
 from .._exceptions import IllegalTransitionError, InvalidOptionError, JobNotFoundError, LockError
@@ -105,8 +104,7 @@ class QueueState:
         self.concurrency: int | None = None
         #: Its rate limit, once a worker set one or a processor limited it by hand.
         self.limiter: Limiter | None = None
-        #: Its grouped waiting jobs and their rotation, once it has had one (see `groups`).
-        self.groups: Groups | None = None
+        self.groups: Groups | None = None  # its grouped waiting jobs, once it had one
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
@@ -120,6 +118,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         self.jobs: dict[int, JobRecord] = {}
         self.queues: dict[str, QueueState] = {}
         self.next_id = 1
+        #: No job has an id below this (a bound the id-sorted pages raise as they find it).
+        self.lowest_id = 1
         self._next_fifo = 1
         self._next_lifo = -1
         self.rng = seed & _MASK64
@@ -315,7 +315,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         taken: list[JobRecord] = []
         jobs = self.jobs
         groups = qs.groups
-        pop = qs.waiting.pop if groups is None else partial(groups.pop, now=now)
+        pop = qs.waiting.pop if groups is None else groups.popper(now)
         events = self.events
         change = self._change
         while len(taken) < n:

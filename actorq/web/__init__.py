@@ -36,7 +36,7 @@ from .. import (
     QueueEvent,
     Runtime,
 )
-from . import _graph, _html
+from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
@@ -44,8 +44,10 @@ Auth = Callable[[Request], bool | Awaitable[bool]]
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
 PAGE_SIZE = 50
-#: The overview's charts: how many minutes, and how many finished jobs of each kind read.
+#: The overview's charts: how many minutes; the events their subscription holds unread;
+#: how many finished jobs of each kind a queue's chart starts from.
 RATE_MINUTES = 15
+RATE_BUFFER = 10_000
 RATE_SAMPLE = 1_000
 _MAX_FORM = 4096
 #: A job page's dependency graph: jobs at most, and steps each way from the job.
@@ -88,6 +90,7 @@ class _Dashboard:
         self.read_only = read_only
         self.auth = auth
         self.token = secrets.token_urlsafe(32)
+        self.rates = _rates.Rates(rt, minutes=RATE_MINUTES, sample=RATE_SAMPLE, buffer=RATE_BUFFER)
 
     def app(self) -> Starlette:
         get, post = ["GET"], ["POST"]
@@ -119,28 +122,10 @@ class _Dashboard:
     async def overview(self, request: Request) -> Response:
         counts = await self.rt.counts()
         rows = [
-            (name, c, await self.rt.queue(name).is_paused(), await self.rates(name))
+            (name, c, await self.rt.queue(name).is_paused(), self.rates.of(name))
             for name, c in counts.items()
         ]
-        return _page(_html.overview(self.page(request), rows))
-
-    async def rates(self, name: str) -> tuple[list[int], list[int]]:
-        """Jobs completed and failed in each of the last `RATE_MINUTES` minutes, oldest
-        first, from the newest `RATE_SAMPLE` of each kept (the finished lines, read from
-        their newest end: jobs removed on completion are not counted)."""
-        q = self.rt.queue(name)
-        now = self.rt.clock.now()
-        out: list[list[int]] = []
-        for state in ("completed", "failed"):
-            bins = [0] * RATE_MINUTES
-            jobs, _after = await q.get_jobs_page(state, limit=RATE_SAMPLE)
-            for job in jobs:
-                minute = int((now - (job.finished_at or now)) // 60)
-                if minute >= RATE_MINUTES:
-                    break
-                bins[RATE_MINUTES - 1 - max(0, minute)] += 1
-            out.append(bins)
-        return out[0], out[1]
+        return _page(_html.overview(self.page(request), rows, self.rates.uncounted))
 
     async def queue(self, request: Request) -> Response:
         name = request.path_params["queue"]
@@ -158,15 +143,25 @@ class _Dashboard:
                 raise _Refused(404, "Not found", f"no job {raw_id} in queue {name!r}")
             return RedirectResponse(f"{self.page(request).base}/jobs/{job.id}", 303)
         cursor = _int_param(params.get("cursor"))
-        search = {k: params[k] for k in ("name", "tag") if params.get(k)}
+        sort = params.get("sort") or None
+        if sort not in (None, "id", "-id"):
+            raise _Refused(400, "Bad request", f"no sort {sort!r}: 'id' or '-id'")
+        search = {k: params[k] for k in ("name", "tag", "sort") if params.get(k)}
         jobs, after = await q.get_jobs_page(
             JobState(state),
             cursor=cursor,
             limit=PAGE_SIZE,
             name=search.get("name"),
             tag=search.get("tag"),
+            sort="id" if sort == "id" else "-id" if sort == "-id" else None,
         )
         counts = await q.counts()
+        limits = _html.Limits(
+            concurrency=await q.get_global_concurrency(),
+            rate_limit_ttl=await q.get_rate_limit_ttl(),
+            workers=[(w.concurrency, w.manual, w.paused) for w in q.get_workers()],
+            schedulers=await q.get_job_schedulers(),
+        )
         html = _html.queue_page(
             self.page(request),
             name,
@@ -177,6 +172,7 @@ class _Dashboard:
             cursor,
             after,
             search,
+            limits,
         )
         return _page(html)
 
@@ -197,7 +193,8 @@ class _Dashboard:
         graph = await self.graph(job, deps, dependents)
         page = self.page(request)
         drawn = _graph.section(page, graph)
-        return _page(_html.job_page(page, job, deps, dependents, tree, drawn))
+        events = _timeline.timeline(job)
+        return _page(_html.job_page(page, job, deps, dependents, tree, drawn, events))
 
     async def graph(
         self, job: Job, deps: dict[str, Any], dependents: dict[str, Any]
@@ -294,12 +291,15 @@ class _Dashboard:
                     for event in batch[-20:]:
                         if isinstance(event, JobEvent):
                             yield _sse("job", _describe(event))
+                    self.rates.drain()
                     for name in dirty:
                         q = self.rt.queue(name)
                         counts = await q.counts()
+                        chart = _html.chart(*self.rates.of(name))
+                        paused = await q.is_paused()
                         yield _sse(
                             "counts",
-                            {"queue": name, "counts": counts, "paused": await q.is_paused()},
+                            {"queue": name, "counts": counts, "paused": paused, "chart": chart},
                         )
 
         return StreamingResponse(
@@ -423,4 +423,8 @@ class _Guard:
                 refused = _Refused(403, "Forbidden", "the dashboard's auth hook refused this")
                 await (await self.owner.refused(request, refused))(scope, receive, send)
                 return
+        if scope["type"] == "http":
+            rates = self.owner.rates
+            await rates.seed()  # the first request: what the finished lines hold from before
+            rates.drain()  # every request counts what finished since the last
         await self.inner(scope, receive, send)

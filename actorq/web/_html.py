@@ -69,6 +69,10 @@ ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #bbc;margin:.2
 ul.tree li{margin:.2em 0}li.here>a{font-weight:700;background:#fff1c2;padding:0 .2em}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dt{color:#556}dd{margin:0}
 #live{font-size:12px}
+ol.timeline{background:#fff;border:1px solid #e3e6ea;padding:.5em .5em .5em 2.5em;margin:.5em 0}
+ol.timeline li{margin:.1em 0}ol.timeline .when{display:inline-block;min-width:13em;color:#556;
+font-variant-numeric:tabular-nums}
+li[data-kind=failed]{color:#a22}li[data-kind=completed]{color:#27693f}
 .graph-box{overflow:auto;background:#fff;border:1px solid #e3e6ea;padding:.4em}
 svg.graph text{font-family:system-ui,sans-serif}
 """
@@ -161,7 +165,9 @@ def chart(done: Sequence[int], failed: Sequence[int]) -> str:
 Rates = tuple[Sequence[int], Sequence[int]]
 
 
-def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]]) -> str:
+def overview(
+    page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Rates]], uncounted: int = 0
+) -> str:
     head = "".join(f"<th>{esc(s)}</th>" for s in STATES)
     rows = []
     for name, counts, paused, (done, failed) in queues:
@@ -183,8 +189,15 @@ def overview(page: Page, queues: Sequence[tuple[str, Mapping[str, int], bool, Ra
         )
     if not rows:
         rows.append(f'<tr><td colspan="{len(STATES) + 4}" class=muted>no queues yet</td></tr>')
+    note = (
+        f"<p class=notice id=uncounted>{uncounted} events were dropped before the charts "
+        "counted them (the dashboard was not read for a long while): the charts are short "
+        "by that many.</p>"
+        if uncounted
+        else ""
+    )
     body = (
-        "<h1>Queues</h1><table id=queues><thead><tr><th>queue</th>"
+        f"<h1>Queues</h1>{note}<table id=queues><thead><tr><th>queue</th>"
         f"{head}<th>per minute</th><th>status</th><th></th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
         "<h2>Live</h2><ol id=feed class=muted reversed></ol>"
@@ -202,6 +215,7 @@ def queue_page(
     cursor: int | None,
     next_cursor: int | None,
     search: Mapping[str, str],
+    limits: Limits,
 ) -> str:
     tabs = " ".join(
         f'<a class="{"on" if s == state else ""}" href="{page.queue_href(queue, state=s)}">'
@@ -240,9 +254,22 @@ def queue_page(
         actions.append(
             page.action(f"/queues/{q}/retry-failed", "Retry all failed", "Retry every failed job?")
         )
+    sort = search.get("sort", "")
+    own = _OWN_ORDER.get(state)
+    choices = ([("", own)] if own else []) + [
+        ("-id" if own else "", "newest added first"),
+        ("id", "oldest added first"),
+    ]
+    filters = {k: v for k, v in search.items() if k != "sort"}
+    order = " ".join(
+        f'<a class="{"on" if key == sort else ""}" data-sort="{esc(key or "default")}" '
+        f'href="{page.queue_href(queue, state=state, sort=key, **filters)}">{esc(label)}</a>'
+        for key, label in choices
+    )
     form = (
         f'<form method=get action="{page.queue_href(queue)}">'
         f'<input type=hidden name=state value="{esc(state)}">'
+        f'<input type=hidden name=sort value="{esc(sort)}">'
         f'<input name=name placeholder="name" value="{esc(search.get("name", ""))}"> '
         f'<input name=tag placeholder="tag" value="{esc(search.get("tag", ""))}"> '
         f'<input name=id placeholder="job id" size=8> <button type=submit>Search</button></form>'
@@ -250,11 +277,82 @@ def queue_page(
     body = (
         f"<h1>Queue {esc(queue)} <small class=muted>{'paused' if paused else 'running'}</small>"
         f"</h1><p>{' '.join(actions)}</p><p class=tabs>{tabs}</p>{form}"
+        f"{_limits(page, limits)}<p class=tabs id=sort>order: {order}</p>"
         "<table id=jobs><thead><tr><th>id</th><th>name</th><th>state</th><th>tags</th>"
         f"<th>attempts</th><th>reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         f"<p>{first}{more}</p>"
     )
     return page.doc(f"Queue {queue}", body)
+
+
+class Limits:
+    """What bounds a queue's work: its global concurrency, its rate limit's time left,
+    its workers in this runtime (concurrency, manual, paused), its job schedulers."""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None,
+        rate_limit_ttl: float,
+        workers: Sequence[tuple[int, bool, bool]],
+        schedulers: Sequence[Mapping[str, Any]],
+    ) -> None:
+        self.concurrency = concurrency
+        self.rate_limit_ttl = rate_limit_ttl
+        self.workers = workers
+        self.schedulers = schedulers
+
+
+def _limits(page: Page, limits: Limits) -> str:
+    cap = "none" if limits.concurrency is None else f"{limits.concurrency} active at most"
+    ttl = limits.rate_limit_ttl
+    rate = f"limited: starts again in {ttl:.1f} s" if ttl > 0 else "not limited now"
+    running = [w for w in limits.workers if not w[1]]
+    manual = len(limits.workers) - len(running)
+    paused = sum(1 for w in running if w[2])
+    workers = (
+        f"{len(running)} processor worker{'s' if len(running) != 1 else ''} "
+        f"(concurrency {sum(w[0] for w in running)}{f', {paused} paused' if paused else ''})"
+        f", {manual} manual"
+    )
+    facts = (
+        f"<dl id=limits><dt>global concurrency</dt><dd id=concurrency>{esc(cap)}</dd>"
+        f"<dt>rate limit</dt><dd id=rate-limit>{esc(rate)}</dd>"
+        f"<dt>workers here</dt><dd id=workers>{esc(workers)}</dd></dl>"
+    )
+    if not limits.schedulers:
+        return facts
+    rows = []
+    for sched in limits.schedulers:
+        if sched.get("pattern"):
+            every = f"cron {sched['pattern']}" + (f" ({sched['tz']})" if sched.get("tz") else "")
+        else:
+            every = f"every {sched.get('every')} s"
+        runs = f"{sched.get('iterations', 0)}" + (
+            f" of {sched['limit']}" if sched.get("limit") is not None else ""
+        )
+        job_id = sched.get("job_id")
+        pending = f'<a href="{page.job_href(job_id)}">#{job_id}</a>' if job_id else "—"
+        template = sched.get("template") or {}
+        rows.append(
+            f'<tr data-scheduler="{esc(sched["id"])}"><td>{esc(sched["id"])}</td>'
+            f"<td>{esc(every)}</td><td>{esc(template.get('name', ''))}</td>"
+            f"<td>{when(sched.get('next'))}</td><td class=n>{esc(runs)}</td>"
+            f"<td>{pending}</td></tr>"
+        )
+    return (
+        f"{facts}<h2>Job schedulers</h2><table id=schedulers><thead><tr><th>id</th>"
+        "<th>schedule</th><th>job name</th><th>next run</th><th>runs</th>"
+        f"<th>pending job</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+#: The order a state's page takes unsorted, where it is not newest added first.
+_OWN_ORDER = {
+    "waiting": "the order they will run",
+    "completed": "newest finished first",
+    "failed": "newest finished first",
+}
 
 
 def _tree(page: Page, node: JobNode, here: int) -> str:
@@ -281,6 +379,7 @@ def job_page(
     dependents: Mapping[str, Any],
     tree: JobNode | None,
     graph: str,
+    timeline: Sequence[tuple[float | None, str, str]],
 ) -> str:
     """`graph`: the dependency graph's markup, empty when the job has none."""
     q = url_part(job.queue)
@@ -317,6 +416,12 @@ def job_page(
         f"<h1>Job #{job.id} <span id=job-name>{esc(job.name)}</span></h1>",
         f"<p id=actions>{' '.join(acts)}</p><dl>{facts}</dl>",
     ]
+    events = "".join(
+        f'<li data-kind="{esc(kind)}"><span class=when>{when(at) if at is not None else ""}'
+        f"</span> {esc(text)}</li>"
+        for at, kind, text in timeline
+    )
+    parts.append(f"<h2>Timeline</h2><ol id=timeline class=timeline>{events}</ol>")
     if job.failed_reason is not None:
         parts.append(f"<h2>Failure</h2><pre id=reason>{esc(job.failed_reason)}</pre>")
     if job.stacktrace:
@@ -387,6 +492,11 @@ function setCounts(queue, counts, paused) {
   }
   row.querySelector("td.paused").textContent = paused ? "paused" : "running";
 }
+function setChart(queue, chart) {
+  const row = [...document.querySelectorAll("#queues tr[data-queue]")]
+    .find((r) => r.dataset.queue === queue);
+  if (row && chart) row.querySelector("td.rates").innerHTML = chart;
+}
 function feed(line) {
   const list = document.getElementById("feed");
   if (!list) return;
@@ -405,6 +515,7 @@ window.addEventListener("DOMContentLoaded", () => {
   source.addEventListener("counts", (m) => {
     const d = JSON.parse(m.data);
     setCounts(d.queue, d.counts, d.paused);
+    setChart(d.queue, d.chart);
   });
   source.addEventListener("job", (m) => {
     const d = JSON.parse(m.data);

@@ -1,0 +1,465 @@
+"""`RemoteRuntime`: the `Runtime` API in another process, carried to a runtime host.
+
+``async with actorq.connect("actorq://127.0.0.1:7311", token=...) as rt:`` gives the calls a
+local runtime has — queues, jobs, flows, workers, events, counts — with every command sent
+to the host's engine (see `host` for the messages). Handles are the same classes as a local
+runtime's: only `_send` and its kin differ.
+
+A processor worker here runs its processor in this process, as a `WorkerActor` whose jobs
+come from the host and whose reports go back to it. Its jobs are locked on the host for
+``lock_duration`` seconds and renewed every half of that in one message per worker; if this
+process dies or is cut off, they stall when the locks expire and run elsewhere.
+
+When the connection breaks, calls in flight fail with `ConnectionLostError`; the client
+reconnects with backoff (0.05 s doubling to 2 s), registers its workers and subscriptions
+again, and calls made meanwhile wait for the new connection, as ioredis's offline queue
+does for BullMQ.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import ssl
+from collections import deque
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any, Final, Self
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup
+
+from .._actors.subscription import DEFAULT_CAPACITY, EventStream
+from .._actors.worker import WorkerActor
+from .._api import CLOSED, RUNNING, RuntimeAPI
+from .._core import JobRecord
+from .._core import commands as c
+from .._exceptions import ConnectionLostError, InvalidOptionError, RuntimeClosedError
+from .._options import count
+from .._worker import Worker
+from ..clock import SystemClock
+from . import address as addresses
+from .wire import (
+    PROTOCOL,
+    FrameReader,
+    ProtocolError,
+    decode_error,
+    decode_value,
+    encode_value,
+    frame,
+)
+
+log = logging.getLogger("actorq.client")
+
+#: Calls this client has in flight at most (the host's cap, `host.MAX_IN_FLIGHT`).
+MAX_IN_FLIGHT: Final = 4096
+_BACKOFF: Final = (0.05, 2.0)
+_GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class _Call:
+    __slots__ = ("command", "done", "error", "replied", "result")
+
+    def __init__(self, command: c.Command) -> None:
+        self.command = command
+        self.done = anyio.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.replied = False
+
+
+class _Link:
+    """One connection to the host: what is queued to send, and the task that sends it."""
+
+    def __init__(self, stream: ByteStream) -> None:
+        self.stream = stream
+        self.reader = FrameReader(stream)
+        self._out: list[bytes] = []
+        self._wake = anyio.Event()
+        self.broken = False
+
+    def send(self, message: list[Any]) -> None:
+        if self.broken:
+            raise ConnectionLostError("not connected to the host", may_have_applied=False)
+        self._out.append(frame(message))
+        self._wake.set()
+
+    async def write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = anyio.Event()
+            out, self._out = self._out, []
+            await self.stream.send(b"".join(out))
+
+
+class _Door:
+    """A client worker's reports, sent to the host (the `WorkerActor`'s engine)."""
+
+    __slots__ = ("rt", "token")
+
+    def __init__(self, rt: RemoteRuntime, token: str) -> None:
+        self.rt = rt
+        self.token = token
+
+    def submit(self, msg: c.Report, sink: deque[JobRecord] | None = None) -> None:
+        link = self.rt._link
+        if link is not None and not link.broken:
+            link.send(["u", self.token, encode_value(list(msg.outcomes)), msg.freed])
+        # Else the outcomes are lost with the connection: the jobs stall at lock expiry and
+        # run again, which is the contract of a job whose worker was cut off.
+
+
+class _RemoteWorker:
+    __slots__ = ("actor", "concurrency", "inbox", "lock_duration", "max_stalled", "queue")
+
+    def __init__(
+        self,
+        actor: WorkerActor,
+        inbox: Any,
+        queue: str,
+        concurrency: int,
+        lock_duration: float,
+        max_stalled: int,
+    ) -> None:
+        self.actor = actor
+        self.inbox = inbox
+        self.queue = queue
+        self.concurrency = concurrency
+        self.lock_duration = lock_duration
+        self.max_stalled = max_stalled
+
+
+class RemoteRuntime(RuntimeAPI):
+    """A runtime host's client (made by `actorq.connect`); the `Runtime` API."""
+
+    def __init__(
+        self, url: str, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(SystemClock())
+        self.url = url
+        self._address = addresses.parse("url", url)
+        if token is not None and not isinstance(token, str):
+            raise InvalidOptionError("token", type(token).__name__, "must be a string")
+        self._token = token
+        self._ssl = ssl_context
+        # Worker tokens are the engine's names for this process's workers: unique across
+        # every client of the host, and kept across reconnects.
+        self._token_prefix = f"{os.urandom(6).hex()}."
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Call] = {}
+        self._given_up: dict[int, c.Command] = {}
+        self._slots = anyio.Semaphore(MAX_IN_FLIGHT)
+        self._link: _Link | None = None
+        self._linked = anyio.Event()
+        self._remote_workers: dict[str, _RemoteWorker] = {}
+        self._subs: dict[int, EventStream] = {}
+        self._sub_ids: dict[int, int] = {}  # id(stream) -> subscription id
+        self._tg: TaskGroup | None = None
+        self._cm: Any = None
+        self._streams: list[Any] = []  # the workers' inboxes, closed at the end
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        link = await self._open()  # a host that is not there fails the block at once
+        self._cm = anyio.create_task_group()
+        self._tg = await self._cm.__aenter__()
+        self._state = RUNNING
+        self._tg.start_soon(self._keep, link)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            if exc_type is None:
+                for worker in list(self._workers.values()):
+                    with anyio.move_on_after(10):
+                        await worker.close()
+        finally:
+            self._state = CLOSED
+            for sub in list(self._subs.values()):
+                sub.end()
+            self._fail_pending(RuntimeClosedError("the client is closed"))
+            assert self._tg is not None
+            # The task group's scope holds this task too: leave it before awaiting anything.
+            self._tg.cancel_scope.cancel()
+            await self._cm.__aexit__(exc_type, exc, tb)
+            for stream in self._streams:
+                stream.close()
+            if self._link is not None:
+                await self._link.stream.aclose()
+        return None
+
+    async def close(self) -> None:
+        await self.__aexit__(None, None, None)
+
+    async def _open(self) -> _Link:
+        stream = await addresses.connect(self._address, self._ssl)
+        link = _Link(stream)
+        try:
+            await stream.send(frame(["h", {"protocol": PROTOCOL, "token": self._token}]))
+            with anyio.fail_after(10):
+                (answer, *_) = await link.reader.read()
+        except BaseException:
+            await stream.aclose()
+            raise
+        if answer[0] != "hello":
+            await stream.aclose()
+            why = answer[1] if answer[0] == "refused" and len(answer) > 1 else answer
+            raise ConnectionRefusedError(f"the host at {self.url} refused: {why}")
+        return link
+
+    async def _keep(self, link: _Link | None) -> None:
+        """Serve the connection; when it breaks, reconnect with backoff, forever."""
+        delay = _BACKOFF[0]
+        while True:
+            if link is None:
+                try:
+                    link = await self._open()
+                except (OSError, TimeoutError, ProtocolError, *_GONE) as exc:
+                    log.info("reconnecting to %s in %.2f s: %s", self.url, delay, exc)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, _BACKOFF[1])
+                    continue
+                delay = _BACKOFF[0]
+            await self._serve(link)
+            link = None
+
+    async def _serve(self, link: _Link) -> None:
+        self._link = link
+        self._rejoin(link)
+        self._linked.set()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._renew_locks)
+                try:
+                    await self._read(link, tg)
+                finally:
+                    tg.cancel_scope.cancel()
+        except* (ProtocolError, *_GONE) as group:
+            log.warning("lost the host at %s: %s", self.url, group.exceptions[0])
+        finally:
+            link.broken = True
+            self._linked = anyio.Event()
+            self._fail_pending(
+                ConnectionLostError(
+                    f"the connection to {self.url} broke during the call", may_have_applied=True
+                )
+            )
+            await link.stream.aclose()
+
+    def _rejoin(self, link: _Link) -> None:
+        """A new connection: register this process's workers and subscriptions again."""
+        for token, w in self._remote_workers.items():
+            args = [w.queue, w.concurrency, w.lock_duration, w.max_stalled]
+            link.send(["w", 0, token, *args])
+        for sub_id, stream in self._subs.items():
+            link.send(["e", sub_id, stream.capacity])
+
+    async def _read(self, link: _Link, tg: TaskGroup) -> None:
+        tg.start_soon(link.write)
+        reader = link.reader
+        while True:
+            for message in await reader.read():
+                self._handle(message)
+
+    def _handle(self, message: list[Any]) -> None:
+        kind = message[0]
+        if kind in ("r", "x"):
+            call = self._pending.pop(message[1], None)
+            if call is None:
+                self._late(message)
+                return
+            if kind == "r":
+                call.result = decode_value(message[2])
+            else:
+                call.error = decode_error(message[2])
+            call.replied = True
+            call.done.set()
+        elif kind == "j":
+            worker = self._remote_workers.get(message[1])
+            if worker is not None:
+                worker.inbox.send_nowait(decode_value(message[2]))
+        elif kind == "a":
+            worker = self._remote_workers.get(message[1])
+            if worker is not None:
+                worker.actor.abort(message[2])
+        elif kind == "v":
+            stream = self._subs.get(message[1])
+            if stream is not None:
+                stream.publish(decode_value(message[2]))
+        else:
+            raise ProtocolError(f"{kind!r} is not a message the host sends")
+
+    def _late(self, message: list[Any]) -> None:
+        """A reply to a call its caller gave up on: a job a fetch locked for it goes back."""
+        cmd = self._given_up.pop(message[1], None)
+        if message[0] == "r" and isinstance(cmd, c.Fetch):
+            job = decode_value(message[2])
+            if isinstance(job, JobRecord):
+                self._notify(c.Release(job.id, cmd.take.token))
+        elif message[0] == "x" and message[1] == 0:  # a worker's registration
+            log.error("the host refused a worker: %s", decode_error(message[2]))
+
+    def _fail_pending(self, error: BaseException) -> None:
+        pending, self._pending = self._pending, {}
+        for call in pending.values():
+            call.error = error
+            call.replied = True
+            call.done.set()
+
+    # ------------------------------------------------------------------ carriers
+
+    def _send(self, command: c.Command) -> Coroutine[Any, Any, Any]:
+        return self._call(command)
+
+    async def _call(self, command: c.Command, within: float | None = None) -> Any:
+        if self._state != RUNNING:
+            raise RuntimeClosedError(f"the client is {self._state}")
+        async with self._slots:
+            link = self._link
+            if link is None or link.broken:
+                await self._linked.wait()
+                link = self._link
+                assert link is not None
+            call_id = next(self._ids)
+            call = _Call(command)
+            self._pending[call_id] = call
+            try:
+                link.send(["c", call_id, encode_value(command)])
+            except ConnectionLostError:
+                self._pending.pop(call_id, None)
+                raise
+            try:
+                if within is None:
+                    await call.done.wait()
+                else:
+                    with anyio.move_on_after(within):
+                        await call.done.wait()
+            finally:
+                if not call.replied:
+                    self._give_up(call_id, call)
+        if not call.replied:
+            return _TIMED_OUT
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def _give_up(self, call_id: int, call: _Call) -> None:
+        self._pending.pop(call_id, None)
+        self._given_up[call_id] = call.command
+        link = self._link
+        if link is not None and not link.broken:
+            link.send(["z", call_id])
+
+    async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
+        result = await self._call(command, timeout)
+        if result is _TIMED_OUT:
+            return False, None
+        return True, result
+
+    def _notify(self, command: c.Command) -> None:
+        link = self._link
+        if link is not None and not link.broken:
+            link.send(["n", encode_value(command)])
+
+    def _start_processor(
+        self,
+        token: str,
+        queue: str,
+        call: Callable[[Any], Any],
+        concurrency: int,
+        run_in_thread: bool,
+        lock_duration: float,
+        max_stalled_count: int,
+    ) -> WorkerActor:
+        inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](float("inf"))
+        self._streams += [inbox_tx, inbox_rx]
+        actor = WorkerActor(
+            token=token,
+            processor=call,
+            make_job=self._job_for_worker,
+            concurrency=concurrency,
+            run_in_thread=run_in_thread,
+            clock=self.clock,
+            inbox=inbox_rx,
+            inbox_tx=inbox_tx,
+            engine=_Door(self, token),
+        )
+        worker = _RemoteWorker(
+            actor, inbox_tx, queue, concurrency, lock_duration, max_stalled_count
+        )
+        self._remote_workers[token] = worker
+        assert self._tg is not None
+        self._tg.start_soon(actor.run)
+        link = self._link
+        if link is not None and not link.broken:
+            link.send(["w", 0, token, queue, concurrency, lock_duration, max_stalled_count])
+        return actor
+
+    async def _close_runner(self, worker: Worker[Any, Any]) -> None:
+        token = worker.token
+        try:
+            async with self._slots:
+                link = self._link
+                if link is not None and not link.broken:
+                    call_id = next(self._ids)
+                    call = self._pending[call_id] = _Call(c.CloseWorker(token))
+                    link.send(["k", call_id, token])
+                    await call.done.wait()
+        finally:
+            remote = self._remote_workers.pop(token, None)
+            if remote is not None:
+                remote.actor.close()
+
+    async def _renew_locks(self) -> None:
+        """Renew the locks of the jobs this process's workers hold, one message each."""
+        while True:
+            locks = [w.lock_duration for w in self._remote_workers.values()]
+            wait = min(locks, default=5.0) / 2
+            await anyio.sleep(wait)
+            for token, w in list(self._remote_workers.items()):
+                held = w.actor.held()
+                if held:
+                    self._notify(c.ExtendLocks(token, tuple(held), w.lock_duration))
+
+    def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
+        """Subscribe to the host's lifecycle events (see `Runtime.events`)."""
+        self._check_running()
+        return EventStream(self, count("buffer", buffer))
+
+    def subscribe(self, stream: EventStream) -> None:
+        sub_id = next(self._ids)
+        self._subs[sub_id] = stream
+        self._sub_ids[id(stream)] = sub_id
+        link = self._link
+        if link is not None and not link.broken:
+            link.send(["e", sub_id, stream.capacity])
+
+    def unsubscribe(self, stream: EventStream) -> None:
+        sub_id = self._sub_ids.pop(id(stream), None)
+        if sub_id is None:
+            return
+        self._subs.pop(sub_id, None)
+        link = self._link
+        if link is not None and not link.broken:
+            link.send(["q", sub_id])
+
+    def __repr__(self) -> str:
+        return f"<RemoteRuntime {self._state} of {self.url}>"
+
+
+_TIMED_OUT: Final[Any] = object()
+
+
+def connect(
+    url: str, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None
+) -> RemoteRuntime:
+    """A client of the runtime host at `url` (``"actorq://HOST:PORT"`` or
+    ``"unix:/path"``): use as ``async with actorq.connect(url, token=...) as rt:``."""
+    return RemoteRuntime(url, token=token, ssl_context=ssl_context)
