@@ -189,3 +189,28 @@ async def test_settings_and_windows_hold_across_a_restart(tmp_path: Path) -> Non
         assert starts == [("a", 0.0)]  # the window opened before the restart still holds
         await clock.advance(30)
         assert starts == [("a", 0.0), ("a", 60.0)]
+
+
+async def test_cancel_remove_and_priority_changes_keep_the_group_lines_right() -> None:
+    clock = VirtualClock(autojump=False)
+    async with Runtime(clock=clock) as rt:
+        q = rt.queue("q")
+        a = await q.add_bulk([{"name": "a", "data": i, "group": "a"} for i in range(4)])
+        b = await q.add_bulk([{"name": "b", "data": i, "group": "b"} for i in range(2)])
+        await a[0].cancel()
+        await b[0].remove()
+        await b[1].cancel()  # group b has nothing left: it leaves the rotation
+        await a[3].change_priority(5)  # moves to the front of its group's line
+        assert [j.data for j in await q.get_jobs("waiting")] == [3, 1, 2]
+        view = rt._core.index_view()
+        assert view == rt._core.rebuild_indexes().index_view()
+        assert view["groups"]["q"]["counts"] == {"a": 3}
+        got: list[Any] = []
+
+        async def work(job: Job) -> None:
+            got.append((job.group, job.data))
+
+        rt.worker(q, work)
+        await clock.advance(1)
+        assert got == [("a", 3), ("a", 1), ("a", 2)]
+        assert rt._core.index_view()["groups"] == {}

@@ -154,8 +154,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         self.dispatching = True
         #: Job schedulers by (queue, scheduler id); see `schedulers`.
         self.schedulers: dict[tuple[str, str], SchedulerRecord] = {}
-        #: Deduplication keys by (queue, key), and their expiries (a heap); see `dedup`.
-        self.dedup: dict[tuple[str, str], DedupKey] = {}
+        self.dedup: dict[tuple[str, str], DedupKey] = {}  # by (queue, key); see `dedup`
         self.dedup_expiries: list[tuple[float, str, str]] = []
 
     # ------------------------------------------------------------------ the one entry
@@ -584,6 +583,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
             counts[old] -= 1
             if plan.leave is not None:
                 plan.leave(self, qs, rec)
+            elif old is A and rec.group is not None:  # (its plan leaves this to the move)
+                _LEAVE[A](self, qs, rec)
             for name, value in changes.items():
                 setattr(rec, name, value)
             counts[new] += 1

@@ -224,6 +224,10 @@ class Plan:
         leave = LEAVE[old]
         if command == "take":
             leave = None  # `take` popped the job's entry from its waiting line itself
+        elif old is A:
+            # Only a grouped job has upkeep on leaving active: `_change` calls it for those,
+            # one attribute test instead of a call for every job that ends an attempt.
+            leave = None
         #: Upkeep on leaving `old` and entering `new` (None: nothing to do).
         self.leave: _Upkeep | None = None if leave is _nothing else leave
         self.enter: _Upkeep | None = None if ENTER[new] is _nothing else ENTER[new]
