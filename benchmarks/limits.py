@@ -1,6 +1,7 @@
 """W1 under the issue-17 limits: the cost of a limiter that never binds, and of groups.
 
-Run it: ``python -m benchmarks.limits`` (``--reps N``, ``--backend trio``). Three variants
+Run it: ``python -m benchmarks.limits`` (``--reps N``, ``--backend trio``; ``--order``: the
+core alone, by layout of the jobs, see `ORDERS`). Three variants
 of W1 (20,000 no-op jobs, one ``add_bulk``, then a worker at concurrency 50; end to end is
 one clock from before the add to the last job's run), run alternately (plain, limiter,
 groups, plain, ...) so a shared machine's load falls on each alike:
@@ -32,6 +33,8 @@ from typing import Any
 import anyio
 
 from actorq import Job, Runtime
+from actorq._core import CoreState
+from actorq._options import bulk_specs
 
 from .run import machine_line
 from .workloads import W1_CONCURRENCY, W1_JOBS
@@ -78,11 +81,57 @@ async def w1(variant: str) -> dict[str, float]:
     return {"e2e_jobs_s": W1_JOBS / (t2 - t0), "process_jobs_s": W1_JOBS / (t2 - t1)}
 
 
+#: ``--order``: take and complete on `CoreState` alone, the jobs in four layouts: in id order
+#: (one priority), strided (priority ``-(i % 20)``: taken 20 ids apart, no groups), and the
+#: two group layouts above. Strided against in order is what visiting the records out of id
+#: order costs by itself.
+ORDERS = ("in order", "strided", "groups", "groups, runs")
+
+
+def core_order(layout: str) -> float:
+    """CPU seconds to take and complete W1's jobs (50 a take) on a bare `CoreState`."""
+    core = CoreState()
+    items: list[dict[str, Any]]
+    if layout == "in order":
+        items = [{"name": "n", "priority": 0} for _ in range(W1_JOBS)]
+    elif layout == "strided":
+        items = [{"name": "n", "priority": -(i % 20)} for i in range(W1_JOBS)]
+    elif layout == "groups":
+        items = [{"name": "n", "group": f"g{i % GROUPS}"} for i in range(W1_JOBS)]
+    else:
+        items = [{"name": "n", "group": f"g{i // (W1_JOBS // GROUPS)}"} for i in range(W1_JOBS)]
+    specs, names, datas = bulk_specs("q", items)
+    core.add(specs, 0.0, names, datas)
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.process_time()
+        for _ in range(W1_JOBS // W1_CONCURRENCY):
+            for rec in core.take("q", W1_CONCURRENCY, 0.0, "t"):
+                core.complete(rec.id, None, None, 0.0)
+        return time.process_time() - t0
+    finally:
+        gc.enable()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--backend", default="asyncio", choices=("asyncio", "trio"))
+    parser.add_argument("--order", action="store_true", help="the core alone, by layout")
     args = parser.parse_args(argv)
+    if args.order:
+        times: dict[str, list[float]] = {layout: [] for layout in ORDERS}
+        for _ in range(args.reps):
+            for layout in ORDERS:
+                times[layout].append(core_order(layout))
+        base = min(times["in order"])
+        print("| layout | take + complete, ms (best) | vs in order |")
+        print("|---|--:|--:|")
+        for layout in ORDERS:
+            best = min(times[layout])
+            print(f"| {layout} | {best * 1e3:.1f} | {best / base:.2f}x |")
+        return 0
     samples: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     for rep in range(args.reps):
         for variant in VARIANTS:
