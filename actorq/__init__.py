@@ -60,7 +60,7 @@ from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._remote.client import RemoteRuntime, connect
 from ._runtime import EventStream, Lagged, Runtime
 from ._tasks import Task
-from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
+from ._typing import BulkJob, DeduplicationOptions, JobOptions, RetentionOptions, StateName
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -75,6 +75,7 @@ __all__ = [
     "ChangeLog",
     "Clock",
     "ConnectionLostError",
+    "DeduplicationOptions",
     "DelayedError",
     "DependsOn",
     "Event",

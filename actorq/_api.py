@@ -117,6 +117,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -131,6 +133,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -145,6 +149,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -160,6 +166,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[Any, Any]: ...
 
     @overload
@@ -174,6 +182,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[Any, Any]: ...
 
     def worker(
@@ -190,6 +200,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[Any, Any]:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
@@ -206,6 +218,9 @@ class RuntimeAPI:
         ``limiter={"max": n, "duration": seconds}`` (BullMQ's) starts at most ``n`` of the
         queue's jobs per ``duration`` seconds, across all its workers and restarts: the
         limit is the queue's (the last worker to set one sets it).
+        ``group_concurrency=n`` runs at most ``n`` active jobs per group of the queue and
+        ``group_limiter={"max": n, "duration": seconds}`` starts at most ``n`` per group per
+        window; the queue's, as ``limiter`` is (see docs/groups.md).
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
@@ -213,9 +228,16 @@ class RuntimeAPI:
         stalled_interval = positive("stalled_interval", stalled_interval)
         max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
         limit = None if limiter is None else rate_limiter(limiter)
+        per_group = None if group_limiter is None else rate_limiter(group_limiter, "group_limiter")
+        if group_concurrency is not None:
+            group_concurrency = count("group_concurrency", group_concurrency)
         token = f"{self._token_prefix}worker-{next(self._tokens)}"
         if limit is not None:
             self._notify(c.SetLimiter(name, *limit))
+        if group_concurrency is not None:
+            self._notify(c.SetGroupConcurrency(name, group_concurrency))
+        if per_group is not None:
+            self._notify(c.SetGroupLimiter(name, per_group))
         if processor is None:
             if run_in_thread:
                 raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")

@@ -163,3 +163,41 @@ async def test_wait_for_with_progress(capsys: pytest.CaptureFixture[str]) -> Non
         with pytest.raises(JobFailedError):
             await wait_for([bad])
     assert "20/20" in capsys.readouterr().err
+
+
+def test_the_sync_facade_takes_issue_17s_calls() -> None:
+    """Deduplication, groups, schedulers, global concurrency, limiter and job control, all
+    blocking calls from plain code."""
+    clock = VirtualClock(autojump=False)
+    with start_in_background(clock=clock) as bg:
+        q = bg.queue("q")
+        first = q.add("double", {"n": 1}, deduplication={"id": "k", "ttl": 60}, delay=100)
+        again = q.add("double", {"n": 2}, deduplication={"id": "k", "ttl": 60}, delay=100)
+        assert again.id == first.id
+        assert q.get_deduplication_job_id("k") == first.id
+        assert q.remove_deduplication_key("k") is True
+        assert q.get_deduplication_job_id("k") is None
+        q.set_global_concurrency(2)
+        assert q.get_global_concurrency() == 2
+        assert q.upsert_job_scheduler("s", every=3600, template={"name": "double"}) is not None
+        assert [view["id"] for view in q.get_job_schedulers()] == ["s"]
+        assert q.remove_job_scheduler("s") is True
+        first.promote()
+        worker = bg.worker(
+            q,
+            double,
+            concurrency=4,
+            limiter={"max": 100, "duration": 1},
+            group_concurrency=1,
+            group_limiter={"max": 10, "duration": 1},
+        )
+        assert first.wait_until_finished() == 2
+        jobs = q.add_bulk([{"name": "double", "data": {"n": i}, "group": "g"} for i in range(3)])
+        assert [job.group for job in jobs] == ["g", "g", "g"]
+        assert [job.wait_until_finished() for job in jobs] == [0, 2, 4]
+        assert q.get_rate_limit_ttl() == 0.0
+        worker.pause()
+        assert worker.paused
+        worker.resume()
+        assert not worker.paused
+        assert q.counts()["completed"] == 4

@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class SetGroupConcurrency(Command):
+    """At most `concurrency` active jobs per group of the queue (None: no cap)."""
+
+    queue: str
+    concurrency: int | None
+
+
+@command
+class SetGroupLimiter(Command):
+    """At most ``limit[0]`` starts per group per ``limit[1]`` seconds (None: no limit)."""
+
+    queue: str
+    limit: tuple[int, float] | None
+
+
+@command
 class GetDeduplicationJobId(Query):
     """The id of the job a live deduplication key names, or None."""
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ActorqError
 from . import commands as c
+from .groups import waiting_live
 from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
     if cmd.sort is None and (state is W or state is C or state is JobState.FAILED):
         # An index of this queue and state: the cursor counts the live entries read so far.
         if state is W:
-            source: Any = qs.waiting.live(core.jobs)
+            source: Any = waiting_live(qs, core.jobs)
         else:
             source = (qs.completed if state is C else qs.failed).newest(core.jobs)
         position = start
@@ -277,6 +278,10 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.SetGroupConcurrency: lambda core, cmd, now: core.set_group_concurrency(
+        cmd.queue, cmd.concurrency
+    ),
+    c.SetGroupLimiter: lambda core, cmd, now: core.set_group_limiter(cmd.queue, cmd.limit),
     c.GetDeduplicationJobId: lambda core, cmd, now: core.dedup_job_id(cmd.queue, cmd.key, now),
     c.RemoveDeduplicationKey: lambda core, cmd, now: core.remove_dedup_key(cmd.queue, cmd.key, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(

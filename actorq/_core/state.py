@@ -52,6 +52,7 @@ from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
 from .dedup import Dedup, DedupKey
 from .finished import FinishedLine
+from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
 from .locks import LockIndex
@@ -88,6 +89,7 @@ class QueueState:
         "concurrency",
         "counts",
         "failed",
+        "groups",
         "limiter",
         "name",
         "paused",
@@ -102,13 +104,14 @@ class QueueState:
         self.concurrency: int | None = None
         #: Its rate limit, once a worker set one or a processor limited it by hand.
         self.limiter: Limiter | None = None
+        self.groups: Groups | None = None  # its grouped waiting jobs, once it had one
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
         self.failed = FinishedLine(F)
 
 
-class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
+class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupControl):
     """The queue's whole state and its transitions (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0) -> None:
@@ -151,8 +154,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         self.dispatching = True
         #: Job schedulers by (queue, scheduler id); see `schedulers`.
         self.schedulers: dict[tuple[str, str], SchedulerRecord] = {}
-        #: Deduplication keys by (queue, key), and their expiries (a heap); see `dedup`.
-        self.dedup: dict[tuple[str, str], DedupKey] = {}
+        self.dedup: dict[tuple[str, str], DedupKey] = {}  # by (queue, key); see `dedup`
         self.dedup_expiries: list[tuple[float, str, str]] = []
 
     # ------------------------------------------------------------------ the one entry
@@ -251,7 +253,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         if qs is None:
             return
         if W in wanted:
-            for rec in qs.waiting.live(self.jobs):
+            for rec in waiting_live(qs, self.jobs):
                 if (name is None or rec.name == name) and match(rec.tags):
                     yield rec
         others = wanted - {W}
@@ -311,7 +313,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
                 return []
         taken: list[JobRecord] = []
         jobs = self.jobs
-        pop = qs.waiting.pop
+        groups = qs.groups
+        pop = qs.waiting.pop if groups is None else groups.popper(now)
         events = self.events
         change = self._change
         while len(taken) < n:
@@ -345,6 +348,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
             taken.append(rec)
         if taken and events is not None and not qs.counts[W]:
             events.append(ev.QueueDrained(queue))
+        if groups is not None and (groups.touched or groups.held):
+            self._group_windows(qs, groups)
         if limiter is not None and taken:
             limiter.started(len(taken), now)
             self._set_queue(qs)  # the window's count is journaled: it holds across restarts
@@ -578,6 +583,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
             counts[old] -= 1
             if plan.leave is not None:
                 plan.leave(self, qs, rec)
+            elif old is A and rec.group is not None:  # (its plan leaves this to the move)
+                _LEAVE[A](self, qs, rec)
             for name, value in changes.items():
                 setattr(rec, name, value)
             counts[new] += 1

@@ -30,6 +30,7 @@ from .._options import (
     _number,
     absolute_time,
     check_queue_name,
+    deduplication,
     tags,
     text,
 )
@@ -185,6 +186,13 @@ def check_spec(spec: JobSpec, where: str) -> None:
     tags(f"{where}tags", spec.tags)
     if spec.idempotency_key is not None:
         text(f"{where}idempotency_key", spec.idempotency_key)
+    if spec.group is not None:
+        text(f"{where}group", spec.group, "a group must be a non-empty string")
+    dd = spec.deduplication
+    if dd is not None:
+        delayed = bool(spec.delay) or spec.run_at is not None
+        options = {"id": dd.id, "ttl": dd.ttl, "extend": dd.extend, "replace": dd.replace}
+        deduplication(options, where, delayed)
     if spec.on_child_failure not in CHILD_FAILURE_POLICIES:
         raise _refuse(f"{where}on_child_failure", spec.on_child_failure, "is not a policy")
     for ref in (spec.parent_ref, *spec.depends_on_batch_refs):
@@ -229,6 +237,15 @@ def _check_take(take: c.Take | None) -> None:
     _at_least("max_stalled_count", take.max_stalled_count, 0)
 
 
+def _check_group_limit(limit: tuple[int, float] | None) -> None:
+    if limit is not None:
+        _int("group_limiter.max", limit[0], 1)
+        if not _TINY <= limit[1] <= MAX_WAIT:
+            raise _refuse(
+                "group_limiter.duration", limit[1], f"must be in [{_TINY:g}, {MAX_WAIT:g}]"
+            )
+
+
 def _check_scheduler(cmd: c.UpsertScheduler) -> None:
     rec: SchedulerRecord = cmd.scheduler
     check_spec(rec.template, "template.")
@@ -254,6 +271,7 @@ _RANGES: Final[dict[type[Any], tuple[tuple[str, float, float | None], ...]]] = {
     c.SetLimiter: (("max_jobs", 1, None), ("duration", _TINY, MAX_WAIT)),
     c.RateLimit: (("seconds", 0, MAX_WAIT),),
     c.SetGlobalConcurrency: (("concurrency", 1, None),),
+    c.SetGroupConcurrency: (("concurrency", 1, None),),
     c.ChangeDelay: (("delay", 0, MAX_WAIT),),
     c.ChangePriority: (("priority", 0, MAX_PRIORITY),),
     c.Clean: (("grace", 0, None), ("limit", 0, None)),
@@ -268,6 +286,7 @@ _CHECKS: Final[dict[type[Any], Callable[[Any], None]]] = {
     c.UpsertScheduler: _check_scheduler,
     c.Take: _check_take,
     c.GetPage: _check_page,
+    c.SetGroupLimiter: lambda cmd: _check_group_limit(cmd.limit),
     c.Fetch: lambda cmd: _check_take(cmd.take),
     c.Complete: lambda cmd: _check_take(cmd.then),
     c.Fail: lambda cmd: _check_take(cmd.then),
