@@ -511,6 +511,15 @@ class ExtendLocks(Command):
 
 
 @command
+class FailHeld(Command):
+    """Fail the attempts of the jobs locked under `tokens` (a sandboxed processor's child
+    process died running them): each is retried or fails as any failed attempt is."""
+
+    tokens: frozenset[str]
+    reason: str
+
+
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
@@ -559,6 +568,7 @@ __all__ = [
     "ExtendLock",
     "ExtendLocks",
     "Fail",
+    "FailHeld",
     "Fetch",
     "GetCounts",
     "GetDependencies",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .._exceptions import ActorqError
 from . import commands as c
 from .groups import waiting_live
+from .locks import held_by
 from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -95,6 +96,14 @@ def _extend_locks(core: CoreState, cmd: c.ExtendLocks, now: float) -> tuple[int,
             continue  # stalled, cancelled or finished meanwhile: no longer this worker's
         renewed.append(job_id)
     return tuple(renewed)
+
+
+def _fail_held(core: CoreState, cmd: c.FailHeld, now: float) -> int:
+    held = held_by(core.locks, core.jobs, cmd.tokens, now)
+    for job_id in held:
+        token = core.jobs[job_id].lock_token
+        core.fail(job_id, token, cmd.reason, None, now)
+    return len(held)
 
 
 def children_view(rec: JobRecord) -> dict[str, Any]:
@@ -256,6 +265,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.MoveToDelayed: _move_to_delayed,
     c.Report: _report,
     c.ExtendLocks: _extend_locks,
+    c.FailHeld: _fail_held,
     c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
         cmd.job_id, cmd.token, now
     ),

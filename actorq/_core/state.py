@@ -55,7 +55,7 @@ from .finished import FinishedLine
 from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
-from .locks import LockIndex
+from .locks import LockIndex, held_by
 from .records import FIELD_NAMES, KEEP_ALL, JobRecord
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay, queue_fields
@@ -532,11 +532,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         """Give every job locked under one of `tokens` back to waiting (a manual worker
         closes). A lock already past its expiry is left to the stalled check, which runs
         after the commands of the same batch: that job stalled, and counts it."""
-        held = [
-            job_id
-            for expiry, job_id in self.locks
-            if expiry > now and self.jobs[job_id].lock_token in tokens
-        ]
+        held = held_by(self.locks, self.jobs, tokens, now)
         for job_id in held:
             rec = self.jobs[job_id]
             assert rec.lock_token is not None

@@ -41,6 +41,7 @@ from .._options import count
 from .._worker import Worker
 from ..clock import SystemClock
 from . import address as addresses
+from .sandbox import Sandbox
 from .wire import (
     PROTOCOL,
     FrameReader,
@@ -424,6 +425,10 @@ class RemoteRuntime(RuntimeAPI):
         if link is not None and not link.broken:
             link.send(["w", 0, token, queue, concurrency, lock_duration, max_stalled_count])
         return actor
+
+    def _start_sandbox(self, sandbox: Sandbox) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(sandbox.run, self.url, self._token)
 
     async def _close_runner(self, worker: Worker[Any, Any]) -> None:
         token = worker.token
