@@ -5,6 +5,7 @@ lifecycle events — for one async program, with no server, and exact under a vi
 """
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
+from ._api import RuntimeAPI
 from ._background import BackgroundRuntime, start_in_background
 from ._core import Backoff, JobState, Retention
 from ._core.events import (
@@ -127,6 +128,7 @@ __all__ = [
     "Retention",
     "RetentionOptions",
     "Runtime",
+    "RuntimeAPI",
     "RuntimeClosedError",
     "StateName",
     "SystemClock",

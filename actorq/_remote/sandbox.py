@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import inspect
 import logging
 import os
 import subprocess
@@ -113,7 +112,7 @@ class Sandbox:
             args = [url, self.queue, self.spec, str(self.concurrency)]
             args += [repr(self.lock_duration), str(self.max_stalled_count)]
             child = await anyio.open_process(
-                [sys.executable, "-m", "actorq._remote.sandbox", *args],
+                [sys.executable, "-m", "actorq._remote.sandbox_child", *args],
                 stdin=subprocess.PIPE,
                 stdout=None,
                 stderr=None,
@@ -159,34 +158,3 @@ class Sandbox:
         for child in self.children.values():
             if child.returncode is None:
                 child.kill()
-
-
-# ---------------------------------------------------------------------------- the child
-
-
-async def _child(
-    url: str, queue: str, spec: str, concurrency: int, lock: float, stalls: int
-) -> None:
-    from .client import RemoteRuntime  # noqa: PLC0415 - the child's side only
-
-    fn = load(spec)
-    rt = RemoteRuntime(url, token=os.environ.get("ACTORQ_TOKEN") or None)
-    rt._token_prefix = os.environ["ACTORQ_TOKEN_PREFIX"]
-    async with rt:
-        threaded = not inspect.iscoroutinefunction(fn)
-        worker = rt.worker(
-            queue,
-            fn,
-            concurrency=concurrency,
-            run_in_thread=threaded,  # type: ignore[call-overload]
-            lock_duration=lock,
-            max_stalled_count=stalls,
-        )
-        # The pool closes our stdin to ask us to stop.
-        await anyio.to_thread.run_sync(sys.stdin.read)
-        await worker.close()
-
-
-if __name__ == "__main__":
-    _url, _queue, _spec, _n, _lock, _stalls = sys.argv[1:]
-    anyio.run(_child, _url, _queue, _spec, int(_n), float(_lock), int(_stalls))

@@ -34,8 +34,8 @@ from .. import (
     JobState,
     Lagged,
     QueueEvent,
+    RuntimeAPI,
 )
-from .._api import RuntimeAPI
 from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
 

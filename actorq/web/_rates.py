@@ -21,9 +21,9 @@ from .. import (
     JobFailed,
     JobState,
     Lagged,
+    RuntimeAPI,
     RuntimeClosedError,
 )
-from .._api import RuntimeAPI
 
 __all__ = ["Rates"]
 

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from .._api import RuntimeAPI
+    from .. import RuntimeAPI
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:8321"
 
