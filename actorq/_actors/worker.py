@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 import anyio.lowlevel
@@ -36,7 +36,7 @@ from .._core import commands as c
 from .._core.records import MAX_WAIT
 from .._exceptions import DelayedError, InvalidOptionError, UnrecoverableError, WaitingChildrenError
 from .._failures import log_failed_attempt, reason, storable, trace
-from ..clock import Clock, DeadlineScope, VirtualClock, running_for
+from ..clock import Clock, VirtualClock, running_for
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -111,6 +111,7 @@ class WorkerActor:
         self._freed = 0
         self._idle = 0
         self._running: dict[int, anyio.CancelScope] = {}
+        self._aborted = False
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as tg:
@@ -122,6 +123,8 @@ class WorkerActor:
         """Cancel the processor running `job_id` (the job was cancelled)."""
         scope = self._running.get(job_id)
         if scope is not None:
+            # Runners ask their scope whether it was cancelled only once some job was.
+            self._aborted = True
             scope.cancel()
 
     def held(self) -> list[int]:
@@ -188,24 +191,18 @@ class WorkerActor:
             job = make_job(rec, token)
             # Not `self._reports.append(await ...)`: that binds the list before the await,
             # and a flush during the await replaces it, losing this outcome.
-            # The job's timeout, if any, is a deadline around the whole run: entered before
-            # the processor's first step, so scopes the processor opens nest inside it.
-            deadline = _NO_DEADLINE if rec.timeout is None else self._deadline(rec)
-            with deadline:
-                started = self._begin(job)
-                outcome = (
-                    await self._wait(job, started) if isinstance(started, _Resume) else started
-                )
-            if deadline.cancelled_caught:
-                why = f"job timed out after {rec.timeout} s"
-                log_failed_attempt(rec, why, None)
-                outcome = c.Fail(job_id, token, why)
+            if rec.timeout is None:  # no deadline: no scope to enter and leave per job
+                outcome = self._begin(job)
+                if isinstance(outcome, _Resume):
+                    outcome = await self._wait(job, outcome)
+            else:
+                outcome = await self._run_timed(job, rec)
             current.pop()
             del running[job_id]
             self._freed += 1
             if outcome is not None:
                 self._reports.append(outcome)
-            if scope.cancel_called:  # aborted, but the processor finished anyway
+            if self._aborted and scope.cancel_called:  # aborted, but the processor finished
                 return False
 
     def _begin(self, job: Any) -> Outcome | _Resume | None:
@@ -235,25 +232,17 @@ class WorkerActor:
                 raise
             return _classify(job, exc, self.token)
 
-    def _deadline(self, rec: JobRecord) -> DeadlineScope:
+    async def _run_timed(self, job: Any, rec: JobRecord) -> Outcome | None:
+        """Run a job that has a timeout: a deadline around the whole run, entered before
+        the processor's first step, so scopes the processor opens nest inside it."""
         assert rec.timeout is not None and rec.processed_at is not None
-        return self._clock.deadline(rec.processed_at + rec.timeout)
-
-
-class _NoDeadline:
-    """The deadline of a job without a timeout: never reached."""
-
-    __slots__ = ()
-    cancelled_caught = False
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_DEADLINE: Final = _NoDeadline()
+        deadline = self._clock.deadline(rec.processed_at + rec.timeout)
+        with deadline:
+            started = self._begin(job)
+            return await self._wait(job, started) if isinstance(started, _Resume) else started
+        why = f"job timed out after {rec.timeout} s"  # the deadline cancelled the run
+        log_failed_attempt(rec, why, None)
+        return c.Fail(rec.id, self.token, why)
 
 
 def _processors_own(exc: BaseException) -> bool:
