@@ -39,9 +39,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def host(durable: bool) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def host(durable: bool, scratch: str | None = None) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """A runtime host in a process of its own; its address."""
-    with tempfile.TemporaryDirectory(prefix="actorq-remote-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="actorq-remote-", dir=scratch) as tmp:
         token_file = Path(tmp, "token")
         token_file.write_text(TOKEN)
         path = [str(Path(tmp, "journal"))] if durable else []
@@ -124,6 +124,8 @@ async def _w1(address: str, jobs: int, concurrency: int, host_pid: int) -> dict[
         "add_jobs_s": jobs / (t1 - t0),
         "process_jobs_s": jobs / (t2 - t1),
         "host_cpu_us_per_job": (cpu1 - cpu0) / jobs * 1e6,
+        "add_s": t1 - t0,
+        "process_s": t2 - t1,
     }
 
 
