@@ -19,7 +19,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -482,6 +482,13 @@ def _dump(folder: str, out: TextIO, *, jsonl: bool, frames: bool) -> int:
         plan = _plan(folder)
         snapshot_seq = plan.snapshot_seq
         items = _replay(plan)
+    return write_dump(items, snapshot_seq, out, jsonl=jsonl)
+
+
+def write_dump(
+    items: Iterable[tuple[int | None, Change]], snapshot_seq: int, out: TextIO, *, jsonl: bool
+) -> int:
+    """`dump`'s lines for any journal: one per change, a snapshot's marked as such."""
     for seq, change in items:
         human = human_change(change)
         if jsonl:

@@ -22,7 +22,8 @@ from ._core import CoreState
 from ._core.commands import Change
 from ._exceptions import InvalidOptionError
 from ._journal import JournalError
-from ._journal_codec import PayloadError, decode_batch, decode_snapshot, human_change
+from ._journal_cli import write_dump
+from ._journal_codec import PayloadError, decode_batch, decode_snapshot
 from ._journal_pg import open_pg_changelog
 from ._journal_pg_lease import LEASE_NAME, _connect, parse_url
 
@@ -217,20 +218,7 @@ def _verify(reader: _Reader, out: TextIO, *, as_json: bool) -> int:
 
 def _dump(reader: _Reader, out: TextIO, *, jsonl: bool, frames: bool) -> int:
     items = reader.frames() if frames else reader.replay()
-    snapshot_seq = reader.snapshot_seq
-    for seq, change in items:
-        human = human_change(change)
-        if jsonl:
-            line: dict[str, Any] = (
-                {"seq": seq, "change": human}
-                if seq is not None
-                else {"snapshot": snapshot_seq, "change": human}
-            )
-            out.write(orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode() + "\n")
-        else:
-            where = f"seq {seq}" if seq is not None else f"snapshot@{snapshot_seq}"
-            out.write(f"{where:>14}  {orjson.dumps(human).decode()}\n")
-    return 0
+    return write_dump(items, reader.snapshot_seq, out, jsonl=jsonl)
 
 
 def _compact(url: str, out: TextIO) -> int:

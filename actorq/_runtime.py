@@ -454,8 +454,6 @@ class Runtime(RuntimeAPI):
             call = self._telemetry.wrap(call, queue, run_in_thread)
         engine = self._engine
         assert engine is not None
-        inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
-        self._streams += [inbox_tx, inbox_rx]
         actor = WorkerActor(
             token=token,
             processor=call,
@@ -463,11 +461,10 @@ class Runtime(RuntimeAPI):
             concurrency=concurrency,
             run_in_thread=run_in_thread,
             clock=self.clock,
-            inbox=inbox_rx,
-            inbox_tx=inbox_tx,
             engine=engine,
         )
-        slot = WorkerSlot(token, queue, concurrency, inbox_tx, actor.abort, max_stalled_count)
+        self._streams += actor.streams()
+        slot = WorkerSlot(token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count)
         self._tg.start_soon(self._own, actor.run)
         self._notify(c.RegisterWorker(slot))
         return actor

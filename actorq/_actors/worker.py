@@ -20,6 +20,7 @@ coroutine is `anyio.to_thread.run_sync`'s. A job's `timeout` is a deadline aroun
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -91,8 +92,6 @@ class WorkerActor:
         concurrency: int,
         run_in_thread: bool,
         clock: Clock,
-        inbox: MemoryObjectReceiveStream[list[JobRecord]],
-        inbox_tx: MemoryObjectSendStream[list[JobRecord]],
         engine: Door,
     ) -> None:
         self.token = token
@@ -103,7 +102,10 @@ class WorkerActor:
         self._concurrency = concurrency
         self._clock = clock
         self._vclock = clock if isinstance(clock, VirtualClock) else None
-        self._inbox = inbox
+        inbox_tx, inbox = anyio.create_memory_object_stream[list[JobRecord]](math.inf)
+        #: Where the engine's jobs for it go (its slot's inbox); closed by `close`.
+        self.inbox_tx: MemoryObjectSendStream[list[JobRecord]] = inbox_tx
+        self._inbox: MemoryObjectReceiveStream[list[JobRecord]] = inbox
         self._inbox_tx = inbox_tx
         self._engine = engine
         self._local: deque[JobRecord] = deque()
@@ -134,6 +136,10 @@ class WorkerActor:
     def close(self) -> None:
         """No more jobs will come: the runners stop once the line is empty."""
         self._inbox_tx.close()
+
+    def streams(self) -> list[Any]:
+        """Both ends of its inbox, for its runtime to close when it stops."""
+        return [self._inbox_tx, self._inbox]
 
     def _flush(self, *, keep: bool = False) -> None:
         """Report the outcomes gathered so far. With `keep`, jobs the engine hands this

@@ -402,8 +402,6 @@ class RemoteRuntime(RuntimeAPI):
         lock_duration: float,
         max_stalled_count: int,
     ) -> WorkerActor:
-        inbox_tx, inbox_rx = anyio.create_memory_object_stream[list[JobRecord]](float("inf"))
-        self._streams += [inbox_tx, inbox_rx]
         actor = WorkerActor(
             token=token,
             processor=call,
@@ -411,12 +409,11 @@ class RemoteRuntime(RuntimeAPI):
             concurrency=concurrency,
             run_in_thread=run_in_thread,
             clock=self.clock,
-            inbox=inbox_rx,
-            inbox_tx=inbox_tx,
             engine=_Door(self, token),
         )
+        self._streams += actor.streams()
         worker = _RemoteWorker(
-            actor, inbox_tx, queue, concurrency, lock_duration, max_stalled_count
+            actor, actor.inbox_tx, queue, concurrency, lock_duration, max_stalled_count
         )
         self._remote_workers[token] = worker
         assert self._tg is not None
