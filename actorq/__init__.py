@@ -5,6 +5,7 @@ lifecycle events — for one async program, with no server, and exact under a vi
 """
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
+from ._api import RuntimeAPI
 from ._background import BackgroundRuntime, start_in_background
 from ._core import Backoff, JobState, Retention
 from ._core.events import (
@@ -60,7 +61,7 @@ from ._relations import BatchRef, DependsOn, FlowJob, batch_ref
 from ._remote.client import RemoteRuntime, connect
 from ._runtime import EventStream, Lagged, Runtime
 from ._tasks import Task
-from ._typing import BulkJob, JobOptions, RetentionOptions, StateName
+from ._typing import BulkJob, DeduplicationOptions, JobOptions, RetentionOptions, StateName
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -75,6 +76,7 @@ __all__ = [
     "ChangeLog",
     "Clock",
     "ConnectionLostError",
+    "DeduplicationOptions",
     "DelayedError",
     "DependsOn",
     "Event",
@@ -126,6 +128,7 @@ __all__ = [
     "Retention",
     "RetentionOptions",
     "Runtime",
+    "RuntimeAPI",
     "RuntimeClosedError",
     "StateName",
     "SystemClock",

@@ -26,6 +26,7 @@ from ._options import (
     text,
 )
 from ._queue import Queue
+from ._remote.sandbox import Sandbox, processor_spec
 from ._tasks import Task, dispatcher, is_registry
 from ._typing import DataT, ResultT
 from ._worker import Worker
@@ -117,6 +118,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -131,6 +134,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -145,6 +150,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[DataT, ResultT]: ...
 
     @overload
@@ -160,6 +167,8 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
     ) -> Worker[Any, Any]: ...
 
     @overload
@@ -174,6 +183,24 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
+    ) -> Worker[Any, Any]: ...
+
+    @overload
+    def worker(
+        self,
+        queue: str | Queue[Any, Any],
+        processor: str,
+        *,
+        concurrency: int = 1,
+        lock_duration: float = 30.0,
+        stalled_interval: float = 30.0,
+        max_stalled_count: int = 1,
+        limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
+        processes: int = 1,
     ) -> Worker[Any, Any]: ...
 
     def worker(
@@ -182,6 +209,7 @@ class RuntimeAPI:
         processor: Callable[..., Any]
         | Mapping[str, Callable[..., Any]]
         | Iterable[Task[Any, Any]]
+        | str
         | None = None,
         *,
         concurrency: int = 1,
@@ -190,6 +218,9 @@ class RuntimeAPI:
         stalled_interval: float = 30.0,
         max_stalled_count: int = 1,
         limiter: Mapping[str, Any] | None = None,
+        group_concurrency: int | None = None,
+        group_limiter: Mapping[str, Any] | None = None,
+        processes: int | None = None,
     ) -> Worker[Any, Any]:
         """Start a worker running `processor` (an async function of a `Job`) on `queue`.
 
@@ -206,6 +237,9 @@ class RuntimeAPI:
         ``limiter={"max": n, "duration": seconds}`` (BullMQ's) starts at most ``n`` of the
         queue's jobs per ``duration`` seconds, across all its workers and restarts: the
         limit is the queue's (the last worker to set one sets it).
+        ``group_concurrency=n`` runs at most ``n`` active jobs per group of the queue and
+        ``group_limiter={"max": n, "duration": seconds}`` starts at most ``n`` per group per
+        window; the queue's, as ``limiter`` is (see docs/groups.md).
         """
         self._check_running()
         name = queue.name if isinstance(queue, Queue) else check_queue_name(queue)
@@ -213,9 +247,16 @@ class RuntimeAPI:
         stalled_interval = positive("stalled_interval", stalled_interval)
         max_stalled_count = count("max_stalled_count", max_stalled_count, 0)
         limit = None if limiter is None else rate_limiter(limiter)
+        per_group = None if group_limiter is None else rate_limiter(group_limiter, "group_limiter")
+        if group_concurrency is not None:
+            group_concurrency = count("group_concurrency", group_concurrency)
         token = f"{self._token_prefix}worker-{next(self._tokens)}"
         if limit is not None:
             self._notify(c.SetLimiter(name, *limit))
+        if group_concurrency is not None:
+            self._notify(c.SetGroupConcurrency(name, group_concurrency))
+        if per_group is not None:
+            self._notify(c.SetGroupLimiter(name, per_group))
         if processor is None:
             if run_in_thread:
                 raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")
@@ -224,12 +265,25 @@ class RuntimeAPI:
             )
             self._workers[token] = handle
             return handle
+        concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
+        if isinstance(processor, str) or processes is not None:
+            sandbox = Sandbox(
+                self,
+                token,
+                name,
+                processor_spec(processor, run_in_thread),
+                count("processes", 1 if processes is None else processes, 1, 256),
+                concurrency,
+                lock_duration,
+                max_stalled_count,
+            )
+            self._start_sandbox(sandbox)
+            return self._keep_worker(sandbox, name, concurrency, lock_duration, token)
         call = (
             dispatcher(processor, name, run_in_thread)
             if is_registry(processor)
             else check_processor(processor, run_in_thread)
         )
-        concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         actor = self._start_processor(
             token, name, call, concurrency, run_in_thread, lock_duration, max_stalled_count
         )
@@ -245,6 +299,19 @@ class RuntimeAPI:
         )
         self._workers[token] = handle
         return handle
+
+    def _keep_worker(
+        self, actor: Any, queue: str, concurrency: int, lock_duration: float, token: str
+    ) -> Worker[Any, Any]:
+        handle: Worker[Any, Any] = Worker(
+            self, actor, queue, concurrency, lock_duration, lock_duration, 1, token
+        )
+        self._workers[token] = handle
+        return handle
+
+    def _start_sandbox(self, sandbox: Sandbox) -> None:
+        """Start `sandbox`'s child processes, clients of this runtime (see `_remote.sandbox`)."""
+        raise NotImplementedError
 
     def _workers_of(self, queue: str) -> list[Worker[Any, Any]]:
         return [w for w in self._workers.values() if w.queue == queue]
@@ -279,6 +346,9 @@ class RuntimeAPI:
         if worker._actor is None:
             if worker._tokens:
                 await self._send(c.CloseManual(frozenset(worker._tokens)))
+            return
+        if isinstance(worker._actor, Sandbox):
+            await worker._actor.aclose()
             return
         await self._close_runner(worker)
 

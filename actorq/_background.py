@@ -33,10 +33,12 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ._api import RuntimeAPI
 from ._exceptions import RuntimeClosedError
 from ._flow import FlowProducer, JobNode
 from ._job import Job
 from ._queue import Queue
+from ._remote.client import RemoteRuntime
 from ._runtime import Runtime
 from ._worker import Worker
 
@@ -69,13 +71,19 @@ async def _await_future(fut: concurrent.futures.Future[Any]) -> Any:
 class BackgroundRuntime:
     """A handle on a runtime running on its own thread; see `start_in_background`."""
 
-    def __init__(self, backend: str = "asyncio", **runtime_kwargs: Any) -> None:
+    def __init__(
+        self, backend: str = "asyncio", connect: str | None = None, **runtime_kwargs: Any
+    ) -> None:
         self._lock = threading.Lock()
         self._stopped = False
         self._portal_cm = anyio.from_thread.start_blocking_portal(backend)
         self._portal = self._portal_cm.__enter__()
         try:
-            self.runtime = Runtime(**runtime_kwargs)
+            self.runtime: RuntimeAPI = (
+                Runtime(**runtime_kwargs)
+                if connect is None
+                else RemoteRuntime(connect, **runtime_kwargs)
+            )
             self._rt_cm = self._portal.wrap_async_context_manager(self.runtime)
             self._rt_cm.__enter__()
         except BaseException:
@@ -255,14 +263,19 @@ class Facade:
         return hash(self._target)
 
 
-def start_in_background(*, backend: str = "asyncio", **runtime_kwargs: Any) -> BackgroundRuntime:
+def start_in_background(
+    *, backend: str = "asyncio", connect: str | None = None, **runtime_kwargs: Any
+) -> BackgroundRuntime:
     """Start a `Runtime(**runtime_kwargs)` on its own thread and event loop; return a handle.
+
+    With ``connect="actorq://HOST:PORT"`` (and ``token=``), a client of that runtime host
+    instead (`actorq.connect`): the same blocking calls, carried to the host.
 
     Usable in a notebook cell or a script (it is a plain function). Stop it with
     ``handle.stop()`` or use the handle as a context manager; a runtime still running when
     the interpreter exits is stopped then.
     """
-    return BackgroundRuntime(backend, **runtime_kwargs)
+    return BackgroundRuntime(backend, connect, **runtime_kwargs)
 
 
 # ---------------------------------------------------------------------- at interpreter exit

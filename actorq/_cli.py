@@ -30,14 +30,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--users", type=int, default=50, help="campaigns per run (default 50)")
     serve = commands.add_parser(
         "serve",
-        help="open a runtime on a journal folder and serve its web dashboard (actorq[web])",
+        help="serve a runtime to other processes (--listen) and/or its dashboard (actorq[web])",
     )
-    serve.add_argument("path", help="journal folder (a runtime's path=)")
+    serve.add_argument(
+        "path",
+        nargs="?",
+        help="journal folder (a runtime's path=; in memory when omitted), or a host's URL "
+        "(actorq://HOST:PORT) to serve the dashboard of",
+    )
+    serve.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve the runtime to other processes there (actorq.connect); 'unix:/path' for "
+        "a Unix socket; port 0 picks a free one",
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the token clients must give (required beyond loopback), read from FILE",
+    )
     serve.add_argument(
         "--dashboard",
         metavar="HOST:PORT",
-        default="127.0.0.1:8321",
-        help="where to serve it (default 127.0.0.1:8321: this machine only)",
+        help="serve the dashboard there (the default, 127.0.0.1:8321, without --listen)",
     )
     serve.add_argument(
         "--actions",
@@ -49,12 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         return demo_main(args.path, args.users)
     if args.command == "serve":
-        try:
-            from .web._serve import serve_main  # noqa: PLC0415 - needs the web extra
-        except ImportError as exc:
-            print(f"actorq serve needs the web extra: pip install 'actorq[web]' ({exc})")
-            return 2
-        return serve_main(args.path, args.dashboard, not args.actions)
+        from ._serve import serve_main  # noqa: PLC0415 - loads the runtime only when serving
+
+        return serve_main(args.path, args.listen, args.token_file, args.dashboard, not args.actions)
     code = run_journal_command(args)
     if code is not None:
         return code

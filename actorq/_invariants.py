@@ -28,7 +28,14 @@ from ._core.records import OPEN_STATUSES
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["INVARIANTS", "InvariantViolation", "Observation", "check_core", "check_invariants"]
+__all__ = [
+    "INVARIANTS",
+    "InvariantViolation",
+    "Observation",
+    "check_core",
+    "check_invariants",
+    "check_starts",
+]
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
 WC, B = JobState.WAITING_CHILDREN, JobState.BLOCKED
@@ -54,6 +61,12 @@ INVARIANTS: dict[str, str] = {
     "scheduler-one-pending": "a job scheduler never has two jobs that have not started",
     "scheduler-never-early": "a scheduler's job never starts before its run time, and a "
     "scheduler never runs past its limit or end_at",
+    "concurrency-respected": "no job starts while its queue has as many active as its global "
+    "concurrency, or its group as many as the queue's group_concurrency",
+    "limiter-respected": "no window of a queue's limiter, or of a group's, holds more starts "
+    "than it allows",
+    "dedup-key-unique": "while a deduplication key is set, no job with that key is added after "
+    "the job it names; a key without a ttl names an unfinished job",
 }
 
 
@@ -135,6 +148,11 @@ def check_core(
         if rec.children is not None and job_id not in retried:
             _check_children(rec, core, previous, fail)
     _check_indexes(core, fail)
+    _check_limiters(core, now, fail)
+    if core.dedup:
+        _check_dedup(core, now, fail)
+    if previous is not None:
+        _check_caps(core, previous, fail)
     if core.schedulers or any(r.scheduler_id is not None for r in jobs.values()):
         _check_schedulers(core, retried, fail)
     if previous is not None:
@@ -177,6 +195,86 @@ def _check_schedulers(core: CoreState, retried: Collection[int], fail: Any) -> N
             if pending is not None and pending.run_at is not None and pending.run_at != sched.next:
                 detail = f"scheduler {key}: next {sched.next:g}, its job due {pending.run_at:g}"
                 raise fail("scheduler-never-early", detail, sched.job_id)
+
+
+def _check_caps(core: CoreState, previous: Observation, fail: Any) -> None:
+    """No job started (is active now, was not at the previous check) while its queue or its
+    group holds more active jobs than the cap allows (a cap lowered under the jobs already
+    active is no violation until one more starts)."""
+    started: dict[str, list[JobRecord]] = {}
+    for job_id, rec in core.jobs.items():
+        if rec.state is A and previous.states.get(job_id) is not A:
+            started.setdefault(rec.queue, []).append(rec)
+    for queue, recs in sorted(started.items()):
+        qs = core.queues[queue]
+        if qs.concurrency is not None and qs.counts[A] > qs.concurrency:
+            detail = f"queue {queue!r}: {qs.counts[A]} active, global concurrency {qs.concurrency}"
+            raise fail("concurrency-respected", detail, recs[0].id)
+        groups = qs.groups
+        if groups is None or groups.concurrency is None:
+            continue
+        for rec in recs:
+            group = rec.group
+            if group is not None and groups.active.get(group, 0) > groups.concurrency:
+                detail = (
+                    f"group {group!r} of {queue!r}: {groups.active[group]} active, "
+                    f"group_concurrency {groups.concurrency}"
+                )
+                raise fail("concurrency-respected", detail, rec.id)
+
+
+def _check_limiters(core: CoreState, now: float | None, fail: Any) -> None:
+    """An open window never counts more starts than its limiter allows."""
+    for name, qs in sorted(core.queues.items()):
+        limiters = [("", qs.limiter)] if qs.limiter is not None else []
+        if qs.groups is not None:
+            limiters += sorted(qs.groups.limiters.items())
+        for group, limiter in limiters:
+            assert limiter is not None
+            end = limiter.window_end
+            if limiter.max_jobs is None or end is None or (now is not None and now >= end):
+                continue
+            if limiter.count > limiter.max_jobs:
+                where = f"group {group!r} of {name!r}" if group else f"queue {name!r}"
+                detail = f"{where}: {limiter.count} starts in a window of {limiter.max_jobs}"
+                raise fail("limiter-respected", detail)
+
+
+def check_starts(
+    starts: Collection[float], max_jobs: int, duration: float, *, what: str = "a queue"
+) -> None:
+    """Check start times against a limiter of `max_jobs` per `duration` seconds, counted as
+    the limiter counts (a window opens at the first start after the last one closed)."""
+    end: float | None = None
+    count = 0
+    for t in sorted(starts):
+        if end is None or t >= end:
+            end, count = t + duration, 1
+        else:
+            count += 1
+        if count > max_jobs:
+            detail = f"{what}: {count} starts in the window ending at {end:g} (max {max_jobs})"
+            raise InvariantViolation("limiter-respected", detail, time=t)
+
+
+def _check_dedup(core: CoreState, now: float | None, fail: Any) -> None:
+    later: dict[tuple[str, str], list[JobRecord]] = {}
+    for rec in core.jobs.values():
+        if rec.deduplication_id is not None:
+            later.setdefault((rec.queue, rec.deduplication_id), []).append(rec)
+    for key, entry in sorted(core.dedup.items()):
+        if now is not None and not entry.live(now):
+            continue
+        for rec in later.get(key, ()):
+            if rec.id > entry.job_id:
+                detail = f"key {key} names job {entry.job_id}, yet job {rec.id} was added with it"
+                raise fail("dedup-key-unique", detail, rec.id)
+        if entry.expires_at is None:
+            named = core.jobs.get(entry.job_id)
+            if named is None or named.state in _TERMINAL:
+                state = "gone" if named is None else named.state.value
+                detail = f"key {key} (no ttl) still names job {entry.job_id}, {state}"
+                raise fail("dedup-key-unique", detail, entry.job_id)
 
 
 def _normalized(view: dict[str, Any]) -> dict[str, Any]:

@@ -89,6 +89,11 @@ class Job(Generic[DataT, ResultT]):
         return self._rec.deduplication_id
 
     @property
+    def group(self) -> str | None:
+        """The group the job was added to (see docs/groups.md), or None."""
+        return self._rec.group
+
+    @property
     def data(self) -> DataT:
         raw = self._rec.data
         if raw is not self._raw:

@@ -1,4 +1,5 @@
-"""``actorq stats|show|verify|compact|dump PATH``: look into a journal folder.
+"""``actorq stats|show|verify|compact|dump PATH``: look into a journal folder (or, given a
+``postgresql://`` URL, the journal in that database: actorq/_journal_pg_cli.py).
 
 `stats`, `show`, `verify` and `dump` only read: they take no lock and write nothing, so they
 work while a live runtime holds the folder (a frame it is appending at that moment shows as a
@@ -42,6 +43,7 @@ from ._journal_codec import (
     human_change,
     human_fields,
 )
+from ._journal_pg import is_postgres_url
 
 __all__ = [
     "EXIT_CODES",
@@ -60,7 +62,7 @@ EXIT_CODES: Final = """exit codes:
      compact found the folder locked by a runtime
   2  bad usage: wrong arguments, or PATH is missing or not a journal folder"""
 
-_PATH_HELP: Final = "the journal folder (what a runtime's path= names)"
+_PATH_HELP: Final = "the journal folder or postgresql:// URL (what a runtime's path= names)"
 
 
 def add_journal_commands(commands: Any) -> None:
@@ -101,6 +103,10 @@ def run_journal_command(args: argparse.Namespace, out: TextIO | None = None) -> 
     if command not in JOURNAL_COMMANDS:
         return None
     folder = os.fspath(args.path)
+    if is_postgres_url(folder):
+        from ._journal_pg_cli import run_pg_command  # noqa: PLC0415 - the postgresql extra
+
+        return run_pg_command(args, out)
     if not os.path.isdir(folder):
         print(f"error: {folder} is not a folder", file=sys.stderr)
         return 2
@@ -245,6 +251,36 @@ def _stats(folder: str, out: TextIO, *, as_json: bool = False) -> int:
     loaded = _load(folder)
     plan, core = loaded.plan, loaded.core
     last_seq = plan.next_seq - 1
+    torn = (
+        None
+        if plan.torn_segment is None
+        else {"segment": plan.torn_segment, "bytes": len(plan.torn_bytes)}
+    )
+    summary = {
+        "path": folder,
+        "segments": len(plan.segments),
+        "last_seq": last_seq,
+        "snapshot_seq": plan.snapshot_seq,
+        "frames_after_snapshot": len(plan.records),
+        "bytes_on_disk": _folder_bytes(folder),
+        "torn_tail": torn,
+    }
+    headline = (
+        f"journal {folder}: {len(plan.segments)} segment(s), last seq {last_seq}, "
+        f"snapshot covers seq {plan.snapshot_seq}, {len(plan.records)} frame(s) after it, "
+        f"{_mib(_folder_bytes(folder))} on disk"
+    )
+    if plan.torn_segment is not None:
+        file = os.path.join(folder, plan.torn_segment)
+        note = _torn_note(len(plan.torn_bytes), plan.torn_offset, file, plan.torn_whole_frame)
+        headline += "\n" + note
+    return print_stats(core, summary, headline, out, as_json=as_json)
+
+
+def print_stats(
+    core: CoreState, summary: dict[str, Any], headline: str, out: TextIO, *, as_json: bool
+) -> int:
+    """The counts by queue and state of `core`, after `headline` (or as JSON, in `summary`)."""
     states = list(JobState)
     totals = dict.fromkeys(states, 0)
     queues: dict[str, Any] = {}
@@ -256,20 +292,9 @@ def _stats(folder: str, out: TextIO, *, as_json: bool = False) -> int:
             "total": sum(qs.counts.values()),
             "paused": qs.paused,
         }
-    torn = (
-        None
-        if plan.torn_segment is None
-        else {"segment": plan.torn_segment, "bytes": len(plan.torn_bytes)}
-    )
     if as_json:
         report = {
-            "path": folder,
-            "segments": len(plan.segments),
-            "last_seq": last_seq,
-            "snapshot_seq": plan.snapshot_seq,
-            "frames_after_snapshot": len(plan.records),
-            "bytes_on_disk": _folder_bytes(folder),
-            "torn_tail": torn,
+            **summary,
             "queues": queues,
             "total": {
                 "counts": {s.value: totals[s] for s in states},
@@ -278,16 +303,7 @@ def _stats(folder: str, out: TextIO, *, as_json: bool = False) -> int:
         }
         print(_json(report), file=out)
         return 0
-    print(
-        f"journal {folder}: {len(plan.segments)} segment(s), last seq {last_seq}, "
-        f"snapshot covers seq {plan.snapshot_seq}, {len(plan.records)} frame(s) after it, "
-        f"{_mib(_folder_bytes(folder))} on disk",
-        file=out,
-    )
-    if plan.torn_segment is not None:
-        file = os.path.join(folder, plan.torn_segment)
-        note = _torn_note(len(plan.torn_bytes), plan.torn_offset, file, plan.torn_whole_frame)
-        print(note, file=out)
+    print(headline, file=out)
     width = max(len(name) for name in ["queue", "total", *core.queues])
     cols = [max(len(s.value), 7) for s in states]
     header = f"{'queue':<{width}}" + "".join(
@@ -307,7 +323,8 @@ def _stats(folder: str, out: TextIO, *, as_json: bool = False) -> int:
     return 0
 
 
-def _touches(change: Change, job_id: int) -> bool:
+def touches(change: Change, job_id: int) -> bool:
+    """Whether `change` is about job `job_id`."""
     kind = change[0]
     if kind == "add":
         return bool(add_fields(change).get("id") == job_id)
@@ -318,8 +335,6 @@ def _touches(change: Change, job_id: int) -> bool:
 
 def _show(folder: str, job_id: int, out: TextIO, *, as_json: bool = False) -> int:
     loaded = _load(folder)
-    rec = loaded.core.jobs.get(job_id)
-    record = None if rec is None else human_fields(rec.fields())
     history: list[tuple[int, Change]] = []
     first_seq: int | None = None
     for seq, payload in persistence.iter_frames(folder):
@@ -328,17 +343,35 @@ def _show(folder: str, job_id: int, out: TextIO, *, as_json: bool = False) -> in
         history.extend(
             (seq, change)
             for change in _decoded(payload, f"frame seq {seq}")
-            if _touches(change, job_id)
+            if touches(change, job_id)
         )
     snapshot_seq = loaded.plan.snapshot_seq
     compacted = bool(snapshot_seq and (first_seq is None or first_seq > 1))
+    return print_job(
+        loaded.core, job_id, history, snapshot_seq if compacted else None, out, as_json=as_json
+    )
+
+
+def print_job(
+    core: CoreState,
+    job_id: int,
+    history: list[tuple[int, Change]],
+    compacted: int | None,
+    out: TextIO,
+    *,
+    as_json: bool,
+) -> int:
+    """Job `job_id`'s record in `core` and its `history`; exit 1 when it is in neither.
+    `compacted`: the seq of the snapshot earlier history went into."""
+    rec = core.jobs.get(job_id)
+    record = None if rec is None else human_fields(rec.fields())
     code = 0 if rec is not None or history else 1
     if as_json:
         report = {
             "job_id": job_id,
             "record": record,
             "history": [{"seq": seq, "change": human_change(change)} for seq, change in history],
-            "compacted_into_snapshot": snapshot_seq if compacted else None,
+            "compacted_into_snapshot": compacted,
         }
         print(_json(report), file=out)
         return code
@@ -349,7 +382,7 @@ def _show(folder: str, job_id: int, out: TextIO, *, as_json: bool = False) -> in
     print(f"history of job {job_id}:", file=out)
     if compacted:
         print(
-            f"  (earlier history was compacted into the snapshot covering seq {snapshot_seq})",
+            f"  (earlier history was compacted into the snapshot covering seq {compacted})",
             file=out,
         )
     for seq, change in history:

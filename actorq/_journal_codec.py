@@ -36,6 +36,8 @@ Schema version 4 adds deduplication keys: ``["dedup", queue, key, job id, expire
 (``row``: null, or in a snapshot the fields of a removed job a throttle key still names, as an
 ``add`` record writes them) and ``["dedup-del", queue, key]``. A batch holding either is
 written as version 4, so an older actorq refuses it by name; any other is written as before.
+Version 4 also holds ``["group", queue, group, limiter fields]``: the rate-limit window of one
+group of a queue (see `actorq._core.groups`).
 
 Fields a newer or older `JobRecord` does not know are dropped when decoding (a removed
 field), and missing ones take their defaults (an added field), so a journal written before a
@@ -81,7 +83,7 @@ _JOBS_VERSION: Final = 2
 #: The version of a batch holding a scheduler record and no deduplication record.
 _SCHEDULERS_VERSION: Final = 3
 _SCHEDULER_KINDS: Final = ("scheduler", "scheduler-del")
-_DEDUP_KINDS: Final = ("dedup", "dedup-del")
+_V4_KINDS: Final = ("dedup", "dedup-del", "group")
 
 
 _MISSING: Final = object()
@@ -260,7 +262,7 @@ def encode_batch(changes: list[Change]) -> bytes:
 def _version(changes: list[Change], least: int) -> int:
     """The oldest schema that can hold `changes` (`least` for their jobs)."""
     kinds = set(map(_kind, changes))
-    if not kinds.isdisjoint(_DEDUP_KINDS):
+    if not kinds.isdisjoint(_V4_KINDS):
         return SCHEMA_VERSION
     if not kinds.isdisjoint(_SCHEDULER_KINDS):
         return _SCHEDULERS_VERSION
@@ -355,7 +357,7 @@ def decode_change(raw: list[Any]) -> Change:
         return ("set", raw[1], _decode_fields(raw[2]))
     if kind == "add":
         return ("add", _decode_fields(raw[1]))
-    if kind in ("del", "queue", "rng", "meta", "snapshot", "scheduler-del", "dedup-del"):
+    if kind in ("del", "queue", "rng", "meta", "snapshot", "scheduler-del", "dedup-del", "group"):
         return tuple(raw)
     if kind == "dedup":
         row = raw[5]

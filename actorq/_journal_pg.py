@@ -7,8 +7,8 @@ tables (`actorq._journal_pg_schema`), and takes the lease: the row ``actorq_leas
 the leader and, by the database's clock, until when it leads; taking it adds one to its
 ``epoch``. A live lease held by another process is a `LeaseHeldError`, unless the URL asks
 to wait as a candidate (``?actorq_wait=SECONDS``): then it polls until the holder releases it
-or lets it expire, and takes over. Serving from a standby comes with the remote clients
-(issue 19).
+or lets it expire, and takes over. Other processes reach the leader with
+``actorq.connect(url)``, through the address it advertises in the lease row.
 
 Each commit (one scheduler batch) is one statement, so one transaction and one round trip:
 an insert of the batch's bytes (the file journal's codec) at the next ``seq``, made only
@@ -44,20 +44,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import queue
 import socket
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import attrs
 
 from . import _journal_pg_schema as sql
 from ._core.commands import Change
@@ -69,7 +66,6 @@ from ._journal import (
     JournalError,
     JournalFailedError,
     JournalFormatError,
-    JournalLockedError,
 )
 from ._journal_codec import (
     PayloadError,
@@ -78,6 +74,20 @@ from ._journal_codec import (
     encode_batch,
     encode_snapshot,
 )
+from ._journal_pg_lease import (
+    LEASE_NAME,
+    FencedError,
+    LeaseHeldError,
+    LeaseLostError,
+    Options,
+    PostgresJournalError,
+    _connect,
+    _fenced,
+    _Lease,
+    is_postgres_url,
+    parse_url,
+)
+from .clock import DeadlineScope, SystemClock
 
 if TYPE_CHECKING:
     import psycopg
@@ -89,105 +99,11 @@ __all__ = [
     "PostgresChangeLog",
     "PostgresJournalError",
     "is_postgres_url",
+    "leader_address",
     "open_pg_changelog",
 ]
 
 log = logging.getLogger("actorq.journal")
-
-#: The lease row's name (one journal per database, or per schema through ``search_path``).
-LEASE_NAME = "journal"
-DEFAULT_TTL = 10.0
-DEFAULT_PARTITION = 100_000
-#: The share of the ttl after a renewal was sent within which the leader trusts its lease.
-TRUST = 0.8
-_URL_PREFIXES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(path: str) -> bool:
-    return path.startswith(_URL_PREFIXES)
-
-
-class PostgresJournalError(JournalError):
-    """The journal in PostgreSQL cannot be opened or read (names the database)."""
-
-
-class LeaseHeldError(JournalLockedError):
-    """Another runtime holds the journal's lease; the message names it and how long its
-    lease has left."""
-
-    def __init__(self, url: str, detail: str = "") -> None:
-        super().__init__(url, detail)
-        self.args = (f"journal {url}: {detail}",)
-
-
-class FencedError(JournalFailedError):
-    """A newer leader took the lease: this runtime's writes are refused and it stops."""
-
-
-class LeaseLostError(JournalFailedError):
-    """The lease could not be renewed within its trust window: the runtime stepped down."""
-
-
-@attrs.frozen
-class Options:
-    conninfo: str
-    shown: str
-    ttl: float = DEFAULT_TTL
-    wait: float = 0.0
-    partition: int = DEFAULT_PARTITION
-    address: str = ""
-
-
-def parse_url(url: str) -> Options:
-    """Split the ``actorq_*`` parameters off `url` (libpq refuses unknown ones)."""
-    parts = urllib.parse.urlsplit(url)
-    keep: list[tuple[str, str]] = []
-    ours: dict[str, Any] = {}
-    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-        if not key.startswith("actorq_"):
-            keep.append((key, value))
-            continue
-        name = key.removeprefix("actorq_")
-        if name in ("ttl", "wait"):
-            seconds = math.inf if name == "wait" and value == "forever" else _number(key, value)
-            if not seconds > 0 and not (name == "wait" and seconds == 0):
-                raise InvalidOptionError(key, value, "must be a positive number of seconds")
-            ours[name] = seconds
-        elif name == "partition":
-            if not value.isdigit() or int(value) < 1:
-                raise InvalidOptionError(key, value, "must be a positive whole number of rows")
-            ours[name] = int(value)
-        elif name == "address":
-            ours[name] = value
-        else:
-            raise InvalidOptionError(
-                key, value, "is not an option (actorq_ttl, actorq_wait, actorq_partition)"
-            )
-    conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(keep)))
-    return Options(conninfo, sql.shown(conninfo), **ours)
-
-
-def _number(key: str, value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        raise InvalidOptionError(key, value, "must be a number of seconds") from None
-
-
-def _connect(options: Options, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    import psycopg  # noqa: PLC0415 - the postgresql extra
-
-    timeout = max(1, math.ceil(options.ttl / 3))
-    return psycopg.connect(
-        options.conninfo,
-        autocommit=autocommit,
-        connect_timeout=timeout,
-        keepalives=1,
-        keepalives_idle=timeout,
-        keepalives_interval=1,
-        keepalives_count=3,
-        application_name="actorq",
-    )
 
 
 def _call_soon() -> Callable[..., object]:
@@ -226,117 +142,11 @@ class _DbThread:
             done(error)
             del item, work, done, error
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> bool:
+        """Stop after the work queued; whether it did within `timeout` seconds."""
         self._queue.put(None)
         self._thread.join(timeout)
-
-
-class _Lease:
-    """Renews the lease every ttl / 3 on its own thread and connection, and knows until when
-    the leader may trust it (`trusted_until`, monotonic)."""
-
-    def __init__(self, options: Options, epoch: int, sent_at: float) -> None:
-        self.options = options
-        self.epoch = epoch
-        self.trusted_until = sent_at + TRUST * options.ttl
-        self.error: JournalFailedError | None = None
-        self.on_fail: Callable[[JournalFailedError], None] = lambda error: None
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._thread = threading.Thread(
-            target=self._run, name=f"actorq-lease {options.shown}", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        import psycopg  # noqa: PLC0415 - the postgresql extra
-
-        ttl = self.options.ttl
-        conn: psycopg.Connection[Any] | None = None
-        pause = ttl / 3
-        while True:
-            with self._cond:
-                if self._cond.wait_for(lambda: self._stopping or self.error, timeout=pause):
-                    break
-            sent = time.monotonic()
-            try:
-                if conn is None or conn.closed:
-                    conn = _connect(self.options)
-                renewed = conn.execute(sql.RENEW_LEASE, (ttl, LEASE_NAME, self.epoch)).rowcount
-            except psycopg.Error as exc:
-                log.warning("journal %s: lease renewal failed: %s", self.options.shown, exc)
-                with contextlib.suppress(Exception):
-                    if conn is not None:
-                        conn.close()
-                conn = None
-                pause = min(ttl / 10, 1.0)
-                continue
-            if renewed != 1:
-                self.fail(_fenced(self.options, conn, self.epoch))
-                break
-            with self._cond:
-                self.trusted_until = sent + TRUST * ttl
-                self._cond.notify_all()
-            pause = ttl / 3
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def fail(self, error: JournalFailedError) -> None:
-        with self._cond:
-            if self.error is not None:
-                return
-            self.error = error
-            self._cond.notify_all()
-        self.on_fail(error)
-
-    def check(self) -> None:
-        """Raise the lease's error if it was lost, or if its trust window ended."""
-        if self.error is None and time.monotonic() >= self.trusted_until:
-            self.fail(self._lost())
-        if self.error is not None:
-            raise self.error
-
-    def _lost(self) -> LeaseLostError:
-        return LeaseLostError(
-            f"journal {self.options.shown}: the lease (epoch {self.epoch}) could not be "
-            f"renewed within {TRUST * self.options.ttl:g} s of the last renewal; the runtime "
-            "stepped down before the lease could expire"
-        )
-
-    def wait_lost(self) -> JournalFailedError | None:
-        """Block until the lease is lost (its error) or the log closes (None); no I/O."""
-        with self._cond:
-            while not self._stopping:
-                if self.error is not None:
-                    return self.error
-                remaining = self.trusted_until - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            else:
-                return None
-        self.fail(self._lost())
-        return self.error
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        self._thread.join(self.options.ttl)
-
-
-def _fenced(options: Options, conn: psycopg.Connection[Any] | None, epoch: int) -> FencedError:
-    newer = "a newer leader"
-    with contextlib.suppress(Exception):
-        if conn is not None:
-            row = conn.execute(sql.CURRENT_EPOCH, (LEASE_NAME,)).fetchone()
-            if row is not None:
-                newer = f"{row[1] or 'a newer leader'} (epoch {row[0]})"
-    return FencedError(
-        f"journal {options.shown}: {newer} holds the lease; this runtime's epoch {epoch} "
-        "is fenced off and it stops"
-    )
+        return not self._thread.is_alive()
 
 
 class PostgresChangeLog:
@@ -355,12 +165,15 @@ class PostgresChangeLog:
         id_mark: int,
         fsync: str,
         snapshot_bytes: int,
+        clock_skew: float = 0.0,
     ) -> None:
         self.options = options
         self.url = options.shown
         self.fsync = fsync
         self.epoch = epoch
         self.snapshot_bytes = snapshot_bytes
+        #: This host's clock minus the database's, measured as the lease was taken.
+        self.clock_skew = clock_skew
         self._conn = conn
         snap = conn.execute(sql.NEWEST_SNAPSHOT).fetchone()
         self._snapshot_seq = 0 if snap is None else int(snap[0])
@@ -575,6 +388,19 @@ class PostgresChangeLog:
         self._since_snapshot = 0
         log.info("journal %s: snapshot covering seq %d", self.url, covers)
 
+    async def advertise(self, address: str) -> None:
+        """Put `address` (where clients reach this leader) in the lease row, unless the URL
+        named one (``actorq_address``)."""
+        if self.options.address:
+            return
+
+        def write() -> None:
+            conn = self._connection()
+            if conn.execute(sql.ADVERTISE, (address, LEASE_NAME, self.epoch)).rowcount != 1:
+                raise _fenced(self.options, conn, self.epoch)
+
+        await self._on_thread(write)
+
     async def watch(self) -> None:
         """Return when the log closes; raise when the lease is lost (the runtime runs it
         beside its loop, so a leader that cannot renew stops though it commits nothing)."""
@@ -588,10 +414,10 @@ class PostgresChangeLog:
             return
         self._closed = True
         self.lease.stop()
-        if self._thread is not None:
-            self._thread.stop(self.options.ttl)
+        # A thread stuck in a statement still holds the connection: leave the lease to lapse.
+        idle = self._thread is None or self._thread.stop(self.options.ttl)
         with contextlib.suppress(Exception):
-            if self._failure is None and self.lease.error is None:
+            if idle and self._failure is None and self.lease.error is None:
                 next_id = self._ids.next_id if self._ids is not None else self._id_mark
                 if self._conn.closed:
                     self._conn = _connect(self.options)
@@ -611,16 +437,82 @@ class PostgresChangeLog:
         )
 
 
+#: How far this host's clock may stray from the database's before a leader warns.
+CLOCK_SKEW_WARNING = 1.0
+
+
+def _check_clock(conn: psycopg.Connection[Any], shown: str) -> float:
+    """This host's clock minus the database's (seconds, the round trip's midpoint), which a
+    runtime on the journal subtracts from its clock (`DatabaseClock`); a large one is
+    logged."""
+    before = time.time()
+    row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+    after = time.time()
+    skew = 0.0 if row is None else (before + after) / 2 - float(row[0])
+    if abs(skew) > CLOCK_SKEW_WARNING:
+        log.warning(
+            "journal %s: this host's clock is %+.1f s off the database's; the runtime keeps "
+            "the database's time (`DatabaseClock`), but the host's other programs do not: "
+            "synchronise the clocks (NTP)",
+            shown,
+            skew,
+        )
+    return skew
+
+
+class DatabaseClock(SystemClock):
+    """The wall clock moved onto the database's, as measured when the lease was taken: a
+    runtime on the journal in PostgreSQL stamps and times every job with it, so the deadlines
+    one leader journals mean the same instant to the next, whatever their hosts' clocks."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def now(self) -> float:
+        return time.time() - self.skew
+
+    def deadline(self, at: float) -> DeadlineScope:
+        return anyio.move_on_after(max(0.0, at - self.now()))
+
+    async def sleep_until(self, at: float) -> None:
+        await anyio.sleep(max(0.0, at - self.now()))
+
+    def __repr__(self) -> str:
+        return f"DatabaseClock(skew={self.skew:+.6f})"
+
+
+def leader_address(url: str) -> str | None:
+    """The address the live leader of the journal at `url` advertised (``HOST:PORT`` or
+    ``unix:PATH``, what `actorq.connect` takes after ``actorq://``); None when nobody leads
+    or the leader does not listen. Blocking."""
+    options = parse_url(url)
+    with _connect(options) as conn:
+        if sql.schema_version(conn) is None:
+            return None
+        row = conn.execute(sql.LEADER, (LEASE_NAME,)).fetchone()
+    return None if row is None or not row[0] else str(row[0])
+
+
 def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+class CandidacyWithdrawn(Exception):
+    """`open_pg_changelog`'s ``withdraw`` was set while it waited for the lease."""
+
+
 def open_pg_changelog(
-    url: str, *, fsync: str = "always", snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES
+    url: str,
+    *,
+    fsync: str = "always",
+    snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
+    withdraw: threading.Event | None = None,
 ) -> PostgresChangeLog:
     """Connect to `url`, migrate its tables, take the lease (waiting as a candidate when the
     URL says ``actorq_wait``), and return the log a runtime replays and commits to.
-    Blocking: a runtime calls it in a worker thread."""
+    Blocking: a runtime calls it in a worker thread, and sets `withdraw` to stop a wait for
+    the lease (`CandidacyWithdrawn`)."""
+    withdraw = withdraw if withdraw is not None else threading.Event()
     options = parse_url(url)
     try:
         import psycopg  # noqa: PLC0415 - the postgresql extra
@@ -660,12 +552,14 @@ def open_pg_changelog(
                     f"the lease is held by {who}{where} (epoch {epoch}) for another "
                     f"{remaining:.1f} s; one runtime leads a journal at a time. Add "
                     "?actorq_wait=SECONDS (or forever) to wait as a candidate and take over "
-                    "when it lapses (standbys that serve come with actorq.connect, issue 19)",
+                    "when it lapses, or reach the leader with actorq.connect(URL)",
                 )
-            time.sleep(max(0.05, min(remaining, 0.25, deadline - now)))
+            if withdraw.wait(max(0.05, min(remaining, 0.25, deadline - now))):
+                raise CandidacyWithdrawn(options.shown)
         if fsync != "always":
             conn.execute("SET synchronous_commit = off")
         log.info("journal %s: leading at epoch %d as %s", options.shown, epoch, holder)
+        skew = _check_clock(conn, options.shown)
         return PostgresChangeLog(
             options,
             conn,
@@ -674,6 +568,7 @@ def open_pg_changelog(
             id_mark=int(id_mark),
             fsync=fsync,
             snapshot_bytes=snapshot_bytes,
+            clock_skew=skew,
         )
     except BaseException:
         conn.close()

@@ -115,6 +115,9 @@ RELEASE_LEASE: Final = (
     "UPDATE actorq_lease SET expires_at = '-infinity', id_high_water = %s "
     "WHERE name = %s AND epoch = %s"
 )
+ADVERTISE: Final = "UPDATE actorq_lease SET address = %s WHERE name = %s AND epoch = %s"
+#: The live leader's advertised address (no row: nobody leads now).
+LEADER: Final = "SELECT address, epoch FROM actorq_lease WHERE name = %s AND expires_at > now()"
 CURRENT_EPOCH: Final = "SELECT epoch, holder FROM actorq_lease WHERE name = %s"
 
 

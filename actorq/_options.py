@@ -59,6 +59,7 @@ JOB_OPTIONS: Final = (
     "remove_dependency_on_failure",
     "continue_parent_on_failure",
     "deduplication",
+    "group",
 )
 _DEDUP_KEYS: Final = ("id", "ttl", "extend", "replace")
 _CHILD_POLICIES: Final = (
@@ -309,6 +310,9 @@ def job_spec(
     idem = get("idempotency_key")
     if idem is not None:
         text(f"{where}idempotency_key", idem)
+    group = get("group")
+    if group is not None:
+        text(f"{where}group", group, "a group must be a non-empty string")
     dep_ids, dep_refs, barrier = depends_on(get("depends_on"), where, in_batch=in_batch)
     return JobSpec(
         name=checked,
@@ -334,6 +338,7 @@ def job_spec(
         depends_on_tags=barrier,
         on_child_failure=child_failure_policy(options, where),
         deduplication=deduplication(get("deduplication"), where, bool(delay) or run_at is not None),
+        group=group,
     )
 
 
@@ -464,18 +469,19 @@ def check_processor(processor: object, run_in_thread: bool) -> Callable[[Any], A
     return processor
 
 
-def rate_limiter(value: object) -> tuple[int, float]:
-    """(max, duration) from a worker's ``limiter={"max": n, "duration": seconds}``."""
+def rate_limiter(value: object, field: str = "limiter") -> tuple[int, float]:
+    """(max, duration) from a worker's ``limiter={"max": n, "duration": seconds}`` (or its
+    ``group_limiter``: `field`)."""
     if not isinstance(value, Mapping):
-        raise InvalidOptionError("limiter", value, 'must be {"max": n, "duration": seconds}')
+        raise InvalidOptionError(field, value, 'must be {"max": n, "duration": seconds}')
     for key in value:
         if key not in ("max", "duration"):
-            raise unknown_option(f"limiter.{key}", value[key], ("max", "duration"))
+            raise unknown_option(f"{field}.{key}", value[key], ("max", "duration"))
     if "max" not in value or "duration" not in value:
-        raise InvalidOptionError("limiter", dict(value), 'needs both "max" and "duration"')
+        raise InvalidOptionError(field, dict(value), 'needs both "max" and "duration"')
     return (
-        _int("limiter.max", value["max"], 1),
-        _number("limiter.duration", value["duration"], positive=True),
+        _int(f"{field}.max", value["max"], 1),
+        _number(f"{field}.duration", value["duration"], positive=True),
     )
 
 

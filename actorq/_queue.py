@@ -87,7 +87,10 @@ class Queue(Generic[DataT, ResultT]):
         this job becomes its child), ``depends_on`` (a `DependsOn`), and for a child one of
         ``fail_parent_on_failure`` (the default), ``ignore_dependency_on_failure``,
         ``remove_dependency_on_failure``, ``continue_parent_on_failure``, or
-        ``fail_parent_on_failure=False`` (the parent waits; the child can be retried).
+        ``fail_parent_on_failure=False`` (the parent waits; the child can be retried);
+        ``deduplication={"id": key, "ttl": s, "extend": b, "replace": b}`` (a duplicate
+        while the key is set returns the job it names: docs/deduplication.md) and
+        ``group`` (waiting jobs are served round-robin between groups: docs/groups.md).
         """
         rt = self._rt
         if options:

@@ -8,7 +8,10 @@ import contextvars
 import logging
 import math
 import os
+import secrets
+import shutil
 import ssl
+import tempfile
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -36,7 +39,17 @@ from ._remote.address import bound as bound_address
 from ._remote.address import is_loopback
 from ._remote.address import listen as open_listener
 from ._remote.address import parse as parse_address
-from ._startup import backend_checkpoint, in_notebook_kernel, instruments, load, open_log, watch
+from ._remote.sandbox import Sandbox
+from ._startup import (
+    advertise,
+    backend_checkpoint,
+    in_notebook_kernel,
+    instruments,
+    journal_clock,
+    load,
+    open_log,
+    watch,
+)
 from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
@@ -113,6 +126,8 @@ class Runtime(RuntimeAPI):
         self._ssl = ssl_context
         #: Where clients connect (`actorq.connect`) while it listens; None when it does not.
         self.address: str | None = None
+        self._door: tuple[str, str | None] | None = None  # its sandboxes' private socket
+        self._door_lock: anyio.Lock | None = None  # made on first use, on the event loop
         #: The OpenTelemetry instruments while running with them (see `actorq.otel`).
         self._telemetry: Instruments | None = None
         self.path = None if path is None else os.fspath(path)
@@ -154,6 +169,7 @@ class Runtime(RuntimeAPI):
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
             self._journal = await open_log(self.path, self.fsync)
+            self.clock = journal_clock(self.clock, self._journal)
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
@@ -248,6 +264,7 @@ class Runtime(RuntimeAPI):
             raise
         self._stack.push_async_callback(listener.aclose)
         self.address = bound_address(listener, where)
+        await advertise(self._journal, self.address)
         self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
 
     async def _exit(
@@ -346,7 +363,38 @@ class Runtime(RuntimeAPI):
         self._state = _CLOSING
         await self._send(c.StopDispatch())
         with self.clock.deadline(self.clock.now() + self.shutdown_timeout):
+            for worker in list(self._workers.values()):
+                if isinstance(worker._actor, Sandbox):  # its children finish their jobs
+                    await worker._actor.aclose()
             await self._send(c.WaitWorkersIdle())
+
+    def _start_sandbox(self, sandbox: Sandbox) -> None:
+        async def run() -> None:
+            url, token = await self._door_for_children()
+            await sandbox.run(url, token)
+
+        self._tg.start_soon(run)
+
+    async def _door_for_children(self) -> tuple[str, str | None]:
+        """Where this runtime's child processes connect: its listener, or else a Unix
+        socket of its own in a private folder, with a token of its own."""
+        if self.address is not None:
+            return self.address, self._host_token
+        if self._door_lock is None:
+            self._door_lock = anyio.Lock()
+        async with self._door_lock:
+            if self._door is None:
+                from ._remote.host import Host  # noqa: PLC0415 - only with sandboxes
+
+                folder = tempfile.mkdtemp(prefix="actorq-")
+                self._stack.callback(shutil.rmtree, folder, True)
+                path = os.path.join(folder, "runtime.sock")
+                token = secrets.token_urlsafe(24)
+                listener = await open_listener(path, None)
+                self._stack.push_async_callback(listener.aclose)
+                self._tg.start_soon(Host(self, token).serve, listener, self._tg)
+                self._door = (f"unix:{path}", token)
+        return self._door
 
     async def snapshot(self) -> None:
         """Compact the journal now: write the state as a snapshot, drop covered history."""

@@ -19,6 +19,7 @@ from ._actors.changelog import ChangeLog
 from ._core import CoreState
 from ._exceptions import InvalidOptionError
 from ._journal import GuardsIds
+from .clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from ._actors.engine import Engine
@@ -92,12 +93,53 @@ def backend_checkpoint() -> Callable[[], Awaitable[None]]:
 
 async def open_log(path: str, fsync: str) -> ChangeLog:
     """The change log `path` names, opened in a worker thread: the journal in PostgreSQL
-    for a ``postgresql://`` (or ``postgres://``) URL, else the journal folder."""
+    for a ``postgresql://`` (or ``postgres://``) URL, else the journal folder. Cancelled
+    while it waits for a PostgreSQL journal's lease, it withdraws and takes none."""
     from ._journal import open_changelog  # noqa: PLC0415 - with its module's own imports
-    from ._journal_pg import is_postgres_url, open_pg_changelog  # noqa: PLC0415 - same
+    from ._journal_pg import is_postgres_url  # noqa: PLC0415 - same
 
-    opener = open_pg_changelog if is_postgres_url(path) else open_changelog
-    return await anyio.to_thread.run_sync(functools.partial(opener, path, fsync=fsync))
+    if not is_postgres_url(path):
+        return await anyio.to_thread.run_sync(functools.partial(open_changelog, path, fsync=fsync))
+    return await _open_pg(path, fsync)
+
+
+async def _open_pg(url: str, fsync: str) -> ChangeLog:
+    from ._journal_pg import CandidacyWithdrawn, open_pg_changelog  # noqa: PLC0415 - as above
+
+    withdraw = threading.Event()
+
+    async def withdraw_when_cancelled() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            withdraw.set()
+
+    opened: ChangeLog | None = None
+    refused: Exception | None = None  # raised out here, not wrapped in the group's
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(withdraw_when_cancelled)
+            try:
+                opened = await anyio.to_thread.run_sync(
+                    functools.partial(open_pg_changelog, url, fsync=fsync, withdraw=withdraw)
+                )
+            except CandidacyWithdrawn:
+                pass  # by the cancellation the checkpoint below raises
+            except Exception as exc:
+                refused = exc
+            tg.cancel_scope.cancel()
+        if refused is not None:
+            raise refused
+        # The cancellation that withdrew it, or one that came as it took the lease.
+        await anyio.lowlevel.checkpoint()
+    except BaseException:
+        if opened is not None:
+            with anyio.CancelScope(shield=True):
+                await opened.aclose()
+        raise
+    if opened is None:
+        raise RuntimeError("a PostgreSQL journal's candidacy was withdrawn uncancelled")
+    return opened
 
 
 @runtime_checkable
@@ -119,3 +161,21 @@ async def watch(engine: Engine, journal: ChangeLog) -> None:
         if engine.crashed is None and not isinstance(exc, anyio.get_cancelled_exc_class()):
             engine.crashed = exc
         raise
+
+
+async def advertise(journal: ChangeLog, address: str) -> None:
+    """Tell a journal that names its leader (the one in PostgreSQL) where clients reach it."""
+    tell = getattr(journal, "advertise", None)
+    if tell is not None:
+        await tell(address)
+
+
+def journal_clock(clock: Clock, journal: ChangeLog) -> Clock:
+    """The clock a runtime keeps on `journal`: the database's time for a journal in
+    PostgreSQL when the runtime was given the wall clock (`DatabaseClock`), else `clock`."""
+    skew = getattr(journal, "clock_skew", None)
+    if type(clock) is not SystemClock or skew is None:
+        return clock
+    from ._journal_pg import DatabaseClock  # noqa: PLC0415 - the postgresql extra
+
+    return DatabaseClock(skew)

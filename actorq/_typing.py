@@ -93,6 +93,7 @@ class JobOptions(TypedDict, total=False):
     remove_dependency_on_failure: bool | None
     continue_parent_on_failure: bool | None
     deduplication: DeduplicationOptions | None
+    group: str | None
 
 
 class BulkJob(JobOptions, total=False):

@@ -1,5 +1,6 @@
 """A small world of queues for the dashboard's tests: every state a page shows, a flow, a
-dependency chain, a tag barrier, a paused queue and a hostile job name."""
+dependency chain, a tag barrier, a job scheduler under a global concurrency, a paused queue
+and a hostile job name."""
 
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ async def populate(rt: Runtime) -> dict[str, int]:
     holder = await imports.add("import", {"file": "eu.csv"}, tags=["import"])
     summary = await imports.add("summary", depends_on=DependsOn(tags=["import"]))
 
+    nightly = rt.queue("nightly")
+    await nightly.set_global_concurrency(2)
+    await nightly.upsert_job_scheduler("nightly-report", every=86_400, template={"name": "report"})
     hostile = await rt.queue("web").add(XSS, {"html": "<img src=x onerror=alert(2)>"})
     db = rt.queue("db")
     await db.add("vacuum")
@@ -81,6 +85,7 @@ EXPECTED = {
     "reports": {"waiting-children": 1, "waiting": 2},
     "etl": {"waiting": 1, "blocked": 2},
     "imports": {"waiting": 1, "blocked": 1},
+    "nightly": {"delayed": 1},
     "web": {"waiting": 1},
     "db": {"waiting": 1},
 }

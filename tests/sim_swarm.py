@@ -22,9 +22,11 @@ from actorq import (
     Runtime,
     RuntimeClosedError,
 )
+from actorq._core import TERMINAL
+from actorq._invariants import InvariantViolation, check_starts
 from actorq.testing import Faults, Simulation
 
-QUEUES = ("work", "steps", "manual")
+QUEUES = ("work", "steps", "manual", "fair", "fair-auto")
 TAGS = ("red", "blue", "green")
 
 
@@ -62,10 +64,24 @@ def make_simulation(seed: int) -> Simulation:
             await job.move_to_delayed(sim.now() + 5 * (step + 1), next_step=step + 1)
         return step
 
+    async def fair(job: Job) -> Any:
+        # No sleep here: the manual consumer of "fair" holds jobs active across checks.
+        starts["fair-auto"].append((job.group, job.processed_at))
+        await sim.maybe_fail(job)
+        return job.id
+
     def setup(rt: Runtime) -> None:
         rt.worker("work", work, concurrency=1 + seed % 3)
         rt.worker("steps", steps)
         sim.manual = rt.worker("manual", lock_duration=20)  # type: ignore[attr-defined]
+        # "fair-auto": processors (instant) under the limits; "fair": a manual consumer,
+        # whose jobs stay active across checks (until it completes them or their locks
+        # expire), so the caps' invariants see active jobs.
+        rt.worker("fair-auto", fair, concurrency=4, **FAIR_LIMITS)
+        rt.worker("fair-auto", fair, concurrency=2)
+        fair_manual = rt.worker("fair", lock_duration=15, **FAIR_LIMITS)
+        sim.fair_manual = fair_manual  # type: ignore[attr-defined]
+        sim.fair_held.clear()  # type: ignore[attr-defined]
 
     sim = Simulation(
         seed=seed,
@@ -74,7 +90,103 @@ def make_simulation(seed: int) -> Simulation:
         faults=Faults(job_error=0.2, slow_job=0.2, max_delay=20.0),
         snapshot_bytes=4096,
     )
+    #: Per queue, (group, start time) of every start its consumers saw, across restarts.
+    starts: dict[str, list[tuple[str | None, float | None]]] = {"fair": [], "fair-auto": []}
+    sim.fair_starts = starts  # type: ignore[attr-defined]
+    sim.fair_held = []  # type: ignore[attr-defined]
     return sim
+
+
+#: The "fair" queue's limits: set by its first worker at every start of the runtime, never
+#: changed (the caps' invariants hold for caps that stay put).
+FAIR_LIMITS: dict[str, Any] = {
+    "limiter": {"max": 6, "duration": 10},
+    "group_concurrency": 1,
+    "group_limiter": {"max": 3, "duration": 10},
+}
+FAIR_GLOBAL_CONCURRENCY = 2
+GROUPS = ("g0", "g1", "g2", None)
+
+
+async def _fair_op(sim: Simulation, rng: random.Random) -> None:
+    """Add a job (or a few) to "fair": grouped or not, some deduplicated in each mode;
+    drawn from a generator of its own, so the other draws stay as they were."""
+    if rng.random() < 0.4:
+        await _fair_manual_op(sim, rng)
+        return
+    q = sim.runtime.queue(rng.choice(("fair", "fair-auto")))
+    opts: dict[str, Any] = {}
+    group = rng.choice(GROUPS)
+    if group is not None:
+        opts["group"] = group
+    if rng.random() < 0.3:
+        opts["priority"] = rng.randint(0, 2)
+    roll = rng.random()
+    if roll < 0.2:
+        opts["deduplication"] = {"id": f"s{rng.randint(0, 2)}"}
+    elif roll < 0.35:
+        opts["deduplication"] = {"id": f"t{rng.randint(0, 1)}", "ttl": rng.choice([5, 15])}
+    elif roll < 0.45:
+        opts["deduplication"] = {"id": "d", "ttl": 10, "extend": True, "replace": True}
+        opts["delay"] = rng.choice([2, 5])
+    if rng.random() < 0.2:
+        n = rng.randint(2, 6)
+        items = [{"name": "fair", "data": {"i": i}, **opts} for i in range(n)]
+        for job in await sim.call(q.add_bulk, items):
+            sim.acknowledged(job, "add-fair")
+    else:
+        sim.acknowledged(await sim.call(q.add, "fair", {"i": 0}, **opts), "add-fair")
+
+
+async def _fair_manual_op(sim: Simulation, rng: random.Random) -> None:
+    """The manual consumer of "fair" takes a job and holds it, or completes the oldest it
+    holds (which fails if its lock expired or the runtime restarted since)."""
+    held: list[tuple[Job, str]] = sim.fair_held  # type: ignore[attr-defined]
+    if held and rng.random() < 0.5:
+        job, token = held.pop(0)
+        try:
+            await sim.call(job.move_to_completed, None, token, False)
+            sim.lock_released(job.id, token, True)
+        except ActorqError as exc:
+            if isinstance(exc, RuntimeClosedError):
+                raise
+            sim.lock_released(job.id, token, False)
+        return
+    token = f"fair{rng.randint(0, 1)}"
+    job = await sim.call(sim.fair_manual.get_next_job, token)  # type: ignore[attr-defined]
+    if job is not None:
+        sim.lock_taken(job)
+        sim.fair_starts["fair"].append((job.group, job.processed_at))  # type: ignore[attr-defined]
+        held.append((job, token))
+
+
+def check_fair_dedup(sim: Simulation) -> None:
+    """Simple mode ("s" keys, never removed by hand here): never two unfinished jobs of one
+    key (the core's own rule, dedup-key-unique, allows them after a key removed by hand)."""
+    if not sim.alive:
+        return
+    live: dict[tuple[str, str], list[int]] = {}
+    for rec in sim.runtime._core.jobs.values():
+        key = rec.deduplication_id
+        if key is not None and key.startswith("s") and rec.state not in TERMINAL:
+            live.setdefault((rec.queue, key), []).append(rec.id)
+    for key, ids in sorted(live.items()):
+        if len(ids) > 1:
+            detail = f"unfinished jobs {ids} share the simple key {key}"
+            raise InvariantViolation("dedup-key-unique", detail, seed=sim.seed)
+
+
+def check_fair_starts(sim: Simulation) -> None:
+    """Every window of the queue's limiter, and of each group's, held at most its starts."""
+    limit = FAIR_LIMITS["limiter"]
+    per_group = FAIR_LIMITS["group_limiter"]
+    for queue, starts in sim.fair_starts.items():  # type: ignore[attr-defined]
+        times = [t for _g, t in starts if t is not None]
+        check_starts(times, limit["max"], limit["duration"], what=f"queue {queue!r}")
+        for group in GROUPS[:-1]:
+            mine = [t for g, t in starts if g == group and t is not None]
+            where = f"group {group!r} of {queue!r}"
+            check_starts(mine, per_group["max"], per_group["duration"], what=where)
 
 
 def _options(rng: random.Random, known: list[int]) -> dict[str, Any]:
@@ -193,7 +305,11 @@ async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, Sw
     stats = SwarmStats()
     known: list[int] = []
     schedulers_rng = random.Random(seed * 104_729 + 3)
+    fair_rng = random.Random(seed * 15_485_863 + 5)
     async with sim:
+        for queue in ("fair", "fair-auto"):
+            fair_queue = sim.runtime.queue(queue)
+            await sim.call(fair_queue.set_global_concurrency, FAIR_GLOBAL_CONCURRENCY)
         for _ in range(n_steps):
             stats.steps += 1
             if not sim.alive:
@@ -201,17 +317,23 @@ async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, Sw
             try:
                 if stats.steps % 4 == 1:
                     await _scheduler_op(sim, schedulers_rng)
+                if stats.steps % 2 == 0:
+                    await _fair_op(sim, fair_rng)
                 await _op(sim, rng, known, stats)
             except RuntimeClosedError:
                 pass  # the runtime died under an injected fault; restarted next step
             except ActorqError as exc:
                 sim.record("rejected", detail=type(exc).__name__)
             await sim.check()
+            check_fair_starts(sim)
+            check_fair_dedup(sim)
         # Liveness phase: no new faults; let every timer run out.
         if not sim.alive:
             await sim.restart()
         await sim.advance(10_000)
         await sim.check()
+        check_fair_starts(sim)
+        check_fair_dedup(sim)
         stats.jobs = len(sim.runtime._core.jobs)
     stats.deaths = sim.deaths
     stats.inline_batches = sim.inline_batches

@@ -114,3 +114,12 @@ def test_the_core_reads_a_bounded_run_of_ids_and_starts_at_the_lowest_alive() ->
     down = pages("-id", 4)
     assert [i for p in down for i in p] == alive[::-1]
     assert max(len(p) for p in down) <= 4
+
+
+def test_a_runtime_host_refuses_a_clients_page_with_another_sort() -> None:
+    from actorq._remote.checks import check_command  # noqa: PLC0415
+
+    check_command(c.GetPage("q", JobState.WAITING, sort="-id"), set())
+    with pytest.raises(InvalidOptionError, match="sort") as info:
+        check_command(c.GetPage("q", JobState.WAITING, sort="name"), set())
+    assert "'name'" in str(info.value)

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from remote_fixture import remote_runtime
 
 from actorq import (
     Backoff,
@@ -36,10 +37,12 @@ from actorq._failures import reason, storable, trace
 SURROGATE = os.fsdecode(b"caf\xe9")  # "caf\udce9": what undecodable bytes become
 
 
-@pytest.fixture(params=["memory", "journal", "postgresql"])
+@pytest.fixture(params=["memory", "journal", "postgresql", "remote"])
 def runtime(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Runtime]:
     if request.param == "memory":
         return Runtime
+    if request.param == "remote":  # through a client of a host on a journal
+        return lambda: remote_runtime(path=tmp_path / "j", fsync="never")  # type: ignore[return-value]
     if request.param == "postgresql":
         url: str = request.getfixturevalue("pg_url")
         return lambda: Runtime(url, fsync="never")

@@ -30,6 +30,31 @@ def portal_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t is not threading.current_thread()}
 
 
+def threads_left(before: set[threading.Thread], within: float = 5.0) -> set[threading.Thread]:
+    """Threads started since `before` still alive after up to `within` seconds: an idle
+    worker thread of the stopped loop may take a moment to see that it should exit."""
+    deadline = time.monotonic() + within
+    while (left := portal_threads() - before) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+def test_the_sync_facade_works_through_a_client_of_a_host() -> None:
+    host = start_in_background(listen="127.0.0.1:0")
+    try:
+        address = host.runtime.address  # type: ignore[attr-defined]
+        client = start_in_background(connect=f"actorq://{address}")
+        try:
+            client.worker("q", double, concurrency=4)  # runs in the client's thread
+            job = client.queue("q").add("double", {"n": 4})
+            assert job.wait_until_finished() == 8
+            assert host.counts()["q"]["completed"] == 1  # the host's engine did it
+        finally:
+            client.stop()
+    finally:
+        host.stop()
+
+
 def test_sync_facade_runs_jobs_and_stops() -> None:
     before = portal_threads()
     bg = start_in_background()
@@ -50,7 +75,7 @@ def test_sync_facade_runs_jobs_and_stops() -> None:
         bg.stop()
     bg.stop()  # idempotent
     assert bg.stopped
-    assert portal_threads() - before == set()  # the portal's thread is joined
+    assert threads_left(before) == set()  # the portal's thread is joined
     with pytest.raises(RuntimeClosedError):
         bg.queue("q")
 
@@ -163,3 +188,41 @@ async def test_wait_for_with_progress(capsys: pytest.CaptureFixture[str]) -> Non
         with pytest.raises(JobFailedError):
             await wait_for([bad])
     assert "20/20" in capsys.readouterr().err
+
+
+def test_the_sync_facade_takes_issue_17s_calls() -> None:
+    """Deduplication, groups, schedulers, global concurrency, limiter and job control, all
+    blocking calls from plain code."""
+    clock = VirtualClock(autojump=False)
+    with start_in_background(clock=clock) as bg:
+        q = bg.queue("q")
+        first = q.add("double", {"n": 1}, deduplication={"id": "k", "ttl": 60}, delay=100)
+        again = q.add("double", {"n": 2}, deduplication={"id": "k", "ttl": 60}, delay=100)
+        assert again.id == first.id
+        assert q.get_deduplication_job_id("k") == first.id
+        assert q.remove_deduplication_key("k") is True
+        assert q.get_deduplication_job_id("k") is None
+        q.set_global_concurrency(2)
+        assert q.get_global_concurrency() == 2
+        assert q.upsert_job_scheduler("s", every=3600, template={"name": "double"}) is not None
+        assert [view["id"] for view in q.get_job_schedulers()] == ["s"]
+        assert q.remove_job_scheduler("s") is True
+        first.promote()
+        worker = bg.worker(
+            q,
+            double,
+            concurrency=4,
+            limiter={"max": 100, "duration": 1},
+            group_concurrency=1,
+            group_limiter={"max": 10, "duration": 1},
+        )
+        assert first.wait_until_finished() == 2
+        jobs = q.add_bulk([{"name": "double", "data": {"n": i}, "group": "g"} for i in range(3)])
+        assert [job.group for job in jobs] == ["g", "g", "g"]
+        assert [job.wait_until_finished() for job in jobs] == [0, 2, 4]
+        assert q.get_rate_limit_ttl() == 0.0
+        worker.pause()
+        assert worker.paused
+        worker.resume()
+        assert not worker.paused
+        assert q.counts()["completed"] == 4

@@ -5,18 +5,23 @@ that die, stop and take over are in tests/test_pg_takeover.py."""
 
 from __future__ import annotations
 
+import argparse
+import io
+import time
 from typing import Any
 
 import anyio
 import psycopg
 import pytest
 
-from actorq import InvalidOptionError, Runtime, RuntimeClosedError
+from actorq import InvalidOptionError, Runtime, RuntimeClosedError, connect
+from actorq._journal_cli import add_journal_commands, run_journal_command
 from actorq._journal_pg import (
     FencedError,
     LeaseHeldError,
     LeaseLostError,
     PostgresJournalError,
+    leader_address,
     open_pg_changelog,
 )
 
@@ -166,3 +171,117 @@ async def test_job_ids_are_never_handed_out_twice_across_leaders(pg_url: str) ->
     async with Runtime(pg_url) as rt:
         second = await rt.queue("q").add("x", 2)
     assert second.id == first.id + 1
+
+
+@pytest.mark.parametrize(("fsync", "expected"), [("always", "on"), ("interval", "off")])
+async def test_the_fsync_policy_sets_the_commit_connections_synchronous_commit(
+    pg_url: str, fsync: str, expected: str
+) -> None:
+    async with Runtime(pg_url, fsync=fsync) as rt:
+        await rt.queue("q").add("x", 1)
+        log: Any = rt._journal
+        assert log.waits is True  # acknowledged only once PostgreSQL committed
+        ((setting,),) = await anyio.to_thread.run_sync(
+            lambda: log._conn.execute("SHOW synchronous_commit").fetchall()
+        )
+        assert setting == expected
+
+
+def test_a_leader_whose_clock_strays_from_the_database_says_so(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 30.0)
+    with caplog.at_level("WARNING", logger="actorq.journal"):
+        log = open_pg_changelog(pg_url)
+        log.close()
+    assert any("+30.0 s off the database's" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(time, "time", real)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="actorq.journal"):
+        open_pg_changelog(pg_url).close()
+    assert not [r for r in caplog.records if "off the database" in r.getMessage()]
+
+
+async def test_a_listening_leader_advertises_its_address_in_the_lease(pg_url: str) -> None:
+    assert await anyio.to_thread.run_sync(leader_address, pg_url) is None  # no tables yet
+    async with Runtime(pg_url, listen="127.0.0.1:0") as rt:
+        address = await anyio.to_thread.run_sync(leader_address, pg_url)
+        assert address is not None and address == rt.address
+        # What a standby, or any process, finds there is the leader's API.
+        async with connect(f"actorq://{address}") as client:
+            job = await client.queue("q").add("x", {"from": "a client"})
+        got = await rt.queue("q").get_job(job.id)
+        assert got is not None and got.data == {"from": "a client"}
+        out = io.StringIO()
+        assert await anyio.to_thread.run_sync(run_cli, ["stats", pg_url], out) == 0
+        assert f"(listening at {address})" in out.getvalue()
+    # Nobody leads once it closed.
+    assert await anyio.to_thread.run_sync(leader_address, pg_url) is None
+    async with Runtime(pg_url + "?actorq_address=jobs.internal:7000", listen="127.0.0.1:0"):
+        assert await anyio.to_thread.run_sync(leader_address, pg_url) == "jobs.internal:7000"
+
+
+def run_cli(argv: list[str], out: io.StringIO) -> int | None:
+    parser = argparse.ArgumentParser()
+    add_journal_commands(parser.add_subparsers(dest="command"))
+    return run_journal_command(parser.parse_args(argv), out)
+
+
+async def test_a_candidate_cancelled_while_it_waits_withdraws_and_takes_no_lease(
+    pg_url: str,
+) -> None:
+    async with Runtime(pg_url) as rt:
+        job = await rt.queue("q").add("x", 1)
+        started = anyio.current_time()
+        with anyio.move_on_after(0.5) as waited:
+            async with Runtime(pg_url + "?actorq_wait=8"):
+                raise AssertionError("a candidate led while the lease was live")
+        assert waited.cancelled_caught
+        assert anyio.current_time() - started < 5  # it stopped waiting when cancelled
+        assert (await rt.queue("q").get_job(job.id)) is not None  # the leader goes on
+        assert sql(pg_url, "SELECT epoch FROM actorq_lease") == [(1,)]
+    async with Runtime(pg_url + "?actorq_wait=5") as rt:  # and the lease is free at once
+        assert (await rt.queue("q").get_job(job.id)) is not None
+    assert sql(pg_url, "SELECT epoch FROM actorq_lease") == [(2,)]
+
+
+async def test_deadlines_keep_the_database_clock_across_leaders_with_strayed_clocks(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 30.0)  # this host runs 30 s ahead
+    async with Runtime(pg_url) as rt:
+        assert abs(rt.clock.now() - real()) < 1.0
+        job = await rt.queue("q").add("x", 1, delay=5.0)
+        assert job.run_at is not None and abs(job.run_at - (real() + 5.0)) < 1.0
+    monkeypatch.setattr(time, "time", real)  # the next leader's host is right
+    async with Runtime(pg_url) as rt:
+        again = await rt.queue("q").get_job(job.id)
+        assert again is not None and again.state.value == "delayed"
+        assert again.run_at is not None and 3.0 < again.run_at - rt.clock.now() < 6.0
+
+
+async def test_journals_in_separate_schemas_of_one_database_lead_side_by_side(
+    pg_url: str,
+) -> None:
+    sql(pg_url, "CREATE SCHEMA tenant_a")
+    sql(pg_url, "CREATE SCHEMA tenant_b")
+    a_url = pg_url + "?options=-csearch_path%3Dtenant_a"
+    b_url = pg_url + "?options=-csearch_path%3Dtenant_b&actorq_ttl=1"
+    async with Runtime(a_url) as a, Runtime(b_url) as b:  # two leases, two leaders
+        job_a = await a.queue("q").add("x", "a")
+        job_b = await b.queue("q").add("x", "b")
+        # b's lease is renewed (every ttl / 3, on the lease's own connection) in its schema.
+        query = "SELECT expires_at FROM tenant_b.actorq_lease"
+        (first,) = sql(pg_url, query)
+        for _ in range(100):  # at most 5 s
+            if sql(pg_url, query) != [first]:
+                break
+            await anyio.sleep(0.05)
+        assert sql(pg_url, query) != [first], "b's lease was not renewed in its schema"
+    assert sql(pg_url, "SELECT count(*) FROM tenant_a.actorq_lease") == [(1,)]
+    assert sql(pg_url, "SELECT to_regclass('public.actorq_lease') IS NULL") == [(True,)]
+    async with Runtime(a_url) as a:
+        assert [j.data for j in await a.queue("q").get_jobs()] == ["a"]
+        assert job_a.id == job_b.id  # each journal hands out its own ids

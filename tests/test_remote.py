@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 import actorq
@@ -31,6 +32,10 @@ from actorq import (
     Runtime,
 )
 from actorq._api import RuntimeAPI
+from actorq._core import commands as c
+from actorq._core.records import Deduplication
+from actorq._options import job_spec
+from actorq._remote.checks import check_command
 from actorq._remote.wire import PROTOCOL, FrameReader, frame
 
 TOKEN = "s3cret-token-of-16+chars"
@@ -355,3 +360,30 @@ async def test_malformed_frames_close_only_their_connection(host: Runtime) -> No
             # The other client never noticed: its calls still go through.
             assert await (await q.add("x", i)).wait_until_finished(timeout=10) == 2 * i
         assert (await host.counts())["fuzz"]["completed"] == len(_malformed())
+
+
+async def test_deduplication_and_groups_either_side(rt: RuntimeAPI) -> None:
+    q = rt.queue("dg")
+    first = await q.add("x", 1, deduplication={"id": "k"}, group="a")
+    again = await q.add("x", 2, deduplication={"id": "k"}, group="a")
+    assert again.id == first.id and again.group == "a"
+    assert await q.get_deduplication_job_id("k") == first.id
+    rt.worker(q, double, group_concurrency=1, group_limiter={"max": 5, "duration": 1})
+    assert await first.wait_until_finished(timeout=10) == 2
+    assert await q.get_deduplication_job_id("k") is None
+
+
+def test_a_clients_group_and_deduplication_are_checked_by_the_host() -> None:
+    spec = job_spec("q", "x", None, {"priority": 0})
+    bad: list[tuple[Any, str]] = [
+        (c.Add((attrs.evolve(spec, group=""),)), "group"),
+        (c.Add((attrs.evolve(spec, deduplication=Deduplication("k", -1.0)),)), "deduplication.ttl"),
+        (c.Add((attrs.evolve(spec, deduplication=Deduplication("k", replace=True)),)),
+         "deduplication.replace"),
+        (c.SetGroupConcurrency("q", 0), "concurrency"),
+        (c.SetGroupLimiter("q", (1, 0.0)), "group_limiter.duration"),
+    ]  # fmt: skip
+    for cmd, field in bad:
+        with pytest.raises(InvalidOptionError) as info:
+            check_command(cmd, ())
+        assert info.value.field == field

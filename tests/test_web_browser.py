@@ -41,6 +41,8 @@ class Served:
     def __init__(self) -> None:
         self.ready = threading.Event()
         self.ids: dict[str, int] = {}
+        self.rt: Any = None
+        self.loop: Any = None
         self.server: Any = None
         self.error: BaseException | None = None
         sock = socket.socket()
@@ -49,6 +51,10 @@ class Served:
         self.sock = sock
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def call(self, make: Any) -> Any:
+        """Run ``make(rt)`` (a coroutine) on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(make(self.rt), self.loop).result(60)
 
     def _run(self) -> None:
         try:
@@ -61,6 +67,8 @@ class Served:
         from starlette.applications import Starlette  # noqa: PLC0415
 
         async with Runtime() as rt:
+            self.rt = rt
+            self.loop = asyncio.get_running_loop()
             self.ids = await populate(rt)
             app = Starlette()
             app.mount("/rw", dashboard(rt, read_only=False))
@@ -166,6 +174,54 @@ def test_a_flows_tree_and_a_dependency_graph_render(served: Served, page: Any) -
     )
 
 
+def test_a_failed_jobs_timeline_tells_its_attempt(served: Served, page: Any) -> None:
+    page.goto(f"{served.url}/rw/jobs/{served.ids['failed']}")
+    items = page.locator("#timeline li")
+    kinds = [items.nth(i).get_attribute("data-kind") for i in range(items.count())]
+    assert kinds == ["added", "started", "failed"]
+    assert REASON in items.nth(2).inner_text() and "UTC" in items.nth(2).inner_text()
+
+
+def test_a_tag_barrier_links_its_holder_and_its_waiter(served: Served, page: Any) -> None:
+    holder, summary = served.ids["holder"], served.ids["summary"]
+    page.goto(f"{served.url}/rw/jobs/{summary}")
+    graph = page.locator("#graph")
+    assert graph.locator("g.barrier").get_attribute("data-tags") == "import"
+    boxes = [
+        graph.locator(sel).bounding_box()["x"]
+        for sel in (f'g.node[data-job="{holder}"] rect', "g.barrier rect", "g.node.here rect")
+    ]
+    assert boxes == sorted(boxes) and len(set(boxes)) == 3  # holder, barrier, waiter
+    assert graph.locator("path.edge").count() == 2
+    _shot(page, "barrier.png")
+    page.goto(f"{served.url}/rw/jobs/{holder}")
+    assert page.locator("#holds").inner_text() == f"[import] holds back #{summary}"
+
+
+def test_a_queue_page_sorts_and_shows_its_limits_and_schedulers(served: Served, page: Any) -> None:
+    page.goto(f"{served.url}/rw/queues/mail?state=waiting")
+    rows = page.locator("#jobs tr[data-job]")
+
+    def ids() -> list[int]:
+        return [int(rows.nth(i).get_attribute("data-job")) for i in range(rows.count())]
+
+    page.locator('#sort a[data-sort="-id"]').click()
+    page.wait_for_url("**sort=-id**")
+    newest = ids()
+    assert len(newest) == 2 and newest == sorted(newest, reverse=True)
+    page.locator('#sort a[data-sort="id"]').click()
+    page.wait_for_url("**sort=id**")
+    assert ids() == sorted(newest)
+    assert page.locator("#sort a.on").get_attribute("data-sort") == "id"
+    page.goto(f"{served.url}/rw/queues/nightly?state=delayed")
+    assert page.locator("#concurrency").inner_text() == "2 active at most"
+    row = page.locator('#schedulers tr[data-scheduler="nightly-report"] td')
+    assert row.nth(1).inner_text() == "every 86400.0 s" and row.nth(2).inner_text() == "report"
+    pending = page.locator("#jobs tr[data-job]").first.get_attribute("data-job")
+    assert row.nth(5).inner_text() == f"#{pending}"
+    _shot(page, "queue.png")
+
+
 def test_a_hostile_name_renders_as_text(served: Served, page: Any) -> None:
     page.goto(f"{served.url}/rw/jobs/{served.ids['xss']}")
     assert page.locator("#job-name").inner_text() == XSS
@@ -204,3 +260,27 @@ def test_retry_from_the_page_updates_the_open_overview_live(served: Served, brow
     assert overview.evaluate("window.notReloaded") is True
     assert "JobWaiting" in overview.locator("#feed").inner_text()
     context.close()
+
+
+def test_jobs_finishing_redraw_the_open_overviews_chart(served: Served, page: Any) -> None:
+    page.goto(f"{served.url}/rw/")
+    sync_api.expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+    chart = page.locator('tr[data-queue="mail"] svg.chart')
+    assert chart.get_attribute("data-completed") == "3"
+
+    async def finish_the_waiting_mail(rt: Runtime) -> None:
+        mail = rt.queue("mail")
+        jobs, _ = await mail.get_jobs_page("waiting")
+
+        async def send(job: Any) -> str:
+            return "sent"
+
+        worker = rt.worker(mail, send)
+        for job in jobs:
+            await job.wait_until_finished()
+        await worker.close()
+
+    served.call(finish_the_waiting_mail)  # the two digests
+    sync_api.expect(chart).to_have_attribute("data-completed", "5")
+    assert page.evaluate("window.notReloaded") is True  # redrawn by the stream, not reloaded

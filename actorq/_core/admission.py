@@ -25,6 +25,7 @@ from .states import TERMINAL, JobState
 if TYPE_CHECKING:
     from .blocking import BlockingIndex
     from .dedup import DedupKey
+    from .groups import Groups
     from .state import Change, QueueState
 
 W, D, WC = JobState.WAITING, JobState.DELAYED, JobState.WAITING_CHILDREN
@@ -50,6 +51,7 @@ class Admission:
         def queue(self, name: str) -> QueueState: ...
         def _next_order(self, lifo: bool) -> int: ...
         def dedup_purge(self, now: float) -> None: ...
+        def grouped(self, qs: QueueState) -> Groups: ...
         def dedup_match(self, spec: JobSpec, now: float) -> tuple[int | None, JobRecord | None]: ...
         def dedup_replaces(self, spec: JobSpec, rec: JobRecord | None) -> bool: ...
         def dedup_replace(self, spec: JobSpec, job_id: int, now: float) -> float | None: ...
@@ -87,10 +89,12 @@ class Admission:
         n = len(specs)
         related = keyed = deduping = False
         last = None
-        for spec in specs:  # once per distinct spec in a run
-            if spec is last:
+        seen: set[int] = set()
+        for spec in specs:  # once per distinct spec
+            if spec is last or id(spec) in seen:
                 continue
             last = spec
+            seen.add(id(spec))
             if _related(spec):
                 related = True
             if spec.idempotency_key is not None:
@@ -176,37 +180,48 @@ class Admission:
         changes = self.changes
         events = self.events
         out: list[JobRecord] = []
-        pending: list[tuple[int, int]] = []  # (order, id) of plain waiting jobs of the run
+        # (order, id) of plain waiting jobs, per line they join: (queue, group, priority,
+        # LIFO); each line's entries in the order made, all joining at once (before any job
+        # that goes through `_insert`, so that one finds the line as it would be).
+        runs: dict[tuple[QueueState, str | None, int, bool], list[tuple[int, int]]] = {}
+        pending: list[tuple[int, int]] = []
         qs: QueueState | None = None
         last: JobSpec | None = None
         plain = related = delayed = False
         run_at: float | None = None
         state = W
-        priority = 0
+        # What each distinct spec decides, by identity: a bulk add's jobs share few specs,
+        # interleaved (jobs of many groups, each group's sharing one).
+        decided: dict[int, tuple[Any, ...]] = {}
+        line: tuple[QueueState, str | None, int, bool] | None = None
         for i in range(len(specs)) if order is None else order:
             spec = specs[i]
             if spec is not last:
-                if pending:
-                    assert qs is not None
-                    _flush(qs, priority, pending)
-                    pending = []
                 last = spec
-                qs = self.queue(spec.queue)
-                priority = spec.priority
-                run_at = spec.run_at
-                if run_at is None and spec.delay:
-                    run_at = now + spec.delay
-                delayed = run_at is not None and run_at > now
+                known = decided.get(id(spec))
+                if known is None:
+                    qs = self.queue(spec.queue)
+                    run_at = spec.run_at
+                    if run_at is None and spec.delay:
+                        run_at = now + spec.delay
+                    delayed = run_at is not None and run_at > now
+                    related = _related(spec) or spec.wait_children
+                    plain = not (
+                        related or spec.tags or spec.idempotency_key is not None or delayed
+                    )
+                    line = (qs, spec.group, spec.priority, spec.lifo) if plain else None
+                    known = decided[id(spec)] = (qs, run_at, delayed, related, plain, line)
+                qs, run_at, delayed, related, plain, line = known
                 state = D if delayed else W
-                related = _related(spec) or spec.wait_children
-                plain = not (related or spec.tags or spec.idempotency_key is not None or delayed)
+                if line is not None:
+                    pending = runs.get(line) or runs.setdefault(line, [])
             assert qs is not None
             job_id = ids[i]
             name = spec.name if names is None else names[i]
             data = spec.data if datas is None else datas[i]
             if related:  # its state depends on the jobs it refers to
-                if pending:
-                    _flush(qs, priority, pending)
+                if runs:
+                    _flush(self, runs)
                     pending = []
                 rec = self._new_related(spec, job_id, name, data, run_at, delayed, now, ids,
                                         wait_children=i in with_children)  # fmt: skip
@@ -224,10 +239,13 @@ class Admission:
                 rec = JobRecord(*row)
                 if plain:  # only a place in its line: with the rest of its run, below
                     jobs[job_id] = rec
+                    if not pending:  # the line's run was flushed since the spec came
+                        assert line is not None
+                        pending = runs.setdefault(line, [])
                     pending.append((place, job_id))
                 else:  # tags (barriers count it), a key, or a due time: every index it enters
-                    if pending:
-                        _flush(qs, priority, pending)
+                    if runs:
+                        _flush(self, runs)
                         pending = []
                     self._insert(rec)
             out.append(rec)
@@ -237,9 +255,8 @@ class Admission:
                 events.append(ev.JobAdded(job_id, rec.queue, rec.name, rec.state))
             if rec.parent_id is not None:
                 self._set_child(jobs[rec.parent_id], job_id, PENDING, None)
-        if pending:
-            assert qs is not None
-            _flush(qs, priority, pending)
+        if runs:
+            _flush(self, runs)
         return out
 
     def _new_related(
@@ -466,10 +483,18 @@ def _related(spec: JobSpec) -> bool:
     )
 
 
-def _flush(qs: QueueState, priority: int, pending: list[tuple[int, int]]) -> None:
-    """A run of plain waiting jobs joins its line and its count in one step."""
-    qs.waiting.extend(priority, pending)
-    qs.counts[W] += len(pending)
+def _flush(
+    core: Admission, runs: dict[tuple[QueueState, str | None, int, bool], list[tuple[int, int]]]
+) -> None:
+    """Runs of plain waiting jobs join their lines (a group's, or the queue's) and their
+    counts, each in one step; `runs` is left empty."""
+    for (qs, group, priority, _lifo), pending in runs.items():
+        if group is None:
+            qs.waiting.extend(priority, pending)
+        else:
+            core.grouped(qs).extend(group, priority, pending)
+        qs.counts[W] += len(pending)
+    runs.clear()
 
 
 #: `JobRecord`'s fields in the order `_row` builds them (checked against the record's).
@@ -481,6 +506,7 @@ _ROW_FIELDS: Final = (
     "timeout", "lifo", "remove_on_complete", "remove_on_fail", "max_started_attempts",
     "on_child_failure", "order", "lock_token", "lock_expires_at", "max_stalled_count",
     "children", "trace_context", "scheduler_id", "deduplication_id",
+    "group",
 )  # fmt: skip
 if _ROW_FIELDS != FIELD_NAMES:  # pragma: no cover - a field added to JobRecord: add it here
     raise AssertionError(f"admission builds rows of {_ROW_FIELDS}, records have {FIELD_NAMES}")
@@ -507,6 +533,7 @@ def _row(
         spec.remove_on_complete, spec.remove_on_fail, spec.max_started_attempts,
         spec.on_child_failure, order, None, None, 1, None, spec.trace_context,
         spec.scheduler_id, None if spec.deduplication is None else spec.deduplication.id,
+        spec.group,
     )  # fmt: skip
 
 

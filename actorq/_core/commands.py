@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class SetGroupConcurrency(Command):
+    """At most `concurrency` active jobs per group of the queue (None: no cap)."""
+
+    queue: str
+    concurrency: int | None
+
+
+@command
+class SetGroupLimiter(Command):
+    """At most ``limit[0]`` starts per group per ``limit[1]`` seconds (None: no limit)."""
+
+    queue: str
+    limit: tuple[int, float] | None
+
+
+@command
 class GetDeduplicationJobId(Query):
     """The id of the job a live deduplication key names, or None."""
 
@@ -495,6 +511,15 @@ class ExtendLocks(Command):
 
 
 @command
+class FailHeld(Command):
+    """Fail the attempts of the jobs locked under `tokens` (a sandboxed processor's child
+    process died running them): each is retried or fails as any failed attempt is."""
+
+    tokens: frozenset[str]
+    reason: str
+
+
+@command
 class CloseManual(Command):
     """A manual worker closes: its pending fetches get None, its held jobs go back."""
 
@@ -543,6 +568,7 @@ __all__ = [
     "ExtendLock",
     "ExtendLocks",
     "Fail",
+    "FailHeld",
     "Fetch",
     "GetCounts",
     "GetDependencies",

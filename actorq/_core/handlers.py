@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._exceptions import ActorqError
 from . import commands as c
+from .groups import waiting_live
+from .locks import held_by
 from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -96,6 +98,14 @@ def _extend_locks(core: CoreState, cmd: c.ExtendLocks, now: float) -> tuple[int,
     return tuple(renewed)
 
 
+def _fail_held(core: CoreState, cmd: c.FailHeld, now: float) -> int:
+    held = held_by(core.locks, core.jobs, cmd.tokens, now)
+    for job_id in held:
+        token = core.jobs[job_id].lock_token
+        core.fail(job_id, token, cmd.reason, None, now)
+    return len(held)
+
+
 def children_view(rec: JobRecord) -> dict[str, Any]:
     """A parent's children by standing: ``processed`` {id: raw return value}, ``pending``
     [ids], ``failed`` {id: reason}, ``ignored`` {id: reason}."""
@@ -175,7 +185,7 @@ def _page(core: CoreState, cmd: c.GetPage, now: float) -> tuple[list[JobRecord],
     if cmd.sort is None and (state is W or state is C or state is JobState.FAILED):
         # An index of this queue and state: the cursor counts the live entries read so far.
         if state is W:
-            source: Any = qs.waiting.live(core.jobs)
+            source: Any = waiting_live(qs, core.jobs)
         else:
             source = (qs.completed if state is C else qs.failed).newest(core.jobs)
         position = start
@@ -255,6 +265,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.MoveToDelayed: _move_to_delayed,
     c.Report: _report,
     c.ExtendLocks: _extend_locks,
+    c.FailHeld: _fail_held,
     c.MoveToWaitingChildren: lambda core, cmd, now: core.move_to_waiting_children(
         cmd.job_id, cmd.token, now
     ),
@@ -277,6 +288,10 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.SetGroupConcurrency: lambda core, cmd, now: core.set_group_concurrency(
+        cmd.queue, cmd.concurrency
+    ),
+    c.SetGroupLimiter: lambda core, cmd, now: core.set_group_limiter(cmd.queue, cmd.limit),
     c.GetDeduplicationJobId: lambda core, cmd, now: core.dedup_job_id(cmd.queue, cmd.key, now),
     c.RemoveDeduplicationKey: lambda core, cmd, now: core.remove_dedup_key(cmd.queue, cmd.key, now),
     c.SetGlobalConcurrency: lambda core, cmd, now: core.set_global_concurrency(

@@ -92,3 +92,13 @@ class LockIndex:
 
     def __repr__(self) -> str:
         return f"LockIndex({list(self)!r})"
+
+
+def held_by(
+    locks: Iterable[Entry], jobs: dict[int, JobRecord], tokens: frozenset[str], now: float
+) -> list[int]:
+    """The jobs locked under one of `tokens` whose lock has not expired (one that has is the
+    stalled check's, which runs after the commands of the same batch)."""
+    return [
+        job_id for expiry, job_id in locks if expiry > now and jobs[job_id].lock_token in tokens
+    ]

@@ -145,6 +145,8 @@ class JobSpec:
     scheduler_id: str | None = None
     #: The ``deduplication`` option: duplicates of this job are ignored or replace it.
     deduplication: Deduplication | None = None
+    #: The group whose turn the job waits for (see `groups`), or None.
+    group: str | None = None
 
 
 #: A child's standing in its parent's bookkeeping. FAILED fails the parent; CONTINUED
@@ -215,6 +217,8 @@ class JobRecord:
     scheduler_id: str | None = None
     #: The deduplication id the job was added with (BullMQ's ``job.deduplicationId``).
     deduplication_id: str | None = None
+    #: The group whose turn the job waits for (see `groups`), or None.
+    group: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """Every field by name: the insert record of the journal, and what tests compare."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Self
 
 from .blocking import BlockingIndex
@@ -23,6 +23,7 @@ from .states import TERMINAL, JobState
 from .timed import TimedIndex
 
 if TYPE_CHECKING:
+    from .groups import Groups
     from .state import Change, QueueState
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
@@ -61,6 +62,9 @@ class Replay:
         def replay_scheduler(self, change: Change) -> None: ...
         def scheduler_changes(self) -> list[Change]: ...
         def replay_dedup(self, change: Change) -> None: ...
+        def replay_group(self, change: Change) -> None: ...
+        def configure_groups(self, qs: QueueState, fields: Mapping[str, Any]) -> None: ...
+        def grouped(self, qs: QueueState) -> Groups: ...
         def dedup_changes(self) -> list[Change]: ...
         def dedup_view(self) -> dict[tuple[str, str], tuple[int, float | None]]: ...
         @staticmethod
@@ -121,6 +125,9 @@ class Replay:
             qs.concurrency = fields.get("concurrency")  # absent before global concurrency
             limiter = fields.get("limiter")
             qs.limiter = None if limiter is None else Limiter.from_fields(limiter)
+            self.configure_groups(qs, fields)
+        elif kind == "group":
+            self.replay_group(change)
         elif kind in ("scheduler", "scheduler-del"):
             self.replay_scheduler(change)
         elif kind in ("dedup", "dedup-del"):
@@ -148,6 +155,8 @@ class Replay:
         self.idempotency = {}
         for qs in self.queues.values():
             qs.counts = dict.fromkeys(JobState, 0)
+            if qs.groups is not None:
+                qs.groups.active.clear()
         queues = self.queues
         for rec in self.jobs.values():
             state = rec.state
@@ -156,6 +165,8 @@ class Replay:
                 assert rec.run_at is not None
                 delayed.append((rec.run_at, rec.id))
             elif state is A:
+                if rec.group is not None:
+                    self.grouped(queues[rec.queue]).started(rec.group)
                 if rec.lock_expires_at is not None:
                     locks.append((rec.lock_expires_at, rec.id))
             elif state is C or state is F:
@@ -190,6 +201,8 @@ class Replay:
                     qs.paused,
                     qs.concurrency,
                     None if qs.limiter is None else qs.limiter.fields(),
+                    None if qs.groups is None else qs.groups.settings(),
+                    None if qs.groups is None else qs.groups.window_changes(name),
                 )
                 for name, qs in sorted(self.queues.items())
             },
@@ -207,6 +220,11 @@ class Replay:
                 name: [rec.id for rec in qs.waiting.live(self.jobs)]
                 for name, qs in sorted(self.queues.items())
             },
+            "groups": {
+                name: view
+                for name, qs in sorted(self.queues.items())
+                if qs.groups is not None and (view := qs.groups.view(self.jobs))
+            },
             "counts": {name: dict(qs.counts) for name, qs in sorted(self.queues.items())},
             "delayed": list(self.delayed),
             "locks": list(self.locks),
@@ -219,6 +237,9 @@ class Replay:
         """Change records that rebuild this state from nothing: the content of a snapshot."""
         out: list[Change] = [("snapshot", {"jobs": len(self.jobs)})]
         out.extend(("queue", name, queue_fields(qs)) for name, qs in self.queues.items())
+        for name, qs in self.queues.items():
+            if qs.groups is not None:
+                out.extend(qs.groups.window_changes(name))
         out.extend(("add", rec.row()) for rec in self.jobs.values())
         out.extend(self.scheduler_changes())
         out.extend(self.dedup_changes())
@@ -263,6 +284,8 @@ class Replay:
         """Recompute the order-dependent indexes (waiting lines, finished lines) by sorting."""
         for qs in self.queues.values():
             qs.waiting.clear()
+            if qs.groups is not None:
+                qs.groups.clear_lines()
             qs.completed.clear()
             qs.failed.clear()
         by_priority: dict[int, list[JobRecord]] = {}
@@ -273,7 +296,11 @@ class Replay:
             line = by_priority[priority]
             line.sort(key=_BY_ORDER)
             for rec in line:
-                self.queues[rec.queue].waiting.push_back(rec)
+                qs = self.queues[rec.queue]
+                if rec.group is None:
+                    qs.waiting.push_back(rec)
+                else:
+                    self.grouped(qs).push(rec, back=True)
         finished = [rec for rec in self.jobs.values() if rec.state is C or rec.state is F]
         finished.sort(key=_BY_ORDER)
         for rec in finished:
@@ -289,6 +316,8 @@ def queue_fields(qs: QueueState) -> dict[str, Any]:
         fields["concurrency"] = qs.concurrency
     if qs.limiter is not None:
         fields["limiter"] = qs.limiter.fields()
+    if qs.groups is not None:
+        fields.update(qs.groups.settings())
     return fields
 
 

@@ -52,9 +52,10 @@ from .commands import Change, Command
 from .control import STALLED_LIMIT, Control
 from .dedup import Dedup, DedupKey
 from .finished import FinishedLine
+from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
-from .locks import LockIndex
+from .locks import LockIndex, held_by
 from .records import FIELD_NAMES, KEEP_ALL, FieldWriter, JobRecord, field_writer, tag_matcher
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay, queue_fields
@@ -81,9 +82,8 @@ STACKTRACE_LIMIT: Final = 10
 _TAKE_FIELDS: Final = ("state", "attempts_started", "processed_at", "lock_token", "lock_expires_at")
 _WRITE_TAKE: Final = field_writer(*_TAKE_FIELDS)
 _WRITE_TAKE_STALLS: Final = field_writer(*_TAKE_FIELDS, "max_stalled_count")
-_WRITE_COMPLETE: Final = field_writer(
-    "state", "attempts_made", "finished_at", "return_value", "lock_token", "lock_expires_at"
-)
+_END_FIELDS: Final = ("state", "attempts_made", "finished_at", "lock_token", "lock_expires_at")
+_WRITE_COMPLETE: Final = field_writer(*_END_FIELDS, "return_value")
 
 
 class QueueState:
@@ -94,6 +94,7 @@ class QueueState:
         "concurrency",
         "counts",
         "failed",
+        "groups",
         "limiter",
         "name",
         "paused",
@@ -108,13 +109,14 @@ class QueueState:
         self.concurrency: int | None = None
         #: Its rate limit, once a worker set one or a processor limited it by hand.
         self.limiter: Limiter | None = None
+        self.groups: Groups | None = None  # its grouped waiting jobs, once it had one
         self.waiting = WaitingLine()
         self.counts: dict[JobState, int] = dict.fromkeys(JobState, 0)
         self.completed = FinishedLine(C)
         self.failed = FinishedLine(F)
 
 
-class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
+class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupControl):
     """The queue's whole state and its transitions (see the module docstring)."""
 
     def __init__(self, *, seed: int = 0) -> None:
@@ -157,8 +159,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         self.dispatching = True
         #: Job schedulers by (queue, scheduler id); see `schedulers`.
         self.schedulers: dict[tuple[str, str], SchedulerRecord] = {}
-        #: Deduplication keys by (queue, key), and their expiries (a heap); see `dedup`.
-        self.dedup: dict[tuple[str, str], DedupKey] = {}
+        self.dedup: dict[tuple[str, str], DedupKey] = {}  # by (queue, key); see `dedup`
         self.dedup_expiries: list[tuple[float, str, str]] = []
 
     # ------------------------------------------------------------------ the one entry
@@ -257,7 +258,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         if qs is None:
             return
         if W in wanted:
-            for rec in qs.waiting.live(self.jobs):
+            for rec in waiting_live(qs, self.jobs):
                 if (name is None or rec.name == name) and match(rec.tags):
                     yield rec
         others = wanted - {W}
@@ -317,7 +318,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
                 return []
         taken: list[JobRecord] = []
         jobs = self.jobs
-        pop = qs.waiting.pop
+        groups = qs.groups
+        pop = qs.waiting.pop if groups is None else groups.popper(now)
         events = self.events
         change = self._change
         while len(taken) < n:
@@ -353,6 +355,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
             taken.append(rec)
         if taken and events is not None and not qs.counts[W]:
             events.append(ev.QueueDrained(queue))
+        if groups is not None and (groups.touched or groups.held):
+            self._group_windows(qs, groups)
         if limiter is not None and taken:
             limiter.started(len(taken), now)
             self._set_queue(qs)  # the window's count is journaled: it holds across restarts
@@ -536,11 +540,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         """Give every job locked under one of `tokens` back to waiting (a manual worker
         closes). A lock already past its expiry is left to the stalled check, which runs
         after the commands of the same batch: that job stalled, and counts it."""
-        held = [
-            job_id
-            for expiry, job_id in self.locks
-            if expiry > now and self.jobs[job_id].lock_token in tokens
-        ]
+        held = held_by(self.locks, self.jobs, tokens, now)
         for job_id in held:
             rec = self.jobs[job_id]
             assert rec.lock_token is not None
@@ -570,9 +570,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
         A change of state must be a row of the lifecycle table: its `Plan` (derived from
         the table in `upkeep`) says what leaving the old state, entering the new one and
         the move itself do to the indexes, and which order the job takes. Every transition
-        of the core, the hottest (`take`, `complete`) included, passes here. `write`: the
-        `field_writer` of exactly the keys of `changes` (the order the plan gives aside),
-        for a caller whose field set is fixed; without it the fields are set one by one.
+        of the core, the hottest (`take`, `complete`) included, passes here; they pass
+        `write`, the `field_writer` of their keys (others' fields are set one by one).
         """
         old = rec.state
         new = changes.get("state", old)
@@ -588,6 +587,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup):
             counts[old] -= 1
             if plan.leave is not None:
                 plan.leave(self, qs, rec)
+            elif old is A and rec.group is not None:  # (its plan leaves this to the move)
+                _LEAVE[A](self, qs, rec)
             if write is None:
                 for name, value in changes.items():
                     setattr(rec, name, value)

@@ -31,7 +31,10 @@ WC = JobState.WAITING_CHILDREN
 
 
 def _enter_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
-    qs.waiting.push(rec)
+    if rec.group is None:
+        qs.waiting.push(rec)
+    else:
+        core.grouped(qs).push(rec)
 
 
 def _leave_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -39,6 +42,9 @@ def _leave_waiting(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
     # where stale entries appear, so the one place to compact them. The record still reads
     # as waiting here, so a compaction now keeps its entry, one stale entry more until the
     # next; the count is right either way.
+    if rec.group is not None:
+        assert qs.groups is not None
+        qs.groups.left(rec, core.jobs)
     qs.waiting.maybe_compact(core.jobs, qs.counts[W])
 
 
@@ -55,6 +61,10 @@ def _leave_delayed(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
 
 
 def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    group = rec.group
+    if group is not None:
+        active = core.grouped(qs).active
+        active[group] = active.get(group, 0) + 1
     expires = rec.lock_expires_at
     if expires is not None:
         core.locks.add(expires, rec.id)
@@ -62,8 +72,19 @@ def _enter_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
             core.due_bound = expires
 
 
+def _leave_active(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
+    # The lock entry goes stale by itself (`LockIndex`); a group counts its active jobs.
+    group = rec.group
+    if group is not None:
+        groups = qs.groups
+        assert groups is not None
+        groups.active[group] -= 1
+        if group not in groups.queued:  # it may have left the rotation at its cap
+            groups.offer(group)
+
+
 def _nothing(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
-    """A lock entry goes stale by itself once its record leaves active (`LockIndex`)."""
+    """No index to keep for the state."""
 
 
 def _enter_blocked(core: CoreState, qs: QueueState, rec: JobRecord) -> None:
@@ -118,7 +139,7 @@ ENTER: Final[dict[JobState, _Upkeep]] = {
 LEAVE: Final[dict[JobState, _Upkeep]] = {
     W: _leave_waiting,
     D: _leave_delayed,
-    A: _nothing,
+    A: _leave_active,
     JobState.WAITING_CHILDREN: _nothing,
     B: _leave_blocked,
     C: _leave_finished,
@@ -203,6 +224,10 @@ class Plan:
         leave = LEAVE[old]
         if command == "take":
             leave = None  # `take` popped the job's entry from its waiting line itself
+        elif old is A:
+            # Only a grouped job has upkeep on leaving active: `_change` calls it for those,
+            # one attribute test instead of a call for every job that ends an attempt.
+            leave = None
         #: Upkeep on leaving `old` and entering `new` (None: nothing to do).
         self.leave: _Upkeep | None = None if leave is _nothing else leave
         self.enter: _Upkeep | None = None if ENTER[new] is _nothing else ENTER[new]

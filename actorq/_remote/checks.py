@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container
 from typing import Any, Final
 
 import attrs
@@ -30,6 +30,7 @@ from .._options import (
     _number,
     absolute_time,
     check_queue_name,
+    deduplication,
     tags,
     text,
 )
@@ -66,58 +67,96 @@ _OWNED: Final = (c.PauseWorker, c.WaitWorkersIdle)
 _LOW: Final = -(2**63)
 
 
-_HINTS: dict[type[Any], dict[str, Any]] = {}
+Check = Callable[[Any], bool]
+_CHECKERS: dict[Any, Check] = {}
 
 
-def _hints(cls: type[Any]) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls)
-    return hints
+def _a_number(value: Any) -> bool:
+    # Infinity is a value some fields take (a backoff without a cap); NaN is none's.
+    return type(value) in (float, int) and not math.isnan(value)
 
 
-def _fits(value: Any, hint: Any) -> bool:
-    """Whether `value` is of the annotated type `hint` (the subset commands use)."""
+def _int_ok(value: Any) -> bool:
+    return type(value) is int and _LOW <= value <= MAX_COUNT
+
+
+def checker(hint: Any) -> Check:
+    """Whether a value is of the annotated type `hint` (the subset the core's classes use),
+    as a function made once per type: the host runs it over every value a client sends."""
+    found = _CHECKERS.get(hint)
+    if found is None:
+        found = _CHECKERS[hint] = _make_checker(hint)
+    return found
+
+
+def _make_checker(hint: Any) -> Check:
     if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_fits(value, arm) for arm in typing.get_args(hint))
+        return lambda value: True
     if hint is None or hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is float:
-        return type(value) in (float, int) and _finite(value)
+        return _a_number
     if hint is int:
-        return type(value) is int and _LOW <= value <= MAX_COUNT
-    if hint is bool or hint is str or hint is bytes:
-        return type(value) is hint
-    if origin is None:
-        return isinstance(value, hint) and (not attrs.has(hint) or _fields_fit(value))
+        return _int_ok
+    if hint in (bool, str, bytes):
+        return lambda value: type(value) is hint
+    origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is tuple:
-        if type(value) is not tuple:
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_fits(v, args[0]) for v in value)
-        return len(value) == len(args) and all(map(_fits, value, args))
-    if origin in (list, Sequence) or origin is typing.get_origin(Sequence[int]):
-        return type(value) in (list, tuple) and all(_fits(v, args[0]) for v in value)
-    if origin is frozenset:
-        return type(value) is frozenset and all(_fits(v, args[0]) for v in value)
-    if origin is dict:
-        return type(value) is dict and all(
-            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+    if origin is typing.Union or origin is types.UnionType:
+        arms = [checker(arm) for arm in args]
+        return lambda value: any(arm(value) for arm in arms)
+    if origin is None:
+        return _class_checker(hint)
+    if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+        parts = [checker(arg) for arg in args]
+        return lambda value: (
+            type(value) is tuple
+            and len(value) == len(parts)
+            and all(part(v) for part, v in zip(parts, value, strict=True))
         )
-    return False
+    if origin is dict:
+        key, item = checker(args[0]), checker(args[1])
+        return lambda value: (
+            type(value) is dict and all(key(k) and item(v) for k, v in value.items())
+        )
+    kinds = {tuple: (tuple,), frozenset: (frozenset,)}.get(origin, (list, tuple))
+    each = checker(args[0])
+
+    def items(value: Any) -> bool:
+        if type(value) not in kinds:
+            return False
+        seen: set[int] = set()  # a bulk add repeats one spec: check each instance once
+        for v in value:
+            if id(v) not in seen:
+                if not each(v):
+                    return False
+                seen.add(id(v))
+        return True
+
+    return items
 
 
-def _finite(value: float) -> bool:
-    return math.isfinite(value) and abs(value) <= MAX_WAIT * 1e3
+def _class_checker(cls: type[Any]) -> Check:
+    if not attrs.has(cls):
+        return lambda value: isinstance(value, cls)
+    hints = typing.get_type_hints(cls)
+    fields = [(f.name, hints[f.name]) for f in attrs.fields(cls)]
+    parts: list[tuple[str, Check]] = []
+
+    def check(value: Any) -> bool:
+        if type(value) is not cls:
+            return False
+        if not parts:  # made on first use: a class's fields may name classes after it
+            parts.extend((name, checker(hint)) for name, hint in fields)
+        return all(part(getattr(value, name)) for name, part in parts)
+
+    return check
 
 
-def _fields_fit(value: Any) -> bool:
-    hints = _hints(type(value))
-    return all(_fits(getattr(value, f.name), hints[f.name]) for f in attrs.fields(type(value)))
+def _first_misfit(cmd: Any) -> str:
+    hints = typing.get_type_hints(type(cmd))
+    names: list[str] = [f.name for f in attrs.fields(type(cmd))]
+    return next(name for name in names if not checker(hints[name])(getattr(cmd, name)))
 
 
 def _refuse(field: str, value: object, why: str) -> InvalidOptionError:
@@ -147,6 +186,13 @@ def check_spec(spec: JobSpec, where: str) -> None:
     tags(f"{where}tags", spec.tags)
     if spec.idempotency_key is not None:
         text(f"{where}idempotency_key", spec.idempotency_key)
+    if spec.group is not None:
+        text(f"{where}group", spec.group, "a group must be a non-empty string")
+    dd = spec.deduplication
+    if dd is not None:
+        delayed = bool(spec.delay) or spec.run_at is not None
+        options = {"id": dd.id, "ttl": dd.ttl, "extend": dd.extend, "replace": dd.replace}
+        deduplication(options, where, delayed)
     if spec.on_child_failure not in CHILD_FAILURE_POLICIES:
         raise _refuse(f"{where}on_child_failure", spec.on_child_failure, "is not a policy")
     for ref in (spec.parent_ref, *spec.depends_on_batch_refs):
@@ -184,11 +230,20 @@ def _check_take(take: c.Take | None) -> None:
     check_queue_name(take.queue)
     if not 1 <= take.n <= MAX_CONCURRENCY:
         raise _refuse("take.n", take.n, f"must be in [1, {MAX_CONCURRENCY}]")
-    if take.lock_duration is None or take.lock_duration <= 0:
+    if take.lock_duration is None or not 0 < take.lock_duration <= MAX_WAIT:
         # An untimed lock is a live processor's in the host's own process; a client's
         # lock must expire, or a client that dies would hold its jobs forever.
         raise _refuse("lock_duration", take.lock_duration, "must be a positive number")
     _at_least("max_stalled_count", take.max_stalled_count, 0)
+
+
+def _check_group_limit(limit: tuple[int, float] | None) -> None:
+    if limit is not None:
+        _int("group_limiter.max", limit[0], 1)
+        if not _TINY <= limit[1] <= MAX_WAIT:
+            raise _refuse(
+                "group_limiter.duration", limit[1], f"must be in [{_TINY:g}, {MAX_WAIT:g}]"
+            )
 
 
 def _check_scheduler(cmd: c.UpsertScheduler) -> None:
@@ -202,6 +257,11 @@ def _check_scheduler(cmd: c.UpsertScheduler) -> None:
         _check_pattern(rec.pattern, _check_tz(rec.tz))
 
 
+def _check_page(cmd: c.GetPage) -> None:
+    if cmd.sort not in (None, "id", "-id"):
+        raise _refuse("sort", cmd.sort, "must be 'id', '-id' or None")
+
+
 _TINY: Final = 1e-9  # "positive": at least this (a float range has no open end here)
 
 #: Per command, the fields with a range: (field, lowest, highest or None).
@@ -211,6 +271,7 @@ _RANGES: Final[dict[type[Any], tuple[tuple[str, float, float | None], ...]]] = {
     c.SetLimiter: (("max_jobs", 1, None), ("duration", _TINY, MAX_WAIT)),
     c.RateLimit: (("seconds", 0, MAX_WAIT),),
     c.SetGlobalConcurrency: (("concurrency", 1, None),),
+    c.SetGroupConcurrency: (("concurrency", 1, None),),
     c.ChangeDelay: (("delay", 0, MAX_WAIT),),
     c.ChangePriority: (("priority", 0, MAX_PRIORITY),),
     c.Clean: (("grace", 0, None), ("limit", 0, None)),
@@ -224,6 +285,8 @@ _CHECKS: Final[dict[type[Any], Callable[[Any], None]]] = {
     c.Add: _check_add,
     c.UpsertScheduler: _check_scheduler,
     c.Take: _check_take,
+    c.GetPage: _check_page,
+    c.SetGroupLimiter: lambda cmd: _check_group_limit(cmd.limit),
     c.Fetch: lambda cmd: _check_take(cmd.take),
     c.Complete: lambda cmd: _check_take(cmd.then),
     c.Fail: lambda cmd: _check_take(cmd.then),
@@ -235,12 +298,8 @@ def check_command(cmd: Any, own: Container[str]) -> None:
     kind: Any = type(cmd)
     if kind not in ALLOWED:
         raise _refuse("command", kind.__name__, "is not one a client may send")
-    if not _fields_fit(cmd):
-        bad = next(
-            f.name
-            for f in attrs.fields(kind)
-            if not _fits(getattr(cmd, f.name), _hints(kind)[f.name])
-        )
+    if not checker(kind)(cmd):
+        bad = _first_misfit(cmd)
         raise _refuse(f"{kind.__name__}.{bad}", getattr(cmd, bad), "is not of its type")
     if isinstance(cmd, _OWNED) and cmd.token is not None and cmd.token not in own:
         raise _refuse("token", cmd.token, "is not a worker of this connection")

@@ -36,10 +36,12 @@ from .._api import CLOSED, RUNNING, RuntimeAPI
 from .._core import JobRecord
 from .._core import commands as c
 from .._exceptions import ConnectionLostError, InvalidOptionError, RuntimeClosedError
+from .._journal_pg_lease import is_postgres_url, parse_url
 from .._options import count
 from .._worker import Worker
 from ..clock import SystemClock
 from . import address as addresses
+from .sandbox import Sandbox
 from .wire import (
     PROTOCOL,
     FrameReader,
@@ -138,7 +140,14 @@ class RemoteRuntime(RuntimeAPI):
     ) -> None:
         super().__init__(SystemClock())
         self.url = url
-        self._address = addresses.parse("url", url)
+        #: A journal in PostgreSQL whose leader this client follows (`_find_leader`).
+        self._leader_of: str | None = None
+        self._address: tuple[str, int] | str = ""
+        if isinstance(url, str) and is_postgres_url(url):
+            self.url = parse_url(url).shown  # bad actorq_* options are refused here
+            self._leader_of = url
+        else:
+            self._address = addresses.parse("url", url)
         if token is not None and not isinstance(token, str):
             raise InvalidOptionError("token", type(token).__name__, "must be a string")
         self._token = token
@@ -199,7 +208,8 @@ class RemoteRuntime(RuntimeAPI):
         await self.__aexit__(None, None, None)
 
     async def _open(self) -> _Link:
-        stream = await addresses.connect(self._address, self._ssl)
+        address = self._address if self._leader_of is None else await self._find_leader()
+        stream = await addresses.connect(address, self._ssl)
         link = _Link(stream)
         try:
             await stream.send(frame(["h", {"protocol": PROTOCOL, "token": self._token}]))
@@ -213,6 +223,20 @@ class RemoteRuntime(RuntimeAPI):
             why = answer[1] if answer[0] == "refused" and len(answer) > 1 else answer
             raise ConnectionRefusedError(f"the host at {self.url} refused: {why}")
         return link
+
+    async def _find_leader(self) -> tuple[str, int] | str:
+        """Where the live leader of the journal in PostgreSQL listens, from its lease row:
+        looked up at every (re)connection, so the client follows a takeover."""
+        from .._journal_pg import leader_address  # noqa: PLC0415 - the postgresql extra
+
+        assert self._leader_of is not None
+        try:
+            found = await anyio.to_thread.run_sync(leader_address, self._leader_of)
+        except Exception as exc:
+            raise ConnectionRefusedError(f"cannot read the lease of {self.url}: {exc}") from exc
+        if found is None:
+            raise ConnectionRefusedError(f"no leader of {self.url} listens now")
+        return addresses.parse("url", f"actorq://{found}")
 
     async def _keep(self, link: _Link | None) -> None:
         """Serve the connection; when it breaks, reconnect with backoff, forever."""
@@ -402,6 +426,10 @@ class RemoteRuntime(RuntimeAPI):
             link.send(["w", 0, token, queue, concurrency, lock_duration, max_stalled_count])
         return actor
 
+    def _start_sandbox(self, sandbox: Sandbox) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(sandbox.run, self.url, self._token)
+
     async def _close_runner(self, worker: Worker[Any, Any]) -> None:
         token = worker.token
         try:
@@ -461,5 +489,7 @@ def connect(
     url: str, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> RemoteRuntime:
     """A client of the runtime host at `url` (``"actorq://HOST:PORT"`` or
-    ``"unix:/path"``): use as ``async with actorq.connect(url, token=...) as rt:``."""
+    ``"unix:/path"``): use as ``async with actorq.connect(url, token=...) as rt:``. Given a
+    journal's ``postgresql://`` URL, the client of its leader, found through the lease row
+    at each (re)connection, so it follows a takeover (docs/postgresql.md)."""
     return RemoteRuntime(url, token=token, ssl_context=ssl_context)

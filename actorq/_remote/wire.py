@@ -14,6 +14,8 @@ no word for travel tagged, as a list whose first item is a one-letter tag:
 ``F``     a float JSON cannot spell: ``["F", "inf"]``
 ``E``     an enum member: ``["E", class name, value]``
 ``A``     an attrs instance of an allowed class: ``["A", class name, field, ...]``
+``M``     a list repeating instances: ``["M", [distinct, ...], [index, ...]]``
+``K``     one of the core's constants (`INTERNED`): ``["K", index]``
 ========  =========================================================
 
 Only the classes named in `CLASSES` (the core's commands, records and events) can be made
@@ -27,6 +29,8 @@ import base64
 import enum
 import math
 import struct
+import types
+import typing
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -66,13 +70,6 @@ def _allowed() -> dict[str, type[Any]]:
 
 #: The classes a frame may carry, by name.
 CLASSES: Final = _allowed()
-#: The fields of each attrs class, in constructor order (only those `init` takes).
-_FIELDS: Final = {
-    name: tuple(f.name for f in attrs.fields(cls) if f.init)
-    for name, cls in CLASSES.items()
-    if attrs.has(cls)
-}
-
 #: The errors a reply may carry, by name; any other arrives as `RemoteError`.
 ERRORS: Final = {
     name: value
@@ -96,14 +93,11 @@ def encode_value(value: Any) -> Any:
     if kind is float:
         return value if math.isfinite(value) else ["F", repr(value)]
     if kind is bytes:
-        try:
-            return ["B", value.decode()]
-        except UnicodeDecodeError:
-            return ["Y", base64.b64encode(value).decode()]
+        return _bytes(value)
     if kind is tuple:
         return ["T", *map(encode_value, value)]
     if kind is list:
-        return ["L", *map(encode_value, value)]
+        return _encode_list(value)
     if kind is frozenset or kind is set:
         return ["S", *map(encode_value, value)]
     if kind is dict:
@@ -112,13 +106,139 @@ def encode_value(value: Any) -> Any:
             out.append(encode_value(key))
             out.append(encode_value(item))
         return out
-    if isinstance(value, enum.Enum):
+    encoder = _ENCODERS.get(kind)
+    if encoder is not None:
+        return encoder(value)
+    if isinstance(value, enum.Enum) and CLASSES.get(kind.__name__) is kind:
         return ["E", kind.__name__, value.value]
-    name = kind.__name__
-    fields = _FIELDS.get(name)
-    if fields is None or CLASSES[name] is not kind:
-        raise TypeError(f"{value!r} cannot travel to another process")
-    return ["A", name, *(encode_value(getattr(value, f)) for f in fields)]
+    raise TypeError(f"{value!r} cannot travel to another process")
+
+
+def _encode_list(items: list[Any]) -> list[Any]:
+    """A list; one whose items repeat the same instances (a bulk add shares one spec among
+    jobs of the same options) as ``["M", [distinct, ...], [index, ...]]``."""
+    if not items or type(items[0]) not in _ENCODERS:
+        return ["L", *map(encode_value, items)]
+    seen: dict[int, int] = {}
+    distinct: list[Any] = []
+    order: list[int] = []
+    for item in items:
+        at = seen.get(id(item))
+        if at is None:
+            at = seen[id(item)] = len(distinct)
+            distinct.append(item)
+        order.append(at)
+    encoded = list(map(encode_value, distinct))
+    if len(distinct) == len(items):
+        return ["L", *encoded]
+    return ["M", encoded, order]
+
+
+def _plain(hint: Any) -> bool:
+    """Whether values of `hint` are JSON as they are (str, int, bool, None)."""
+    if hint in (str, int, bool, type(None), None):
+        return True
+    return _union(hint) and all(_plain(arm) for arm in typing.get_args(hint))
+
+
+def _union(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    return origin is typing.Union or origin is types.UnionType
+
+
+def _arms(hint: Any) -> set[Any]:
+    return set(typing.get_args(hint)) if _union(hint) else {hint}
+
+
+def _field_codec(hint: Any, get: str, raw: str) -> tuple[str, str]:
+    """The expressions that encode attribute `get` and decode item `raw` of a field of
+    type `hint`: inline for the kinds every job has (plain values, times, bytes, tuples of
+    plain values, states), the generic codec for the rest."""
+    arms = _arms(hint) - {type(None)}
+    if _plain(hint):
+        return get, raw
+    if arms <= {float, int}:  # a time or a duration: JSON unless infinite or NaN
+        return (
+            f"(_v if (_v := {get}) is None or -1e308 < _v < 1e308 else _enc(_v))",
+            f"(_x if type(_x := {raw}) is not list else _dec(_x))",
+        )
+    if arms == {bytes}:
+        return (
+            f"(None if (_v := {get}) is None else _bytes(_v))",
+            f"(_x[1].encode() if type(_x := {raw}) is list and len(_x) == 2 and _x[0] == 'B'"
+            f" and type(_x[1]) is str else _dec(_x))",
+        )
+    tuple_of = typing.get_origin(hint) is tuple and hint.__args__[1:] == (Ellipsis,)
+    if tuple_of and _plain(hint.__args__[0]):
+        return (
+            f"['T', *{get}]",
+            f"(tuple(_x[1:]) if type(_x := {raw}) is list and _x and _x[0] == 'T' else _dec(_x))",
+        )
+    if (
+        len(arms) == 1
+        and isinstance(next(iter(arms)), type)
+        and issubclass(cls := next(iter(arms)), enum.Enum)
+    ):
+        return (
+            f"(None if (_v := {get}) is None else ['E', {cls.__name__!r}, _v.value])",
+            f"(_M[{cls.__name__!r}][_x[2]] if type(_x := {raw}) is list and len(_x) == 3"
+            f" and _x[0] == 'E' and _x[1] == {cls.__name__!r} else _dec(_x))",
+        )
+    if any(type(value) in arms for value in INTERNED):
+        return (
+            f"(_K.get(_v := {get}) or _enc(_v))",
+            f"(_I[_x[1]] if type(_x := {raw}) is list and len(_x) == 2 and _x[0] == 'K'"
+            f" and type(_x[1]) is int and 0 <= _x[1] < {len(INTERNED)} else _dec(_x))",
+        )
+    return f"_enc({get})", f"_dec({raw})"
+
+
+#: Instances most jobs share (retention kept forever, removed at once): sent as an index.
+INTERNED: Final = (records.KEEP_ALL, records.REMOVE_AT_ONCE)
+_INTERNED_BY_VALUE: Final = {value: ["K", at] for at, value in enumerate(INTERNED)}
+_MEMBERS: Final = {
+    name: {member.value: member for member in cls}
+    for name, cls in CLASSES.items()
+    if issubclass(cls, enum.Enum)
+}
+
+
+def _bytes(value: bytes) -> list[str]:
+    try:
+        return ["B", value.decode()]
+    except UnicodeDecodeError:
+        return ["Y", base64.b64encode(value).decode()]
+
+
+def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any]]:
+    """The encoder and decoder of an attrs class, generated once (as attrs generates its
+    own methods) from its fields' types. A decoded value's types are checked by the host
+    (`checks`), not here: a hostile value gets through the decoder only to be refused."""
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in attrs.fields(cls) if f.init]
+    name = cls.__name__
+    codecs = [_field_codec(hints[f], f"o.{f}", f"v[{i}]") for i, f in enumerate(fields)]
+    enc = ", ".join(e for e, _ in codecs)
+    dec = ", ".join(d for _, d in codecs)
+    source = (
+        f"def encode(o):\n    return ['A', {name!r}, {enc}]\n"
+        f"def decode(v):\n"
+        f"    if len(v) != {len(fields)}:\n"
+        f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
+        f"    return cls({dec})\n"
+    )
+    space: dict[str, Any] = {
+        "_enc": encode_value,
+        "_dec": decode_value,
+        "_bytes": _bytes,
+        "_K": _INTERNED_BY_VALUE,
+        "_M": _MEMBERS,
+        "_I": INTERNED,
+        "cls": cls,
+        "ProtocolError": ProtocolError,
+    }
+    exec(compile(source, f"<actorq wire codec of {name}>", "exec"), space)
+    return space["encode"], space["decode"]
 
 
 def _tuple(items: list[Any]) -> Any:
@@ -127,6 +247,12 @@ def _tuple(items: list[Any]) -> Any:
 
 def _list(items: list[Any]) -> Any:
     return list(map(decode_value, items))
+
+
+def _shared(items: list[Any]) -> Any:
+    distinct, order = items
+    values = list(map(decode_value, distinct))
+    return [values[i] for i in order]
 
 
 def _set(items: list[Any]) -> Any:
@@ -159,31 +285,32 @@ def _float(items: list[Any]) -> Any:
 
 def _enum(items: list[Any]) -> Any:
     name, value = items
-    cls = CLASSES.get(name)
-    if cls is None or not issubclass(cls, enum.Enum):
-        raise ProtocolError(f"{name!r} is not an enum the protocol carries")
-    return cls(value)
+    return _MEMBERS[name][value]  # a KeyError is a ProtocolError (`decode_value`)
+
+
+def _interned(items: list[Any]) -> Any:
+    (at,) = items
+    return INTERNED[at]
 
 
 def _attrs(items: list[Any]) -> Any:
-    name, *values = items
-    fields = _FIELDS.get(name)
-    if fields is None:
-        raise ProtocolError(f"{name!r} is not a class the protocol carries")
-    if len(values) != len(fields):
-        raise ProtocolError(f"{name} takes {len(fields)} fields, not {len(values)}")
-    return CLASSES[name](*map(decode_value, values))
+    decoder = _DECODERS.get(items[0])
+    if decoder is None:
+        raise ProtocolError(f"{items[0]!r} is not a class the protocol carries")
+    return decoder(items[1:])
 
 
 _TAGS: Final[dict[str, Callable[[list[Any]], Any]]] = {
     "T": _tuple,
     "L": _list,
+    "M": _shared,
     "S": _set,
     "D": _dict,
     "B": _text,
     "Y": _b64,
     "F": _float,
     "E": _enum,
+    "K": _interned,
     "A": _attrs,
 }
 
@@ -200,8 +327,13 @@ def decode_value(raw: Any) -> Any:
         return _TAGS[raw[0]](raw[1:])
     except ProtocolError:
         raise
-    except (TypeError, ValueError, KeyError) as exc:  # a tagged value of the wrong shape
+    except (TypeError, ValueError, KeyError, IndexError) as exc:  # a tagged value, misshapen
         raise ProtocolError(f"malformed {raw[0]} value: {exc}") from exc
+
+
+_CODECS: Final = {cls: _codec(cls) for cls in CLASSES.values() if attrs.has(cls)}
+_ENCODERS: Final = {cls: codec[0] for cls, codec in _CODECS.items()}
+_DECODERS: Final = {cls.__name__: codec[1] for cls, codec in _CODECS.items()}
 
 
 # ---------------------------------------------------------------------------- errors
@@ -211,18 +343,15 @@ def encode_error(exc: BaseException) -> list[Any]:
     """An error as ``[class name, message, attributes]`` for a reply."""
     name = type(exc).__name__
     if ERRORS.get(name) is not type(exc):
-        return ["RemoteError", f"{name}: {exc}", {}]
+        return ["RemoteError", [f"{name}: {exc}"], {}]
     fields = {}
     for key, value in vars(exc).items():
         try:
             fields[key] = encode_value(value)
         except TypeError:
             fields[key] = repr(value)
-    return [name, [encode_value(a) for a in exc.args] if _plain(exc.args) else [str(exc)], fields]
-
-
-def _plain(args: tuple[Any, ...]) -> bool:
-    return all(type(a) in (str, int, float, bool, type(None)) for a in args)
+    simple = all(type(a) in (str, int, float, bool, type(None)) for a in exc.args)
+    return [name, [encode_value(a) for a in exc.args] if simple else [str(exc)], fields]
 
 
 def decode_error(raw: Any) -> BaseException:

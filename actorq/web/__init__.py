@@ -34,7 +34,7 @@ from .. import (
     JobState,
     Lagged,
     QueueEvent,
-    Runtime,
+    RuntimeAPI,
 )
 from . import _graph, _html, _rates, _timeline
 from ._html import STATES, Page
@@ -44,6 +44,9 @@ Auth = Callable[[Request], bool | Awaitable[bool]]
 #: Events one open page's subscription holds before it drops the oldest (and says so).
 EVENT_BUFFER = 1_000
 PAGE_SIZE = 50
+#: Reads of the runtime a queue page makes at most to fill itself (each a bounded budget of
+#: an index or of ids): a filtered page, or one among many jobs of other queues, reads on.
+PAGE_READS = 10
 #: The overview's charts: how many minutes; the events their subscription holds unread;
 #: how many finished jobs of each kind a queue's chart starts from.
 RATE_MINUTES = 15
@@ -63,7 +66,7 @@ _SECURITY_HEADERS = {
 __all__ = ["dashboard"]
 
 
-def dashboard(rt: Runtime, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
+def dashboard(rt: RuntimeAPI, *, read_only: bool = True, auth: Auth | None = None) -> Starlette:
     """An ASGI app showing `rt`'s queues and jobs; mount it anywhere.
 
     ``read_only`` (the default) shows every page and refuses every action with 403; pass
@@ -85,7 +88,7 @@ class _Refused(Exception):
 
 
 class _Dashboard:
-    def __init__(self, rt: Runtime, read_only: bool, auth: Auth | None) -> None:
+    def __init__(self, rt: RuntimeAPI, read_only: bool, auth: Auth | None) -> None:
         self.rt = rt
         self.read_only = read_only
         self.auth = auth
@@ -147,13 +150,11 @@ class _Dashboard:
         if sort not in (None, "id", "-id"):
             raise _Refused(400, "Bad request", f"no sort {sort!r}: 'id' or '-id'")
         search = {k: params[k] for k in ("name", "tag", "sort") if params.get(k)}
-        jobs, after = await q.get_jobs_page(
-            JobState(state),
-            cursor=cursor,
-            limit=PAGE_SIZE,
-            name=search.get("name"),
-            tag=search.get("tag"),
-            sort="id" if sort == "id" else "-id" if sort == "-id" else None,
+        before = _int_param(params.get("before"))
+        if before is not None and sort is None:
+            raise _Refused(400, "Bad request", "a previous page (before=) needs sort=id or -id")
+        jobs, after, previous = await self.jobs_page(
+            q, JobState(state), sort, cursor, before, search
         )
         counts = await q.counts()
         limits = _html.Limits(
@@ -169,12 +170,57 @@ class _Dashboard:
             counts,
             await q.is_paused(),
             jobs,
-            cursor,
+            cursor if before is None else before,
             after,
+            previous,
             search,
             limits,
         )
         return _page(html)
+
+    async def jobs_page(
+        self,
+        q: Any,
+        state: JobState,
+        sort: str | None,
+        cursor: int | None,
+        before: int | None,
+        search: dict[str, str],
+    ) -> tuple[list[Job], int | None, int | None]:
+        """A page of `q`'s jobs: (jobs, next page's cursor, previous page's `before`).
+
+        Sorted by id, a page can be read backwards: ``before=B`` shows the page that ends
+        just before id B (read the other way from B, then turned round), so previous and
+        next pages meet exactly, each job on one page. In a state's own order there is no
+        previous page, only the first."""
+        up = sort == "id"
+        name, tag = search.get("name"), search.get("tag")
+
+        async def read(start: int | None, order: Any) -> tuple[list[Job], int | None]:
+            """Up to `PAGE_SIZE` jobs from `start`: a page that came back short (a filter,
+            jobs of other queues or states among the ids) reads on from its cursor, at most
+            `PAGE_READS` reads in all."""
+            jobs: list[Job] = []
+            at = start
+            for _ in range(PAGE_READS):
+                got, at = await q.get_jobs_page(
+                    state, cursor=at, limit=PAGE_SIZE - len(jobs), name=name, tag=tag, sort=order
+                )
+                jobs += got
+                if at is None or len(jobs) >= PAGE_SIZE:
+                    break
+            return jobs, at
+
+        if before is None:
+            jobs, after = await read(cursor, sort)
+            if sort is None or cursor is None:
+                return jobs, after, None
+            return jobs, after, cursor + 1 if up else max(0, cursor - 1)
+        jobs, further = await read(before, "-id" if up else "id")
+        jobs.reverse()
+        # Next: from the last one shown, or (none shown) from just past `before`.
+        after = jobs[-1].id if jobs else max(0, before - 1) if up else before + 1
+        return jobs, after, further
 
     async def job(self, request: Request) -> Response:
         job = await self.find(request.path_params["job_id"])

@@ -214,6 +214,7 @@ def queue_page(
     jobs: Iterable[Job],
     cursor: int | None,
     next_cursor: int | None,
+    previous: int | None,
     search: Mapping[str, str],
     limits: Limits,
 ) -> str:
@@ -244,6 +245,10 @@ def queue_page(
         if cursor is not None
         else ""
     )
+    if previous is not None:
+        href = page.queue_href(queue, state=state, before=previous, **search)
+        first += f'<a id=previous href="{href}">← previous page</a> '
+
     q = url_part(queue)
     actions = [
         page.action(f"/queues/{q}/resume", "Resume", f"Resume queue {queue}?")
@@ -367,8 +372,15 @@ def _tree(page: Page, node: JobNode, here: int) -> str:
     )
 
 
+#: Job links a list on a job's page shows at most (a prerequisite of a million jobs).
+LINKS_LIMIT = 100
+
+
 def _links(page: Page, ids: Iterable[int]) -> str:
-    out = ", ".join(f'<a href="{page.job_href(i)}">#{i}</a>' for i in ids)
+    listed = list(ids)
+    out = ", ".join(f'<a href="{page.job_href(i)}">#{i}</a>' for i in listed[:LINKS_LIMIT])
+    if len(listed) > LINKS_LIMIT:
+        out += f" <span class=muted>and {len(listed) - LINKS_LIMIT} more</span>"
     return out or "<span class=muted>none</span>"
 
 

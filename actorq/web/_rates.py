@@ -21,7 +21,7 @@ from .. import (
     JobFailed,
     JobState,
     Lagged,
-    Runtime,
+    RuntimeAPI,
     RuntimeClosedError,
 )
 
@@ -31,7 +31,7 @@ __all__ = ["Rates"]
 class Rates:
     """Per queue and minute (the runtime clock's, ``now // 60``): [completed, failed]."""
 
-    def __init__(self, rt: Runtime, *, minutes: int, sample: int, buffer: int) -> None:
+    def __init__(self, rt: RuntimeAPI, *, minutes: int, sample: int, buffer: int) -> None:
         self.rt = rt
         self.minutes = minutes
         self.sample = sample

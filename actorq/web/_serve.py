@@ -1,14 +1,15 @@
 """``actorq serve PATH --dashboard HOST:PORT``: open a runtime on a journal folder and serve
-its dashboard with uvicorn, on 127.0.0.1 unless told otherwise."""
+its dashboard with uvicorn, on 127.0.0.1 unless told otherwise. PATH may be a runtime host's
+address instead (``actorq://HOST:PORT`` or ``unix:/path``): the dashboard is then served by a
+client of that host, with ``--token`` (or ``$ACTORQ_TOKEN``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sys
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from .. import Runtime
+if TYPE_CHECKING:
+    from .. import RuntimeAPI
 
 DEFAULT_ADDRESS: Final = "127.0.0.1:8321"
 
@@ -21,25 +22,15 @@ def parse_address(text: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
-async def _serve(path: str, host: str, port: int, read_only: bool) -> None:
+async def run_dashboard(rt: RuntimeAPI, address: tuple[str, int], read_only: bool) -> None:
+    """Serve `rt`'s dashboard with uvicorn until it is stopped (Ctrl-C, SIGTERM)."""
     import uvicorn  # noqa: PLC0415 - the web extra, loaded only here
 
     from . import dashboard  # noqa: PLC0415
 
-    async with Runtime(path) as rt:
-        app = dashboard(rt, read_only=read_only)
-        config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
-        mode = "read-only" if read_only else "actions on"
-        print(f"actorq dashboard ({mode}) on http://{host}:{port}/", file=sys.stderr)
-        await uvicorn.Server(config).serve()
-
-
-def serve_main(path: str, address: str, read_only: bool) -> int:
-    try:
-        host, port = parse_address(address)
-    except ValueError as exc:
-        print(f"actorq serve: {exc}", file=sys.stderr)
-        return 2
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it met
-        asyncio.run(_serve(path, host, port, read_only))
-    return 0
+    host, port = address
+    app = dashboard(rt, read_only=read_only)
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_level="info")
+    mode = "read-only" if read_only else "actions on"
+    print(f"actorq dashboard ({mode}) on http://{host}:{port}/", file=sys.stderr)
+    await uvicorn.Server(config).serve()

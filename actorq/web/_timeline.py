@@ -57,7 +57,12 @@ def timeline(job: Job) -> list[Entry]:
     elif state == "waiting-children":
         out.append((None, "waiting-children", "waiting for its children to finish"))
     elif state == "blocked":
-        out.append((None, "blocked", "blocked on its prerequisites or tag barrier"))
+        on = []
+        if job.depends_on_job_ids:
+            on.append("its prerequisites")
+        if job.depends_on_tags:
+            on.append(f"its tag barrier [{', '.join(job.depends_on_tags)}]")
+        out.append((None, "blocked", f"blocked on {' and '.join(on) or 'its prerequisites'}"))
     elif state == "waiting":
         out.append((None, "waiting", "waiting for a worker"))
     elif state == "active":

@@ -28,6 +28,18 @@ PEERS: tuple[Peer, ...] = (
     Peer("actorq (fsync=always)", "actorq_peer", True, ("actorq",), durable=True,
          fairness="`Runtime(path=tmpdir, fsync=\"always\")`: every batch is fsynced before it "
          "is acknowledged; otherwise as in memory."),
+    Peer("actorq (postgresql)", "actorq_peer", "postgresql", ("actorq", "psycopg"),
+         server="postgres", durable=True,
+         fairness="`Runtime(\"postgresql://...\", fsync=\"always\")` on the harness's server "
+         "(PostgreSQL defaults: fsync, synchronous_commit on): every batch is one committed "
+         "row before it is acknowledged; the tables are dropped before each repetition."),
+    Peer("actorq (remote, 1 client)", "actorq_remote_peer", 1, ("actorq",), durable=True,
+         fairness="a runtime host in its own process (`actorq serve PATH --listen`, journal "
+         "at `fsync=\"always\"`) and this process as its client over loopback TCP: it adds "
+         "(one `add_bulk`) and processes; completion polled with `counts()`."),
+    Peer("actorq (remote, 3 clients)", "actorq_remote_peer", 3, ("actorq",), durable=True,
+         fairness="as with 1 client, and two more client processes whose workers share the "
+         "jobs (concurrency 50 in all)."),
     Peer("taskiq InMemoryBroker", "taskiq_peer", None, ("taskiq",),
          fairness="`InMemoryBroker(max_async_tasks=50)` (1 for W2); `kiq()` creates an "
          "asyncio task per message (no queue, no persistence); results in the in-memory "

@@ -1,4 +1,5 @@
-"""actorq itself, in memory or with ``Runtime(path=tmpdir, fsync="always")``."""
+"""actorq itself, in memory, with ``Runtime(path=tmpdir, fsync="always")``, or on the
+journal in PostgreSQL (``Runtime(env.pg_dsn)``, fsync="always", the tables dropped first)."""
 
 from __future__ import annotations
 
@@ -23,13 +24,21 @@ from .common import (
 )
 
 
-def _runtime(env: Env, durable: bool) -> Runtime:
+def _runtime(env: Env, durable: bool | str) -> Runtime:
+    if durable == "postgresql":
+        import psycopg  # noqa: PLC0415 - only for this variant
+
+        with psycopg.connect(env.pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "DROP TABLE IF EXISTS actorq_log, actorq_snapshot, actorq_lease, actorq_schema"
+            )
+        return Runtime(env.pg_dsn, fsync="always")
     if not durable:
         return Runtime()
     return Runtime(path=tempfile.mkdtemp(prefix="actorq-", dir=env.tmpdir), fsync="always")
 
 
-async def w1(p: Params, env: Env, durable: bool) -> Sample:
+async def w1(p: Params, env: Env, durable: bool | str) -> Sample:
     done = anyio.Event()
     counter = Counter(p.w1_jobs, done)
 
@@ -47,7 +56,7 @@ async def w1(p: Params, env: Env, durable: bool) -> Sample:
     return w1_sample(p.w1_jobs, t1 - t0, t2 - t1)
 
 
-async def w2(p: Params, env: Env, durable: bool) -> Sample:
+async def w2(p: Params, env: Env, durable: bool | str) -> Sample:
     started = [0.0]
 
     async def process(job: Job) -> None:
@@ -64,7 +73,7 @@ async def w2(p: Params, env: Env, durable: bool) -> Sample:
         return await w2_rounds(p, started, one_job)
 
 
-async def w3(p: Params, env: Env, durable: bool) -> Sample:
+async def w3(p: Params, env: Env, durable: bool | str) -> Sample:
     ds = delays(p)
     lateness: list[float] = []
     done = anyio.Event()
@@ -85,7 +94,7 @@ async def w3(p: Params, env: Env, durable: bool) -> Sample:
     return w3_sample(lateness, len(ds), enqueue_s)
 
 
-async def w4(p: Params, env: Env, durable: bool) -> Sample:
+async def w4(p: Params, env: Env, durable: bool | str) -> Sample:
     async def noop(job: Job) -> None:
         return None
 

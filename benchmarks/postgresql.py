@@ -1,0 +1,282 @@
+"""The journal in PostgreSQL: ``python -m benchmarks.postgresql [--url URL] [--reps N]``.
+
+* W1 (20,000 no-op jobs: one add_bulk, then a worker at concurrency 50), end to end, in
+  memory, on the file journal under ``always`` and on PostgreSQL under ``always`` and
+  ``interval``: jobs/s;
+* W1 one add at a time (2,000 adds from 50 tasks, processed as they come) on PostgreSQL
+  ``always``: jobs/s, the durable add path;
+* W2 (one job at a time, add → completed) and W3 (1,000 jobs due 0–200 ms ahead, how late
+  each starts) on PostgreSQL ``always``;
+* the log's rows and bytes per job after W1 (payload bytes, and on-disk bytes of the tables);
+* takeover: a leader (ttl 2 s) SIGKILLed, the time until a waiting candidate leads (has
+  replayed the journal and serves), on a fresh journal and on one holding 50,000 jobs.
+
+Without ``--url`` it starts a throwaway cluster as the tests do (tests/pg_cluster.py needs
+PostgreSQL's server binaries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+
+from actorq import Job, Runtime
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+W1_JOBS = 20_000
+W1_CONCURRENCY = 50
+ADDS = 2_000
+W2_SAMPLES = 300
+W3_JOBS = 1_000
+W3_MAX_DELAY = 0.2
+#: Completed jobs in the journal a taking-over leader replays, for the second takeover figure.
+TAKEOVER_HISTORY = 50_000
+
+
+def _fresh(admin_url: str, name: str) -> str:
+    """A new database, after a checkpoint: each run starts with no dirty buffers of the
+    runs before it to flush."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
+        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        with contextlib.suppress(psycopg.Error):  # needs a superuser or pg_checkpoint
+            conn.execute("CHECKPOINT")
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def _w1(path: str | None, fsync: str) -> float:
+    done = anyio.Event()
+    finished = 0
+
+    async def noop(job: Job) -> None:
+        nonlocal finished
+        finished += 1
+        if finished == W1_JOBS:
+            done.set()
+
+    async with Runtime(path, fsync=fsync) as rt:
+        q = rt.queue("w1")
+        t0 = time.perf_counter()
+        await q.add_bulk([{"name": "noop", "data": None} for _ in range(W1_JOBS)])
+        rt.worker(q, noop, concurrency=W1_CONCURRENCY)
+        await done.wait()
+        return W1_JOBS / (time.perf_counter() - t0)
+
+
+async def _adds(url: str) -> float:
+    done = anyio.Event()
+    finished = 0
+
+    async def noop(job: Job) -> None:
+        nonlocal finished
+        finished += 1
+        if finished == ADDS:
+            done.set()
+
+    async with Runtime(url) as rt:
+        q = rt.queue("adds")
+        rt.worker(q, noop, concurrency=W1_CONCURRENCY)
+        t0 = time.perf_counter()
+
+        async def adder(k: int) -> None:
+            for i in range(ADDS // W1_CONCURRENCY):
+                await q.add("a", {"k": k, "i": i})
+
+        async with anyio.create_task_group() as tg:
+            for k in range(W1_CONCURRENCY):
+                tg.start_soon(adder, k)
+        await done.wait()
+        return ADDS / (time.perf_counter() - t0)
+
+
+async def _w2(url: str, fsync: str) -> dict[str, float]:
+    samples: list[float] = []
+
+    async def noop(job: Job) -> None:
+        return None
+
+    async with Runtime(url, fsync=fsync) as rt:
+        q = rt.queue("w2")
+        rt.worker(q, noop, concurrency=1)
+        for i in range(W2_SAMPLES + 20):
+            t0 = time.perf_counter()
+            job = await q.add("ping", None)
+            await job.wait_until_finished()
+            if i >= 20:
+                samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return {
+        "p50_us": statistics.median(samples) * 1e6,
+        "p99_us": samples[int(len(samples) * 0.99) - 1] * 1e6,
+    }
+
+
+async def _w3(url: str) -> dict[str, float]:
+    rng = random.Random(7)
+    delays = [rng.uniform(0.0, W3_MAX_DELAY) for _ in range(W3_JOBS)]
+    lateness: list[float] = []
+    done = anyio.Event()
+
+    async def process(job: Job) -> None:
+        lateness.append(time.time() - (job.created_at + job.data["delay"]))
+        if len(lateness) == W3_JOBS:
+            done.set()
+
+    async with Runtime(url) as rt:
+        q = rt.queue("w3")
+        rt.worker(q, process, concurrency=W1_CONCURRENCY)
+        await q.add_bulk([{"name": "later", "data": {"delay": d}, "delay": d} for d in delays])
+        await done.wait()
+    lateness.sort()
+    return {
+        "p50_ms": statistics.median(lateness) * 1e3,
+        "p99_ms": lateness[int(len(lateness) * 0.99) - 1] * 1e3,
+    }
+
+
+def _per_job(url: str, jobs: int) -> dict[str, float]:
+    with psycopg.connect(url) as conn:
+        row: Any = conn.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) FROM actorq_log"
+        ).fetchone()
+        size: Any = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "WHERE c.relname LIKE 'actorq_log_%' AND c.relkind = 'r'"
+        ).fetchone()
+    return {
+        "rows_per_job": row[0] / jobs,
+        "payload_bytes_per_job": row[1] / jobs,
+        "disk_bytes_per_job": float(size[0] or 0) / jobs,
+    }
+
+
+async def _fill(url: str, jobs: int) -> None:
+    """A journal holding `jobs` completed jobs (the history a taking-over leader replays)."""
+    done = anyio.Event()
+    finished = 0
+
+    async def noop(job: Job) -> None:
+        nonlocal finished
+        finished += 1
+        if finished == jobs:
+            done.set()
+
+    async with Runtime(url, fsync="interval") as rt:
+        q = rt.queue("q")
+        for start in range(0, jobs, 10_000):
+            await q.add_bulk(
+                [
+                    {"name": "k", "data": {"tag": "fill", "i": -1 - i}}
+                    for i in range(start, min(jobs, start + 10_000))
+                ]
+            )
+        rt.worker(q, noop, concurrency=W1_CONCURRENCY)
+        await done.wait()
+
+
+def _takeover(url: str, history: int = 0) -> float:
+    if history:
+        anyio.run(_fill, url, history)
+    sys.path.insert(0, str(TESTS))
+    from test_pg_takeover import Child  # noqa: PLC0415 - the tests' child harness
+
+    leader = Child(f"{url}?actorq_ttl=2", "a")
+    candidate: Child | None = None
+    try:
+        leader.wait_for("acked", 30, at_least=20)
+        candidate = Child(f"{url}?actorq_ttl=2&actorq_wait=forever", "b")
+        time.sleep(1.0)  # the candidate is polling the lease
+        leader.kill()
+        return candidate.wait_for("leading", 30)
+    finally:
+        leader.kill()
+        if candidate is not None:
+            candidate.kill()
+
+
+@contextlib.contextmanager
+def _server(url: str | None) -> Iterator[str]:
+    if url is not None:
+        yield url
+        return
+    sys.path.insert(0, str(TESTS))
+    import pg_cluster  # noqa: PLC0415 - the tests' throwaway cluster
+
+    bindir = pg_cluster.find_bindir()
+    if bindir is None:
+        raise SystemExit(pg_cluster.INSTALL_HINT)
+    with pg_cluster.cluster(bindir) as made:
+        yield made.url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="an admin URL of a server to use (databases are made)")
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()
+    print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    with _server(args.url) as admin, tempfile.TemporaryDirectory() as tmp:
+        # The latency workloads first, on a server that has nothing else to do (after the
+        # W1 runs, their databases' autovacuum competes for the disk and the CPU).
+        for fsync in ("always", "interval"):
+            w2 = anyio.run(_w2, _fresh(admin, f"w2{fsync}"), fsync)
+            print(
+                f"W2 add -> completed, postgresql {fsync}: p50 {w2['p50_us']:,.0f} µs, "
+                f"p99 {w2['p99_us']:,.0f} µs"
+            )
+        w3s = [anyio.run(_w3, _fresh(admin, f"w3x{rep}")) for rep in range(args.reps)]
+        print(
+            f"W3 lateness, {W3_JOBS:,} jobs due 0-200 ms, postgresql always (median of "
+            f"{args.reps}): p50 {statistics.median(w['p50_ms'] for w in w3s):.1f} ms, "
+            f"p99 {statistics.median(w['p99_ms'] for w in w3s):.1f} ms"
+        )
+        w1: dict[str, list[float]] = {}
+        for rep in range(args.reps):
+            for label, path, fsync in [
+                ("memory", None, "always"),
+                ("file always", f"{tmp}/w1-{rep}", "always"),
+                ("postgresql always", _fresh(admin, f"w1a{rep}"), "always"),
+                ("postgresql interval", _fresh(admin, f"w1i{rep}"), "interval"),
+            ]:
+                w1.setdefault(label, []).append(anyio.run(_w1, path, fsync))
+        print(f"W1 end to end, {W1_JOBS:,} jobs (median of {args.reps}):")
+        for label, rates in w1.items():
+            print(f"  {label:<20} {statistics.median(rates):>10,.0f} jobs/s")
+        per = _per_job(admin.rsplit("/", 1)[0] + "/w1a0", W1_JOBS)
+        print(
+            f"  the log after W1 on postgresql: {per['rows_per_job']:.4f} rows, "
+            f"{per['payload_bytes_per_job']:.0f} payload bytes, "
+            f"{per['disk_bytes_per_job']:.0f} bytes on disk (TOAST-compressed) per job"
+        )
+        adds = [anyio.run(_adds, _fresh(admin, f"adds{rep}")) for rep in range(args.reps)]
+        print(
+            f"W1 one add at a time, {ADDS:,} adds from {W1_CONCURRENCY} tasks, postgresql "
+            f"always: {statistics.median(adds):,.0f} jobs/s"
+        )
+        for history in (0, TAKEOVER_HISTORY):
+            takeovers = [
+                _takeover(_fresh(admin, f"take{history}x{rep}"), history)
+                for rep in range(args.reps)
+            ]
+            print(
+                f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal: median "
+                f"{statistics.median(takeovers):.2f} s (max {max(takeovers):.2f} s)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""A client of a runtime host, for tests that run on a local runtime and through a client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import actorq
+from actorq import RemoteRuntime, Runtime
+
+
+@asynccontextmanager
+async def remote_runtime(**host: Any) -> AsyncIterator[RemoteRuntime]:
+    """A host (a `Runtime` on loopback, given `host`'s options) and a client of it: the
+    client is what the test uses."""
+    async with (
+        Runtime(listen="127.0.0.1:0", **host) as served,
+        actorq.connect(f"actorq://{served.address}") as client,
+    ):
+        yield client
