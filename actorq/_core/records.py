@@ -8,6 +8,7 @@ caller holding a reference, and the state after a restart equals the state befor
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -250,3 +251,38 @@ class JobRecord:
 FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in attrs.fields(JobRecord))
 _all_fields: Final = operator.attrgetter(*FIELD_NAMES)
 _CHILDREN_AT: Final = FIELD_NAMES.index("children")
+
+#: A function storing the fields of a change dict into a record: ``write(rec, changes)``.
+FieldWriter = Callable[[JobRecord, dict[str, Any]], None]
+
+
+def field_writer(*names: str) -> FieldWriter:
+    """The writer of a change whose dict has exactly the keys `names` (a transition's
+    field set, named once where it builds the dict): one attribute store per field, written
+    out as code (as attrs writes `__init__`), which the interpreter specialises for the
+    record's slots; storing the same fields with `setattr` in a loop costs several times it.
+    """
+    unknown = [name for name in names if name not in FIELD_NAMES]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(f"field_writer: unknown or repeated fields {names!r}")
+    body = "".join(f"\n    rec.{name} = changes[{name!r}]" for name in names) or "\n    pass"
+    namespace: dict[str, Any] = {}
+    exec(f"def write(rec, changes):{body}", namespace)  # the names are fields, checked above
+    write: FieldWriter = namespace["write"]
+    write.__qualname__ = write.__name__ = "write_" + "_".join(names)
+    return write
+
+
+def tag_matcher(mode: str, tags: frozenset[str]) -> Any:
+    """A test of a job's tags against `tags` under `mode` (the queries' ``tag_mode``)."""
+    if not tags:
+        return lambda _tags: True
+    if mode == "all":
+        return tags.issubset
+    if mode == "any":
+        return lambda job_tags: not tags.isdisjoint(job_tags)
+    if mode == "none":
+        return tags.isdisjoint
+    if mode == "exact":
+        return lambda job_tags: tags == frozenset(job_tags)
+    raise InvalidOptionError("tag_mode", mode, "must be one of all, any, none, exact")

@@ -44,7 +44,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
-from .._exceptions import IllegalTransitionError, InvalidOptionError, JobNotFoundError, LockError
+from .._exceptions import IllegalTransitionError, JobNotFoundError, LockError
 from . import events as ev
 from .admission import Admission
 from .blocking import BlockingIndex
@@ -56,7 +56,7 @@ from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
 from .locks import LockIndex, held_by
-from .records import FIELD_NAMES, KEEP_ALL, JobRecord
+from .records import FIELD_NAMES, KEEP_ALL, FieldWriter, JobRecord, field_writer, tag_matcher
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay, queue_fields
 from .schedulers import SchedulerRecord, Schedulers
@@ -79,6 +79,11 @@ _INDEXED: Final = frozenset({"state", "run_at", "lock_expires_at", "priority", "
 _MASK64: Final = (1 << 64) - 1
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
+_TAKE_FIELDS: Final = ("state", "attempts_started", "processed_at", "lock_token", "lock_expires_at")
+_WRITE_TAKE: Final = field_writer(*_TAKE_FIELDS)
+_WRITE_TAKE_STALLS: Final = field_writer(*_TAKE_FIELDS, "max_stalled_count")
+_END_FIELDS: Final = ("state", "attempts_made", "finished_at", "lock_token", "lock_expires_at")
+_WRITE_COMPLETE: Final = field_writer(*_END_FIELDS, "return_value")
 
 
 class QueueState:
@@ -248,7 +253,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         """Jobs of `queue` matching the filters; waiting ones in dispatch order, others by id."""
         wanted = frozenset(states) if states is not None else frozenset(JobState)
         tagset = frozenset(tags)
-        match = _tag_matcher(tag_mode, tagset)
+        match = tag_matcher(tag_mode, tagset)
         qs = self.queues.get(queue)
         if qs is None:
             return
@@ -340,9 +345,11 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 "lock_token": token,
                 "lock_expires_at": lock_until,
             }
-            if max_stalled_count != rec.max_stalled_count:
+            if max_stalled_count == rec.max_stalled_count:
+                change(rec, fields, "take", _WRITE_TAKE)
+            else:
                 fields["max_stalled_count"] = max_stalled_count
-            change(rec, fields, "take")
+                change(rec, fields, "take", _WRITE_TAKE_STALLS)
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
@@ -411,6 +418,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 "lock_expires_at": None,
             },
             "complete",
+            _WRITE_COMPLETE,
         )
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
@@ -550,13 +558,20 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
 
     # ------------------------------------------------------------------ the one writer
 
-    def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
+    def _change(
+        self,
+        rec: JobRecord,
+        changes: dict[str, Any],
+        command: str,
+        write: FieldWriter | None = None,
+    ) -> None:
         """Apply `changes` to `rec`, keep the indexes and counters, record the delta.
 
         A change of state must be a row of the lifecycle table: its `Plan` (derived from
         the table in `upkeep`) says what leaving the old state, entering the new one and
         the move itself do to the indexes, and which order the job takes. Every transition
-        of the core, the hottest (`take`, `complete`) included, passes here.
+        of the core, the hottest (`take`, `complete`) included, passes here; they pass
+        `write`, the `field_writer` of their keys (others' fields are set one by one).
         """
         old = rec.state
         new = changes.get("state", old)
@@ -567,13 +582,6 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 raise AssertionError(
                     f"core bug: {command} moved job {rec.id} {old} -> {new}"
                 ) from None
-            order = plan.order
-            if order is not None and "order" not in changes:
-                if order == "line":
-                    changes["order"] = self._next_order(rec.lifo)
-                else:
-                    changes["order"] = self._next_fifo
-                    self._next_fifo += 1
             qs = self.queues[rec.queue]
             counts = qs.counts
             counts[old] -= 1
@@ -581,8 +589,18 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 plan.leave(self, qs, rec)
             elif old is A and rec.group is not None:  # (its plan leaves this to the move)
                 _LEAVE[A](self, qs, rec)
-            for name, value in changes.items():
-                setattr(rec, name, value)
+            if write is None:
+                for name, value in changes.items():
+                    setattr(rec, name, value)
+            else:
+                write(rec, changes)
+            order = plan.order
+            if order is not None and "order" not in changes:
+                if order == "line":
+                    rec.order = changes["order"] = self._next_order(rec.lifo)
+                else:
+                    rec.order = changes["order"] = self._next_fifo
+                    self._next_fifo += 1
             counts[new] += 1
             if plan.enter is not None:
                 plan.enter(self, qs, rec)
@@ -697,20 +715,6 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         qs = self.queues[rec.queue]
         qs.counts[rec.state] -= 1
         _LEAVE[rec.state](self, qs, rec)
-
-
-def _tag_matcher(mode: str, tags: frozenset[str]) -> Any:
-    if not tags:
-        return lambda _tags: True
-    if mode == "all":
-        return tags.issubset
-    if mode == "any":
-        return lambda job_tags: not tags.isdisjoint(job_tags)
-    if mode == "none":
-        return tags.isdisjoint
-    if mode == "exact":
-        return lambda job_tags: tags == frozenset(job_tags)
-    raise InvalidOptionError("tag_mode", mode, "must be one of all, any, none, exact")
 
 
 __all__ = ["FIELD_NAMES", "STALLED_LIMIT", "Change", "CoreState", "QueueState"]
