@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import random
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import attrs
 import pytest
+import trustme
 
 import actorq
 from actorq import (
@@ -387,3 +389,24 @@ def test_a_clients_group_and_deduplication_are_checked_by_the_host() -> None:
         with pytest.raises(InvalidOptionError) as info:
             check_command(cmd, ())
         assert info.value.field == field
+
+
+async def test_tls_carries_the_protocol_and_refuses_a_client_that_does_not_trust_the_host() -> None:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    async with Runtime(listen="127.0.0.1:0", token=TOKEN, ssl_context=server) as host:
+        url = f"actorq://{host.address}"
+        async with actorq.connect(url, token=TOKEN, ssl_context=trusting) as rt:
+            q = rt.queue("tls")
+            rt.worker(q, double)
+            assert await (await q.add("x", 5)).wait_until_finished(timeout=10) == 10
+        stranger = ssl.create_default_context()  # trusts only the system's CAs
+        with pytest.raises(ssl.SSLError):
+            async with actorq.connect(url, token=TOKEN, ssl_context=stranger):
+                pass
+        with pytest.raises((ConnectionRefusedError, anyio.EndOfStream, OSError)):
+            async with actorq.connect(url, token=TOKEN):  # plain TCP to a TLS host
+                pass

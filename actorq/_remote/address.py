@@ -73,7 +73,11 @@ async def connect(address: tuple[str, int] | str, tls: ssl.SSLContext | None) ->
         stream = await anyio.connect_tcp(address[0], address[1])
     if tls is not None:
         hostname = None if isinstance(address, str) else address[0]
-        stream = await TLSStream.wrap(
-            stream, hostname=hostname, ssl_context=tls, standard_compatible=False
-        )
+        try:
+            stream = await TLSStream.wrap(
+                stream, hostname=hostname, ssl_context=tls, standard_compatible=False
+            )
+        except BaseException:
+            await anyio.aclose_forcefully(stream)  # a refused handshake leaves no socket open
+            raise
     return stream
