@@ -4,7 +4,12 @@ reads a bounded part of the index (a filtered page may come back short, with a c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
 import pytest
+from remote_fixture import remote_runtime
 
 from actorq import InvalidOptionError, Job, JobState, Queue, Runtime
 from actorq._core import commands as c
@@ -20,8 +25,17 @@ async def _all_pages(q: Queue, state: str, limit: int, **kw: object) -> list[lis
             return pages
 
 
-async def test_waiting_pages_come_in_dispatch_order_each_job_once() -> None:
-    async with Runtime() as rt:
+Make = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture(params=["local", "remote"])
+def make(request: pytest.FixtureRequest) -> Make:
+    """A runtime, or a client of a host: the pages are the same through either."""
+    return Runtime if request.param == "local" else remote_runtime
+
+
+async def test_waiting_pages_come_in_dispatch_order_each_job_once(make: Make) -> None:
+    async with make() as rt:
         q = rt.queue("q")
         ids = [(await q.add(f"j{i}", priority=i % 2)).id for i in range(7)]
         await rt.queue("other").add("not mine")
@@ -33,8 +47,8 @@ async def test_waiting_pages_come_in_dispatch_order_each_job_once() -> None:
         assert all(len(p) <= 3 for p in pages)
 
 
-async def test_finished_pages_come_newest_first_and_unindexed_states_by_id() -> None:
-    async with Runtime() as rt:
+async def test_finished_pages_come_newest_first_and_unindexed_states_by_id(make: Make) -> None:
+    async with make() as rt:
         q = rt.queue("q")
 
         async def ok(job: Job) -> int:
@@ -54,8 +68,8 @@ async def test_finished_pages_come_newest_first_and_unindexed_states_by_id() -> 
         assert [i for p in pages for i in p] == [j.id for j in reversed(cancelled)]
 
 
-async def test_filters_and_the_budget_bound_a_page() -> None:
-    async with Runtime() as rt:
+async def test_filters_and_the_budget_bound_a_page(make: Make) -> None:
+    async with make() as rt:
         q = rt.queue("q")
         for i in range(10):
             await q.add("a" if i % 3 else "b", tags=["t"] if i % 2 else [])
@@ -72,8 +86,8 @@ async def test_filters_and_the_budget_bound_a_page() -> None:
         assert len(recs) == 1 and cursor == 8
 
 
-async def test_is_paused_and_bad_arguments() -> None:
-    async with Runtime() as rt:
+async def test_is_paused_and_bad_arguments(make: Make) -> None:
+    async with make() as rt:
         q = rt.queue("q")
         assert await q.is_paused() is False
         await q.pause()
