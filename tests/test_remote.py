@@ -37,6 +37,7 @@ from actorq._api import RuntimeAPI
 from actorq._core import commands as c
 from actorq._core.records import Deduplication
 from actorq._options import job_spec
+from actorq._remote import host as host_module
 from actorq._remote.checks import check_command
 from actorq._remote.wire import PROTOCOL, FrameReader, frame
 
@@ -313,6 +314,13 @@ async def test_the_client_reconnects_after_a_host_restart(tmp_path: Any) -> None
                 assert (await q.counts())["completed"] == 2
 
 
+def _deep(levels: int) -> bytes:
+    """A call whose value nests `levels` lists deep (JSON written by hand: orjson writes no
+    more than 254 levels, a hostile client has no such limit)."""
+    body = ('["c", 1, ' + '["L", ' * levels + "1" + "]" * levels + "]").encode()
+    return len(body).to_bytes(4, "big") + body
+
+
 def _malformed() -> list[bytes]:
     """Frames and byte strings no client of this protocol sends."""
     rng = random.Random(19)
@@ -337,6 +345,7 @@ def _malformed() -> list[bytes]:
         frame(["u", "nobody", ["L"], 1]),
         frame(["e", 1, -5]),
         frame(["w", 1]),
+        _deep(600),  # nested past the interpreter's recursion limit
     ]
     cases += [hello + bad for bad in after_hello]
     cases += [
@@ -410,3 +419,27 @@ async def test_tls_carries_the_protocol_and_refuses_a_client_that_does_not_trust
         with pytest.raises((ConnectionRefusedError, anyio.EndOfStream, OSError)):
             async with actorq.connect(url, token=TOKEN):  # plain TCP to a TLS host
                 pass
+
+
+async def test_a_reply_that_cannot_be_sent_ends_that_connection_not_the_engine(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On a journal that waits, the reply is written by the engine's release, after the
+    # commit: that is where a failure must not reach.
+    host = await contextlib.AsyncExitStack().enter_async_context(
+        Runtime(tmp_path / "j", fsync="always", listen="127.0.0.1:0", token=TOKEN)
+    )
+    real = host_module.frame
+
+    def failing(message: list[Any]) -> bytes:
+        if message[0] == "r":
+            raise TypeError("cannot write this reply")
+        return real(message)
+
+    async with actorq.connect(f"actorq://{host.address}", token=TOKEN) as client:
+        monkeypatch.setattr(host_module, "frame", failing)
+        with pytest.raises(ConnectionLostError):
+            await client.queue("x").add("x", 1)
+        monkeypatch.setattr(host_module, "frame", real)
+        assert (await host.queue("x").counts())["waiting"] == 1  # the engine goes on
+    await host.__aexit__(None, None, None)

@@ -116,6 +116,10 @@ class Host:
             self.connections.add(conn)
             try:
                 await conn.run()
+            except Exception:
+                # A bug met while serving one client ends that connection, never the
+                # runtime: the host's connections run in the runtime's own task group.
+                log.exception("connection %d closed on an error", conn.number)
             finally:
                 self.connections.discard(conn)
                 conn.drop()
@@ -196,9 +200,18 @@ class Connection:
     # ------------------------------------------------------------------ writing
 
     def send(self, message: list[Any]) -> None:
+        """Queue `message` for the client. Called from the engine's release too: whatever
+        goes wrong here ends this connection, never the engine."""
         if self._closed:
             return
-        data = frame(message)
+        try:
+            data = frame(message)
+        except (TypeError, ValueError):  # nothing we send should fail; if it does, say so
+            log.exception("connection %d: a %r message could not be sent", self.number, message[0])
+            self._closed = True
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+            return
         self._out.append(data)
         self._queued += len(data)
         self._wake.set()
@@ -268,6 +281,8 @@ class Connection:
             handler(self, *message[1:])
         except TypeError as exc:  # the wrong number of parts
             raise ProtocolError(f"malformed {kind!r} message: {exc}") from exc
+        except RecursionError:  # a value nested deeper than any the protocol sends
+            raise ProtocolError(f"a {kind!r} message nests too deep") from None
 
     def _call(self, call_id: Any, raw: Any) -> None:
         if type(call_id) is not int or call_id in self.pending:
