@@ -220,6 +220,22 @@ class Queue(Generic[DataT, ResultT]):
         ttl: float = await self._rt._send(c.GetRateLimitTtl(self.name))
         return ttl
 
+    async def get_rate_limit(self) -> dict[str, Any] | None:
+        """The queue's rate limit, as a worker's ``limiter`` set it: ``{"max": n,
+        "duration": seconds}``, or None when none is set."""
+        limit: dict[str, Any] | None = await self._rt._send(c.GetRateLimit(self.name))
+        return limit
+
+    async def get_groups(self, limit: int | None = None) -> dict[str, Any]:
+        """The queue's groups with a job waiting or active, by name, and its group settings
+        (see docs/groups.md): ``{"groups": [{"name", "waiting", "active"}, ...], "total": n,
+        "group_concurrency": n or None, "group_limiter": {"max", "duration"} or None}``.
+        `limit` (an int >= 1) lists only the first groups by name; ``total`` counts all."""
+        if limit is not None:
+            limit = count("limit", limit)
+        view: dict[str, Any] = await self._rt._send(c.GetGroups(self.name, limit))
+        return view
+
     async def get_deduplication_job_id(self, key: str) -> int | None:
         """The id of the job the deduplication key `key` names while it is set, or None
         (see docs/deduplication.md)."""

@@ -392,6 +392,48 @@ async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
     assert f'href="/jobs/{pending.id}"' in cells[5]
 
 
+@pytest.mark.parametrize("via", ["local", "remote"])
+async def test_a_queue_page_shows_its_groups_and_its_limiters_settings(via: str) -> None:
+    from remote_fixture import remote_runtime  # noqa: PLC0415
+
+    from actorq import VirtualClock  # noqa: PLC0415
+
+    clock = VirtualClock(autojump=False)
+    opener: Any = Runtime if via == "local" else remote_runtime
+    async with opener(clock=clock) as rt:
+        q = rt.queue("tenants")
+        bare = await _queue_text(rt, "tenants")
+
+        async def run(job: Any) -> None:
+            await clock.sleep(1)
+
+        rt.worker(
+            q,
+            run,
+            concurrency=2,
+            group_concurrency=1,
+            group_limiter={"max": 3, "duration": 60},
+            limiter={"max": 20, "duration": 2},
+        )
+        names = ["<i>x</i>", *(f"t{i:02}" for i in range(web.GROUPS_SHOWN + 1))]
+        await q.add_bulk([{"name": "j", "group": g} for g in names for _ in range(2)])
+        await clock.advance(0.5)  # two jobs start: one each of the first two groups in turn
+        text = await _queue_text(rt, "tenants")
+        await clock.advance(200)
+    assert "<dd id=limiter>none</dd>" in bare and "<h2>Groups</h2>" not in bare
+    assert "<dd id=limiter>at most 20 starts per 2 s</dd>" in text
+    assert "<dd id=group-concurrency>1 active at most</dd>" in text
+    assert "<dd id=group-limiter>at most 3 starts per 60 s</dd>" in text
+    shown = re.findall(r'<tr data-group="([^"]*)">', text)
+    assert len(shown) == web.GROUPS_SHOWN
+    assert shown[0] == "&lt;i&gt;x&lt;/i&gt;" and "<i>x</i>" not in text  # escaped
+    assert shown[1:] == [f"t{i:02}" for i in range(web.GROUPS_SHOWN - 1)]
+    assert "<p id=groups-more>and 2 more groups</p>" in text
+    first = re.search(r'<tr data-group="&lt;i&gt;x&lt;/i&gt;">(.*?)</tr>', text, re.S)
+    assert first is not None
+    assert re.findall(r"<td class=n>(\d+)</td>", first.group(1)) == ["1", "1"]
+
+
 async def _queue_text(rt: Runtime, name: str) -> str:
     async with _client(dashboard(rt)) as client:
         res = await client.get(f"/queues/{name}")

@@ -215,6 +215,7 @@ def test_a_queue_page_sorts_and_shows_its_limits_and_schedulers(served: Served, 
     assert page.locator("#sort a.on").get_attribute("data-sort") == "id"
     page.goto(f"{served.url}/rw/queues/nightly?state=delayed")
     assert page.locator("#concurrency").inner_text() == "2 active at most"
+    assert page.locator("#limiter").inner_text() == "none"  # the limiter's settings
     row = page.locator('#schedulers tr[data-scheduler="nightly-report"] td')
     assert row.nth(1).inner_text() == "every 86400.0 s" and row.nth(2).inner_text() == "report"
     pending = page.locator("#jobs tr[data-job]").first.get_attribute("data-job")

@@ -273,6 +273,22 @@ class GetRateLimitTtl(Query):
 
 
 @command
+class GetRateLimit(Query):
+    """The queue's rate limit (``{"max", "duration"}``), or None."""
+
+    queue: str
+
+
+@command
+class GetGroups(Query):
+    """The queue's groups (the first `limit` by name; None: all), their waiting and active
+    counts, and its group settings (see `settings_view.groups_view`)."""
+
+    queue: str
+    limit: int | None = None
+
+
+@command
 class SetGroupConcurrency(Command):
     """At most `concurrency` active jobs per group of the queue (None: no cap)."""
 
@@ -574,6 +590,7 @@ __all__ = [
     "GetDependencies",
     "GetDependents",
     "GetFlow",
+    "GetGroups",
     "GetJob",
     "GetJobs",
     "GetPage",

@@ -16,6 +16,7 @@ from .._exceptions import ActorqError
 from . import commands as c
 from .groups import waiting_live
 from .locks import held_by
+from .settings_view import groups_view, rate_limit_view
 from .states import TERMINAL, JobState
 
 if TYPE_CHECKING:
@@ -288,6 +289,8 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.SetLimiter: lambda core, cmd, now: core.set_limiter(cmd.queue, cmd.max_jobs, cmd.duration),
     c.RateLimit: lambda core, cmd, now: core.rate_limit(cmd.queue, now + cmd.seconds),
     c.GetRateLimitTtl: lambda core, cmd, now: core.rate_limit_ttl(cmd.queue, now),
+    c.GetRateLimit: lambda core, cmd, now: rate_limit_view(core.queues.get(cmd.queue)),
+    c.GetGroups: lambda core, cmd, now: groups_view(core.queues.get(cmd.queue), cmd.limit),
     c.SetGroupConcurrency: lambda core, cmd, now: core.set_group_concurrency(
         cmd.queue, cmd.concurrency
     ),

@@ -277,6 +277,7 @@ _RANGES: Final[dict[type[Any], tuple[tuple[str, float, float | None], ...]]] = {
     c.Clean: (("grace", 0, None), ("limit", 0, None)),
     c.GetPage: (("limit", 1, None), ("budget", 1, None)),
     c.GetJobs: (("start", 0, None), ("end", -1, None)),
+    c.GetGroups: (("limit", 1, None),),
     c.MoveToDelayed: (("delay", 0, MAX_WAIT),),
 }
 

@@ -54,6 +54,8 @@ RATE_BUFFER = 10_000
 RATE_SAMPLE = 1_000
 _MAX_FORM = 4096
 #: A job page's dependency graph: jobs at most, and steps each way from the job.
+#: A queue page lists at most this many groups (the first by name), and counts the rest.
+GROUPS_SHOWN = 50
 GRAPH_LIMIT = 50
 GRAPH_DEPTH = 3
 _SECURITY_HEADERS = {
@@ -162,6 +164,8 @@ class _Dashboard:
             rate_limit_ttl=await q.get_rate_limit_ttl(),
             workers=[(w.concurrency, w.manual, w.paused) for w in q.get_workers()],
             schedulers=await q.get_job_schedulers(),
+            rate_limit=await q.get_rate_limit(),
+            groups=await q.get_groups(limit=GROUPS_SHOWN),
         )
         html = _html.queue_page(
             self.page(request),

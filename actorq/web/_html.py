@@ -292,7 +292,8 @@ def queue_page(
 
 class Limits:
     """What bounds a queue's work: its global concurrency, its rate limit's time left,
-    its workers in this runtime (concurrency, manual, paused), its job schedulers."""
+    its workers in this runtime (concurrency, manual, paused), its job schedulers, its
+    limiter's settings (`Queue.get_rate_limit`) and its groups (`Queue.get_groups`, bounded)."""
 
     def __init__(
         self,
@@ -301,11 +302,47 @@ class Limits:
         rate_limit_ttl: float,
         workers: Sequence[tuple[int, bool, bool]],
         schedulers: Sequence[Mapping[str, Any]],
+        rate_limit: Mapping[str, Any] | None = None,
+        groups: Mapping[str, Any] | None = None,
     ) -> None:
         self.concurrency = concurrency
         self.rate_limit_ttl = rate_limit_ttl
         self.workers = workers
         self.schedulers = schedulers
+        self.rate_limit = rate_limit
+        self.groups = groups
+
+
+def _per_window(limit: Mapping[str, Any] | None) -> str:
+    if limit is None:
+        return "none"
+    return f"at most {limit['max']} starts per {limit['duration']:g} s"
+
+
+def _groups(limits: Limits) -> str:
+    view = limits.groups
+    if not view or not (view["total"] or view["group_concurrency"] or view["group_limiter"]):
+        return ""
+    cap = view["group_concurrency"]
+    facts = (
+        f"<h2>Groups</h2><dl id=group-limits><dt>group concurrency</dt>"
+        f"<dd id=group-concurrency>{esc('none' if cap is None else f'{cap} active at most')}</dd>"
+        f"<dt>group limiter</dt><dd id=group-limiter>{esc(_per_window(view['group_limiter']))}"
+        "</dd></dl>"
+    )
+    rows = "".join(
+        f'<tr data-group="{esc(g["name"])}"><td>{esc(g["name"])}</td>'
+        f"<td class=n>{g['waiting']}</td><td class=n>{g['active']}</td></tr>"
+        for g in view["groups"]
+    )
+    rest = view["total"] - len(view["groups"])
+    more = f"<p id=groups-more>and {rest} more group{'s' if rest != 1 else ''}</p>" if rest else ""
+    if not rows:
+        return f"{facts}<p id=groups-none>no group has a job waiting or active</p>"
+    return (
+        f"{facts}<table id=groups><thead><tr><th>group</th><th>waiting</th><th>active</th>"
+        f"</tr></thead><tbody>{rows}</tbody></table>{more}"
+    )
 
 
 def _limits(page: Page, limits: Limits) -> str:
@@ -323,8 +360,10 @@ def _limits(page: Page, limits: Limits) -> str:
     facts = (
         f"<dl id=limits><dt>global concurrency</dt><dd id=concurrency>{esc(cap)}</dd>"
         f"<dt>rate limit</dt><dd id=rate-limit>{esc(rate)}</dd>"
+        f"<dt>limiter</dt><dd id=limiter>{esc(_per_window(limits.rate_limit))}</dd>"
         f"<dt>workers here</dt><dd id=workers>{esc(workers)}</dd></dl>"
     )
+    facts += _groups(limits)
     if not limits.schedulers:
         return facts
     rows = []
