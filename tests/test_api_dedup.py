@@ -5,11 +5,14 @@ virtual clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from remote_fixture import remote_runtime
 
 from actorq import (
     FlowJob,
@@ -32,6 +35,19 @@ def dedup_events(events: Any) -> list[tuple[int, str, int | None]]:
         for e in events.drain_nowait()
         if isinstance(e, JobDeduplicated)
     ]
+
+
+Make = Callable[[VirtualClock], AbstractAsyncContextManager[Any]]
+
+
+@pytest.fixture(params=["local", "remote"])
+def make(request: pytest.FixtureRequest) -> Make:
+    """A runtime on `clock`, or a client of a host on `clock` (the test moves the host's
+    time; the client's calls see it). Tests that run a worker stay local: a client's worker
+    registers over the wire, and the host's manual clock cannot wait for what is in flight."""
+    if request.param == "local":
+        return lambda clock: Runtime(clock=clock)
+    return lambda clock: remote_runtime(clock=clock)
 
 
 async def test_simple_mode_ignores_duplicates_until_the_job_completes() -> None:
@@ -77,8 +93,8 @@ async def test_simple_mode_frees_the_key_when_the_job_finally_fails_or_is_remove
         assert (await q.add("j", deduplication={"id": "r"})).id != delayed.id
 
 
-async def test_keys_are_per_queue() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+async def test_keys_are_per_queue(make: Make) -> None:
+    async with make(VirtualClock(autojump=False)) as rt:
         a = await rt.queue("a").add("j", deduplication={"id": "k"})
         b = await rt.queue("b").add("j", deduplication={"id": "k"})
         assert a.id != b.id
@@ -105,9 +121,9 @@ async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finish
         assert later.id != first.id
 
 
-async def test_extend_starts_the_window_again_at_each_duplicate() -> None:
+async def test_extend_starts_the_window_again_at_each_duplicate(make: Make) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make(clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "e", "ttl": 10, "extend": True}
         first = await q.add("j", deduplication=opts)
@@ -144,9 +160,9 @@ async def test_debounce_runs_only_the_last_of_a_burst_after_the_quiet_delay() ->
         assert ran == [(3, 11.0)]  # added at t = 6 with a 5 s delay
 
 
-async def test_replace_without_extend_keeps_the_first_window() -> None:
+async def test_replace_without_extend_keeps_the_first_window(make: Make) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make(clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "d", "ttl": 5, "replace": True}
         first = await q.add("j", 1, delay=10, deduplication=opts)
@@ -159,9 +175,11 @@ async def test_replace_without_extend_keeps_the_first_window() -> None:
         assert (await q.get_job(second.id)).state is JobState.DELAYED  # type: ignore[union-attr]
 
 
-async def test_a_duplicate_of_a_job_no_longer_delayed_is_ignored_even_in_replace_mode() -> None:
+async def test_a_duplicate_of_a_job_no_longer_delayed_is_ignored_even_in_replace_mode(
+    make: Make,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make(clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "d", "ttl": 100, "replace": True}
         first = await q.add("j", 1, delay=1, deduplication=opts)
@@ -170,8 +188,8 @@ async def test_a_duplicate_of_a_job_no_longer_delayed_is_ignored_even_in_replace
         assert again.id == first.id and again.data == 1
 
 
-async def test_remove_deduplication_key_lets_the_next_add_make_a_job() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+async def test_remove_deduplication_key_lets_the_next_add_make_a_job(make: Make) -> None:
+    async with make(VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         first = await q.add("j", deduplication={"id": "k", "ttl": 60})
         assert await q.remove_deduplication_key("k") is True
@@ -180,8 +198,8 @@ async def test_remove_deduplication_key_lets_the_next_add_make_a_job() -> None:
         assert (await q.add("j", deduplication={"id": "k"})).id != first.id
 
 
-async def test_add_bulk_and_flows_take_the_option() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+async def test_add_bulk_and_flows_take_the_option(make: Make) -> None:
+    async with make(VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         jobs = await q.add_bulk(
             [
