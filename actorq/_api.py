@@ -8,6 +8,7 @@ in the host's process and in any other.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -257,14 +258,14 @@ class RuntimeAPI:
             self._notify(c.SetGroupConcurrency(name, group_concurrency))
         if per_group is not None:
             self._notify(c.SetGroupLimiter(name, per_group))
+        # Whatever runs it, a worker's handle is made and kept here, once.
+        keep = functools.partial(
+            self._keep_worker, name, lock_duration, stalled_interval, max_stalled_count, token
+        )
         if processor is None:
             if run_in_thread:
                 raise InvalidOptionError("run_in_thread", True, "a manual worker runs nothing")
-            handle = Worker(
-                self, None, name, 0, lock_duration, stalled_interval, max_stalled_count, token
-            )
-            self._workers[token] = handle
-            return handle
+            return keep(None, 0)
         concurrency = count("concurrency", concurrency, 1, MAX_CONCURRENCY)
         if isinstance(processor, str) or processes is not None:
             sandbox = Sandbox(
@@ -278,7 +279,7 @@ class RuntimeAPI:
                 max_stalled_count,
             )
             self._start_sandbox(sandbox)
-            return self._keep_worker(sandbox, name, concurrency, lock_duration, token)
+            return keep(sandbox, concurrency)
         call = (
             dispatcher(processor, name, run_in_thread)
             if is_registry(processor)
@@ -287,24 +288,27 @@ class RuntimeAPI:
         actor = self._start_processor(
             token, name, call, concurrency, run_in_thread, lock_duration, max_stalled_count
         )
-        handle = Worker(
+        return keep(actor, concurrency)
+
+    def _keep_worker(
+        self,
+        queue: str,
+        lock_duration: float,
+        stalled_interval: float,
+        max_stalled_count: int,
+        token: str,
+        actor: Any,
+        concurrency: int,
+    ) -> Worker[Any, Any]:
+        handle: Worker[Any, Any] = Worker(
             self,
             actor,
-            name,
+            queue,
             concurrency,
             lock_duration,
             stalled_interval,
             max_stalled_count,
             token,
-        )
-        self._workers[token] = handle
-        return handle
-
-    def _keep_worker(
-        self, actor: Any, queue: str, concurrency: int, lock_duration: float, token: str
-    ) -> Worker[Any, Any]:
-        handle: Worker[Any, Any] = Worker(
-            self, actor, queue, concurrency, lock_duration, lock_duration, 1, token
         )
         self._workers[token] = handle
         return handle

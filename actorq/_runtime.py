@@ -254,18 +254,26 @@ class Runtime(RuntimeAPI):
 
     async def _serve(self, where: tuple[str, int] | str) -> None:
         """Listen for clients in other processes (see `actorq._remote.host`)."""
-        from ._remote.host import Host  # noqa: PLC0415 - only a listening runtime needs it
-
         try:
-            listener = await open_listener(where, self._ssl)
+            listener = await self._start_host(where, self._ssl, self._host_token)
         except BaseException:
             self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
             await self._stack.aclose()
             raise
-        self._stack.push_async_callback(listener.aclose)
         self.address = bound_address(listener, where)
         await advertise(self._journal, self.address)
-        self._tg.start_soon(Host(self, self._host_token).serve, listener, self._tg)
+
+    async def _start_host(
+        self, where: tuple[str, int] | str, tls: ssl.SSLContext | None, token: str | None
+    ) -> Any:
+        """Listen on `where` and serve this runtime's engine there (`actorq._remote.host`)
+        until the runtime stops; the listener."""
+        from ._remote.host import Host  # noqa: PLC0415 - only a listening runtime needs it
+
+        listener = await open_listener(where, tls)
+        self._stack.push_async_callback(listener.aclose)
+        self._tg.start_soon(Host(self, token).serve, listener, self._tg)
+        return listener
 
     async def _exit(
         self,
@@ -384,15 +392,11 @@ class Runtime(RuntimeAPI):
             self._door_lock = anyio.Lock()
         async with self._door_lock:
             if self._door is None:
-                from ._remote.host import Host  # noqa: PLC0415 - only with sandboxes
-
                 folder = tempfile.mkdtemp(prefix="actorq-")
                 self._stack.callback(shutil.rmtree, folder, True)
                 path = os.path.join(folder, "runtime.sock")
                 token = secrets.token_urlsafe(24)
-                listener = await open_listener(path, None)
-                self._stack.push_async_callback(listener.aclose)
-                self._tg.start_soon(Host(self, token).serve, listener, self._tg)
+                await self._start_host(path, None, token)
                 self._door = (f"unix:{path}", token)
         return self._door
 

@@ -105,31 +105,32 @@ class _Door:
         self.token = token
 
     def submit(self, msg: c.Report, sink: deque[JobRecord] | None = None) -> None:
-        link = self.rt._link
-        if link is not None and not link.broken:
-            link.send(["u", self.token, encode_value(list(msg.outcomes)), msg.freed])
-        # Else the outcomes are lost with the connection: the jobs stall at lock expiry and
-        # run again, which is the contract of a job whose worker was cut off.
+        self.rt._post(["u", self.token, encode_value(list(msg.outcomes)), msg.freed])
+        # Unsent when not connected: the jobs stall at lock expiry and run again, which is
+        # the contract of a job whose worker was cut off.
 
 
 class _RemoteWorker:
-    __slots__ = ("actor", "concurrency", "inbox", "lock_duration", "max_stalled", "queue")
+    __slots__ = ("actor", "concurrency", "lock_duration", "max_stalled", "queue")
 
     def __init__(
         self,
         actor: WorkerActor,
-        inbox: Any,
         queue: str,
         concurrency: int,
         lock_duration: float,
         max_stalled: int,
     ) -> None:
         self.actor = actor
-        self.inbox = inbox
         self.queue = queue
         self.concurrency = concurrency
         self.lock_duration = lock_duration
         self.max_stalled = max_stalled
+
+    def registration(self) -> list[Any]:
+        """The message that registers it on the host (at start, and after a reconnect)."""
+        args = [self.queue, self.concurrency, self.lock_duration, self.max_stalled]
+        return ["w", 0, self.actor.token, *args]
 
 
 class RemoteRuntime(RuntimeAPI):
@@ -279,11 +280,10 @@ class RemoteRuntime(RuntimeAPI):
 
     def _rejoin(self, link: _Link) -> None:
         """A new connection: register this process's workers and subscriptions again."""
-        for token, w in self._remote_workers.items():
-            args = [w.queue, w.concurrency, w.lock_duration, w.max_stalled]
-            link.send(["w", 0, token, *args])
+        for worker in self._remote_workers.values():
+            link.send(worker.registration())
         for sub_id, stream in self._subs.items():
-            link.send(["e", sub_id, stream.capacity])
+            link.send(_subscription(sub_id, stream))
 
     async def _read(self, link: _Link, tg: TaskGroup) -> None:
         tg.start_soon(link.write)
@@ -308,7 +308,7 @@ class RemoteRuntime(RuntimeAPI):
         elif kind == "j":
             worker = self._remote_workers.get(message[1])
             if worker is not None:
-                worker.inbox.send_nowait(decode_value(message[2]))
+                worker.actor.inbox_tx.send_nowait(decode_value(message[2]))
         elif kind == "a":
             worker = self._remote_workers.get(message[1])
             if worker is not None:
@@ -377,9 +377,7 @@ class RemoteRuntime(RuntimeAPI):
     def _give_up(self, call_id: int, call: _Call) -> None:
         self._pending.pop(call_id, None)
         self._given_up[call_id] = call.command
-        link = self._link
-        if link is not None and not link.broken:
-            link.send(["z", call_id])
+        self._post(["z", call_id])
 
     async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
         result = await self._call(command, timeout)
@@ -387,10 +385,17 @@ class RemoteRuntime(RuntimeAPI):
             return False, None
         return True, result
 
-    def _notify(self, command: c.Command) -> None:
+    def _post(self, message: list[Any]) -> bool:
+        """Send `message` if connected (what is not sent is redone or moot after a
+        reconnect: registrations and subscriptions are sent again); whether it went."""
         link = self._link
-        if link is not None and not link.broken:
-            link.send(["n", encode_value(command)])
+        if link is None or link.broken:
+            return False
+        link.send(message)
+        return True
+
+    def _notify(self, command: c.Command) -> None:
+        self._post(["n", encode_value(command)])
 
     def _start_processor(
         self,
@@ -412,15 +417,11 @@ class RemoteRuntime(RuntimeAPI):
             engine=_Door(self, token),
         )
         self._streams += actor.streams()
-        worker = _RemoteWorker(
-            actor, actor.inbox_tx, queue, concurrency, lock_duration, max_stalled_count
-        )
+        worker = _RemoteWorker(actor, queue, concurrency, lock_duration, max_stalled_count)
         self._remote_workers[token] = worker
         assert self._tg is not None
         self._tg.start_soon(actor.run)
-        link = self._link
-        if link is not None and not link.broken:
-            link.send(["w", 0, token, queue, concurrency, lock_duration, max_stalled_count])
+        self._post(worker.registration())
         return actor
 
     def _start_sandbox(self, sandbox: Sandbox) -> None:
@@ -431,12 +432,12 @@ class RemoteRuntime(RuntimeAPI):
         token = worker.token
         try:
             async with self._slots:
-                link = self._link
-                if link is not None and not link.broken:
-                    call_id = next(self._ids)
-                    call = self._pending[call_id] = _Call(c.CloseWorker(token))
-                    link.send(["k", call_id, token])
+                call_id = next(self._ids)
+                call = self._pending[call_id] = _Call(c.CloseWorker(token))
+                if self._post(["k", call_id, token]):
                     await call.done.wait()
+                else:
+                    self._pending.pop(call_id, None)
         finally:
             remote = self._remote_workers.pop(token, None)
             if remote is not None:
@@ -462,24 +463,24 @@ class RemoteRuntime(RuntimeAPI):
         sub_id = next(self._ids)
         self._subs[sub_id] = stream
         self._sub_ids[id(stream)] = sub_id
-        link = self._link
-        if link is not None and not link.broken:
-            link.send(["e", sub_id, stream.capacity])
+        self._post(_subscription(sub_id, stream))
 
     def unsubscribe(self, stream: EventStream) -> None:
         sub_id = self._sub_ids.pop(id(stream), None)
         if sub_id is None:
             return
         self._subs.pop(sub_id, None)
-        link = self._link
-        if link is not None and not link.broken:
-            link.send(["q", sub_id])
+        self._post(["q", sub_id])
 
     def __repr__(self) -> str:
         return f"<RemoteRuntime {self._state} of {self.url}>"
 
 
 _TIMED_OUT: Final[Any] = object()
+
+
+def _subscription(sub_id: int, stream: EventStream) -> list[Any]:
+    return ["e", sub_id, stream.capacity]
 
 
 def connect(

@@ -300,6 +300,10 @@ class Connection:
             self.reply(call_id, req)
             return
         self._submit(req)
+        self._answer(call_id, req)
+
+    def _answer(self, call_id: int, req: Request) -> None:
+        """Reply now if the engine has, else when it does (its reply wakes `_Reply`)."""
         if req.replied:
             self.reply(call_id, req)
         else:
@@ -382,10 +386,7 @@ class Connection:
         self._submit(req)
         if req.replied:
             self.slots.pop(token, None)
-            self.reply(call_id, req)
-        else:
-            self.pending[call_id] = req
-            req.done = _Reply(self, call_id, req)
+        self._answer(call_id, req)
 
     def _subscribe(self, sub_id: Any, buffer: Any) -> None:
         if type(sub_id) is not int or sub_id in self.subscriptions:

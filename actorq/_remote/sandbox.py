@@ -140,12 +140,6 @@ class Sandbox:
             )
             await anyio.sleep(0.1)  # a child that dies at start does not spin the CPU
 
-    def held(self) -> list[int]:
-        return []
-
-    def abort(self, job_id: int) -> None:
-        return None
-
     async def aclose(self) -> None:
         """Ask every child to finish its jobs and exit; kill what is left after a while."""
         self._closing = True
