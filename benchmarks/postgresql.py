@@ -11,6 +11,11 @@
 * takeover: a leader (ttl 2 s) SIGKILLed, the time until a waiting candidate leads (has
   replayed the journal and serves), on a fresh journal and on one holding 50,000 jobs.
 
+``--notify-ab PAIRS`` instead measures what the leader's NOTIFY after each batch (the
+standbys' wake-up) costs: W1 and W2 on PostgreSQL ``always`` with the append statement as
+shipped and without its ``pg_notify``, alternating the order pair by pair; each variant's
+median and the per-pair ratios (above 1: the NOTIFY costs that much).
+
 Without ``--url`` it starts a throwaway cluster as the tests do (tests/pg_cluster.py needs
 PostgreSQL's server binaries).
 """
@@ -33,6 +38,7 @@ import anyio
 import psycopg
 
 from actorq import Job, Runtime
+from actorq import _journal_pg_schema as schema
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 W1_JOBS = 20_000
@@ -206,6 +212,45 @@ def _takeover(url: str, history: int = 0) -> float:
             candidate.kill()
 
 
+#: The append statement without its NOTIFY (as it was before warm standbys), for the A/B.
+APPEND_QUIET = (
+    "INSERT INTO actorq_log (seq, epoch, payload) SELECT %s, epoch, %s FROM actorq_lease "
+    "WHERE name = %s AND epoch = %s FOR SHARE"
+)
+
+
+def _notify_ab(admin: str, pairs: int) -> None:
+    shipped = schema.APPEND
+    figures: dict[str, dict[str, list[float]]] = {"w1": {}, "w2": {}}
+    ratios: dict[str, list[float]] = {"w1": [], "w2": []}
+    for pair in range(pairs):
+        order = [("notify", shipped), ("quiet", APPEND_QUIET)]
+        if pair % 2:
+            order.reverse()
+        got: dict[str, dict[str, float]] = {}
+        for label, statement in order:
+            schema.APPEND = statement
+            try:
+                w1 = anyio.run(_w1, _fresh(admin, f"ab{label}w1"), "always")
+                w2 = anyio.run(_w2, _fresh(admin, f"ab{label}w2"), "always")["p50_us"]
+            finally:
+                schema.APPEND = shipped
+            got[label] = {"w1": w1, "w2": w2}
+            figures["w1"].setdefault(label, []).append(w1)
+            figures["w2"].setdefault(label, []).append(w2)
+        ratios["w1"].append(got["quiet"]["w1"] / got["notify"]["w1"])
+        ratios["w2"].append(got["notify"]["w2"] / got["quiet"]["w2"])
+        print(f"pair {pair + 1}: {got}", file=sys.stderr)
+    for name, unit in (("w1", "jobs/s"), ("w2", "µs p50")):
+        med = {label: statistics.median(v) for label, v in figures[name].items()}
+        r = ratios[name]
+        print(
+            f"{name} postgresql always, {pairs} pairs: with NOTIFY {med['notify']:,.0f} {unit}, "
+            f"without {med['quiet']:,.0f} {unit}; cost ratio median {statistics.median(r):.3f} "
+            f"(min {min(r):.3f}, max {max(r):.3f})"
+        )
+
+
 @contextlib.contextmanager
 def _server(url: str | None) -> Iterator[str]:
     if url is not None:
@@ -225,9 +270,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an admin URL of a server to use (databases are made)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--notify-ab", type=int, metavar="PAIRS", help="the NOTIFY's cost")
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    if args.notify_ab:
+        with _server(args.url) as admin:
+            _notify_ab(admin, args.notify_ab)
+        return 0
     with _server(args.url) as admin, tempfile.TemporaryDirectory() as tmp:
         # The latency workloads first, on a server that has nothing else to do (after the
         # W1 runs, their databases' autovacuum competes for the disk and the CPU).
