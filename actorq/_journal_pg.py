@@ -338,6 +338,12 @@ class PostgresChangeLog:
         found = batches(self._conn, self.url, self.resume_after)
         return (change for _seq, batch in found for change in batch)
 
+    def rewind(self) -> None:
+        """Let `replay` run once more, from the snapshot (a standby whose tail the log was
+        compacted past: `LogCompactedError` came before any change)."""
+        self._replayed = False
+        self.resume_after = None
+
     def wants_snapshot(self) -> bool:
         return self._since_snapshot > max(self.snapshot_bytes, 2 * self._snapshot_size)
 
@@ -535,11 +541,12 @@ def open_pg_changelog(
     fsync: str = "always",
     snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
     withdraw: threading.Event | None = None,
+    wait: float | None = None,
 ) -> PostgresChangeLog:
     """Connect to `url`, migrate its tables, take the lease (waiting as a candidate when the
-    URL says ``actorq_wait``), and return the log a runtime replays and commits to.
-    Blocking: a runtime calls it in a worker thread, and sets `withdraw` to stop a wait for
-    the lease (`CandidacyWithdrawn`)."""
+    URL says ``actorq_wait``, or for `wait` seconds when given), and return the log a
+    runtime replays and commits to. Blocking: a runtime calls it in a worker thread, and
+    sets `withdraw` to stop a wait for the lease (`CandidacyWithdrawn`)."""
     withdraw = withdraw if withdraw is not None else threading.Event()
     options = parse_url(url)
     try:
@@ -557,7 +564,7 @@ def open_pg_changelog(
         except sql.SchemaError as exc:
             raise PostgresJournalError(f"journal {options.shown}: {exc}") from None
         holder = _holder()
-        deadline = time.monotonic() + options.wait
+        deadline = time.monotonic() + (options.wait if wait is None else wait)
         while True:
             sent = time.monotonic()
             with conn.transaction():
