@@ -8,8 +8,10 @@
 * W2 (one job at a time, add → completed) and W3 (1,000 jobs due 0–200 ms ahead, how late
   each starts) on PostgreSQL ``always``;
 * the log's rows and bytes per job after W1 (payload bytes, and on-disk bytes of the tables);
-* takeover: a leader (ttl 2 s) SIGKILLed, the time until a waiting candidate leads (has
-  replayed the journal and serves), on a fresh journal and on one holding 50,000 jobs.
+* takeover: a leader (ttl 2 s) SIGKILLed, the time until a candidate leads (has replayed
+  the journal and serves), on a fresh journal and on one holding 50,000 jobs: cold (a
+  candidate waiting with ``actorq_wait``) and warm (a standby, ``actorq_standby=on``, that
+  tailed the log), alternating. ``--takeover JOBS`` prints only these, for JOBS jobs.
 
 ``--notify-ab PAIRS`` instead measures what the leader's NOTIFY after each batch (the
 standbys' wake-up) costs: W1 and W2 on PostgreSQL ``always`` with the append statement as
@@ -192,20 +194,33 @@ async def _fill(url: str, jobs: int) -> None:
         await done.wait()
 
 
-def _takeover(url: str, history: int = 0) -> float:
+def _takeover(url: str, history: int = 0, *, warm: bool = False) -> float:
+    """Seconds from a SIGKILL of the leader (ttl 2 s) to a candidate leading: a cold one
+    (``actorq_wait=forever``: replays the whole journal once it has the lease) or a warm
+    standby (``actorq_standby=on``: has tailed the log, reads only what came after)."""
     if history:
         anyio.run(_fill, url, history)
     sys.path.insert(0, str(TESTS))
     from test_pg_takeover import Child  # noqa: PLC0415 - the tests' child harness
 
-    leader = Child(f"{url}?actorq_ttl=2", "a")
+    leader = Child(f"{url}?actorq_ttl=2", "a", *(["listen"] if warm else []))
     candidate: Child | None = None
     try:
         leader.wait_for("acked", 30, at_least=20)
-        candidate = Child(f"{url}?actorq_ttl=2&actorq_wait=forever", "b")
+        if warm:
+            candidate = Child(f"{url}?actorq_ttl=2&actorq_standby=on", "b")
+            with psycopg.connect(url) as conn:
+                row: Any = conn.execute("SELECT max(seq) FROM actorq_log").fetchone()
+            deadline = time.monotonic() + 120
+            while candidate.applied < row[0]:  # the standby has tailed the history
+                assert time.monotonic() < deadline, "the standby's tail did not catch up"
+                time.sleep(0.05)
+                candidate.pump()
+        else:
+            candidate = Child(f"{url}?actorq_ttl=2&actorq_wait=forever", "b")
         time.sleep(1.0)  # the candidate is polling the lease
         leader.kill()
-        return candidate.wait_for("leading", 30)
+        return candidate.wait_for("leading", 60)
     finally:
         leader.kill()
         if candidate is not None:
@@ -251,6 +266,23 @@ def _notify_ab(admin: str, pairs: int) -> None:
         )
 
 
+def _print_takeovers(admin: str, histories: Sequence[int], reps: int) -> None:
+    """The takeover figures, cold and warm alternating rep by rep, for each history."""
+    for history in histories:
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        for rep in range(reps):
+            kinds = ["cold", "warm"] if rep % 2 == 0 else ["warm", "cold"]
+            for kind in kinds:
+                name = f"take{history}{kind}x{rep}"
+                times[kind].append(_takeover(_fresh(admin, name), history, warm=kind == "warm"))
+        for kind, got in times.items():
+            print(
+                f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal, {kind} "
+                f"({'a standby' if kind == 'warm' else 'a waiting candidate'}): median "
+                f"{statistics.median(got):.2f} s (max {max(got):.2f} s)"
+            )
+
+
 @contextlib.contextmanager
 def _server(url: str | None) -> Iterator[str]:
     if url is not None:
@@ -271,12 +303,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="an admin URL of a server to use (databases are made)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--notify-ab", type=int, metavar="PAIRS", help="the NOTIFY's cost")
+    parser.add_argument(
+        "--takeover",
+        type=int,
+        metavar="JOBS",
+        help="only the takeover figures, cold and warm, with JOBS completed jobs in the journal",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     if args.notify_ab:
         with _server(args.url) as admin:
             _notify_ab(admin, args.notify_ab)
+        return 0
+    if args.takeover is not None:
+        with _server(args.url) as admin:
+            _print_takeovers(admin, (args.takeover,), args.reps)
         return 0
     with _server(args.url) as admin, tempfile.TemporaryDirectory() as tmp:
         # The latency workloads first, on a server that has nothing else to do (after the
@@ -316,15 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"W1 one add at a time, {ADDS:,} adds from {W1_CONCURRENCY} tasks, postgresql "
             f"always: {statistics.median(adds):,.0f} jobs/s"
         )
-        for history in (0, TAKEOVER_HISTORY):
-            takeovers = [
-                _takeover(_fresh(admin, f"take{history}x{rep}"), history)
-                for rep in range(args.reps)
-            ]
-            print(
-                f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal: median "
-                f"{statistics.median(takeovers):.2f} s (max {max(takeovers):.2f} s)"
-            )
+        _print_takeovers(admin, (0, TAKEOVER_HISTORY), args.reps)
     return 0
 
 

@@ -9,8 +9,9 @@ type>: <message>`` (exit status 3). Every fifth add is a job that depends on the
 it. With ``listen`` the runtime listens on a port of 127.0.0.1 (where standbys reach it);
 with ``idle`` it runs no worker.
 A standby (``actorq_standby=on`` in the URL) prints ``standby`` as it enters, adds and
-processes through the leader, prints ``leading`` once it took over, and ``lost <i>`` for an
-add whose connection broke (it may have been applied; the next add takes the next i).
+processes through the leader, prints ``applied <seq>`` every 100 adds (how far its tail
+has read the log), ``leading`` once it took over, and ``lost <i>`` for an add whose
+connection broke (it may have been applied; the next add takes the next i).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ async def main(url: str, tag: str, options: list[str]) -> None:
                 if said is not rt.leading:
                     said = rt.leading
                     out.write("leading\n" if said else "standby\n")
+                    out.flush()
+                if rt._standby is not None and not said and i % 100 == 0:
+                    out.write(f"applied {rt._standby.tail.applied or 0}\n")
                     out.flush()
                 data = {"tag": tag, "i": i}
                 try:

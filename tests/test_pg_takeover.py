@@ -45,6 +45,7 @@ class Child:
         self.standby = False  # it entered as a standby
         self.lead_at = 0  # how many runs it had started when it printed "leading"
         self.lost: list[int] = []  # the i of adds whose connection broke
+        self.applied = 0  # a standby's tail: the last seq it said it applied
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -66,6 +67,8 @@ class Child:
                 self.standby = True
             elif line.startswith("lost "):
                 self.lost.append(int(line.split()[1]))
+            elif line.startswith("applied "):
+                self.applied = int(line.split()[1])
             elif line.startswith("ran "):
                 self.ran.append(int(line.split()[1]))
             elif line.startswith("stopped "):
