@@ -2,10 +2,16 @@
 adds jobs in a loop (a worker completes them) and prints each acknowledged one, until it is
 killed or its journal stops it.
 
-Usage: ``python tests/pg_child.py URL TAG``. Prints ``leading`` once it holds the lease,
-then ``<job id> <TAG> <i>`` per acknowledged add (one flushed write per line), ``ran <job
-id>`` as its processor starts a job, and on a stop of the runtime ``stopped <error type>:
-<message>`` (exit status 3). Every fifth add is a job that depends on the add before it.
+Usage: ``python tests/pg_child.py URL TAG [listen] [idle]``. Prints ``leading`` once it holds the
+lease, then ``<job id> <TAG> <i>`` per acknowledged add (one flushed write per line), ``ran
+<job id>`` as its processor starts a job, and on a stop of the runtime ``stopped <error
+type>: <message>`` (exit status 3). Every fifth add is a job that depends on the add before
+it. With ``listen`` the runtime listens on a port of 127.0.0.1 (where standbys reach it);
+with ``idle`` it runs no worker.
+A standby (``actorq_standby=on`` in the URL) prints ``standby`` as it enters, adds and
+processes through the leader, prints ``applied <seq>`` every 100 adds (how far its tail
+has read the log), ``leading`` once it took over, and ``lost <i>`` for an add whose
+connection broke (it may have been applied; the next add takes the next i).
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ import sys
 
 import anyio
 
-from actorq import DependsOn, Job, Runtime, RuntimeClosedError
+from actorq import ConnectionLostError, DependsOn, Job, Runtime, RuntimeClosedError
 
 
-async def main(url: str, tag: str) -> None:
+async def main(url: str, tag: str, options: list[str]) -> None:
     out = sys.stdout
     try:
-        async with Runtime(url) as rt:
+        async with Runtime(url, listen="127.0.0.1:0" if "listen" in options else None) as rt:
             q = rt.queue("q")
 
             async def work(job: Job) -> int:
@@ -30,17 +36,31 @@ async def main(url: str, tag: str) -> None:
                     await anyio.sleep(0.05)
                 return int(job.data["i"])
 
-            rt.worker(q, work, concurrency=4)
-            out.write("leading\n")
-            out.flush()
+            if "idle" not in options:
+                rt.worker(q, work, concurrency=4)
+            said = None
             i = 0
             last: Job | None = None
             while True:
+                if said is not rt.leading:
+                    said = rt.leading
+                    out.write("leading\n" if said else "standby\n")
+                    out.flush()
+                if rt._standby is not None and not said and i % 100 == 0:
+                    out.write(f"applied {rt._standby.tail.applied or 0}\n")
+                    out.flush()
                 data = {"tag": tag, "i": i}
-                if i % 5 == 4 and last is not None:
-                    job = await q.add("dep", data, depends_on=DependsOn(job_ids=[last.id]))
-                else:
-                    job = await q.add("k", data)
+                try:
+                    if i % 5 == 4 and last is not None:
+                        job = await q.add("dep", data, depends_on=DependsOn(job_ids=[last.id]))
+                    else:
+                        job = await q.add("k", data)
+                except ConnectionLostError:
+                    out.write(f"lost {i}\n")
+                    out.flush()
+                    i += 1
+                    last = None
+                    continue
                 last = job
                 out.write(f"{job.id} {tag} {i}\n")
                 out.flush()
@@ -54,4 +74,4 @@ async def main(url: str, tag: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, sys.argv[1], sys.argv[2])
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -60,6 +60,11 @@ _BACKOFF: Final = (0.05, 2.0)
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
+class NotSentError(RuntimeClosedError):
+    """The client is closed, or closed while the call waited for a connection: the call
+    was never sent, so it is safe to make again elsewhere (a standby that took over)."""
+
+
 class _Call:
     __slots__ = ("command", "done", "error", "replied", "result")
 
@@ -173,11 +178,16 @@ class RemoteRuntime(RuntimeAPI):
 
     async def __aenter__(self) -> Self:
         link = await self._open()  # a host that is not there fails the block at once
+        await self._begin(link)
+        return self
+
+    async def _begin(self, link: _Link | None) -> None:
+        """Run: serve `link`, or (None) connect in the background, calls waiting meanwhile
+        (a warm standby's client, `actorq._standby`). Left by `close`, in the same task."""
         self._cm = anyio.create_task_group()
         self._tg = await self._cm.__aenter__()
         self._state = RUNNING
         self._tg.start_soon(self._keep, link)
-        return self
 
     async def __aexit__(
         self,
@@ -192,6 +202,7 @@ class RemoteRuntime(RuntimeAPI):
                         await worker.close()
         finally:
             self._state = CLOSED
+            self._linked.set()  # calls waiting for a connection give up: `NotSentError`
             for sub in list(self._subs.values()):
                 sub.end()
             self._fail_pending(RuntimeClosedError("the client is closed"))
@@ -344,11 +355,13 @@ class RemoteRuntime(RuntimeAPI):
 
     async def _call(self, command: c.Command, within: float | None = None) -> Any:
         if self._state != RUNNING:
-            raise RuntimeClosedError(f"the client is {self._state}")
+            raise NotSentError(f"the client is {self._state}")
         async with self._slots:
             link = self._link
             if link is None or link.broken:
                 await self._linked.wait()
+                if self._state != RUNNING:
+                    raise NotSentError("the client closed before the call was sent")
                 link = self._link
                 assert link is not None
             call_id = next(self._ids)
