@@ -55,7 +55,8 @@ def test_a_move_for_a_field_set_does_what_the_rows_general_move_does() -> None:
                "lock_token": None, "lock_expires_at": None}  # fmt: skip
     general, written = _active_core(), _active_core()
     MOVES["complete"][A][C](general, general.jobs[1], copy.copy(changes))
-    move("complete", A, C, tuple(changes))(written, written.jobs[1], copy.copy(changes))
+    rec = written.jobs[1]
+    move("complete", A, C, tuple(changes))(written, written.queues["q"], rec, *changes.values())
     assert _state(general) == _state(written)
     assert general.take_effects()[0] == written.take_effects()[0]
 

@@ -81,9 +81,11 @@ _MASK64: Final = (1 << 64) - 1
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
 _TAKE_FIELDS: Final = ("state", "attempts_started", "processed_at", "lock_token", "lock_expires_at")
+#: ``_TAKE(core, qs, rec, A, attempts_started, processed_at, lock_token, lock_expires_at)``.
 _TAKE: Final = move("take", W, A, _TAKE_FIELDS)
 _TAKE_STALLS: Final = move("take", W, A, (*_TAKE_FIELDS, "max_stalled_count"))
 _END_FIELDS: Final = ("state", "attempts_made", "finished_at", "lock_token", "lock_expires_at")
+#: ``_COMPLETE(core, qs, rec, C, attempts_made, finished_at, None, None, return_value)``.
 _COMPLETE: Final = move("complete", A, C, (*_END_FIELDS, "return_value"))
 
 
@@ -338,18 +340,10 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                     {"attempts_started": started, "attempts_made": rec.attempts_made + 1},
                 )
                 continue
-            fields = {
-                "state": A,
-                "attempts_started": started,
-                "processed_at": now,
-                "lock_token": token,
-                "lock_expires_at": lock_until,
-            }
             if max_stalled_count == rec.max_stalled_count:
-                _TAKE(self, rec, fields)
+                _TAKE(self, qs, rec, A, started, now, token, lock_until)
             else:
-                fields["max_stalled_count"] = max_stalled_count
-                _TAKE_STALLS(self, rec, fields)
+                _TAKE_STALLS(self, qs, rec, A, started, now, token, lock_until, max_stalled_count)
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
@@ -408,16 +402,7 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 self._settle(now)
                 return rec
         _COMPLETE(
-            self,
-            rec,
-            {
-                "state": C,
-                "attempts_made": rec.attempts_made + 1,
-                "finished_at": now,
-                "return_value": value,
-                "lock_token": None,
-                "lock_expires_at": None,
-            },
+            self, self.queues[rec.queue], rec, C, rec.attempts_made + 1, now, None, None, value
         )
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
