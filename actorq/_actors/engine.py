@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 #: yields to the event loop first (see `Engine.yield_due`).
 INLINE_YIELD_MASK: Final = 31
 _TAKE: Final = HANDLERS[c.Take]
+#: The empty part of an outbox: shared, so never appended to.
+_NOTHING: Final[list[Any]] = []
 _REPORT: Final = HANDLERS[c.Report]
 
 
@@ -303,11 +305,24 @@ class Engine:
         if core.stalls:
             log_stalls(core.stalls)
         changes, events, finished = core.take_effects()
-        outbox = tuple.__new__(
-            Outbox, (changes, self._sends, self._aborts, self._replies, events, finished)
-        )
-        self._sends, self._aborts, self._replies = [], [], []
-        return outbox
+        # A part the batch left empty is handed over as the shared empty list (never
+        # appended to), and the engine keeps its own: most batches fill one part of three.
+        sends = self._sends
+        if sends:
+            self._sends = []
+        else:
+            sends = _NOTHING
+        aborts = self._aborts
+        if aborts:
+            self._aborts = []
+        else:
+            aborts = _NOTHING
+        replies = self._replies
+        if replies:
+            self._replies = []
+        else:
+            replies = _NOTHING
+        return tuple.__new__(Outbox, (changes, sends, aborts, replies, events, finished))
 
     def _own(self, cmd: c.Command) -> Callable[[Request, Any, float], Any]:
         op = self._ops.get(type(cmd))
