@@ -78,6 +78,7 @@ class WorkerSlot:
         "abort",
         "closing",
         "concurrency",
+        "elsewhere",
         "free",
         "inbox",
         "lock_duration",
@@ -113,6 +114,8 @@ class WorkerSlot:
         # runner that reported, which is about to take them.
         self.sink: deque[JobRecord] | None = None
         self.closing = False
+        #: Its jobs are a client's on the same virtual clock, whose own probe counts them.
+        self.elsewhere = False
 
 
 class Outbox(NamedTuple):
@@ -255,8 +258,12 @@ class Engine:
         return self.resting
 
     def idle(self) -> bool:
-        """Quiet, and every dispatched job's processor is asleep on the virtual clock."""
-        return self.resting and self.running == self.asleep
+        """Quiet, and every dispatched job's processor is asleep on the virtual clock (the
+        jobs of a client on the same clock are that client's to count)."""
+        if not self.resting:
+            return False
+        elsewhere = sum(s.concurrency - s.free for s in self.slots.values() if s.elsewhere)
+        return self.running - elsewhere == self.asleep
 
     # ------------------------------------------------------------------ the step
 
@@ -398,6 +405,10 @@ class Engine:
                 slot.inbox.send_nowait(jobs)
         for slot, job_id in outbox.aborts:
             slot.abort(job_id)
+        if outbox.events and self.subscribers:
+            # Before the replies: a runtime host's client then reads a call's events
+            # before its reply, as a local caller finds them in its stream on return.
+            self._publish(outbox.events)
         for req in outbox.replies:
             _reply(req)
         if outbox.finished and self.waiters:
@@ -407,8 +418,6 @@ class Engine:
                     for req in waiting:
                         req.result = rec
                         _reply(req)
-        if outbox.events and self.subscribers:
-            self._publish(outbox.events)
         due = self.core.due_bound  # may be early (a lock since released): fires for nothing
         if due != math.inf and (self.timer_due is None or due < self.timer_due):
             # Wake the timer only when the next due time moves earlier. A due time that
