@@ -249,9 +249,9 @@ class Runtime(RuntimeAPI):
 
     @property
     def leading(self) -> bool:
-        """Whether this runtime runs the engine: every started runtime but a standby that
-        has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
-        return self._engine is not None
+        """Whether this runtime runs the engine now: every running runtime but a standby
+        that has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
+        return self._engine is not None and not self._halted
 
     async def wait_leading(self) -> None:
         """Return once this runtime runs the engine (at once unless it is a standby);
@@ -259,7 +259,7 @@ class Runtime(RuntimeAPI):
         standby = self._standby
         if standby is not None:
             await standby.settled.wait()
-        if self._engine is None:
+        if not self.leading:
             raise self._closed_error() from self._crash
 
     async def __aexit__(

@@ -138,6 +138,8 @@ class Standby:
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()) and rt._crash is None:
                 rt._crash = exc
+            if rt._tg is not None:  # the engine started before it failed: it stops too
+                rt._tg.cancel_scope.cancel()
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -178,7 +180,8 @@ class Standby:
             return
         client._fail_pending(
             ConnectionLostError(
-                f"the leader of {client.url} changed during the call", may_have_applied=True
+                f"the standby's connection to the leader of {client.url} closed during the call",
+                may_have_applied=True,
             )
         )
         await client.close()

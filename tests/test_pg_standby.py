@@ -5,6 +5,7 @@ one process (both backends) and with real processes, the leader SIGKILLed."""
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -15,7 +16,8 @@ import pytest
 from test_pg_takeover import Child, check_every_acknowledged_job_once, completed_by_epoch
 
 from actorq import Job, Runtime, RuntimeClosedError
-from actorq._journal_pg import PostgresChangeLog
+from actorq._core import CoreState
+from actorq._journal_pg import PostgresChangeLog, batches
 
 
 async def quiet_seq(rt: Runtime) -> int:
@@ -30,6 +32,15 @@ def epoch(url: str) -> int:
     with psycopg.connect(url) as conn:
         row: Any = conn.execute("SELECT epoch FROM actorq_lease").fetchone()
         return int(row[0])
+
+
+def replayed(url: str) -> dict[str, Any]:
+    """The state a cold replay of the whole journal rebuilds."""
+    core = CoreState()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _seq, changes in batches(conn, url, None):
+            core.apply_changes(changes)
+    return core.snapshot()
 
 
 class Leader:
@@ -95,8 +106,37 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
             assert set(ran) >= {j.id for j in more}
             counts = await q.counts()
             assert counts["completed"] == 15 and counts["delayed"] == 1
+            # The warm core it took over with, and went on from, is the journal's replay.
+            assert rt._core.snapshot() == await anyio.to_thread.run_sync(replayed, pg_url)
     async with Runtime(pg_url) as rt:  # the standby released the lease as it closed
         assert (await rt.queue("q").counts())["completed"] == 15
+
+
+async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
+    pg_url: str,
+) -> None:
+    with socket.socket() as taken:  # the port the standby is to listen on, once it leads
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with anyio.create_task_group() as tg:
+            leading = Leader(pg_url)
+            await tg.start(leading.run)
+            rt = Runtime(pg_url + "?actorq_standby=on", listen=f"127.0.0.1:{port}")
+            with pytest.raises(OSError):
+                async with rt:
+                    job = await rt.queue("q").add("x", 1)
+                    await leading.stop()
+                    with anyio.fail_after(15):
+                        await rt.wait_stopped()
+                    assert not rt.leading
+                    with pytest.raises(RuntimeClosedError):
+                        await rt.wait_leading()
+                    with pytest.raises(RuntimeClosedError) as info:
+                        await rt.queue("q").add("x", 2)
+                    assert isinstance(info.value.__cause__, OSError)
+    async with Runtime(pg_url) as rt:  # it released the lease as it stopped
+        assert [j.id for j in await rt.queue("q").get_jobs()] == [job.id]
 
 
 async def test_a_standby_that_stops_withdraws_and_leaves_the_leader_alone(pg_url: str) -> None:
