@@ -653,7 +653,10 @@ class Runtime(RuntimeAPI):
     def _peek(self, query: c.Query) -> Any:
         """Run a read-only command now, outside any batch, for what cannot await (a
         notebook's HTML display, `repr`). While a batch is being committed it may show that
-        batch's effects a moment before they are durable."""
+        batch's effects a moment before they are durable. A standby answers from the core
+        its tail keeps (as of the last batch it read)."""
+        if self._engine is None and self._standby is not None:
+            return self._standby.tail.peek(query, self.clock.now())
         return self._core.handle(query, self.clock.now())
 
     def _repr_html_(self) -> str:
@@ -662,9 +665,10 @@ class Runtime(RuntimeAPI):
         return runtime_html(self)
 
     def __repr__(self) -> str:
-        if self._engine is None and self._standby is not None:
-            return f"<Runtime {self._state}, standby of {self._standby.client.url}>"
         jobs, _counts = self._peek(c.Summary())
+        if self._engine is None and self._standby is not None:
+            url = self._standby.client.url
+            return f"<Runtime {self._state}, standby of {url}, {jobs} jobs, {self.clock!r}>"
         return f"<Runtime {self._state}, {jobs} jobs, {self.clock!r}>"
 
 
