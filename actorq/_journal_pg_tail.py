@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from . import _journal_pg_schema as sql
 from ._core import CoreState
-from ._core.commands import Change
+from ._core.commands import Change, Query
 from ._journal_pg import LogCompactedError, batches
 from ._journal_pg_lease import Options, _connect
 
@@ -110,6 +110,11 @@ class LogTail:
                     self.core.apply_changes(changes)
                     self.applied = seq
                     self._lock.notify_all()
+
+    def peek(self, query: Query, now: float) -> Any:
+        """Answer a read-only command from the core, between two batches."""
+        with self._lock:
+            return self.core.handle(query, now)
 
     def wait_applied(self, seq: int, timeout: float) -> bool:
         """Block until the core holds batch `seq` (or `timeout` seconds pass); whether it does."""

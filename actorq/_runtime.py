@@ -249,9 +249,9 @@ class Runtime(RuntimeAPI):
 
     @property
     def leading(self) -> bool:
-        """Whether this runtime runs the engine: every started runtime but a standby that
-        has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
-        return self._engine is not None
+        """Whether this runtime runs the engine now: every running runtime but a standby
+        that has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
+        return self._engine is not None and not self._halted
 
     async def wait_leading(self) -> None:
         """Return once this runtime runs the engine (at once unless it is a standby);
@@ -259,7 +259,7 @@ class Runtime(RuntimeAPI):
         standby = self._standby
         if standby is not None:
             await standby.settled.wait()
-        if self._engine is None:
+        if not self.leading:
             raise self._closed_error() from self._crash
 
     async def __aexit__(
@@ -653,7 +653,10 @@ class Runtime(RuntimeAPI):
     def _peek(self, query: c.Query) -> Any:
         """Run a read-only command now, outside any batch, for what cannot await (a
         notebook's HTML display, `repr`). While a batch is being committed it may show that
-        batch's effects a moment before they are durable."""
+        batch's effects a moment before they are durable. A standby answers from the core
+        its tail keeps (as of the last batch it read)."""
+        if self._engine is None and self._standby is not None:
+            return self._standby.tail.peek(query, self.clock.now())
         return self._core.handle(query, self.clock.now())
 
     def _repr_html_(self) -> str:
@@ -662,9 +665,10 @@ class Runtime(RuntimeAPI):
         return runtime_html(self)
 
     def __repr__(self) -> str:
-        if self._engine is None and self._standby is not None:
-            return f"<Runtime {self._state}, standby of {self._standby.client.url}>"
         jobs, _counts = self._peek(c.Summary())
+        if self._engine is None and self._standby is not None:
+            url = self._standby.client.url
+            return f"<Runtime {self._state}, standby of {url}, {jobs} jobs, {self.clock!r}>"
         return f"<Runtime {self._state}, {jobs} jobs, {self.clock!r}>"
 
 

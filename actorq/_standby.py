@@ -34,6 +34,7 @@ after any takeover.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -45,7 +46,7 @@ from ._actors.messages import Request
 from ._core import CoreState
 from ._core import commands as c
 from ._exceptions import ConnectionLostError
-from ._journal_pg import LogCompactedError, PostgresChangeLog
+from ._journal_pg import LogCompactedError, PostgresChangeLog, PostgresJournalError
 from ._journal_pg_lease import parse_url
 from ._journal_pg_tail import LogTail
 from ._remote.client import NotSentError, RemoteRuntime
@@ -56,6 +57,11 @@ if TYPE_CHECKING:
     from ._actors.worker import WorkerActor
     from ._runtime import Runtime
     from ._worker import Worker
+
+log = logging.getLogger("actorq.journal")
+
+#: Seconds between a standby's attempts to wait for the lease while the database is gone.
+RETRY = 1.0
 
 #: What a processor worker was started with (`Runtime._start_processor`'s arguments).
 _Processor = tuple[str, Callable[[Any], Any], int, bool, float, int]
@@ -138,6 +144,8 @@ class Standby:
         except BaseException as exc:
             if not isinstance(exc, anyio.get_cancelled_exc_class()) and rt._crash is None:
                 rt._crash = exc
+            if rt._tg is not None:  # the engine started before it failed: it stops too
+                rt._tg.cancel_scope.cancel()
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -162,7 +170,7 @@ class Standby:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(stop_asked)
-                journal = await open_pg(self.url, rt.fsync, wait=math.inf)
+                journal = await self._wait_for_lease()
                 tg.cancel_scope.cancel()
         if journal is None:  # asked to stop: the workers finish as a client's do
             for worker in list(rt._workers.values()):
@@ -171,6 +179,18 @@ class Standby:
         assert journal is None or isinstance(journal, PostgresChangeLog)
         return journal
 
+    async def _wait_for_lease(self) -> Any:
+        """`open_pg`, waiting as long as it takes; the database gone meanwhile (a restart,
+        a failover) is waited out, since the standby serves through the leader anyway."""
+        import psycopg  # noqa: PLC0415 - the postgresql extra
+
+        while True:
+            try:
+                return await open_pg(self.url, self.rt.fsync, wait=math.inf)
+            except (psycopg.OperationalError, PostgresJournalError) as exc:
+                log.warning("journal %s: the standby's candidacy retries: %s", self.client.url, exc)
+                await anyio.sleep(RETRY)
+
     async def _leave_client(self) -> None:
         """Close the leader's client: calls in flight on it may have been applied there."""
         client = self.client
@@ -178,7 +198,8 @@ class Standby:
             return
         client._fail_pending(
             ConnectionLostError(
-                f"the leader of {client.url} changed during the call", may_have_applied=True
+                f"the standby's connection to the leader of {client.url} closed during the call",
+                may_have_applied=True,
             )
         )
         await client.close()

@@ -53,12 +53,13 @@ W3_MAX_DELAY = 0.2
 TAKEOVER_HISTORY = 50_000
 
 
-def _fresh(admin_url: str, name: str) -> str:
-    """A new database, after a checkpoint: each run starts with no dirty buffers of the
-    runs before it to flush."""
+def _fresh(admin_url: str, name: str, template: str | None = None) -> str:
+    """A new database (a copy of `template`, when given), after a checkpoint: each run
+    starts with no dirty buffers of the runs before it to flush."""
+    copy = f" TEMPLATE {template}" if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        conn.execute(f"CREATE DATABASE {name}{copy}")  # type: ignore[arg-type]
         with contextlib.suppress(psycopg.Error):  # needs a superuser or pg_checkpoint
             conn.execute("CHECKPOINT")
     return admin_url.rsplit("/", 1)[0] + "/" + name
@@ -194,12 +195,10 @@ async def _fill(url: str, jobs: int) -> None:
         await done.wait()
 
 
-def _takeover(url: str, history: int = 0, *, warm: bool = False) -> float:
+def _takeover(url: str, *, warm: bool = False) -> float:
     """Seconds from a SIGKILL of the leader (ttl 2 s) to a candidate leading: a cold one
     (``actorq_wait=forever``: replays the whole journal once it has the lease) or a warm
     standby (``actorq_standby=on``: has tailed the log, reads only what came after)."""
-    if history:
-        anyio.run(_fill, url, history)
     sys.path.insert(0, str(TESTS))
     from test_pg_takeover import Child  # noqa: PLC0415 - the tests' child harness
 
@@ -269,12 +268,16 @@ def _notify_ab(admin: str, pairs: int) -> None:
 def _print_takeovers(admin: str, histories: Sequence[int], reps: int) -> None:
     """The takeover figures, cold and warm alternating rep by rep, for each history."""
     for history in histories:
+        template = f"take{history}"  # filled once, copied for each run
+        filled = _fresh(admin, template)
+        if history:
+            anyio.run(_fill, filled, history)
         times: dict[str, list[float]] = {"cold": [], "warm": []}
         for rep in range(reps):
             kinds = ["cold", "warm"] if rep % 2 == 0 else ["warm", "cold"]
             for kind in kinds:
-                name = f"take{history}{kind}x{rep}"
-                times[kind].append(_takeover(_fresh(admin, name), history, warm=kind == "warm"))
+                url = _fresh(admin, f"take{history}{kind}x{rep}", template)
+                times[kind].append(_takeover(url, warm=kind == "warm"))
         for kind, got in times.items():
             print(
                 f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal, {kind} "
