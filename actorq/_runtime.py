@@ -203,7 +203,11 @@ class Runtime(RuntimeAPI):
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
-            stalled = await self._send(c.StallAllActive())
+            try:
+                stalled = await self._send(c.StallAllActive())
+            except BaseException as exc:  # its commit failed: stop as a crash does
+                await self._exit(type(exc), exc, exc.__traceback__)
+                raise
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
 
