@@ -3,14 +3,18 @@ adds jobs in a loop (a worker completes them) and prints each acknowledged one, 
 killed or its journal stops it.
 
 Usage: ``python tests/pg_child.py URL TAG``. Prints ``leading`` once it holds the lease,
-then ``<job id> <TAG> <i>`` per acknowledged add (one flushed write per line), ``ran <job
-id>`` as its processor starts a job, and on a stop of the runtime ``stopped <error type>:
-<message>`` (exit status 3). Every fifth add is a job that depends on the add before it.
+then ``<job id> <TAG> <i> <t>`` per acknowledged add (one flushed write per line), ``ran
+<job id> <t>`` as its processor starts a job and ``done <job id> <t>`` as its run returns,
+and on a stop of the runtime ``stopped <error type>: <message>`` (exit status 3); ``t`` is
+`time.monotonic()`, one clock for every process of the machine. Every fifth add is a job
+that depends on the add before it, every third is tagged ``imp``, and every tenth is a
+tag-drain barrier: it waits until no unfinished job is tagged ``imp``.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 
 import anyio
 
@@ -24,10 +28,12 @@ async def main(url: str, tag: str) -> None:
             q = rt.queue("q")
 
             async def work(job: Job) -> int:
-                out.write(f"ran {job.id}\n")
+                out.write(f"ran {job.id} {time.monotonic()!r}\n")
                 out.flush()
                 if job.data["i"] % 7 == 0:  # some stay active a while (active when killed)
                     await anyio.sleep(0.05)
+                out.write(f"done {job.id} {time.monotonic()!r}\n")
+                out.flush()
                 return int(job.data["i"])
 
             rt.worker(q, work, concurrency=4)
@@ -39,10 +45,12 @@ async def main(url: str, tag: str) -> None:
                 data = {"tag": tag, "i": i}
                 if i % 5 == 4 and last is not None:
                     job = await q.add("dep", data, depends_on=DependsOn(job_ids=[last.id]))
+                elif i % 10 == 7:
+                    job = await q.add("drain", data, depends_on=DependsOn(tags=["imp"]))
                 else:
-                    job = await q.add("k", data)
+                    job = await q.add("k", data, tags=["imp"] if i % 3 == 0 else [])
                 last = job
-                out.write(f"{job.id} {tag} {i}\n")
+                out.write(f"{job.id} {tag} {i} {time.monotonic()!r}\n")
                 out.flush()
                 i += 1
                 await anyio.sleep(0.002)
