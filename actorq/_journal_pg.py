@@ -154,6 +154,8 @@ class PostgresChangeLog:
 
     records = True
     waits = True
+    #: Several processes lead it in turn: local processors hold timed locks too.
+    leased = True
 
     def __init__(
         self,

@@ -191,6 +191,7 @@ class SimDatabaseJournal:
 
     records = True
     waits = True
+    leased = True
 
     def __init__(self, db: SimDatabase, sim: Recorder, *, snapshot_bytes: int) -> None:
         self.db = db

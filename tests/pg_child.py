@@ -8,7 +8,9 @@ then ``<job id> <TAG> <i> <t>`` per acknowledged add (one flushed write per line
 and on a stop of the runtime ``stopped <error type>: <message>`` (exit status 3); ``t`` is
 `time.monotonic()`, one clock for every process of the machine. Every fifth add is a job
 that depends on the add before it, every third is tagged ``imp``, and every tenth is a
-tag-drain barrier: it waits until no unfinished job is tagged ``imp``.
+tag-drain barrier: it waits until no unfinished job is tagged ``imp``. Its processors hold
+2-second locks (timed on a journal in PostgreSQL): a job active when a leader dies stalls
+in the next leader 2 s after the last renewal, and runs again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ async def main(url: str, tag: str) -> None:
                 out.flush()
                 return int(job.data["i"])
 
-            rt.worker(q, work, concurrency=4)
+            rt.worker(q, work, concurrency=4, lock_duration=2)
             out.write("leading\n")
             out.flush()
             i = 0

@@ -30,6 +30,7 @@ from typing import Any, Final, Self
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
+from .._actors.renewal import renew_held, renewal_interval
 from .._actors.subscription import DEFAULT_CAPACITY, EventStream
 from .._actors.worker import WorkerActor
 from .._api import CLOSED, RUNNING, RuntimeAPI
@@ -446,13 +447,8 @@ class RemoteRuntime(RuntimeAPI):
     async def _renew_locks(self) -> None:
         """Renew the locks of the jobs this process's workers hold, one message each."""
         while True:
-            locks = [w.lock_duration for w in self._remote_workers.values()]
-            wait = min(locks, default=5.0) / 2
-            await anyio.sleep(wait)
-            for token, w in list(self._remote_workers.items()):
-                held = w.actor.held()
-                if held:
-                    self._notify(c.ExtendLocks(token, tuple(held), w.lock_duration))
+            await anyio.sleep(renewal_interval(self._remote_workers.values()))
+            renew_held(self._remote_workers, self._notify)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
         """Subscribe to the host's lifecycle events (see `Runtime.events`)."""
