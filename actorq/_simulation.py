@@ -234,7 +234,8 @@ class Simulation:
         )
         self._in_doubt = []
         self._shadow = replayed
-        self._held.clear()
+        if self.journal == "file":
+            self._held.clear()  # stalled as the next life starts; on a database they expire
         self._obs = None
         rt = Runtime(
             journal=journal,

@@ -3,7 +3,8 @@ adds jobs in a loop (a worker completes them) and prints each acknowledged one, 
 killed or its journal stops it.
 
 Usage: ``python tests/pg_child.py URL TAG``. Prints ``leading`` once it holds the lease,
-then ``<job id> <TAG> <i> <t>`` per acknowledged add (one flushed write per line), ``ran
+then ``<job id> <TAG> <i> <t0> <t>`` per acknowledged add, called at t0 and returned at t
+(one flushed write per line), ``ran
 <job id> <t>`` as its processor starts a job and ``done <job id> <t>`` as its run returns,
 and on a stop of the runtime ``stopped <error type>: <message>`` (exit status 3); ``t`` is
 `time.monotonic()`, one clock for every process of the machine. Every fifth add is a job
@@ -45,6 +46,7 @@ async def main(url: str, tag: str) -> None:
             last: Job | None = None
             while True:
                 data = {"tag": tag, "i": i}
+                called = time.monotonic()
                 if i % 5 == 4 and last is not None:
                     job = await q.add("dep", data, depends_on=DependsOn(job_ids=[last.id]))
                 elif i % 10 == 7:
@@ -52,7 +54,7 @@ async def main(url: str, tag: str) -> None:
                 else:
                     job = await q.add("k", data, tags=["imp"] if i % 3 == 0 else [])
                 last = job
-                out.write(f"{job.id} {tag} {i} {time.monotonic()!r}\n")
+                out.write(f"{job.id} {tag} {i} {called!r} {time.monotonic()!r}\n")
                 out.flush()
                 i += 1
                 await anyio.sleep(0.002)

@@ -5,6 +5,7 @@ without writing; PostgreSQL restarted under load loses nothing acknowledged."""
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -40,6 +41,7 @@ class Child:
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.acked: dict[int, int] = {}  # job id -> i
         self.acked_at: dict[int, float] = {}  # job id -> when its add returned
+        self.called_at: dict[int, float] = {}  # job id -> when its add was called
         self.ran: list[int] = []  # job ids, as the processor started them
         #: (job id, time) of each start and each return of the processor, in order.
         self.starts: list[tuple[int, float]] = []
@@ -72,8 +74,9 @@ class Child:
             elif line.startswith("stopped "):
                 self.stopped = line.strip()
             elif line.endswith("\n"):
-                job_id, _tag, i, at = line.split()
+                job_id, _tag, i, called, at = line.split()
                 self.acked[int(job_id)] = int(i)
+                self.called_at[int(job_id)] = float(called)
                 self.acked_at[int(job_id)] = float(at)
 
     def wait_for(self, what: str, timeout: float, *, at_least: int = 0) -> float:
@@ -149,11 +152,14 @@ def check_every_acknowledged_job_once(children: list[Child], url: str) -> dict[i
 def check_no_barrier_or_dependency_crossed(
     children: list[Child], found: dict[int, Job]
 ) -> tuple[int, int]:
-    """From the run record of every leader (each start and return of a processor, on the
-    machine's one monotonic clock): no job started before each of its prerequisites had
-    returned for the last time (and none of them started again after it), and no tag-drain
-    job started while a job with the tag, added before it, still had a run to return. The
-    numbers of starts of dependents and of barrier jobs checked."""
+    """From the run record of every leader (each add's call and return, each start and
+    return of a processor, on the machine's one monotonic clock): no job started before each
+    of its prerequisites had returned for the last time, and none of them started again
+    after it; no tag-drain job was released while a job with the tag was unfinished: none
+    first started while a job with the tag, whose add returned before the barrier job's add
+    was called, still had a run to return (a barrier job that stalls and runs again has
+    passed its barrier already). The numbers of starts of dependents and of barrier jobs
+    checked."""
     starts = sorted(s for child in children for s in child.starts)
     first_start: dict[int, float] = {}
     last_start: dict[int, float] = {}
@@ -164,6 +170,7 @@ def check_no_barrier_or_dependency_crossed(
     for job_id, at in sorted(d for child in children for d in child.dones):
         last_done[job_id] = at
     acked_at = {j: at for child in children for j, at in child.acked_at.items()}
+    called_at = {j: at for child in children for j, at in child.called_at.items()}
     tagged = [j for j, job in found.items() if "imp" in job.tags]
     deps = barriers = 0
     for job_id, at in starts:
@@ -172,10 +179,10 @@ def check_no_barrier_or_dependency_crossed(
             deps += 1
             assert before in last_done and last_done[before] <= at, (job_id, before)
             assert last_start[before] <= at, f"{before} ran again after {job_id} started"
-        if job.depends_on_tags:
+        if job.depends_on_tags and first_start[job_id] == at and job_id in called_at:
             barriers += 1
             for other in tagged:
-                if acked_at.get(other, at) < at and other in last_done:
+                if acked_at.get(other, math.inf) < called_at[job_id] and other in last_done:
                     assert last_done[other] <= at, f"{job_id} crossed the barrier of {other}"
     return deps, barriers
 
