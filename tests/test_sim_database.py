@@ -134,17 +134,3 @@ async def test_the_database_faults_belong_to_the_database_journal() -> None:
     async with _sim() as sim:
         with pytest.raises(RuntimeError, match="journal='file'"):
             sim.fail_next_fsync()
-
-
-async def test_a_commit_refused_as_the_runtime_starts_is_a_death_and_the_next_life_serves() -> None:
-    async with _sim() as sim:
-        manual = sim.runtime.worker("m", lock_duration=30)
-        held = await sim.add("m", "held", None)
-        assert await sim.call(manual.get_next_job, "t") is not None
-        await sim.crash()
-        sim.fail_next_commit()  # the new life's first commit: stalling the job it holds
-        await sim.restart()
-        assert not sim.alive and sim.deaths == 1
-        await sim.restart()
-        assert sim.runtime._core.jobs[held.id].state is JobState.WAITING
-        await sim.check()
