@@ -43,6 +43,7 @@ import anyio
 import anyio.to_thread
 
 from ._actors.messages import Request
+from ._api import CLOSED, RUNNING
 from ._core import CoreState
 from ._core import commands as c
 from ._exceptions import ConnectionLostError
@@ -123,6 +124,28 @@ class Standby:
         await self.client._close_runner(worker)
 
     # ------------------------------------------------------------------ its life
+
+    async def enter(self) -> None:
+        """Start standing by, in the runtime's outer task group (entered here, by the task
+        that enters the runtime); return once the client is connected or the runtime leads,
+        or raise what stopped it first."""
+        rt = self.rt
+        rt._state = RUNNING
+        try:
+            rt._outer = await rt._stack.enter_async_context(anyio.create_task_group())
+            rt._outer.start_soon(self.run)
+            await self.ready.wait()
+        except BaseException:
+            rt._state = CLOSED
+            if rt._outer is not None:
+                rt._outer.cancel_scope.cancel()
+            await rt._stack.aclose()
+            raise
+        if rt._crash is not None:
+            rt._state = CLOSED
+            rt._outer.cancel_scope.cancel()
+            await rt._stack.aclose()
+            raise rt._crash
 
     async def run(self) -> None:
         rt = self.rt
