@@ -114,6 +114,32 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
         assert (await rt.queue("q").counts())["completed"] == 15
 
 
+async def test_calls_made_while_no_leader_answers_wait_and_go_to_the_new_engine(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = Child(url, "a", "listen", "idle")
+    try:
+        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("q")
+            await q.add("x", "through the leader")
+            client = rt._standby.client if rt._standby is not None else None
+            assert client is not None
+            leader.kill()
+            with anyio.fail_after(10):
+                # Until the client saw the connection go (no event says so: it is polled).
+                while client._linked.is_set():  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert not rt.leading  # the dead leader's lease is still live
+            job = await q.add("x", "while no leader answers")  # waits, is never sent there
+            assert rt.leading
+            got = await q.get_job(job.id)
+            assert got is not None and got.data == "while no leader answers"
+    finally:
+        leader.kill()
+
+
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
     pg_url: str,
 ) -> None:
