@@ -75,6 +75,9 @@ class Standby:
         self.rt = rt
         self.url = url
         self.client = RemoteRuntime(url, token=rt._host_token, ssl_context=rt._ssl)
+        # Its workers register with the leader: their tokens must be unique across its
+        # clients (each standby's own), and they keep them once it leads.
+        rt._token_prefix = self.client._token_prefix
         self.tail = LogTail(parse_url(url), seed=rt._seed)
         #: Set once the block may be entered: the client is connected, or the runtime leads
         #: (or it stopped: the runtime's crash says why).

@@ -260,6 +260,12 @@ def test_standbys_follow_each_new_leader_and_take_over_in_turn(pg_url: str) -> N
         children += standbys
         for child in standbys:
             child.wait_for("acked", 30, at_least=30)
+        start = time.monotonic()
+        while not all(child.ran for child in standbys):  # each one's worker runs jobs
+            assert time.monotonic() - start < 10, [len(child.ran) for child in standbys]
+            time.sleep(0.02)
+            for child in standbys:
+                child.pump()
         leader = first
         led: list[Child] = []  # the standbys in the order they took over: epochs 2, 3
         for _ in (1, 2):  # kill the leader; a standby leads; the other follows it
