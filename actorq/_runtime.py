@@ -409,11 +409,9 @@ class Runtime(RuntimeAPI):
 
     def _start_sandbox(self, sandbox: Sandbox) -> None:
         if self._engine is None:
-            raise InvalidOptionError(
-                "processes",
-                sandbox.processes,
-                "a standby (actorq_standby=on) runs processor workers in this process only",
-            )
+            assert self._standby is not None
+            self._standby.start_sandbox(sandbox)
+            return
 
         async def run() -> None:
             url, token = await self._door_for_children()

@@ -46,7 +46,7 @@ from ._actors.messages import Request
 from ._api import CLOSED, RUNNING
 from ._core import CoreState
 from ._core import commands as c
-from ._exceptions import ConnectionLostError
+from ._exceptions import ConnectionLostError, InvalidOptionError
 from ._journal_pg import LogCompactedError, PostgresChangeLog, PostgresJournalError
 from ._journal_pg_lease import parse_url
 from ._journal_pg_tail import LogTail
@@ -56,6 +56,7 @@ from ._startup import journal_clock, load, open_pg
 if TYPE_CHECKING:
     from ._actors.subscription import EventStream
     from ._actors.worker import WorkerActor
+    from ._remote.sandbox import Sandbox
     from ._runtime import Runtime
     from ._worker import Worker
 
@@ -121,6 +122,20 @@ class Standby:
         args = (queue, call, concurrency, run_in_thread, lock_duration, max_stalled_count)
         self._processors[token] = args
         return self.client._start_processor(token, *args)
+
+    def start_sandbox(self, sandbox: Sandbox) -> None:
+        """Its children are clients of whichever runtime leads (the journal's URL): the
+        leader now, this runtime once it took over, which they then reach at its listener."""
+        rt = self.rt
+        if rt._listen is None:
+            raise InvalidOptionError(
+                "processes",
+                sandbox.processes,
+                "a standby runs sandboxed processors only when it listens (listen=): its "
+                "children reach it there once it leads",
+            )
+        assert rt._outer is not None
+        rt._outer.start_soon(sandbox.run, self.url, rt._host_token)
 
     async def close_runner(self, worker: Worker[Any, Any]) -> None:
         self._processors.pop(worker.token, None)

@@ -5,6 +5,7 @@ one process (both backends) and with real processes, the leader SIGKILLed."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from pg_cluster import Cluster
 from test_pg_takeover import Child, check_every_acknowledged_job_once, completed_by_epoch
 
-from actorq import ConnectionLostError, Job, Runtime, RuntimeClosedError
+from actorq import ConnectionLostError, InvalidOptionError, Job, Runtime, RuntimeClosedError
 from actorq._core import CoreState
 from actorq._journal_pg import PostgresChangeLog, batches
 
@@ -138,6 +139,31 @@ async def test_calls_made_while_no_leader_answers_wait_and_go_to_the_new_engine(
             assert got is not None and got.data == "while no leader answers"
     finally:
         leader.kill()
+
+
+async def test_a_standbys_sandboxed_processors_follow_it_when_it_takes_over(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = os.path.dirname(__file__)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    async with anyio.create_task_group() as tg:
+        leading = Leader(pg_url)
+        await tg.start(leading.run)
+        url = pg_url + "?actorq_standby=on"
+        with pytest.raises(InvalidOptionError, match="listen"):
+            async with Runtime(url) as unheard:
+                unheard.worker("sb", "sandbox_work:with_job_api", processes=1)
+        async with Runtime(url, listen="127.0.0.1:0") as rt:
+            q = rt.queue("sb")
+            rt.worker(q, "sandbox_work:with_job_api", processes=1)
+            job = await q.add("x", 1)
+            assert (await job.wait_until_finished(timeout=60))["data"] == 1
+            await leading.stop()
+            with anyio.fail_after(15):
+                await rt.wait_leading()
+            job = await q.add("x", 2)  # its child reconnects to it, the new leader
+            result = await job.wait_until_finished(timeout=60)
+            assert result["data"] == 2 and result["pid"] != os.getpid()
 
 
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
