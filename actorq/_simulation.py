@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Each *life* of the simulated process is one `Runtime` given ``journal=`` a `_SimJournal`
+Each *life* of the simulated process is one `Runtime` given ``journal=`` a `SimFileJournal`
 over a `persistence.SimFileSystem` (which knows written from synced bytes) and a fresh
 `VirtualClock` started where the previous life's clock stopped. The runtime runs in a *host*
 task of the simulation's own task group, so `crash()` can cancel it from the outside exactly
@@ -13,10 +13,10 @@ as stalled. A journal error (an injected fsync failure) kills the runtime loudly
 records the death, and the next `restart()` crashes the file system first, as the process
 would have died.
 
-`_SimJournal` commits on the event loop (the file system is memory; no worker thread), so the
-runtime's interleavings depend on nothing but the event loop, and every committed batch is
-also applied to a *shadow* `CoreState`: the state a replay of the durable journal builds.
-That gives four invariants no runtime state alone can give:
+`SimFileJournal` (actorq._simulation_journals) commits on the event loop (the file system is
+memory; no worker thread), so the runtime's interleavings depend on nothing but the event
+loop, and every committed batch is also applied to a *shadow* `CoreState`: the state a replay
+of the durable journal builds. That gives four invariants no runtime state alone can give:
 
 * replay-exact: when idle, the live state equals the shadow; after a crash the replayed state
   equals the shadow of the life that crashed (under ``fsync="always"``; the next job id may
@@ -36,7 +36,7 @@ from __future__ import annotations
 import inspect
 import random
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -44,8 +44,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
-import persistence
-from persistence import FsyncPolicy, SimFileSystem
+from persistence import SimFileSystem
 
 from ._core import CoreState
 from ._core.commands import Change
@@ -53,9 +52,9 @@ from ._core.events import Event
 from ._exceptions import ActorqError, RuntimeClosedError
 from ._invariants import InvariantViolation, Observation, check_core
 from ._job import Job
-from ._journal import IdCounter, JournalChangeLog, open_changelog
-from ._journal_codec import encode_batch
+from ._journal import open_changelog
 from ._runtime import Runtime
+from ._simulation_journals import Recorder, SimFileJournal
 from .clock import VirtualClock
 
 __all__ = ["Faults", "HistoryEntry", "InjectedFault", "Simulation"]
@@ -92,68 +91,6 @@ class HistoryEntry:
     def __str__(self) -> str:
         job = f" job={self.job}" if self.job is not None else ""
         return f"t={self.time:<10g} {self.kind}{job} {self.detail}".rstrip()
-
-
-class _SimJournal:
-    """A `ChangeLog` over a `JournalChangeLog`: commits inline, feeds the shadow state.
-
-    Its commit does not wait (the file system is memory, and a sync is a copy), so calls run
-    inline whenever the engine is idle: the road a default `Runtime()` takes.
-    """
-
-    records = True
-    waits = False
-
-    def __init__(self, inner: JournalChangeLog, sim: Simulation) -> None:
-        self.inner = inner
-        self._sim = sim
-        self.replayed: list[Change] = list(inner.replay())
-        self.abandoned = False
-
-    def _failed(self, exc: BaseException) -> BaseException:
-        return self.inner._fail(exc)
-
-    def guard_ids(self, ids: IdCounter) -> None:
-        self.inner.guard_ids(ids)
-
-    def commit(self, changes: list[Change]) -> None:
-        inner = self.inner
-        inner._check()
-        inner.keep_ids_ahead()
-        payload = encode_batch(changes)
-        try:
-            inner.journal.append(payload)
-            if inner.policy is FsyncPolicy.ALWAYS:
-                inner.journal.sync()
-        except (persistence.JournalError, OSError) as exc:
-            # A failed write or fsync leaves the batch in doubt: its bytes may or may not be
-            # on disk. Its callers got an error; a replay may show it applied, or not.
-            self._sim._in_doubt = list(changes)
-            raise self._failed(exc) from exc
-        self._sim._committed(changes)
-
-    def replay(self) -> Iterator[Change]:
-        return iter(self.replayed)
-
-    def wants_snapshot(self) -> bool:
-        return self.inner.wants_snapshot()
-
-    async def snapshot(self, changes: list[Change]) -> None:
-        inner = self.inner
-        inner._check()
-        covers = inner.journal.last_seq
-        if covers == inner.journal.snapshot_seq:
-            return
-        try:
-            inner._write_snapshot(changes, covers)
-        except (persistence.JournalError, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._sim._note("snapshot", detail=f"covers seq {covers}")
-
-    async def aclose(self) -> None:
-        if self.abandoned or self.inner.failed:
-            return  # a dead process closes nothing: no final fsync
-        self.inner.close()
 
 
 class Simulation:
@@ -211,10 +148,11 @@ class Simulation:
         self.inline_batches = 0
         self.loop_batches = 0
         self._rt: Runtime | None = None
-        self._journal: _SimJournal | None = None
+        self._journal: SimFileJournal | None = None
         self._shadow = CoreState(seed=seed)
         self._deleted: set[int] = set()
         self._in_doubt: list[Change] = []
+        self._recorder = Recorder(self._committed, self._doubt, self._note)
         self._acked: set[int] = set()
         self._retried: set[int] = set()
         self._held: dict[int, tuple[str, float | None]] = {}
@@ -287,7 +225,7 @@ class Simulation:
         inner = open_changelog(
             self.path, fs=self.fs, fsync=self.fsync, snapshot_bytes=self.snapshot_bytes
         )
-        journal = _SimJournal(inner, self)
+        journal = SimFileJournal(inner, self._recorder)
         if inner.torn_tail is not None:
             self._note("torn-tail-cut", detail=f"{inner.torn_tail.length} bytes")
         replayed = CoreState(seed=self.seed)
@@ -539,6 +477,9 @@ class Simulation:
         return InvariantViolation(
             invariant, detail, job_id=job_id, seed=self.seed, time=self.clock.now()
         )
+
+    def _doubt(self, changes: list[Change]) -> None:
+        self._in_doubt = list(changes)
 
     def _committed(self, changes: list[Change]) -> None:
         self._shadow.apply_changes(changes)
