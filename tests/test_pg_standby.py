@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -17,7 +19,15 @@ import pytest
 from pg_cluster import Cluster
 from test_pg_takeover import Child, check_every_acknowledged_job_once, completed_by_epoch
 
-from actorq import ConnectionLostError, InvalidOptionError, Job, Runtime, RuntimeClosedError
+from actorq import (
+    ConnectionLostError,
+    DependsOn,
+    InvalidOptionError,
+    Job,
+    JobFailedError,
+    Runtime,
+    RuntimeClosedError,
+)
 from actorq._core import CoreState
 from actorq._journal_pg import PostgresChangeLog, batches
 
@@ -241,6 +251,69 @@ async def test_a_standby_url_with_no_leader_leads_at_once(pg_url: str) -> None:
     async with Runtime(pg_url + "?actorq_standby=on") as rt:
         assert rt.leading and rt._standby is None
         await rt.queue("q").add("x", 1)
+
+
+def serve(url: str) -> subprocess.Popen[str]:
+    """`actorq serve URL --listen`: a leader in a process of its own that adds nothing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actorq", "serve", url, "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("actorq host on"), line
+    return proc
+
+
+def last_seq(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row: Any = conn.execute("SELECT coalesce(max(seq), 0) FROM actorq_log").fetchone()
+        return int(row[0])
+
+
+async def test_a_standby_of_a_leader_process_is_replay_exact_before_and_after_it_takes_over(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = await anyio.to_thread.run_sync(serve, url)
+    try:
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("q")
+
+            async def work(job: Job) -> int:
+                if job.name == "fail":
+                    raise ValueError("as asked")
+                return int(job.data)
+
+            rt.worker(q, work, concurrency=3)
+            first = [await q.add("x", i, priority=i % 3) for i in range(12)]
+            failing = await q.add("fail", 0, attempts=2)
+            after = await q.add("dep", 99, depends_on=DependsOn(job_ids=[first[0].id]))
+            await q.add("later", 0, delay=3600)
+            for job in [*first, after]:
+                await job.wait_until_finished()
+            with pytest.raises(JobFailedError):
+                await failing.wait_until_finished()
+            await q.counts()  # the leader is quiet: nothing runs, nothing is due
+            standby = rt._standby
+            assert standby is not None
+            seq = await anyio.to_thread.run_sync(last_seq, pg_url)
+            assert await anyio.to_thread.run_sync(standby.tail.wait_applied, seq, 10.0)
+            assert standby.tail.core.snapshot() == await anyio.to_thread.run_sync(replayed, pg_url)
+            leader.kill()
+            with anyio.fail_after(10):
+                await rt.wait_leading()
+            more = [await q.add("y", i) for i in range(5)]
+            assert [await j.wait_until_finished() for j in more] == list(range(5))
+            counts = await q.counts()
+            assert (counts["completed"], counts["failed"], counts["delayed"]) == (18, 1, 1)
+            assert rt._core.snapshot() == await anyio.to_thread.run_sync(replayed, pg_url)
+    finally:
+        leader.kill()
+        leader.wait()
+        if leader.stderr is not None:
+            leader.stderr.close()
 
 
 def test_a_standby_process_takes_over_from_a_killed_leader_and_its_worker_goes_on(
