@@ -177,7 +177,11 @@ class Runtime(RuntimeAPI):
         if self.path is not None:
             journal = await open_log(self.path, self.fsync)
             if journal is None:  # another runtime leads, and the URL asks for a standby
-                await self._enter_standby(self.path)
+                from ._standby import Standby  # noqa: PLC0415 - only a standby needs it
+
+                self._prepare()
+                self._standby = Standby(self, self.path)
+                await self._standby.enter()
                 return
             self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
@@ -201,29 +205,6 @@ class Runtime(RuntimeAPI):
         self._host_task = anyio.get_current_task().id
         self._stop_asked = anyio.Event()
         self._stopped = anyio.Event()
-
-    async def _enter_standby(self, url: str) -> None:
-        """Start as a warm standby of the leader (`actorq._standby`): enter once its client
-        is connected, or once this runtime leads."""
-        from ._standby import Standby  # noqa: PLC0415 - only a standby needs it
-
-        self._prepare()
-        standby = self._standby = Standby(self, url)
-        self._state = _RUNNING
-        try:
-            self._outer = await self._stack.enter_async_context(anyio.create_task_group())
-            self._outer.start_soon(standby.run)
-            await standby.ready.wait()
-        except BaseException:
-            self._state = _CLOSED
-            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
-            await self._stack.aclose()
-            raise
-        if self._crash is not None:
-            self._state = _CLOSED
-            self._outer.cancel_scope.cancel()
-            await self._stack.aclose()
-            raise self._crash
 
     async def _start_engine(self, *, fresh: bool) -> None:
         """Run the engine on the replayed core: its loop, timer and workers' task group, its
@@ -444,11 +425,9 @@ class Runtime(RuntimeAPI):
 
     def _start_sandbox(self, sandbox: Sandbox) -> None:
         if self._engine is None:
-            raise InvalidOptionError(
-                "processes",
-                sandbox.processes,
-                "a standby (actorq_standby=on) runs processor workers in this process only",
-            )
+            assert self._standby is not None
+            self._standby.start_sandbox(sandbox)
+            return
 
         async def run() -> None:
             url, token = await self._door_for_children()

@@ -43,9 +43,10 @@ import anyio
 import anyio.to_thread
 
 from ._actors.messages import Request
+from ._api import CLOSED, RUNNING
 from ._core import CoreState
 from ._core import commands as c
-from ._exceptions import ConnectionLostError
+from ._exceptions import ConnectionLostError, InvalidOptionError
 from ._journal_pg import LogCompactedError, PostgresChangeLog, PostgresJournalError
 from ._journal_pg_lease import parse_url
 from ._journal_pg_tail import LogTail
@@ -55,6 +56,7 @@ from ._startup import journal_clock, load, open_pg
 if TYPE_CHECKING:
     from ._actors.subscription import EventStream
     from ._actors.worker import WorkerActor
+    from ._remote.sandbox import Sandbox
     from ._runtime import Runtime
     from ._worker import Worker
 
@@ -74,6 +76,9 @@ class Standby:
         self.rt = rt
         self.url = url
         self.client = RemoteRuntime(url, token=rt._host_token, ssl_context=rt._ssl)
+        # Its workers register with the leader: their tokens must be unique across its
+        # clients (each standby's own), and they keep them once it leads.
+        rt._token_prefix = self.client._token_prefix
         self.tail = LogTail(parse_url(url), seed=rt._seed)
         #: Set once the block may be entered: the client is connected, or the runtime leads
         #: (or it stopped: the runtime's crash says why).
@@ -118,11 +123,47 @@ class Standby:
         self._processors[token] = args
         return self.client._start_processor(token, *args)
 
+    def start_sandbox(self, sandbox: Sandbox) -> None:
+        """Its children are clients of whichever runtime leads (the journal's URL): the
+        leader now, this runtime once it took over, which they then reach at its listener."""
+        rt = self.rt
+        if rt._listen is None:
+            raise InvalidOptionError(
+                "processes",
+                sandbox.processes,
+                "a standby runs sandboxed processors only when it listens (listen=): its "
+                "children reach it there once it leads",
+            )
+        assert rt._outer is not None
+        rt._outer.start_soon(sandbox.run, self.url, rt._host_token)
+
     async def close_runner(self, worker: Worker[Any, Any]) -> None:
         self._processors.pop(worker.token, None)
         await self.client._close_runner(worker)
 
     # ------------------------------------------------------------------ its life
+
+    async def enter(self) -> None:
+        """Start standing by, in the runtime's outer task group (entered here, by the task
+        that enters the runtime); return once the client is connected or the runtime leads,
+        or raise what stopped it first."""
+        rt = self.rt
+        rt._state = RUNNING
+        try:
+            rt._outer = await rt._stack.enter_async_context(anyio.create_task_group())
+            rt._outer.start_soon(self.run)
+            await self.ready.wait()
+        except BaseException:
+            rt._state = CLOSED
+            if rt._outer is not None:
+                rt._outer.cancel_scope.cancel()
+            await rt._stack.aclose()
+            raise
+        if rt._crash is not None:
+            rt._state = CLOSED
+            rt._outer.cancel_scope.cancel()
+            await rt._stack.aclose()
+            raise rt._crash
 
     async def run(self) -> None:
         rt = self.rt

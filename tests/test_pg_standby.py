@@ -5,7 +5,10 @@ one process (both backends) and with real processes, the leader SIGKILLed."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -16,7 +19,15 @@ import pytest
 from pg_cluster import Cluster
 from test_pg_takeover import Child, check_every_acknowledged_job_once, completed_by_epoch
 
-from actorq import ConnectionLostError, Job, Runtime, RuntimeClosedError
+from actorq import (
+    ConnectionLostError,
+    DependsOn,
+    InvalidOptionError,
+    Job,
+    JobFailedError,
+    Runtime,
+    RuntimeClosedError,
+)
 from actorq._core import CoreState
 from actorq._journal_pg import PostgresChangeLog, batches
 
@@ -114,6 +125,57 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
         assert (await rt.queue("q").counts())["completed"] == 15
 
 
+async def test_calls_made_while_no_leader_answers_wait_and_go_to_the_new_engine(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = Child(url, "a", "listen", "idle")
+    try:
+        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("q")
+            await q.add("x", "through the leader")
+            client = rt._standby.client if rt._standby is not None else None
+            assert client is not None
+            leader.kill()
+            with anyio.fail_after(10):
+                # Until the client saw the connection go (no event says so: it is polled).
+                while client._linked.is_set():  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            assert not rt.leading  # the dead leader's lease is still live
+            job = await q.add("x", "while no leader answers")  # waits, is never sent there
+            assert rt.leading
+            got = await q.get_job(job.id)
+            assert got is not None and got.data == "while no leader answers"
+    finally:
+        leader.kill()
+
+
+async def test_a_standbys_sandboxed_processors_follow_it_when_it_takes_over(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = os.path.dirname(__file__)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    async with anyio.create_task_group() as tg:
+        leading = Leader(pg_url)
+        await tg.start(leading.run)
+        url = pg_url + "?actorq_standby=on"
+        with pytest.raises(InvalidOptionError, match="listen"):
+            async with Runtime(url) as unheard:
+                unheard.worker("sb", "sandbox_work:with_job_api", processes=1)
+        async with Runtime(url, listen="127.0.0.1:0") as rt:
+            q = rt.queue("sb")
+            rt.worker(q, "sandbox_work:with_job_api", processes=1)
+            job = await q.add("x", 1)
+            assert (await job.wait_until_finished(timeout=60))["data"] == 1
+            await leading.stop()
+            with anyio.fail_after(15):
+                await rt.wait_leading()
+            job = await q.add("x", 2)  # its child reconnects to it, the new leader
+            result = await job.wait_until_finished(timeout=60)
+            assert result["data"] == 2 and result["pid"] != os.getpid()
+
+
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
     pg_url: str,
 ) -> None:
@@ -191,6 +253,69 @@ async def test_a_standby_url_with_no_leader_leads_at_once(pg_url: str) -> None:
         await rt.queue("q").add("x", 1)
 
 
+def serve(url: str) -> subprocess.Popen[str]:
+    """`actorq serve URL --listen`: a leader in a process of its own that adds nothing."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actorq", "serve", url, "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert line.startswith("actorq host on"), line
+    return proc
+
+
+def last_seq(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row: Any = conn.execute("SELECT coalesce(max(seq), 0) FROM actorq_log").fetchone()
+        return int(row[0])
+
+
+async def test_a_standby_of_a_leader_process_is_replay_exact_before_and_after_it_takes_over(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = await anyio.to_thread.run_sync(serve, url)
+    try:
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("q")
+
+            async def work(job: Job) -> int:
+                if job.name == "fail":
+                    raise ValueError("as asked")
+                return int(job.data)
+
+            rt.worker(q, work, concurrency=3)
+            first = [await q.add("x", i, priority=i % 3) for i in range(12)]
+            failing = await q.add("fail", 0, attempts=2)
+            after = await q.add("dep", 99, depends_on=DependsOn(job_ids=[first[0].id]))
+            await q.add("later", 0, delay=3600)
+            for job in [*first, after]:
+                await job.wait_until_finished()
+            with pytest.raises(JobFailedError):
+                await failing.wait_until_finished()
+            await q.counts()  # the leader is quiet: nothing runs, nothing is due
+            standby = rt._standby
+            assert standby is not None
+            seq = await anyio.to_thread.run_sync(last_seq, pg_url)
+            assert await anyio.to_thread.run_sync(standby.tail.wait_applied, seq, 10.0)
+            assert standby.tail.core.snapshot() == await anyio.to_thread.run_sync(replayed, pg_url)
+            leader.kill()
+            with anyio.fail_after(10):
+                await rt.wait_leading()
+            more = [await q.add("y", i) for i in range(5)]
+            assert [await j.wait_until_finished() for j in more] == list(range(5))
+            counts = await q.counts()
+            assert (counts["completed"], counts["failed"], counts["delayed"]) == (18, 1, 1)
+            assert rt._core.snapshot() == await anyio.to_thread.run_sync(replayed, pg_url)
+    finally:
+        leader.kill()
+        leader.wait()
+        if leader.stderr is not None:
+            leader.stderr.close()
+
+
 def test_a_standby_process_takes_over_from_a_killed_leader_and_its_worker_goes_on(
     pg_url: str,
 ) -> None:
@@ -234,6 +359,12 @@ def test_standbys_follow_each_new_leader_and_take_over_in_turn(pg_url: str) -> N
         children += standbys
         for child in standbys:
             child.wait_for("acked", 30, at_least=30)
+        start = time.monotonic()
+        while not all(child.ran for child in standbys):  # each one's worker runs jobs
+            assert time.monotonic() - start < 10, [len(child.ran) for child in standbys]
+            time.sleep(0.02)
+            for child in standbys:
+                child.pump()
         leader = first
         led: list[Child] = []  # the standbys in the order they took over: epochs 2, 3
         for _ in (1, 2):  # kill the leader; a standby leads; the other follows it
