@@ -356,6 +356,18 @@ class RuntimeAPI:
             return
         await self._close_runner(worker)
 
+    def _check_pausable(self, worker: Worker[Any, Any]) -> None:
+        """`Worker.pause` / `Worker.resume` refuse a sandboxed worker, changing nothing."""
+        if isinstance(worker._actor, Sandbox):
+            # Its processors are workers of its child processes, which register (and are
+            # replaced) on their own: pausing the parent's token would stop none of them.
+            raise InvalidOptionError(
+                "worker",
+                worker,
+                "a sandboxed worker cannot be paused or resumed; pause its queue "
+                "(Queue.pause) or close the worker",
+            )
+
     def _job_for_worker(self, rec: JobRecord, token: str) -> Job[Any, Any]:
         return Job(self, rec, token, None, True)
 

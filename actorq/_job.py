@@ -346,7 +346,9 @@ class Job(Generic[DataT, ResultT]):
         worker = self._worker
         if worker is None:
             return c.Take(self._rec.queue, 1, token, 30.0, 1)
-        return worker._take(token)
+        # The worker's take for this token, made at its first job (a manual loop asks at
+        # every job, and a call per job costs more than the lookup).
+        return worker._takes.get(token) or worker._take(token)
 
     async def wait_until_finished(self, timeout: float | None = None) -> ResultT:
         """Wait for the job to finish and return its return value.

@@ -123,6 +123,7 @@ class Worker(Generic[DataT, ResultT]):
             raise InvalidOptionError("wait", wait, "must be True or False")
         if self._closed:
             raise InvalidOptionError("worker", self, "this worker is closed")
+        self._rt._check_pausable(self)
         self._paused = True
         if self._actor is not None:
             await self._rt._send(c.PauseWorker(self.token, True))
@@ -133,6 +134,7 @@ class Worker(Generic[DataT, ResultT]):
         """Take jobs again after `pause`; idempotent."""
         if self._closed:
             raise InvalidOptionError("worker", self, "this worker is closed")
+        self._rt._check_pausable(self)
         self._paused = False
         if self._actor is not None:
             await self._rt._send(c.PauseWorker(self.token, False))

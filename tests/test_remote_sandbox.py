@@ -81,3 +81,16 @@ async def test_a_processor_that_cannot_be_imported_is_refused(processor: str) ->
         with pytest.raises(InvalidOptionError) as info:
             rt.worker("q", processor, processes=1)
         assert info.value.field == "processor"
+
+
+async def test_pausing_a_sandboxed_worker_is_refused_and_changes_nothing() -> None:
+    async with Runtime() as rt:
+        q = rt.queue("nopause")
+        worker = rt.worker(q, "sandbox_work:spin", processes=1)
+        with pytest.raises(InvalidOptionError, match="sandboxed worker cannot be paused"):
+            await worker.pause()
+        with pytest.raises(InvalidOptionError, match="sandboxed worker cannot be paused"):
+            await worker.resume()
+        assert not worker.paused
+        pid = await (await q.add("x", 10)).wait_until_finished(timeout=60)
+        assert pid != os.getpid()
