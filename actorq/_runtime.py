@@ -55,6 +55,7 @@ from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
 if TYPE_CHECKING:
+    from ._standby import Standby
     from .otel import Instruments, Telemetry
 
 log = logging.getLogger("actorq")
@@ -157,6 +158,8 @@ class Runtime(RuntimeAPI):
         #: In a notebook, the task the runtime lives in and what stops it (`_enter_hosted`).
         self._host: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._host_exit: tuple[Any, Any, Any] = (None, None, None)
+        #: While it stands by for another runtime's lease (`actorq._standby`).
+        self._standby: Standby | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -172,7 +175,11 @@ class Runtime(RuntimeAPI):
     async def _enter(self) -> None:
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
-            self._journal = await open_log(self.path, self.fsync)
+            journal = await open_log(self.path, self.fsync)
+            if journal is None:  # another runtime leads, and the URL asks for a standby
+                await self._enter_standby(self.path)
+                return
+            self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
         if getattr(self._journal, "leased", False):
             self._leased = LeasedLocks(self._notify, self.clock.sleep)
@@ -180,32 +187,65 @@ class Runtime(RuntimeAPI):
             self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
-        tx, rx = anyio.create_memory_object_stream[Any](math.inf)
-        self._checkpoint = backend_checkpoint()
-        self._streams += [tx, rx]
-        engine = self._engine = Engine(self._core, self._journal, self.clock.now)
-        engine.mailbox = tx
-        self._sched = Scheduler(engine, self.clock, rx)
-        if self._telemetry is not None:
-            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
-        if not replayed and self._core.changes is not None:
-            # A new history starts with the seed, so a replay never depends on the runtime
-            # that reopens it being given the same one.
-            self._core.changes.append(("rng", self._core.rng))
-        self._host_task = anyio.get_current_task().id
-        self._stop_asked = anyio.Event()
-        self._stopped = anyio.Event()
+        self._prepare()
         try:
-            outer = await self._stack.enter_async_context(anyio.create_task_group())
-            self._outer = outer
-            self._tg = await outer.start(self._supervise)
-            if self._vclock is not None:
-                self._stack.callback(self._vclock.detach, engine)
+            self._outer = await self._stack.enter_async_context(anyio.create_task_group())
+            await self._start_engine(fresh=not replayed)
         except BaseException:
             if self._outer is not None:
                 self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+
+    def _prepare(self) -> None:
+        self._host_task = anyio.get_current_task().id
+        self._stop_asked = anyio.Event()
+        self._stopped = anyio.Event()
+
+    async def _enter_standby(self, url: str) -> None:
+        """Start as a warm standby of the leader (`actorq._standby`): enter once its client
+        is connected, or once this runtime leads."""
+        from ._standby import Standby  # noqa: PLC0415 - only a standby needs it
+
+        self._prepare()
+        standby = self._standby = Standby(self, url)
+        self._state = _RUNNING
+        try:
+            self._outer = await self._stack.enter_async_context(anyio.create_task_group())
+            self._outer.start_soon(standby.run)
+            await standby.ready.wait()
+        except BaseException:
+            self._state = _CLOSED
+            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
+            await self._stack.aclose()
+            raise
+        if self._crash is not None:
+            self._state = _CLOSED
+            self._outer.cancel_scope.cancel()
+            await self._stack.aclose()
+            raise self._crash
+
+    async def _start_engine(self, *, fresh: bool) -> None:
+        """Run the engine on the replayed core: its loop, timer and workers' task group, its
+        listener; the jobs that were active stall. On entering, or when a standby takes
+        over (in the outer task group, entered already)."""
+        tx, rx = anyio.create_memory_object_stream[Any](math.inf)
+        self._checkpoint = backend_checkpoint()
+        self._streams += [tx, rx]
+        engine = Engine(self._core, self._journal, self.clock.now)
+        engine.mailbox = tx
+        self._sched = Scheduler(engine, self.clock, rx)
+        if self._telemetry is not None:
+            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
+        if fresh and self._core.changes is not None:
+            # A new history starts with the seed, so a replay never depends on the runtime
+            # that reopens it being given the same one.
+            self._core.changes.append(("rng", self._core.rng))
+        assert self._outer is not None
+        self._engine = engine
+        self._tg = await self._outer.start(self._supervise)
+        if self._vclock is not None:
+            self._stack.callback(self._vclock.detach, engine)
         if self._listen is not None:
             await self._serve(self._listen)
         self._state = _RUNNING
@@ -220,6 +260,21 @@ class Runtime(RuntimeAPI):
                 raise
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
+
+    @property
+    def leading(self) -> bool:
+        """Whether this runtime runs the engine now: every running runtime but a standby
+        that has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
+        return self._engine is not None and not self._halted
+
+    async def wait_leading(self) -> None:
+        """Return once this runtime runs the engine (at once unless it is a standby);
+        raises `RuntimeClosedError` when it stopped first."""
+        standby = self._standby
+        if standby is not None:
+            await standby.settled.wait()
+        if not self.leading:
+            raise self._closed_error() from self._crash
 
     async def __aexit__(
         self,
@@ -268,12 +323,7 @@ class Runtime(RuntimeAPI):
 
     async def _serve(self, where: tuple[str, int] | str) -> None:
         """Listen for clients in other processes (see `actorq._remote.host`)."""
-        try:
-            listener = await self._start_host(where, self._ssl, self._host_token)
-        except BaseException:
-            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
-            await self._stack.aclose()
-            raise
+        listener = await self._start_host(where, self._ssl, self._host_token)
         self.address = bound_address(listener, where)
         await advertise(self._journal, self.address)
 
@@ -393,6 +443,13 @@ class Runtime(RuntimeAPI):
             await self._send(c.WaitWorkersIdle())
 
     def _start_sandbox(self, sandbox: Sandbox) -> None:
+        if self._engine is None:
+            raise InvalidOptionError(
+                "processes",
+                sandbox.processes,
+                "a standby (actorq_standby=on) runs processor workers in this process only",
+            )
+
         async def run() -> None:
             url, token = await self._door_for_children()
             await sandbox.run(url, token)
@@ -472,6 +529,23 @@ class Runtime(RuntimeAPI):
     ) -> WorkerActor:
         if self._telemetry is not None:
             call = self._telemetry.wrap(call, queue, run_in_thread)
+        args = (queue, call, concurrency, run_in_thread, lock_duration, max_stalled_count)
+        if self._engine is None:
+            assert self._standby is not None
+            return self._standby.start_processor(token, *args)
+        return self._run_processor(token, *args)
+
+    def _run_processor(
+        self,
+        token: str,
+        queue: str,
+        call: Callable[[Any], Any],
+        concurrency: int,
+        run_in_thread: bool,
+        lock_duration: float,
+        max_stalled_count: int,
+    ) -> WorkerActor:
+        """Run `call` over `queue`'s jobs on this runtime's engine (a processor worker)."""
         engine = self._engine
         assert engine is not None
         actor = WorkerActor(
@@ -496,6 +570,10 @@ class Runtime(RuntimeAPI):
         return actor
 
     async def _close_runner(self, worker: Worker[Any, Any]) -> None:
+        if self._engine is None:
+            assert self._standby is not None
+            await self._standby.close_runner(worker)
+            return
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
         if self._leased is not None:
@@ -509,7 +587,9 @@ class Runtime(RuntimeAPI):
         behind loses the oldest, and reads a `Lagged` notice of how many before the rest.
         """
         self._check_running()
-        assert self._engine is not None
+        if self._engine is None:
+            assert self._standby is not None
+            return self._standby.events(count("buffer", buffer))
         return EventStream(self._engine, count("buffer", buffer))
 
     # ------------------------------------------------------------------ plumbing
@@ -544,6 +624,9 @@ class Runtime(RuntimeAPI):
         the reply still counts."""
         engine = self._engine
         if engine is None or self._state in (_NEW, _CLOSED):
+            standby = self._standby
+            if engine is None and standby is not None and not standby.settled.is_set():
+                return await standby.send(req)  # to the leader, while it stands by
             raise self._closed_error() from self._crash
         if engine.yield_due():
             await self._checkpoint()  # cancellation is seen here, before anything changed
@@ -583,7 +666,10 @@ class Runtime(RuntimeAPI):
     def _notify(self, command: c.Command) -> None:
         """Send a command whose reply nobody awaits."""
         engine = self._engine
-        assert engine is not None
+        if engine is None:
+            assert self._standby is not None
+            self._standby.notify(command)
+            return
         req = Request(command)
         req.abandoned = True
         engine.post(req)
@@ -591,7 +677,10 @@ class Runtime(RuntimeAPI):
     def _peek(self, query: c.Query) -> Any:
         """Run a read-only command now, outside any batch, for what cannot await (a
         notebook's HTML display, `repr`). While a batch is being committed it may show that
-        batch's effects a moment before they are durable."""
+        batch's effects a moment before they are durable. A standby answers from the core
+        its tail keeps (as of the last batch it read)."""
+        if self._engine is None and self._standby is not None:
+            return self._standby.tail.peek(query, self.clock.now())
         return self._core.handle(query, self.clock.now())
 
     def _repr_html_(self) -> str:
@@ -601,6 +690,9 @@ class Runtime(RuntimeAPI):
 
     def __repr__(self) -> str:
         jobs, _counts = self._peek(c.Summary())
+        if self._engine is None and self._standby is not None:
+            url = self._standby.client.url
+            return f"<Runtime {self._state}, standby of {url}, {jobs} jobs, {self.clock!r}>"
         return f"<Runtime {self._state}, {jobs} jobs, {self.clock!r}>"
 
 

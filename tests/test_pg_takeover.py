@@ -30,10 +30,10 @@ CHILD = str(Path(__file__).with_name("pg_child.py"))
 class Child:
     """A child process and the lines it printed so far (read on a thread)."""
 
-    def __init__(self, url: str, tag: str) -> None:
+    def __init__(self, url: str, tag: str, *options: str) -> None:
         self.tag = tag
         self.proc = subprocess.Popen(
-            [sys.executable, CHILD, url, tag],
+            [sys.executable, CHILD, url, tag, *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -48,6 +48,10 @@ class Child:
         self.dones: list[tuple[int, float]] = []
         self.stopped: str | None = None
         self.leading = False
+        self.standby = False  # it entered as a standby
+        self.lead_at = 0  # how many runs it had started when it printed "leading"
+        self.lost: list[int] = []  # the i of adds whose connection broke
+        self.applied = 0  # a standby's tail: the last seq it said it applied
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -64,6 +68,13 @@ class Child:
                 return
             if line == "leading\n":
                 self.leading = True
+                self.lead_at = len(self.ran)
+            elif line == "standby\n":
+                self.standby = True
+            elif line.startswith("lost "):
+                self.lost.append(int(line.split()[1]))
+            elif line.startswith("applied "):
+                self.applied = int(line.split()[1])
             elif line.startswith("ran "):
                 _ran, job_id, at = line.split()
                 self.ran.append(int(job_id))
