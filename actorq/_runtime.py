@@ -185,10 +185,6 @@ class Runtime(RuntimeAPI):
                 return
             self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
-        if getattr(self._journal, "leased", False):
-            self._leased = LeasedLocks(self._notify, self.clock.sleep)
-            # Tokens unique across leaders: the last one's locks may still be held.
-            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         self._prepare()
@@ -210,6 +206,10 @@ class Runtime(RuntimeAPI):
         """Run the engine on the replayed core: its loop, timer and workers' task group, its
         listener; the jobs that were active stall. On entering, or when a standby takes
         over (in the outer task group, entered already)."""
+        if getattr(self._journal, "leased", False):
+            self._leased = LeasedLocks(self._notify, self.clock.sleep)
+            # Tokens unique across leaders: the last one's locks may still be held.
+            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]

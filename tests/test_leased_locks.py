@@ -123,3 +123,35 @@ async def test_a_leader_on_postgresql_renews_its_processors_timed_locks(pg_url: 
             0,
             1,
         )
+
+
+async def test_a_standby_that_takes_over_gives_its_processors_timed_locks(pg_url: str) -> None:
+    from test_pg_standby import Leader  # noqa: PLC0415 - the PostgreSQL tests' helper
+
+    async with anyio.create_task_group() as tg:
+        leading = Leader(pg_url + "?actorq_ttl=2")
+        await tg.start(leading.run)
+        async with Runtime(pg_url + "?actorq_standby=on&actorq_ttl=2") as rt:
+            started, release = anyio.Event(), anyio.Event()
+
+            async def hold(job: Job) -> int:
+                started.set()
+                await release.wait()
+                return 1
+
+            q = rt.queue("q")
+            standing = rt.worker(q, hold, lock_duration=5)  # made while it stands by
+            await leading.stop()
+            with anyio.fail_after(15):
+                await rt.wait_leading()
+            added = await q.add("a", None)
+            with anyio.fail_after(10):
+                await started.wait()
+            job = await q.get_job(added.id)
+            assert job is not None and job.lock_expires_at is not None
+            # It keeps the token it registered with the leader under (its client's prefix).
+            assert job.lock_token == standing.token
+            assert not standing.token.startswith("epoch")
+            assert rt.worker(q, hold).token.startswith("epoch2.")  # made once it leads
+            release.set()
+            assert await added.wait_until_finished() == 1
