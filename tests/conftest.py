@@ -55,8 +55,10 @@ DEFAULT_KINDS = ("local", "remote")
 def make_runtime(request: pytest.FixtureRequest, runtime_kind: str) -> runtimes.MakeRuntime:
     """``async with make_runtime(clock=VirtualClock(), **options) as rt:`` on this test's
     kind of runtime (tests/runtimes.py)."""
-    url = request.getfixturevalue("pg_url") if runtime_kind == "postgresql" else None
-    return runtimes.maker(runtime_kind, url)
+    if runtime_kind != "postgresql":
+        return runtimes.maker(runtime_kind)
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return runtimes.maker(runtime_kind, lambda: _new_database(cluster))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,6 +93,10 @@ def pg_cluster() -> Iterator[Cluster]:
 @pytest.fixture
 def pg_url(pg_cluster: Cluster) -> str:
     """The URL of a new, empty database of the session's cluster, one per test."""
+    return _new_database(pg_cluster)
+
+
+def _new_database(pg_cluster: Cluster) -> str:
     import psycopg  # noqa: PLC0415 - only where PostgreSQL is tested
 
     name = f"t{next(_databases)}"

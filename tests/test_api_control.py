@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from runtimes import SNAPSHOT_HANDLE, MakeRuntime
 
 from actorq import (
     IllegalTransitionError,
@@ -19,9 +20,11 @@ from actorq import (
     JobProgress,
     JobRemoved,
     JobState,
-    Runtime,
     VirtualClock,
 )
+
+#: Control is state: it must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 async def echo(job: Job) -> Any:
@@ -35,8 +38,8 @@ async def explode(job: Job) -> None:
 # ---------------------------------------------------------------- wait_until_finished
 
 
-async def test_wait_until_finished_returns_the_value() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_wait_until_finished_returns_the_value(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("w")
         rt.worker(q, echo)
         job = await q.add("e", {"a": [1, 2], "t": (3, 4)})
@@ -48,8 +51,8 @@ async def test_wait_until_finished_returns_the_value() -> None:
         assert await job.wait_until_finished() == {"a": [1, 2], "t": [3, 4]}
 
 
-async def test_wait_until_finished_raises_job_failed() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_wait_until_finished_raises_job_failed(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("w")
         rt.worker(q, explode)
         job = await q.add("x")
@@ -60,8 +63,8 @@ async def test_wait_until_finished_raises_job_failed() -> None:
         assert "kaput" in info.value.reason
 
 
-async def test_wait_until_finished_raises_job_cancelled() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_wait_until_finished_raises_job_cancelled(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("w")
         job = await q.add("x", delay=100)
         async with anyio.create_task_group() as tg:
@@ -82,8 +85,10 @@ async def test_wait_until_finished_raises_job_cancelled() -> None:
         assert job.state is JobState.CANCELLED
 
 
-async def test_wait_until_finished_raises_not_found_when_removed_first() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_wait_until_finished_raises_not_found_when_removed_first(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("w")
         await q.pause()
         job = await q.add("x")
@@ -107,9 +112,11 @@ async def test_wait_until_finished_raises_not_found_when_removed_first() -> None
             await job.wait_until_finished()
 
 
-async def test_wait_until_finished_times_out_on_the_runtime_clock() -> None:
+async def test_wait_until_finished_times_out_on_the_runtime_clock(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("w")
         rt.worker(q, echo)
         job = await q.add("x", "v", delay=100)
@@ -126,9 +133,14 @@ async def test_wait_until_finished_times_out_on_the_runtime_clock() -> None:
 # ---------------------------------------------------------------- cancel
 
 
-async def test_cancel_waiting_and_delayed_jobs() -> None:
+@pytest.mark.runtimes(
+    "local",
+    "postgresql",
+    why=SNAPSHOT_HANDLE,
+)
+async def test_cancel_waiting_and_delayed_jobs(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("c")
         ran: list[int] = []
 
@@ -159,8 +171,8 @@ async def test_cancel_waiting_and_delayed_jobs() -> None:
             await q.cancel(9999)
 
 
-async def test_cancel_active_job_cancels_its_processor() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_cancel_active_job_cancels_its_processor(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("c")
         started = anyio.Event()
         cancelled = anyio.Event()
@@ -200,8 +212,8 @@ async def test_cancel_active_job_cancels_its_processor() -> None:
 # ---------------------------------------------------------------- retry / remove
 
 
-async def test_retry_of_failed_job_runs_it_again() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_retry_of_failed_job_runs_it_again(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         calls = 0
 
@@ -226,8 +238,8 @@ async def test_retry_of_failed_job_runs_it_again() -> None:
         assert (await q.counts())["failed"] == 0
 
 
-async def test_retry_of_unfinished_job_is_illegal() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_retry_of_unfinished_job_is_illegal(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         await q.pause()
         job = await q.add("x")
@@ -236,8 +248,8 @@ async def test_retry_of_unfinished_job_is_illegal() -> None:
         assert job.state is JobState.WAITING
 
 
-async def test_remove_waiting_active_and_missing_jobs() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_remove_waiting_active_and_missing_jobs(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("rm")
         started = anyio.Event()
         release = anyio.Event()
@@ -271,8 +283,8 @@ async def test_remove_waiting_active_and_missing_jobs() -> None:
 # ---------------------------------------------------------------- drain / clean
 
 
-async def test_drain_removes_waiting_and_optionally_delayed() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_drain_removes_waiting_and_optionally_delayed(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("d")
         await q.pause()
         for i in range(3):
@@ -288,9 +300,9 @@ async def test_drain_removes_waiting_and_optionally_delayed() -> None:
         assert sum(counts.values()) == 0
 
 
-async def test_clean_by_grace_limit_and_state() -> None:
+async def test_clean_by_grace_limit_and_state(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("cl")
         ok = rt.queue("cl")
         rt.worker(ok, echo)
@@ -327,8 +339,10 @@ async def test_clean_by_grace_limit_and_state() -> None:
 # ---------------------------------------------------------------- idempotency
 
 
-async def test_duplicate_idempotency_key_returns_existing_job_with_its_data() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_duplicate_idempotency_key_returns_existing_job_with_its_data(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("i")
         await q.pause()
         first = await q.add("order", {"v": 1}, idempotency_key="order-42")
@@ -340,8 +354,8 @@ async def test_duplicate_idempotency_key_returns_existing_job_with_its_data() ->
         assert (await q.counts())["waiting"] == 1
 
 
-async def test_idempotency_key_in_add_bulk() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_idempotency_key_in_add_bulk(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("i")
         await q.pause()
         existing = await q.add("x", "old", idempotency_key="k1")
@@ -361,8 +375,8 @@ async def test_idempotency_key_in_add_bulk() -> None:
         assert (await q.counts())["waiting"] == 3
 
 
-async def test_idempotency_key_is_free_again_after_removal() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_idempotency_key_is_free_again_after_removal(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("i")
         await q.pause()
         first = await q.add("x", 1, idempotency_key="k")
@@ -375,8 +389,10 @@ async def test_idempotency_key_is_free_again_after_removal() -> None:
 # ---------------------------------------------------------------- retention
 
 
-async def test_remove_on_complete_true_removes_at_once_and_waiter_gets_value() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_remove_on_complete_true_removes_at_once_and_waiter_gets_value(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ret")
         release = anyio.Event()
 
@@ -401,8 +417,15 @@ async def test_remove_on_complete_true_removes_at_once_and_waiter_gets_value() -
         assert (await q.counts())["completed"] == 0
 
 
-async def test_remove_on_complete_true_wait_after_completion_returns_value() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@pytest.mark.runtimes(
+    "local",
+    "postgresql",
+    why=SNAPSHOT_HANDLE,
+)
+async def test_remove_on_complete_true_wait_after_completion_returns_value(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ret")
         rt.worker(q, echo)
         async with rt.events() as events:
@@ -417,8 +440,8 @@ async def test_remove_on_complete_true_wait_after_completion_returns_value() -> 
             assert await job.wait_until_finished() == "value"
 
 
-async def test_remove_on_complete_count_keeps_the_last_n() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_remove_on_complete_count_keeps_the_last_n(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ret")
         rt.worker(q, echo)
         jobs = []
@@ -432,8 +455,8 @@ async def test_remove_on_complete_count_keeps_the_last_n() -> None:
         assert (await q.counts())["completed"] == 2
 
 
-async def test_remove_on_fail_count_keeps_the_last_n() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_remove_on_fail_count_keeps_the_last_n(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ret")
         rt.worker(q, explode)
         jobs = []
@@ -445,9 +468,11 @@ async def test_remove_on_fail_count_keeps_the_last_n() -> None:
         assert [j.id for j in await q.get_jobs("failed")] == [jobs[-1].id]
 
 
-async def test_remove_on_complete_age_removes_after_that_much_virtual_time() -> None:
+async def test_remove_on_complete_age_removes_after_that_much_virtual_time(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("ret")
         rt.worker(q, echo)
         job = await q.add("x", "v", remove_on_complete={"age": 60})
@@ -464,8 +489,8 @@ async def test_remove_on_complete_age_removes_after_that_much_virtual_time() -> 
 # ---------------------------------------------------------------- updates from a processor
 
 
-async def test_update_data_progress_and_log_from_a_processor() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_update_data_progress_and_log_from_a_processor(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("u")
         seen_lines: list[int] = []
 
@@ -500,8 +525,10 @@ async def test_update_data_progress_and_log_from_a_processor() -> None:
         assert fresh.data == {"step": 2}
 
 
-async def test_update_data_rejects_unencodable_and_changes_nothing() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_update_data_rejects_unencodable_and_changes_nothing(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("u")
         await q.pause()
         job = await q.add("x", {"a": 1})
@@ -517,8 +544,8 @@ async def test_update_data_rejects_unencodable_and_changes_nothing() -> None:
 # ---------------------------------------------------------------- processors
 
 
-async def test_sync_processor_runs_in_a_thread() -> None:
-    async with Runtime() as rt:
+async def test_sync_processor_runs_in_a_thread(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("s")
 
         def double(job: Job) -> int:
@@ -530,8 +557,8 @@ async def test_sync_processor_runs_in_a_thread() -> None:
             assert [await j.wait_until_finished() for j in jobs] == [0, 2, 4]
 
 
-async def test_sync_processor_failure_fails_the_job() -> None:
-    async with Runtime() as rt:
+async def test_sync_processor_failure_fails_the_job(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("s")
 
         def broken(job: Job) -> None:
@@ -544,8 +571,8 @@ async def test_sync_processor_failure_fails_the_job() -> None:
         assert "sync boom" in str(info.value)
 
 
-async def test_async_processor_required_without_run_in_thread() -> None:
-    async with Runtime() as rt:
+async def test_async_processor_required_without_run_in_thread(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("s")
 
         def sync(job: Job) -> None:
@@ -566,8 +593,8 @@ async def test_async_processor_required_without_run_in_thread() -> None:
 
 
 @pytest.mark.parametrize("concurrency", [1, 3])
-async def test_concurrency_n_runs_n_at_once(concurrency: int) -> None:
-    async with Runtime() as rt:
+async def test_concurrency_n_runs_n_at_once(concurrency: int, make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("n")
         running = 0
         peak = 0
@@ -599,10 +626,10 @@ async def test_concurrency_n_runs_n_at_once(concurrency: int) -> None:
         assert peak == concurrency
 
 
-async def test_processor_that_sleeps_on_the_clock_completes() -> None:
+async def test_processor_that_sleeps_on_the_clock_completes(make_runtime: MakeRuntime) -> None:
     """A processor may await the clock (or open its own cancel scope) and still complete."""
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("sleepy")
 
         async def nap(job: Job) -> float:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import pytest
+from runtimes import SNAPSHOT_HANDLE, MakeRuntime
 
-from actorq import Job, JobState, Runtime, VirtualClock
+from actorq import Job, JobState, VirtualClock
 
 
 def recorder(clock: VirtualClock, starts: dict[int, float]) -> object:
@@ -17,9 +19,9 @@ def recorder(clock: VirtualClock, starts: dict[int, float]) -> object:
     return record
 
 
-async def test_delay_runs_exactly_at_due_time_not_before() -> None:
+async def test_delay_runs_exactly_at_due_time_not_before(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         starts: dict[int, float] = {}
         rt.worker(q, recorder(clock, starts))  # type: ignore[arg-type]
@@ -41,9 +43,9 @@ async def test_delay_runs_exactly_at_due_time_not_before() -> None:
         assert job.created_at == 0.0
 
 
-async def test_run_at_number_runs_at_that_time() -> None:
+async def test_run_at_number_runs_at_that_time(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(start=1000.0)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         starts: dict[int, float] = {}
         rt.worker(q, recorder(clock, starts))  # type: ignore[arg-type]
@@ -55,10 +57,10 @@ async def test_run_at_number_runs_at_that_time() -> None:
         assert starts[job.id] == 1234.5
 
 
-async def test_run_at_datetime_runs_at_that_instant() -> None:
+async def test_run_at_datetime_runs_at_that_instant(make_runtime: MakeRuntime) -> None:
     start = datetime(2030, 1, 1, tzinfo=UTC)
     clock = VirtualClock(start=start.timestamp())
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         starts: dict[int, float] = {}
         rt.worker(q, recorder(clock, starts))  # type: ignore[arg-type]
@@ -72,9 +74,9 @@ async def test_run_at_datetime_runs_at_that_instant() -> None:
         assert starts[job.id] == due.timestamp()
 
 
-async def test_past_run_at_and_zero_delay_are_waiting_at_once() -> None:
+async def test_past_run_at_and_zero_delay_are_waiting_at_once(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(start=500.0, autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         await q.pause()
         past = await q.add("past", run_at=100.0)
@@ -84,9 +86,11 @@ async def test_past_run_at_and_zero_delay_are_waiting_at_once() -> None:
         assert (await q.counts())["delayed"] == 0
 
 
-async def test_many_delays_each_run_at_their_own_due_time_in_due_order() -> None:
+async def test_many_delays_each_run_at_their_own_due_time_in_due_order(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         starts: dict[int, float] = {}
         order: list[int] = []
@@ -110,9 +114,16 @@ async def test_many_delays_each_run_at_their_own_due_time_in_due_order() -> None
         assert clock.now() == 3600
 
 
-async def test_delayed_job_on_paused_queue_becomes_waiting_but_does_not_run() -> None:
+@pytest.mark.runtimes(
+    "local",
+    "postgresql",
+    why=SNAPSHOT_HANDLE,
+)
+async def test_delayed_job_on_paused_queue_becomes_waiting_but_does_not_run(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         starts: dict[int, float] = {}
         rt.worker(q, recorder(clock, starts))  # type: ignore[arg-type]

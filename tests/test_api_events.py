@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from runtimes import RUNTIME_STOP, MakeRuntime
 
 from actorq import (
     Event,
@@ -21,8 +22,8 @@ from actorq import (
 )
 
 
-async def test_events_for_one_job_come_in_lifecycle_order() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_events_for_one_job_come_in_lifecycle_order(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ev")
 
         async def work(job: Job) -> dict[str, int]:
@@ -49,8 +50,8 @@ async def test_events_for_one_job_come_in_lifecycle_order() -> None:
         assert completed.return_value == {"n": 42}
 
 
-async def test_subscriber_misses_nothing_added_after_subscribing() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_subscriber_misses_nothing_added_after_subscribing(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ev")
 
         async def work(job: Job) -> int:
@@ -82,8 +83,8 @@ async def test_subscriber_misses_nothing_added_after_subscribing() -> None:
         assert completed == {j.id: j.data for j in jobs}
 
 
-async def test_two_subscribers_each_get_every_event() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_two_subscribers_each_get_every_event(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ev")
         async with rt.events() as first, rt.events() as second:
             await q.pause()
@@ -103,8 +104,8 @@ async def test_two_subscribers_each_get_every_event() -> None:
             assert added.job_id == job.id
 
 
-async def test_closed_subscription_receives_no_more_events() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_closed_subscription_receives_no_more_events(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("ev")
         await q.pause()
         events = rt.events()
@@ -117,10 +118,14 @@ async def test_closed_subscription_receives_no_more_events() -> None:
 # ---------------------------------------------------------------- shutdown
 
 
-async def test_leaving_the_block_lets_a_running_job_finish() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_leaving_the_block_lets_a_running_job_finish(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
     finished: list[float] = []
-    async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+    async with make_runtime(clock=clock, shutdown_timeout=10) as rt:
         q = rt.queue("s")
         started = anyio.Event()
 
@@ -139,11 +144,17 @@ async def test_leaving_the_block_lets_a_running_job_finish() -> None:
     assert job.return_value == "done"
 
 
-async def test_leaving_the_block_cancels_a_job_that_exceeds_shutdown_timeout() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_leaving_the_block_cancels_a_job_that_exceeds_shutdown_timeout(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
     outcome: list[str] = []
     with anyio.fail_after(5):
-        async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+        async with make_runtime(clock=clock, shutdown_timeout=10) as rt:
             q = rt.queue("s")
             started = anyio.Event()
 
@@ -163,10 +174,14 @@ async def test_leaving_the_block_cancels_a_job_that_exceeds_shutdown_timeout() -
     assert outcome == ["cancelled at 10.0"]
 
 
-async def test_graceful_stop_waits_for_a_job_blocked_on_an_event() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_graceful_stop_waits_for_a_job_blocked_on_an_event(make_runtime: MakeRuntime) -> None:
     release = anyio.Event()
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as outer, Runtime(shutdown_timeout=10) as rt:
+        async with anyio.create_task_group() as outer, make_runtime(shutdown_timeout=10) as rt:
             q = rt.queue("s")
             started = anyio.Event()
 
@@ -188,10 +203,14 @@ async def test_graceful_stop_waits_for_a_job_blocked_on_an_event() -> None:
     assert job.return_value == "finished"
 
 
-async def test_shutdown_timeout_cancels_a_job_that_never_ends() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_shutdown_timeout_cancels_a_job_that_never_ends(make_runtime: MakeRuntime) -> None:
     outcome: list[str] = []
     with anyio.fail_after(5):
-        async with Runtime(shutdown_timeout=0.01) as rt:
+        async with make_runtime(shutdown_timeout=0.01) as rt:
             q = rt.queue("s")
             started = anyio.Event()
 
@@ -236,14 +255,20 @@ async def test_leaving_the_block_does_not_start_waiting_jobs() -> None:
     assert ran == [first.id]
 
 
-async def test_close_from_a_processor_returns_and_stops_within_the_budget() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_close_from_a_processor_returns_and_stops_within_the_budget(
+    make_runtime: MakeRuntime,
+) -> None:
     # A processor that decides the service is done closes the runtime: the call returns at
     # once (waiting for its own job to finish would wait on itself), the processor's job
     # finishes, the waiting job never starts, and the block ends.
     clock = VirtualClock()
     closed_at: list[float] = []
     with anyio.fail_after(5):
-        async with Runtime(clock=clock, shutdown_timeout=30) as rt:
+        async with make_runtime(clock=clock, shutdown_timeout=30) as rt:
             q = rt.queue("s")
 
             async def stop_everything(job: Job) -> str:
@@ -262,11 +287,17 @@ async def test_close_from_a_processor_returns_and_stops_within_the_budget() -> N
     assert second.state is JobState.DELAYED
 
 
-async def test_close_from_a_processor_that_keeps_running_ends_at_the_budget() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_close_from_a_processor_that_keeps_running_ends_at_the_budget(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
     outcome: list[str] = []
     with anyio.fail_after(5):
-        async with Runtime(clock=clock, shutdown_timeout=10) as rt:
+        async with make_runtime(clock=clock, shutdown_timeout=10) as rt:
             q = rt.queue("s")
 
             async def close_then_linger(job: Job) -> None:
@@ -283,9 +314,13 @@ async def test_close_from_a_processor_that_keeps_running_ends_at_the_budget() ->
     assert outcome == ["cancelled at 10.0"]
 
 
-async def test_close_from_another_task_waits_until_stopped() -> None:
+@pytest.mark.runtimes(
+    "local",
+    why=RUNTIME_STOP,
+)
+async def test_close_from_another_task_waits_until_stopped(make_runtime: MakeRuntime) -> None:
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg, Runtime(clock=VirtualClock()) as rt:
+        async with anyio.create_task_group() as tg, make_runtime(clock=VirtualClock()) as rt:
             q = rt.queue("s")
             job = await q.add("x")
             done: list[bool] = []
@@ -300,8 +335,8 @@ async def test_close_from_another_task_waits_until_stopped() -> None:
     assert job.state is JobState.WAITING
 
 
-async def test_calls_after_the_block_raise_runtime_closed() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_calls_after_the_block_raise_runtime_closed(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("c")
         job = await q.add("x")
 
@@ -330,17 +365,17 @@ async def test_calls_after_the_block_raise_runtime_closed() -> None:
     assert isinstance(RuntimeClosedError("x"), RuntimeError)
 
 
-async def test_calls_before_the_block_raise_runtime_closed() -> None:
-    rt = Runtime()
+async def test_calls_before_the_block_raise_runtime_closed(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime()
     q = rt.queue("early")
     with pytest.raises(RuntimeClosedError):
         await q.add("x")
 
 
-async def test_waiter_gets_runtime_closed_when_the_runtime_stops() -> None:
+async def test_waiter_gets_runtime_closed_when_the_runtime_stops(make_runtime: MakeRuntime) -> None:
     errors: list[BaseException] = []
     with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg, Runtime(clock=VirtualClock()) as rt:
+        async with anyio.create_task_group() as tg, make_runtime(clock=VirtualClock()) as rt:
             q = rt.queue("w")
             await q.pause()
             job = await q.add("never")
@@ -357,12 +392,12 @@ async def test_waiter_gets_runtime_closed_when_the_runtime_stops() -> None:
     assert isinstance(errors[0], RuntimeClosedError)
 
 
-async def test_exception_in_the_body_propagates_as_itself() -> None:
+async def test_exception_in_the_body_propagates_as_itself(make_runtime: MakeRuntime) -> None:
     class Boom(Exception):
         pass
 
     with anyio.fail_after(5), pytest.raises(Boom) as info:
-        async with Runtime(clock=VirtualClock()) as rt:
+        async with make_runtime(clock=VirtualClock()) as rt:
             q = rt.queue("b")
             started = anyio.Event()
 
@@ -378,8 +413,10 @@ async def test_exception_in_the_body_propagates_as_itself() -> None:
     assert str(info.value) == "from the body"
 
 
-async def test_exception_in_the_body_of_an_idle_runtime_propagates() -> None:
+async def test_exception_in_the_body_of_an_idle_runtime_propagates(
+    make_runtime: MakeRuntime,
+) -> None:
     with pytest.raises(KeyError) as info:
-        async with Runtime():
+        async with make_runtime():
             raise KeyError("k")
     assert type(info.value) is KeyError

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import InvalidOptionError, Job, MemoryChangeLog, Runtime, VirtualClock
 from actorq._core import CoreState
 
 
-async def test_a_small_group_is_not_starved_by_a_big_one() -> None:
+async def test_a_small_group_is_not_starved_by_a_big_one(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         await q.add_bulk([{"name": "big", "group": "big"} for _ in range(10_000)])
         await q.add_bulk([{"name": "small", "group": "small"} for _ in range(10)])
@@ -31,9 +32,9 @@ async def test_a_small_group_is_not_starved_by_a_big_one() -> None:
         assert order[:20] == ["big", "small"] * 10
 
 
-async def test_ungrouped_jobs_take_their_turn_beside_the_groups() -> None:
+async def test_ungrouped_jobs_take_their_turn_beside_the_groups(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         await q.add_bulk([{"name": "plain"} for _ in range(3)])
         await q.add_bulk([{"name": "a", "group": "a"} for _ in range(3)])
@@ -47,9 +48,9 @@ async def test_ungrouped_jobs_take_their_turn_beside_the_groups() -> None:
         assert order == ["plain", "a"] * 3
 
 
-async def test_priorities_hold_within_a_group() -> None:
+async def test_priorities_hold_within_a_group(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         for i, priority in enumerate([0, 5, 1, 5]):
             await q.add("a", i, group="a", priority=priority)
@@ -67,9 +68,11 @@ async def test_priorities_hold_within_a_group() -> None:
         assert waiting == []
 
 
-async def test_group_concurrency_caps_each_group_across_two_workers() -> None:
+async def test_group_concurrency_caps_each_group_across_two_workers(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         active: dict[str, int] = {"a": 0, "b": 0}
         most: dict[str, int] = {"a": 0, "b": 0}
@@ -94,9 +97,9 @@ async def test_group_concurrency_caps_each_group_across_two_workers() -> None:
         assert sorted({t for _, t in ends}) == [1.0, 2.0, 3.0]
 
 
-async def test_group_limiter_limits_each_group_on_its_own() -> None:
+async def test_group_limiter_limits_each_group_on_its_own(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         starts: list[tuple[str | None, float]] = []
 
@@ -112,11 +115,11 @@ async def test_group_limiter_limits_each_group_on_its_own() -> None:
         assert times == {"a": [0.0, 0.0, 10.0, 10.0, 20.0], "b": [0.0, 0.0, 10.0], None: [0.0]}
 
 
-async def test_bad_group_options_are_refused_naming_the_field() -> None:
+async def test_bad_group_options_are_refused_naming_the_field(make_runtime: MakeRuntime) -> None:
     async def work(job: Job) -> None:
         return None
 
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         for bad in ("", 5):
             with pytest.raises(InvalidOptionError) as info:

@@ -9,13 +9,16 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import Job, MemoryChangeLog, Runtime, RuntimeClosedError
 
 
-async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run() -> None:
+async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run(
+    make_runtime: MakeRuntime,
+) -> None:
     # Inline calls mostly do not suspend; one in 32 yields, so a producer still gets to run.
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         q = rt.queue("m")
         w = rt.worker(q)
         job: Job | None = None
@@ -28,10 +31,12 @@ async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run() -> None:
         assert job is not None and job.name == "made-elsewhere"
 
 
-async def test_a_cancelled_caller_stops_within_32_calls_each_whole() -> None:
+async def test_a_cancelled_caller_stops_within_32_calls_each_whole(
+    make_runtime: MakeRuntime,
+) -> None:
     # One call in 32 yields and checks for cancellation before it changes anything, so
     # a cancelled caller stops soon, and every call it made either happened or did not.
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         q = rt.queue("m")
         added = 0
         with anyio.CancelScope() as scope:
@@ -102,9 +107,9 @@ async def test_a_bug_in_an_inline_command_crashes_the_runtime_loudly() -> None:
     assert "core bug" in repr(raised.value) or raised.group_contains(RuntimeError)
 
 
-async def test_worker_outcomes_and_adds_agree_with_events_order() -> None:
+async def test_worker_outcomes_and_adds_agree_with_events_order(make_runtime: MakeRuntime) -> None:
     # With every step inline, events still come out in the order the jobs went through.
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         q = rt.queue("m")
         seen: list[tuple[str, int]] = []
 
@@ -127,11 +132,13 @@ async def test_worker_outcomes_and_adds_agree_with_events_order() -> None:
             assert seen.index(("JobAdded", job.id)) < seen.index(("JobCompleted", job.id))
 
 
-async def test_a_busy_worker_lets_a_woken_task_run_within_a_batch() -> None:
+async def test_a_busy_worker_lets_a_woken_task_run_within_a_batch(
+    make_runtime: MakeRuntime,
+) -> None:
     # A processor wakes the main task at the 500th job: the main task runs before the worker
     # has gone through more than a couple of batches (one batch = concurrency jobs), not
     # after every runner took its turn.
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         q = rt.queue("m")
         await q.add_bulk([{"name": "j"} for _ in range(3000)])
         started = 0

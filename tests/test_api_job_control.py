@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import (
     IllegalTransitionError,
@@ -17,6 +18,9 @@ from actorq import (
     Runtime,
     VirtualClock,
 )
+
+#: Control is state: it must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 class Recorder:
@@ -33,9 +37,11 @@ class Recorder:
 # ---------------------------------------------------------------------- promote
 
 
-async def test_promote_runs_a_delayed_job_now_and_only_a_delayed_one() -> None:
+async def test_promote_runs_a_delayed_job_now_and_only_a_delayed_one(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         seen = Recorder(clock)
         rt.worker(q, seen)
@@ -51,9 +57,11 @@ async def test_promote_runs_a_delayed_job_now_and_only_a_delayed_one() -> None:
             await later.promote()  # completed: nothing to promote
 
 
-async def test_promote_jobs_promotes_every_delayed_job_soonest_first() -> None:
+async def test_promote_jobs_promotes_every_delayed_job_soonest_first(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         for name, delay in (("c", 30), ("a", 10), ("b", 20)):
             await q.add(name, delay=delay)
@@ -73,9 +81,11 @@ async def test_promote_jobs_promotes_every_delayed_job_soonest_first() -> None:
 # ---------------------------------------------------------------------- change_delay
 
 
-async def test_change_delay_moves_the_due_time_to_the_exact_second() -> None:
+async def test_change_delay_moves_the_due_time_to_the_exact_second(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         seen = Recorder(clock)
         rt.worker(q, seen)
@@ -90,8 +100,10 @@ async def test_change_delay_moves_the_due_time_to_the_exact_second() -> None:
             await sooner.change_delay(1)
 
 
-async def test_change_delay_refuses_a_bad_delay_and_changes_nothing() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+async def test_change_delay_refuses_a_bad_delay_and_changes_nothing(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         job = await q.add("x", delay=10)
         for bad in (-1, float("nan"), "5", None):
@@ -105,9 +117,9 @@ async def test_change_delay_refuses_a_bad_delay_and_changes_nothing() -> None:
 # ---------------------------------------------------------------------- change_priority
 
 
-async def test_change_priority_moves_a_waiting_job_in_line() -> None:
+async def test_change_priority_moves_a_waiting_job_in_line(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         await q.pause()
         _a, b, c = [await q.add(name) for name in "abc"]
@@ -122,9 +134,11 @@ async def test_change_priority_moves_a_waiting_job_in_line() -> None:
         assert done is not None and done.priority == 10
 
 
-async def test_change_priority_of_a_delayed_job_holds_when_it_comes_due() -> None:
+async def test_change_priority_of_a_delayed_job_holds_when_it_comes_due(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         await q.pause()
         await q.add("first")
@@ -138,8 +152,10 @@ async def test_change_priority_of_a_delayed_job_holds_when_it_comes_due() -> Non
         assert [name for name, _ in seen.ran] == ["late", "first"]
 
 
-async def test_change_priority_refuses_a_bad_priority_and_changes_nothing() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_change_priority_refuses_a_bad_priority_and_changes_nothing(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         job = await q.add("x", priority=3)
         for field, call in (
@@ -157,11 +173,13 @@ async def test_change_priority_refuses_a_bad_priority_and_changes_nothing() -> N
 # ---------------------------------------------------------------------- one worker paused
 
 
-async def test_a_paused_worker_finishes_its_job_and_takes_no_more_until_resumed() -> None:
+async def test_a_paused_worker_finishes_its_job_and_takes_no_more_until_resumed(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
     release = anyio.Event()
     ran: list[str] = []
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def gated(job: Job) -> None:
@@ -186,9 +204,11 @@ async def test_a_paused_worker_finishes_its_job_and_takes_no_more_until_resumed(
         assert ran == ["first", "second"] and not worker.paused
 
 
-async def test_pause_waits_for_running_jobs_and_other_workers_go_on() -> None:
+async def test_pause_waits_for_running_jobs_and_other_workers_go_on(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         mine: list[float] = []
         theirs: list[str] = []
@@ -212,8 +232,8 @@ async def test_pause_waits_for_running_jobs_and_other_workers_go_on() -> None:
         assert theirs == ["n0", "n1", "n2"] and mine == [30.0]
 
 
-async def test_a_paused_manual_worker_hands_out_nothing() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_paused_manual_worker_hands_out_nothing(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         worker = rt.worker(q)
         await q.add("x")
@@ -227,9 +247,11 @@ async def test_a_paused_manual_worker_hands_out_nothing() -> None:
 # ---------------------------------------------------------------------- obliterate, workers
 
 
-async def test_obliterate_removes_every_job_and_resumes_the_queue() -> None:
+async def test_obliterate_removes_every_job_and_resumes_the_queue(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def work(job: Job) -> None:
@@ -252,10 +274,12 @@ async def test_obliterate_removes_every_job_and_resumes_the_queue() -> None:
         assert (await q.counts())["completed"] == 1
 
 
-async def test_obliterate_refuses_while_a_job_is_active_unless_forced() -> None:
+async def test_obliterate_refuses_while_a_job_is_active_unless_forced(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
     outcome: list[str] = []
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def forever(job: Job) -> None:
@@ -279,11 +303,11 @@ async def test_obliterate_refuses_while_a_job_is_active_unless_forced() -> None:
         assert set((await q.counts()).values()) == {0}
 
 
-async def test_get_workers_lists_the_open_workers_of_the_queue() -> None:
+async def test_get_workers_lists_the_open_workers_of_the_queue(make_runtime: MakeRuntime) -> None:
     async def noop(job: Job) -> None:
         return None
 
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         first = rt.worker(q, noop)
         manual = rt.worker(q)
@@ -325,9 +349,11 @@ async def test_control_changes_survive_a_restart(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- global concurrency
 
 
-async def test_global_concurrency_caps_active_jobs_across_workers() -> None:
+async def test_global_concurrency_caps_active_jobs_across_workers(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         await q.set_global_concurrency(3)
         assert await q.get_global_concurrency() == 3
@@ -356,8 +382,10 @@ async def test_global_concurrency_caps_active_jobs_across_workers() -> None:
         assert most == 9  # both workers' own concurrency is the only limit again
 
 
-async def test_global_concurrency_holds_for_manual_fetches_and_bad_caps_are_refused() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_global_concurrency_holds_for_manual_fetches_and_bad_caps_are_refused(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         worker = rt.worker(q)
         await q.add_bulk([{"name": "j"} for _ in range(3)])

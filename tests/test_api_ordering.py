@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+from runtimes import MakeRuntime
 
 import actorq
 from actorq import Job, Queue, Runtime, VirtualClock
@@ -40,8 +41,8 @@ async def run_in_order(
     return listed, ran, ids
 
 
-async def test_higher_priority_runs_first_fifo_within_a_priority() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_higher_priority_runs_first_fifo_within_a_priority(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("p")
         specs: list[dict[str, Any]] = [
             {"name": "low-1", "priority": -1},
@@ -62,8 +63,8 @@ async def test_higher_priority_runs_first_fifo_within_a_priority() -> None:
         assert listed == expected
 
 
-async def test_lifo_job_goes_first_within_its_priority() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_lifo_job_goes_first_within_its_priority(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("l")
         specs: list[dict[str, Any]] = [
             {"name": "a"},
@@ -79,8 +80,8 @@ async def test_lifo_job_goes_first_within_its_priority() -> None:
         assert listed == expected
 
 
-async def test_plain_fifo_order() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_plain_fifo_order(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("f")
         specs: list[dict[str, Any]] = [{"name": f"j{i}"} for i in range(20)]
         listed, ran, ids = await run_in_order(rt, q, specs)
@@ -89,9 +90,11 @@ async def test_plain_fifo_order() -> None:
         assert ran == sorted(ran)  # ids increase
 
 
-async def test_paused_queue_dispatches_nothing_and_resume_runs_the_jobs() -> None:
+async def test_paused_queue_dispatches_nothing_and_resume_runs_the_jobs(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("paused")
         ran: list[int] = []
 
@@ -119,9 +122,9 @@ async def test_paused_queue_dispatches_nothing_and_resume_runs_the_jobs() -> Non
         assert (await q.counts())["completed"] == 5
 
 
-async def test_pausing_stops_later_dispatch_but_not_other_queues() -> None:
+async def test_pausing_stops_later_dispatch_but_not_other_queues(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         a, b = rt.queue("a"), rt.queue("b")
         ran: list[str] = []
 
@@ -144,8 +147,10 @@ async def test_pausing_stops_later_dispatch_but_not_other_queues() -> None:
         assert ran == ["b", "a"]
 
 
-async def test_get_jobs_waiting_is_dispatch_order_with_mixed_options() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_get_jobs_waiting_is_dispatch_order_with_mixed_options(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("mix")
         await q.pause()
         j1 = await q.add("a", priority=2)

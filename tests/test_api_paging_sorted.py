@@ -9,8 +9,9 @@ import itertools
 from typing import Any
 
 import pytest
+from runtimes import MakeRuntime
 
-from actorq import InvalidOptionError, Job, JobState, Queue, Runtime
+from actorq import InvalidOptionError, Job, JobState, Queue
 from actorq._core import commands as c
 from actorq._core.records import JobSpec
 from actorq._core.state import CoreState
@@ -30,8 +31,10 @@ async def _walk(q: Queue, state: str, sort: Any, limit: int, between: Any = None
 
 
 @pytest.mark.parametrize("state", ["waiting", "completed", "cancelled"])
-async def test_both_directions_give_every_job_once_in_id_order(state: str) -> None:
-    async with Runtime() as rt:
+async def test_both_directions_give_every_job_once_in_id_order(
+    state: str, make_runtime: MakeRuntime
+) -> None:
+    async with make_runtime() as rt:
         q, other = rt.queue("q"), rt.queue("other")
         mine: list[Job] = []
         for i in range(23):
@@ -58,8 +61,8 @@ async def test_both_directions_give_every_job_once_in_id_order(state: str) -> No
             assert natural not in (ids, ids[::-1])
 
 
-async def test_paging_stays_exact_while_jobs_come_and_go() -> None:
-    async with Runtime() as rt:
+async def test_paging_stays_exact_while_jobs_come_and_go(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("q")
         first = [await q.add("j") for _ in range(30)]
         doomed = iter(first[10:20:2])  # removed behind and ahead of the cursor
@@ -84,8 +87,8 @@ async def test_paging_stays_exact_while_jobs_come_and_go() -> None:
         assert not set(down) & removed
 
 
-async def test_a_bad_sort_is_refused_naming_the_field() -> None:
-    async with Runtime() as rt:
+async def test_a_bad_sort_is_refused_naming_the_field(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         with pytest.raises(InvalidOptionError, match="sort") as info:
             await rt.queue("q").get_jobs_page("waiting", sort="name")  # type: ignore[arg-type]
         assert "'name'" in str(info.value)

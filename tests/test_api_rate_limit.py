@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import InvalidOptionError, Job, RateLimitError, Runtime, VirtualClock
 
@@ -17,9 +18,11 @@ def busiest_second(starts: list[float]) -> int:
     return max(sum(1 for s in starts if t <= s < t + 1) for t in starts)
 
 
-async def test_100_jobs_at_10_per_second_take_10_seconds_across_two_workers() -> None:
+async def test_100_jobs_at_10_per_second_take_10_seconds_across_two_workers(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         starts: list[float] = []
 
@@ -36,9 +39,11 @@ async def test_100_jobs_at_10_per_second_take_10_seconds_across_two_workers() ->
         assert sorted(set(starts)) == [float(t) for t in range(10)]
 
 
-async def test_a_processor_limits_the_queue_by_hand_and_its_job_waits_without_an_attempt() -> None:
+async def test_a_processor_limits_the_queue_by_hand_and_its_job_waits_without_an_attempt(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         starts: list[tuple[str, float]] = []
         worker: Any = None
@@ -98,11 +103,13 @@ async def test_the_window_holds_across_a_restart(tmp_path: Path) -> None:
         ([10, 1], "limiter"),
     ],
 )
-async def test_a_bad_limiter_is_refused_naming_the_field(limiter: Any, field: str) -> None:
+async def test_a_bad_limiter_is_refused_naming_the_field(
+    limiter: Any, field: str, make_runtime: MakeRuntime
+) -> None:
     async def work(job: Job) -> None:
         return None
 
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         with pytest.raises(InvalidOptionError) as info:
             rt.worker(q, work, limiter=limiter)

@@ -1,4 +1,5 @@
-"""Retries: attempts, fixed/exponential backoff, cap, jitter, unrecoverable, timeout, events."""
+"""Retries: attempts, fixed/exponential backoff, cap, jitter, unrecoverable, timeout, events.
+On every kind of runtime: a retry is state, journaled and replayed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import itertools
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import (
     Backoff,
@@ -14,19 +16,20 @@ from actorq import (
     JobFailedError,
     JobRetrying,
     JobState,
-    Runtime,
     UnrecoverableError,
     VirtualClock,
 )
 
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
+
 
 async def start_times(
-    backoff: Backoff | float | None, attempts: int, *, seed: int = 0
+    make: MakeRuntime, backoff: Backoff | float | None, attempts: int, *, seed: int = 0
 ) -> tuple[list[float], Job]:
     """Run a job that always fails; return the clock times its attempts started at."""
     clock = VirtualClock()
     calls: list[float] = []
-    async with Runtime(clock=clock, seed=seed) as rt:
+    async with make(clock=clock, seed=seed) as rt:
         q = rt.queue("r")
 
         async def always_fails(job: Job) -> None:
@@ -44,61 +47,65 @@ def waits(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
-async def test_fixed_backoff_waits_the_same_between_attempts() -> None:
-    times, job = await start_times(Backoff.fixed(30), attempts=4)
+async def test_fixed_backoff_waits_the_same_between_attempts(make_runtime: MakeRuntime) -> None:
+    times, job = await start_times(make_runtime, Backoff.fixed(30), attempts=4)
     assert times == [0.0, 30.0, 60.0, 90.0]
     assert job.state is JobState.FAILED
     assert job.attempts_made == 4
 
 
-async def test_number_backoff_is_fixed() -> None:
-    times, _job = await start_times(7, attempts=3)
+async def test_number_backoff_is_fixed(make_runtime: MakeRuntime) -> None:
+    times, _job = await start_times(make_runtime, 7, attempts=3)
     assert times == [0.0, 7.0, 14.0]
 
 
-async def test_no_backoff_retries_at_once() -> None:
-    times, job = await start_times(None, attempts=3)
+async def test_no_backoff_retries_at_once(make_runtime: MakeRuntime) -> None:
+    times, job = await start_times(make_runtime, None, attempts=3)
     assert times == [0.0, 0.0, 0.0]
     assert job.attempts_made == 3
 
 
-async def test_exponential_backoff_doubles() -> None:
-    times, _job = await start_times(Backoff.exponential(1), attempts=5)
+async def test_exponential_backoff_doubles(make_runtime: MakeRuntime) -> None:
+    times, _job = await start_times(make_runtime, Backoff.exponential(1), attempts=5)
     assert waits(times) == [1.0, 2.0, 4.0, 8.0]
     assert times[0] == 0.0
 
 
-async def test_exponential_backoff_is_capped_by_max_delay() -> None:
-    times, _job = await start_times(Backoff.exponential(1, max_delay=3), attempts=6)
+async def test_exponential_backoff_is_capped_by_max_delay(make_runtime: MakeRuntime) -> None:
+    times, _job = await start_times(make_runtime, Backoff.exponential(1, max_delay=3), attempts=6)
     assert waits(times) == [1.0, 2.0, 3.0, 3.0, 3.0]
 
 
-async def test_jitter_stays_within_bounds_and_varies() -> None:
-    times, _job = await start_times(Backoff.fixed(10, jitter=0.5), attempts=9, seed=1)
+async def test_jitter_stays_within_bounds_and_varies(make_runtime: MakeRuntime) -> None:
+    times, _job = await start_times(make_runtime, Backoff.fixed(10, jitter=0.5), attempts=9, seed=1)
     gaps = waits(times)
     assert len(gaps) == 8
     assert all(5.0 <= g <= 10.0 for g in gaps), gaps
     assert len(set(gaps)) > 1, "jitter drew the same wait every time"
 
 
-async def test_exponential_jitter_within_bounds() -> None:
-    times, _job = await start_times(Backoff.exponential(2, jitter=1.0), attempts=5, seed=3)
+async def test_exponential_jitter_within_bounds(make_runtime: MakeRuntime) -> None:
+    times, _job = await start_times(
+        make_runtime, Backoff.exponential(2, jitter=1.0), attempts=5, seed=3
+    )
     for n, gap in enumerate(waits(times), start=1):
         assert 0.0 <= gap <= 2.0 * 2 ** (n - 1)
 
 
-async def test_jitter_is_deterministic_for_the_same_seed() -> None:
+async def test_jitter_is_deterministic_for_the_same_seed(make_runtime: MakeRuntime) -> None:
     backoff = Backoff.exponential(4, jitter=0.8)
-    first, _ = await start_times(backoff, attempts=6, seed=42)
-    second, _ = await start_times(backoff, attempts=6, seed=42)
-    other, _ = await start_times(backoff, attempts=6, seed=43)
+    first, _ = await start_times(make_runtime, backoff, attempts=6, seed=42)
+    second, _ = await start_times(make_runtime, backoff, attempts=6, seed=42)
+    other, _ = await start_times(make_runtime, backoff, attempts=6, seed=43)
     assert first == second
     assert first != other
 
 
-async def test_unrecoverable_error_fails_at_once_despite_attempts_left() -> None:
+async def test_unrecoverable_error_fails_at_once_despite_attempts_left(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("u")
         calls = 0
 
@@ -122,8 +129,8 @@ async def test_unrecoverable_error_fails_at_once_despite_attempts_left() -> None
         assert clock.now() == 0.0
 
 
-async def test_failed_reason_and_stacktrace_are_recorded() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_failed_reason_and_stacktrace_are_recorded(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("s")
 
         async def boom(job: Job) -> None:
@@ -143,9 +150,9 @@ async def test_failed_reason_and_stacktrace_are_recorded() -> None:
         assert job.finished_at is not None
 
 
-async def test_attempt_counters_follow_bullmq() -> None:
+async def test_attempt_counters_follow_bullmq(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("c")
         seen: list[tuple[int, int]] = []
 
@@ -167,9 +174,9 @@ async def test_attempt_counters_follow_bullmq() -> None:
         assert job.failed_reason is not None  # BullMQ keeps the last failure's reason
 
 
-async def test_timeout_fails_a_hanging_job() -> None:
+async def test_timeout_fails_a_hanging_job(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("t")
         finished_sleep = False
 
@@ -192,9 +199,9 @@ async def test_timeout_fails_a_hanging_job() -> None:
         assert info.value.reason == job.failed_reason
 
 
-async def test_timeout_counts_as_a_failed_attempt_and_retries() -> None:
+async def test_timeout_counts_as_a_failed_attempt_and_retries(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("t")
         starts: list[float] = []
 
@@ -212,9 +219,9 @@ async def test_timeout_counts_as_a_failed_attempt_and_retries() -> None:
         assert job.attempts_made == 2
 
 
-async def test_job_that_finishes_within_timeout_completes() -> None:
+async def test_job_that_finishes_within_timeout_completes(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("t")
 
         async def quick(job: Job) -> str:
@@ -228,9 +235,9 @@ async def test_job_that_finishes_within_timeout_completes() -> None:
         assert job.finished_at == 4.0
 
 
-async def test_retrying_and_failed_events() -> None:
+async def test_retrying_and_failed_events(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("e")
 
         async def fails(job: Job) -> None:

@@ -33,7 +33,7 @@ from anyio.abc import ByteStream, TaskGroup
 from .._actors.renewal import renew_held, renewal_interval
 from .._actors.subscription import DEFAULT_CAPACITY, EventStream
 from .._actors.worker import WorkerActor
-from .._api import CLOSED, RUNNING, RuntimeAPI
+from .._api import CLOSED, NEW, RUNNING, RuntimeAPI
 from .._core import JobRecord
 from .._core import commands as c
 from .._exceptions import ConnectionLostError, InvalidOptionError, RuntimeClosedError
@@ -228,6 +228,8 @@ class RemoteRuntime(RuntimeAPI):
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
+        if self._state != NEW:
+            raise RuntimeClosedError("a client can be started once")
         link = await self._open()  # a host that is not there fails the block at once
         await self._begin(link)
         return self
@@ -240,6 +242,10 @@ class RemoteRuntime(RuntimeAPI):
         self._cm = anyio.create_task_group()
         self._tg = await self._cm.__aenter__()
         self._state = RUNNING
+        # Linked now, not when `_keep` first runs: what the caller sends next (a worker's
+        # limiter, its registration) goes on this link in order, not into the void.
+        self._link = link
+        self._linked.set()
         self._tg.start_soon(self._keep, link)
 
     async def __aexit__(
@@ -264,7 +270,8 @@ class RemoteRuntime(RuntimeAPI):
             assert self._tg is not None
             # The task group's scope holds this task too: leave it before awaiting anything.
             self._tg.cancel_scope.cancel()
-            await self._cm.__aexit__(exc_type, exc, tb)
+            # The block's own exception propagates as itself, not wrapped in a group.
+            await self._cm.__aexit__(None, None, None)
             for stream in self._streams:
                 stream.close()
             if self._link is not None:
@@ -330,9 +337,10 @@ class RemoteRuntime(RuntimeAPI):
             link = None
 
     async def _serve(self, link: _Link) -> None:
-        self._link = link
-        self._rejoin(link)
-        self._linked.set()
+        if self._link is not link:  # a new connection (the first is linked on entry)
+            self._link = link
+            self._rejoin(link)
+            self._linked.set()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._renew_locks)
