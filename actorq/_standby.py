@@ -27,11 +27,11 @@ after the tail's last (``resume_after``; from the snapshot when compaction dropp
 one), then the runtime starts its engine on that core: its clock moves onto the database's
 (`journal_clock`), it listens and advertises itself, and its own processors hold timed locks
 from then on (`actorq._actors.renewal`); the jobs that were active keep theirs and stall as
-they expire. Last, each processor worker gets a new actor on the engine under the same token
-(a standby's tokens are its own: its client's random prefix, ``<random>.worker-N``); the old actor (and with it
-every run still going, whose outcome the old leader can no longer journal) was cancelled with
-the client, and those jobs run again here once their locks expire: at least once, as after
-any takeover.
+they expire. Last, each processor worker gets a new actor on the engine under the same
+token (a standby's tokens are its own: its client's random prefix, ``<random>.worker-N``);
+the old actor (and with it every run still going, whose outcome the old leader can no
+longer journal) was cancelled with the client, and those jobs run again here once their
+locks expire: at least once, as after any takeover.
 """
 
 from __future__ import annotations
