@@ -43,6 +43,7 @@ import anyio
 import anyio.to_thread
 
 from ._actors.messages import Request
+from ._actors.subscription import EventStream
 from ._api import CLOSED, RUNNING
 from ._core import CoreState
 from ._core import commands as c
@@ -54,7 +55,6 @@ from ._remote.client import NotSentError, RemoteRuntime
 from ._startup import journal_clock, load, open_pg
 
 if TYPE_CHECKING:
-    from ._actors.subscription import EventStream
     from ._actors.worker import WorkerActor
     from ._remote.sandbox import Sandbox
     from ._runtime import Runtime
@@ -86,6 +86,8 @@ class Standby:
         #: Set once the runtime's engine serves (or the standby stopped without one).
         self.settled = anyio.Event()
         self._processors: dict[str, _Processor] = {}
+        #: The event streams subscribed on this runtime (through the client, then the engine).
+        self._streams: list[EventStream] = []
 
     # ------------------------------------------------------------------ the carrier
 
@@ -106,8 +108,23 @@ class Standby:
         self.client._notify(command)
 
     def events(self, buffer: int) -> EventStream:
-        """The leader's events, through the client: the stream ends at a takeover."""
-        return self.client.events(buffer=buffer)
+        """The leader's events through the client; once this runtime leads, its own engine's
+        (the stream moves over at the takeover: what the dead leader published after the
+        client lost it is not in it, as after any reconnection)."""
+        return EventStream(self, buffer)
+
+    def subscribe(self, stream: EventStream) -> None:
+        self._streams.append(stream)
+        self._hub().subscribe(stream)
+
+    def unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+        self._hub().unsubscribe(stream)
+
+    def _hub(self) -> Any:
+        engine = self.rt._engine
+        return self.client if engine is None else engine
 
     def start_processor(
         self,
@@ -176,6 +193,9 @@ class Standby:
                     tg.start_soon(self._ready_when_linked)
                     journal = await self._candidacy()
                     tg.cancel_scope.cancel()
+                if journal is not None:  # its subscribers go over to the engine
+                    for stream in self._streams:
+                        self.client.unsubscribe(stream)
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.tail.stop)
@@ -194,6 +214,8 @@ class Standby:
             self.settled.set()
             if rt._tg is None:  # it stopped before its engine ran: nothing else will say so
                 rt._stopped.set()
+                for stream in self._streams:
+                    stream.end()
 
     async def _ready_when_linked(self) -> None:
         await self.client._linked.wait()
@@ -259,6 +281,10 @@ class Standby:
         rt._journal = journal
         rt.clock = journal_clock(rt.clock, journal)
         await rt._start_engine(fresh=journal.last_seq == 0)
+        engine = rt._engine
+        assert engine is not None
+        for stream in self._streams:
+            engine.subscribe(stream)
         for token, args in self._processors.items():
             worker = rt._workers.get(token)
             if worker is not None:

@@ -24,6 +24,7 @@ from actorq import (
     DependsOn,
     InvalidOptionError,
     Job,
+    JobCompleted,
     JobFailedError,
     Runtime,
     RuntimeClosedError,
@@ -94,6 +95,7 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
                 return int(job.data) * 2
 
             rt.worker(q, work, concurrency=2)
+            events = rt.events()  # through the leader, then from its own engine
             first = [await q.add("x", i) for i in range(10)]
             assert [await j.wait_until_finished() for j in first] == [2 * i for i in range(10)]
             assert sorted(ran) == sorted(j.id for j in first)  # run here, through the leader
@@ -117,6 +119,9 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
             more = [await q.add("y", i) for i in range(5)]
             assert [await j.wait_until_finished() for j in more] == [2 * i for i in range(5)]
             assert set(ran) >= {j.id for j in more}
+            seen = {e.job_id for e in events.drain_nowait() if isinstance(e, JobCompleted)}
+            assert seen >= {j.id for j in first + more}  # one stream, before and after
+            events.close()
             counts = await q.counts()
             assert counts["completed"] == 15 and counts["delayed"] == 1
             # The warm core it took over with, and went on from, is the journal's replay.
