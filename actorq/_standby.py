@@ -11,8 +11,11 @@ waiting: `Standby.run`, a task of the runtime's outer task group, runs three thi
   ``ssl_context``) carries the runtime's calls while it stands by: `Runtime._exchange`,
   `_notify`, `events` and the processor workers go to it while the runtime has no engine.
   A processor worker runs here, as a client's does: its jobs are locked on the leader for
-  ``lock_duration`` and renewed by the client. The block is entered once the client is
-  connected (or the runtime leads), so nothing the application sends first is dropped.
+  ``lock_duration`` and renewed by the client; worker tokens take the client's random
+  prefix, unique among the leader's clients. A sandboxed worker's children are clients of
+  the journal's URL themselves, so they follow whichever runtime leads. The block is
+  entered once the client is connected (or the runtime leads), so nothing the application
+  sends first is dropped.
 * **The tail** (`LogTail`): the log read by seq into a core of the runtime's own, on a
   thread, woken by the leader's NOTIFY.
 * **The candidacy**: `open_pg` waiting for the lease, withdrawn when the runtime is asked to
@@ -26,8 +29,9 @@ they were never applied anywhere. The tail stops, and the journal replays only t
 after the tail's last (``resume_after``; from the snapshot when compaction dropped the next
 one), then the runtime starts its engine on that core: its clock moves onto the database's
 (`journal_clock`), it listens and advertises itself, and the jobs that were active count as
-stalled. Last, each processor worker gets a new actor on the engine under the same token; the
-old actor (and with it every run still going, whose outcome the old leader can no longer
+stalled. Event streams move from the client to the engine (the standby is their hub).
+Last, each processor worker gets a new actor on the engine under the same token; the old
+actor (and with it every run still going, whose outcome the old leader can no longer
 journal) was cancelled with the client, and those jobs run again here: at least once, as
 after any takeover.
 """
