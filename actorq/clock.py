@@ -25,6 +25,14 @@ deadline scopes it has ended whose tasks have not run yet, and which processors 
   pauses while an advance runs, so time never moves past an advance's target, and never
   backwards.
 
+A host and its clients in one process may share one clock (``actorq.connect(url,
+clock=...)``). Each client attaches a probe of its own (idle while every job its workers hold
+is done or asleep on the clock), the host leaves the jobs of those clients' workers to them,
+and each connection between two ends on the same clock has a `Transit`: the frames one end
+wrote and the other has not handled yet. The clock moves only when no frame is in transit,
+so it sees through the socket as it sees through a mailbox. A client on another clock, or in
+another process, shares no transit: nothing is counted for it, and nothing costs.
+
 No real sleep, no polling, and the same on asyncio and trio.
 """
 
@@ -33,6 +41,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import math
+import secrets
 import time
 from types import TracebackType
 from typing import Protocol, runtime_checkable
@@ -41,7 +50,7 @@ import anyio
 import anyio.lowlevel
 from sortedcontainers import SortedList
 
-__all__ = ["Clock", "DeadlineScope", "Probe", "SystemClock", "VirtualClock"]
+__all__ = ["Clock", "DeadlineScope", "Probe", "SystemClock", "Transit", "VirtualClock"]
 
 
 class Probe(Protocol):
@@ -148,6 +157,8 @@ class VirtualClock:
         self._advancing = 0  # explicit advances under way: autojump waits for them
         self._moves = 0  # bumped on every change the clock sees, to notice activity
         self._changed: anyio.Event | None = None
+        self._transits: dict[str, Transit] = {}  # open links between ends on this clock
+        self._in_transit = 0  # frames written by one end and not yet handled by the other
 
     def now(self) -> float:
         return self._now
@@ -184,6 +195,19 @@ class VirtualClock:
             self._probes.remove(probe)
         self.poke()
 
+    def open_transit(self) -> Transit:
+        """A new link's frames, counted once its other end joins (`join_transit`)."""
+        transit = Transit(self)
+        self._transits[transit.key] = transit
+        return transit
+
+    def join_transit(self, key: object) -> Transit | None:
+        """The transit `key` names if it is this clock's (both ends share it), else None."""
+        transit = self._transits.get(key) if type(key) is str else None
+        if transit is not None:
+            transit.shared = True
+        return transit
+
     def poke(self) -> None:
         """Something the clock waits on may have changed: look again."""
         self._moves += 1
@@ -195,7 +219,7 @@ class VirtualClock:
         return self._moves + sum(probe.activity for probe in self._probes)
 
     def _ready(self, strict: bool) -> bool:
-        if self._woken:
+        if self._woken or self._in_transit:
             return False
         if strict:
             return all(probe.idle() for probe in self._probes)
@@ -277,6 +301,43 @@ class VirtualClock:
             f"VirtualClock(now={self._now}, runtimes={len(self._probes)}, "
             f"deadlines={len(self._scopes)})"
         )
+
+
+class Transit:
+    """The frames of one connection whose two ends share a `VirtualClock`: the sender
+    counts each frame it queues (`sent`), the receiver each one it has handled
+    (`handled`); the clock moves only while none is in between. Until the other end joins
+    (`shared`), and once either end closes it, it counts nothing."""
+
+    __slots__ = ("_clock", "count", "key", "shared")
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self.key = secrets.token_hex(8)  # what the client names it by in its hello
+        self.count = 0
+        self.shared = False
+
+    def sent(self) -> None:
+        if self.shared:
+            self.count += 1
+            self._clock._in_transit += 1
+
+    def handled(self, frames: int) -> None:
+        if self.shared:
+            self.count -= frames
+            clock = self._clock
+            clock._in_transit -= frames
+            clock.poke()
+
+    def close(self) -> None:
+        """The connection ended: what it still carried will never be handled."""
+        clock = self._clock
+        clock._transits.pop(self.key, None)
+        if self.shared:
+            self.shared = False
+            clock._in_transit -= self.count
+            self.count = 0
+            clock.poke()
 
 
 class _VirtualScope:

@@ -1,4 +1,11 @@
-"""Every async test runs on asyncio and on trio (anyio's pytest plugin, auto mode)."""
+"""Every async test runs on asyncio and on trio (anyio's pytest plugin, auto mode).
+
+`make_runtime` is the kind of runtime a behaviour test runs on: ``local`` (a `Runtime` in
+memory), ``remote`` (a client of a host in this process, sharing the test's clock) and,
+where a module or test asks with ``@pytest.mark.runtimes(...)``, ``postgresql`` (a
+`Runtime` on a journal in a fresh database). Narrowing the kinds takes a reason:
+``@pytest.mark.runtimes("local", why="reads the core's indexes")``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from collections.abc import Iterator
 
 import pg_cluster as pg_cluster_module
 import pytest
+import runtimes
 from pg_cluster import Cluster
 
 
@@ -16,6 +24,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--run-slow", action="store_true", default=False, help="run the long soak tests too"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "runtimes(*kinds, why=...): the kinds of runtime `make_runtime` gives"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "make_runtime" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("runtimes")
+    kinds = DEFAULT_KINDS if marker is None else marker.args
+    unknown = set(kinds) - set(runtimes.KINDS)
+    if unknown or not kinds:
+        raise pytest.UsageError(f"runtimes{kinds!r}: the kinds are {runtimes.KINDS}")
+    if marker is not None and "remote" not in kinds and not marker.kwargs.get("why"):
+        raise pytest.UsageError(
+            f"{metafunc.definition.nodeid}: runtimes{kinds!r} without remote needs why=..."
+        )
+    metafunc.parametrize("runtime_kind", kinds)
+
+
+#: What `make_runtime` runs on when no `runtimes` marker says otherwise.
+DEFAULT_KINDS = ("local", "remote")
+
+
+@pytest.fixture
+def make_runtime(request: pytest.FixtureRequest, runtime_kind: str) -> runtimes.MakeRuntime:
+    """``async with make_runtime(clock=VirtualClock(), **options) as rt:`` on this test's
+    kind of runtime (tests/runtimes.py)."""
+    url = request.getfixturevalue("pg_url") if runtime_kind == "postgresql" else None
+    return runtimes.maker(runtime_kind, url)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

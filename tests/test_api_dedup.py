@@ -5,14 +5,12 @@ virtual clock."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from remote_fixture import remote_runtime
+from runtimes import MakeRuntime
 
 from actorq import (
     FlowJob,
@@ -37,22 +35,15 @@ def dedup_events(events: Any) -> list[tuple[int, str, int | None]]:
     ]
 
 
-Make = Callable[[VirtualClock], AbstractAsyncContextManager[Any]]
+#: Keys are state: they must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
-@pytest.fixture(params=["local", "remote"])
-def make(request: pytest.FixtureRequest) -> Make:
-    """A runtime on `clock`, or a client of a host on `clock` (the test moves the host's
-    time; the client's calls see it). Tests that run a worker stay local: a client's worker
-    registers over the wire, and the host's manual clock cannot wait for what is in flight."""
-    if request.param == "local":
-        return lambda clock: Runtime(clock=clock)
-    return lambda clock: remote_runtime(clock=clock)
-
-
-async def test_simple_mode_ignores_duplicates_until_the_job_completes() -> None:
+async def test_simple_mode_ignores_duplicates_until_the_job_completes(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         async with rt.events() as events:
             first = await q.add("j", 1, deduplication={"id": "k"})
@@ -73,9 +64,11 @@ async def test_simple_mode_ignores_duplicates_until_the_job_completes() -> None:
         assert third.id != first.id
 
 
-async def test_simple_mode_frees_the_key_when_the_job_finally_fails_or_is_removed() -> None:
+async def test_simple_mode_frees_the_key_when_the_job_finally_fails_or_is_removed(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def work(job: Job) -> None:
@@ -93,16 +86,18 @@ async def test_simple_mode_frees_the_key_when_the_job_finally_fails_or_is_remove
         assert (await q.add("j", deduplication={"id": "r"})).id != delayed.id
 
 
-async def test_keys_are_per_queue(make: Make) -> None:
-    async with make(VirtualClock(autojump=False)) as rt:
+async def test_keys_are_per_queue(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         a = await rt.queue("a").add("j", deduplication={"id": "k"})
         b = await rt.queue("b").add("j", deduplication={"id": "k"})
         assert a.id != b.id
 
 
-async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finished() -> None:
+async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finished(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def work(job: Job) -> None:
@@ -121,9 +116,9 @@ async def test_throttle_ignores_duplicates_for_the_ttl_even_after_the_job_finish
         assert later.id != first.id
 
 
-async def test_extend_starts_the_window_again_at_each_duplicate(make: Make) -> None:
+async def test_extend_starts_the_window_again_at_each_duplicate(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with make(clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "e", "ttl": 10, "extend": True}
         first = await q.add("j", deduplication=opts)
@@ -135,9 +130,11 @@ async def test_extend_starts_the_window_again_at_each_duplicate(make: Make) -> N
         assert (await q.add("j", deduplication=opts)).id != first.id
 
 
-async def test_debounce_runs_only_the_last_of_a_burst_after_the_quiet_delay() -> None:
+async def test_debounce_runs_only_the_last_of_a_burst_after_the_quiet_delay(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         ran: list[tuple[int, float]] = []
 
@@ -160,9 +157,9 @@ async def test_debounce_runs_only_the_last_of_a_burst_after_the_quiet_delay() ->
         assert ran == [(3, 11.0)]  # added at t = 6 with a 5 s delay
 
 
-async def test_replace_without_extend_keeps_the_first_window(make: Make) -> None:
+async def test_replace_without_extend_keeps_the_first_window(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with make(clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "d", "ttl": 5, "replace": True}
         first = await q.add("j", 1, delay=10, deduplication=opts)
@@ -176,10 +173,10 @@ async def test_replace_without_extend_keeps_the_first_window(make: Make) -> None
 
 
 async def test_a_duplicate_of_a_job_no_longer_delayed_is_ignored_even_in_replace_mode(
-    make: Make,
+    make_runtime: MakeRuntime,
 ) -> None:
     clock = VirtualClock(autojump=False)
-    async with make(clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         opts: Any = {"id": "d", "ttl": 100, "replace": True}
         first = await q.add("j", 1, delay=1, deduplication=opts)
@@ -188,8 +185,10 @@ async def test_a_duplicate_of_a_job_no_longer_delayed_is_ignored_even_in_replace
         assert again.id == first.id and again.data == 1
 
 
-async def test_remove_deduplication_key_lets_the_next_add_make_a_job(make: Make) -> None:
-    async with make(VirtualClock(autojump=False)) as rt:
+async def test_remove_deduplication_key_lets_the_next_add_make_a_job(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         first = await q.add("j", deduplication={"id": "k", "ttl": 60})
         assert await q.remove_deduplication_key("k") is True
@@ -198,8 +197,8 @@ async def test_remove_deduplication_key_lets_the_next_add_make_a_job(make: Make)
         assert (await q.add("j", deduplication={"id": "k"})).id != first.id
 
 
-async def test_add_bulk_and_flows_take_the_option(make: Make) -> None:
-    async with make(VirtualClock(autojump=False)) as rt:
+async def test_add_bulk_and_flows_take_the_option(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         jobs = await q.add_bulk(
             [
@@ -235,10 +234,12 @@ async def test_add_bulk_and_flows_take_the_option(make: Make) -> None:
     ],
 )
 async def test_bad_deduplication_is_refused_naming_the_field(
-    options: dict[str, Any], field: str, tmp_path: Path
+    options: dict[str, Any], field: str, tmp_path: Path, make_runtime: MakeRuntime
 ) -> None:
-    for path in (None, tmp_path):  # the same refusal in memory and on a journal
-        async with Runtime(path, clock=VirtualClock(autojump=False)) as rt:
+    clock = VirtualClock(autojump=False)
+    # The same refusal on this kind of runtime and on a folder journal.
+    for opened in (make_runtime(clock=clock), Runtime(tmp_path, clock=clock)):
+        async with opened as rt:
             q = rt.queue("q")
             with pytest.raises(InvalidOptionError) as info:
                 await q.add("j", **options)
@@ -249,6 +250,7 @@ async def test_bad_deduplication_is_refused_naming_the_field(
             assert (await q.counts())["waiting"] == 0
 
 
+@pytest.mark.runtimes("local", why="compares the core's state with a replay of its log")
 async def test_the_keys_replay_exactly_from_the_log() -> None:
     clock = VirtualClock(autojump=False)
     log = MemoryChangeLog()
@@ -285,6 +287,7 @@ async def test_the_keys_replay_exactly_from_the_log() -> None:
         assert fresh.dedup[("q", "throttle")].rec is not None  # its job's record came along
 
 
+@pytest.mark.runtimes("local", why="reopens a folder journal")
 async def test_each_mode_holds_across_a_restart(tmp_path: Path) -> None:
     clock = VirtualClock(autojump=False)
 

@@ -37,7 +37,7 @@ from .._core import commands as c
 from .._core.records import MAX_WAIT
 from .._exceptions import DelayedError, InvalidOptionError, UnrecoverableError, WaitingChildrenError
 from .._failures import log_failed_attempt, reason, storable, trace
-from ..clock import Clock, VirtualClock, running_for
+from ..clock import Clock, Probe, VirtualClock, running_for
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -93,6 +93,7 @@ class WorkerActor:
         run_in_thread: bool,
         clock: Clock,
         engine: Door,
+        probe: Probe | None = None,
     ) -> None:
         self.token = token
         self._call: Callable[[Any], Any] = (
@@ -108,6 +109,8 @@ class WorkerActor:
         self._inbox: MemoryObjectReceiveStream[list[JobRecord]] = inbox
         self._inbox_tx = inbox_tx
         self._engine = engine
+        #: What a virtual clock asks about its jobs: the engine, or a client's own probe.
+        self._probe = probe if probe is not None else cast("Engine", engine)
         self._local: deque[JobRecord] = deque()
         self._reports: list[Outcome] = []
         self._freed = 0
@@ -154,7 +157,7 @@ class WorkerActor:
     async def _runner(self) -> None:
         if self._vclock is not None:
             # This task's processors run for the engine: the clock tells it when they sleep.
-            running_for.set(cast("Engine", self._engine))
+            running_for.set(self._probe)
         while True:
             # One cancel scope serves every job this runner runs until one is aborted (the
             # job was cancelled): a scope per job would cost more than a no-op job itself.

@@ -39,7 +39,7 @@ from .._exceptions import ConnectionLostError, InvalidOptionError, RuntimeClosed
 from .._journal_pg_lease import is_postgres_url, parse_url
 from .._options import count
 from .._worker import Worker
-from ..clock import SystemClock
+from ..clock import Clock, SystemClock, Transit, VirtualClock
 from . import address as addresses
 from .sandbox import Sandbox
 from .wire import (
@@ -77,7 +77,8 @@ class _Call:
 
 
 class _Link:
-    """One connection to the host: what is queued to send, and the task that sends it."""
+    """One connection to the host: what is queued to send, and the task that sends it;
+    `transit`, when the host shares this client's virtual clock."""
 
     def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
@@ -85,11 +86,14 @@ class _Link:
         self._out: list[bytes] = []
         self._wake = anyio.Event()
         self.broken = False
+        self.transit: Transit | None = None
 
     def send(self, message: list[Any]) -> None:
         if self.broken:
             raise ConnectionLostError("not connected to the host", may_have_applied=False)
         self._out.append(frame(message))
+        if self.transit is not None:
+            self.transit.sent()
         self._wake.set()
 
     async def write(self) -> None:
@@ -98,6 +102,40 @@ class _Link:
             self._wake = anyio.Event()
             out, self._out = self._out, []
             await self.stream.send(b"".join(out))
+
+
+class _Held:
+    """The jobs this client's workers hold: what a `VirtualClock` asks of the client (its
+    `Probe`), and what `_renew_locks` waits for."""
+
+    def __init__(self) -> None:
+        #: Jobs received from the host whose outcome has not gone back; of those, how many
+        #: processors sleep on the virtual clock (kept by `VirtualClock.sleep_until`).
+        self.running = 0
+        self.asleep = 0
+        self.activity = 0
+        #: Set while some job is held; the lock renewal sleeps in `renewal` meanwhile.
+        self.holding = anyio.Event()
+        self.renewal: anyio.CancelScope | None = None
+
+    def quiet(self) -> bool:
+        return True  # the frames it writes or reads are the connection's `Transit`
+
+    def idle(self) -> bool:
+        return self.running == self.asleep
+
+    def took(self, jobs: int) -> None:
+        if not self.running:
+            self.holding.set()
+        self.running += jobs
+
+    def freed(self, jobs: int) -> None:
+        self.activity += 1
+        self.running -= jobs
+        if not self.running and jobs:
+            self.holding = anyio.Event()
+            if self.renewal is not None:
+                self.renewal.cancel()
 
 
 class _Door:
@@ -110,7 +148,9 @@ class _Door:
         self.token = token
 
     def submit(self, msg: c.Report, sink: deque[JobRecord] | None = None) -> None:
-        self.rt._post(["u", self.token, encode_value(list(msg.outcomes)), msg.freed])
+        rt = self.rt
+        rt._post(["u", self.token, encode_value(list(msg.outcomes)), msg.freed])
+        rt._held.freed(msg.freed)
         # Unsent when not connected: the jobs stall at lock expiry and run again, which is
         # the contract of a job whose worker was cut off.
 
@@ -142,9 +182,19 @@ class RemoteRuntime(RuntimeAPI):
     """A runtime host's client (made by `actorq.connect`); the `Runtime` API."""
 
     def __init__(
-        self, url: str, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        super().__init__(SystemClock())
+        if clock is not None and not isinstance(clock, Clock):
+            raise InvalidOptionError("clock", clock, "must be a SystemClock or VirtualClock")
+        super().__init__(clock or SystemClock())
+        #: The host's clock when the host runs in this process on it (see `actorq.clock`).
+        self._vclock = clock if isinstance(clock, VirtualClock) else None
+        self._held = _Held()
         self.url = url
         #: A journal in PostgreSQL whose leader this client follows (`_find_leader`).
         self._leader_of: str | None = None
@@ -184,6 +234,8 @@ class RemoteRuntime(RuntimeAPI):
     async def _begin(self, link: _Link | None) -> None:
         """Run: serve `link`, or (None) connect in the background, calls waiting meanwhile
         (a warm standby's client, `actorq._standby`). Left by `close`, in the same task."""
+        if self._vclock is not None:
+            self._vclock.attach(self._held)
         self._cm = anyio.create_task_group()
         self._tg = await self._cm.__aenter__()
         self._state = RUNNING
@@ -203,6 +255,8 @@ class RemoteRuntime(RuntimeAPI):
         finally:
             self._state = CLOSED
             self._linked.set()  # calls waiting for a connection give up: `NotSentError`
+            if self._vclock is not None:
+                self._vclock.detach(self._held)
             for sub in list(self._subs.values()):
                 sub.end()
             self._fail_pending(RuntimeClosedError("the client is closed"))
@@ -223,15 +277,23 @@ class RemoteRuntime(RuntimeAPI):
         address = self._address if self._leader_of is None else await self._find_leader()
         stream = await addresses.connect(address, self._ssl)
         link = _Link(stream)
+        hello: dict[str, Any] = {"protocol": PROTOCOL, "token": self._token}
+        if self._vclock is not None:
+            # A host on the same clock object joins this transit (`VirtualClock.join_transit`).
+            link.transit = self._vclock.open_transit()
+            hello["clock"] = link.transit.key
         try:
-            await stream.send(frame(["h", {"protocol": PROTOCOL, "token": self._token}]))
+            await stream.send(frame(["h", hello]))
             with anyio.fail_after(10):
                 (answer, *_) = await link.reader.read()
         except BaseException:
-            await stream.aclose()
+            await _close(link)
             raise
+        if link.transit is not None and not link.transit.shared:
+            link.transit.close()  # a host on another clock: nothing to count
+            link.transit = None
         if answer[0] != "hello":
-            await stream.aclose()
+            await _close(link)
             why = answer[1] if answer[0] == "refused" and len(answer) > 1 else answer
             raise ConnectionRefusedError(f"the host at {self.url} refused: {why}")
         return link
@@ -287,7 +349,7 @@ class RemoteRuntime(RuntimeAPI):
                     f"the connection to {self.url} broke during the call", may_have_applied=True
                 )
             )
-            await link.stream.aclose()
+            await _close(link)
 
     def _rejoin(self, link: _Link) -> None:
         """A new connection: register this process's workers and subscriptions again."""
@@ -299,9 +361,13 @@ class RemoteRuntime(RuntimeAPI):
     async def _read(self, link: _Link, tg: TaskGroup) -> None:
         tg.start_soon(link.write)
         reader = link.reader
+        transit = link.transit
         while True:
-            for message in await reader.read():
+            messages = await reader.read()
+            for message in messages:
                 self._handle(message)
+            if transit is not None:
+                transit.handled(len(messages))
 
     def _handle(self, message: list[Any]) -> None:
         kind = message[0]
@@ -319,7 +385,9 @@ class RemoteRuntime(RuntimeAPI):
         elif kind == "j":
             worker = self._remote_workers.get(message[1])
             if worker is not None:
-                worker.actor.inbox_tx.send_nowait(decode_value(message[2]))
+                jobs = decode_value(message[2])
+                self._held.took(len(jobs))
+                worker.actor.inbox_tx.send_nowait(jobs)
         elif kind == "a":
             worker = self._remote_workers.get(message[1])
             if worker is not None:
@@ -376,7 +444,7 @@ class RemoteRuntime(RuntimeAPI):
                 if within is None:
                     await call.done.wait()
                 else:
-                    with anyio.move_on_after(within):
+                    with self.clock.deadline(self.clock.now() + within):
                         await call.done.wait()
             finally:
                 if not call.replied:
@@ -428,6 +496,7 @@ class RemoteRuntime(RuntimeAPI):
             run_in_thread=run_in_thread,
             clock=self.clock,
             engine=_Door(self, token),
+            probe=self._held,
         )
         self._streams += actor.streams()
         worker = _RemoteWorker(actor, queue, concurrency, lock_duration, max_stalled_count)
@@ -457,15 +526,20 @@ class RemoteRuntime(RuntimeAPI):
                 remote.actor.close()
 
     async def _renew_locks(self) -> None:
-        """Renew the locks of the jobs this process's workers hold, one message each."""
+        """While this process's workers hold jobs, renew their locks every half of the
+        shortest `lock_duration` (on the client's clock, the host's time when shared), one
+        message per worker. Holding nothing, it waits: no timer for a clock to jump to."""
+        held = self._held
         while True:
+            await held.holding.wait()
             locks = [w.lock_duration for w in self._remote_workers.values()]
-            wait = min(locks, default=5.0) / 2
-            await anyio.sleep(wait)
-            for token, w in list(self._remote_workers.items()):
-                held = w.actor.held()
-                if held:
-                    self._notify(c.ExtendLocks(token, tuple(held), w.lock_duration))
+            with anyio.CancelScope() as held.renewal:
+                await self.clock.sleep(min(locks, default=5.0) / 2)
+                for token, w in list(self._remote_workers.items()):
+                    jobs = w.actor.held()
+                    if jobs:
+                        self._notify(c.ExtendLocks(token, tuple(jobs), w.lock_duration))
+            held.renewal = None
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
         """Subscribe to the host's lifecycle events (see `Runtime.events`)."""
@@ -492,15 +566,27 @@ class RemoteRuntime(RuntimeAPI):
 _TIMED_OUT: Final[Any] = object()
 
 
+async def _close(link: _Link) -> None:
+    if link.transit is not None:
+        link.transit.close()
+    await link.stream.aclose()
+
+
 def _subscription(sub_id: int, stream: EventStream) -> list[Any]:
     return ["e", sub_id, stream.capacity]
 
 
 def connect(
-    url: str, *, token: str | None = None, ssl_context: ssl.SSLContext | None = None
+    url: str,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    clock: Clock | None = None,
 ) -> RemoteRuntime:
     """A client of the runtime host at `url` (``"actorq://HOST:PORT"`` or
     ``"unix:/path"``): use as ``async with actorq.connect(url, token=...) as rt:``. Given a
     journal's ``postgresql://`` URL, the client of its leader, found through the lease row
-    at each (re)connection, so it follows a takeover (docs/postgresql.md)."""
-    return RemoteRuntime(url, token=token, ssl_context=ssl_context)
+    at each (re)connection, so it follows a takeover (docs/postgresql.md). ``clock``: the
+    client's time (job timeouts, lock renewal, call timeouts); a host in this process on the
+    same `VirtualClock` shares it exactly (docs/testing.md)."""
+    return RemoteRuntime(url, token=token, ssl_context=ssl_context, clock=clock)

@@ -54,6 +54,7 @@ from .._actors.subscription import EventStream
 from .._core import commands as c
 from .._exceptions import ActorqError, InvalidOptionError, RuntimeClosedError
 from .._options import MAX_CONCURRENCY, check_queue_name
+from ..clock import Transit, VirtualClock
 from .checks import check_command
 from .wire import (
     MAX_HELLO,
@@ -141,6 +142,10 @@ class Host:
             await conn.stream.send(frame(["refused", why]))
             log.warning("connection %d refused: %s", conn.number, why)
             return False
+        clock = self._rt.clock
+        if isinstance(clock, VirtualClock):
+            # A client in this process on the host's own clock: count the frames between us.
+            conn.transit = clock.join_transit(hello[1].get("clock"))
         await conn.stream.send(frame(["hello", {"protocol": PROTOCOL}]))
         return True
 
@@ -178,6 +183,27 @@ class _Forward:
         return None
 
 
+class _Forwarded(EventStream):
+    """A client's subscription on the host: the engine's events go to the client at once,
+    in the same write as the replies of their batch, while the client keeps up (under
+    `_EVENTS_BACKLOG` bytes queued); else they wait here, bounded as any subscriber's,
+    for `Connection._forward_events`."""
+
+    __slots__ = ("_conn", "_sub_id")
+
+    def __init__(self, conn: Connection, sub_id: int, capacity: int) -> None:
+        self._conn = conn
+        self._sub_id = sub_id
+        super().__init__(conn.engine, capacity)
+
+    def publish(self, events: list[Any]) -> None:
+        conn = self._conn
+        if self._buffer or self._dropped or self._ended or conn._queued > _EVENTS_BACKLOG:
+            super().publish(events)
+        else:
+            conn.send(["v", self._sub_id, encode_value(events)])
+
+
 class Connection:
     """One client's connection: reads its messages, writes what goes back."""
 
@@ -196,6 +222,8 @@ class Connection:
         self._drained = anyio.Event()
         self._closed = False
         self._tg: TaskGroup | None = None
+        #: Set when the client shares the host's virtual clock (`Host._hello`).
+        self.transit: Transit | None = None
 
     # ------------------------------------------------------------------ writing
 
@@ -214,6 +242,8 @@ class Connection:
             return
         self._out.append(data)
         self._queued += len(data)
+        if self.transit is not None:
+            self.transit.sent()
         self._wake.set()
 
     def reply(self, call_id: int, req: Request) -> None:
@@ -253,8 +283,11 @@ class Connection:
                 tg.start_soon(self._write)
                 try:
                     while True:
-                        for message in await self.reader.read():
+                        messages = await self.reader.read()
+                        for message in messages:
                             self._handle(message)
+                        if self.transit is not None:
+                            self.transit.handled(len(messages))
                 finally:
                     tg.cancel_scope.cancel()
         except ProtocolError as exc:
@@ -358,6 +391,8 @@ class Connection:
             return
         abort: Callable[[int], None] = lambda job_id: self.send(["a", token, job_id])  # noqa: E731
         slot = WorkerSlot(token, queue, n, _Forward(self, token), abort, stalls, float(lock))
+        # A client on the host's virtual clock tells the clock about its jobs itself.
+        slot.elsewhere = self.transit is not None
         self.slots[token] = slot
         req.command = c.RegisterWorker(slot)
         self._submit(req)
@@ -393,11 +428,12 @@ class Connection:
             raise ProtocolError(f"subscription id {sub_id!r} is not a new integer")
         if type(buffer) is not int or not 1 <= buffer <= 1_000_000:
             raise ProtocolError(f"subscription buffer {buffer!r} is not in [1, 1000000]")
-        stream = self.subscriptions[sub_id] = EventStream(self.engine, buffer)
+        stream = self.subscriptions[sub_id] = _Forwarded(self, sub_id, buffer)
         assert self._tg is not None
         self._tg.start_soon(self._forward_events, sub_id, stream)
 
     async def _forward_events(self, sub_id: int, stream: EventStream) -> None:
+        """Send what a subscription buffered while the client was behind (`_Forwarded`)."""
         async for first in stream:
             self.send(["v", sub_id, encode_value([first, *stream.drain_nowait()])])
             await self.drained()
@@ -412,6 +448,8 @@ class Connection:
     def drop(self) -> None:
         """The client is gone: forget its calls, workers and subscriptions."""
         self._closed = True
+        if self.transit is not None:
+            self.transit.close()
         engine = self.engine
         for req in self.pending.values():
             req.abandoned = True
