@@ -61,7 +61,6 @@ from ._core.commands import Change
 from ._exceptions import InvalidOptionError
 from ._journal import (
     DEFAULT_SNAPSHOT_BYTES,
-    ID_BLOCK,
     IdCounter,
     JournalError,
     JournalFailedError,
@@ -74,6 +73,7 @@ from ._journal_codec import (
     encode_batch,
     encode_snapshot,
 )
+from ._journal_fence import LostCommit, after_lost_commit, id_mark_to_raise
 from ._journal_pg_lease import (
     LEASE_NAME,
     FencedError,
@@ -156,6 +156,8 @@ class PostgresChangeLog:
 
     records = True
     waits = True
+    #: Several processes lead it in turn: local processors hold timed locks too.
+    leased = True
 
     def __init__(
         self,
@@ -284,10 +286,11 @@ class PostgresChangeLog:
             conn = self._connection()
             try:
                 if unsure:
-                    row = conn.execute(sql.FIND_BATCH, (payload, seq)).fetchone()
-                    if row is not None:
-                        if row[0]:
-                            return  # the lost commit had landed
+                    row = conn.execute(sql.FIND_BATCH, (seq,)).fetchone()
+                    found = after_lost_commit(None if row is None else bytes(row[0]), payload)
+                    if found is LostCommit.LANDED:
+                        return
+                    if found is LostCommit.FENCED:
                         raise _fenced(self.options, conn, self.epoch)
                     unsure = False
                 if seq >= self._part_end:
@@ -322,10 +325,10 @@ class PostgresChangeLog:
 
     def commit(self, changes: list[Change]) -> Awaitable[None]:
         self._check()
-        mark: int | None = None
         ids = self._ids
-        if ids is not None and ids.next_id > self._id_mark:
-            mark = self._id_mark = ids.next_id + ID_BLOCK
+        mark = id_mark_to_raise(None if ids is None else ids.next_id, self._id_mark)
+        if mark is not None:
+            self._id_mark = mark
         payload = encode_batch(changes)
         self.last_seq = seq = self.last_seq + 1
         self._since_snapshot += len(payload)

@@ -138,8 +138,9 @@ APPEND: Final = (
     f"SELECT pg_notify('{CHANNEL}', '') FROM appended"
 )
 RAISE_ID_MARK: Final = "UPDATE actorq_lease SET id_high_water = %s WHERE name = %s AND epoch = %s"
-#: Whether a batch whose commit's outcome was lost with the connection is in the log.
-FIND_BATCH: Final = "SELECT payload = %s FROM actorq_log WHERE seq = %s"
+#: The batch at a seq, read when a commit's outcome was lost with the connection
+#: (`actorq._journal_fence.after_lost_commit` decides).
+FIND_BATCH: Final = "SELECT payload FROM actorq_log WHERE seq = %s"
 LAST_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM actorq_log"
 FRAMES_AFTER: Final = "SELECT seq, payload FROM actorq_log WHERE seq > %s ORDER BY seq"
 NEWEST_SNAPSHOT: Final = (

@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.engine import Engine, WorkerSlot, crashed_error
 from ._actors.messages import Request
+from ._actors.renewal import LeasedLocks
 from ._actors.scheduler import Scheduler
 from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
 from ._actors.worker import WorkerActor
@@ -141,6 +142,9 @@ class Runtime(RuntimeAPI):
         self._sched: Scheduler | None = None
         self._stack = contextlib.AsyncExitStack()
         self._tg: Any = None
+        #: On a leased journal (several processes lead it in turn): the timed locks of this
+        #: runtime's own processors, renewed in batches.
+        self._leased: LeasedLocks | None = None
         self._outer: TaskGroup | None = None
         self._host_task: int | None = None  # the task that entered the runtime
         self._crash: BaseException | None = None
@@ -181,6 +185,10 @@ class Runtime(RuntimeAPI):
                 return
             self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
+        if getattr(self._journal, "leased", False):
+            self._leased = LeasedLocks(self._notify, self.clock.sleep)
+            # Tokens unique across leaders: the last one's locks may still be held.
+            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         self._prepare()
@@ -224,7 +232,13 @@ class Runtime(RuntimeAPI):
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
-            stalled = await self._send(c.StallAllActive())
+            try:
+                # On a leased journal the last leader may still run them: they stall as
+                # their timed locks expire.
+                stalled = await self._send(c.StallAllActive(timed=self._leased is None))
+            except BaseException as exc:  # its commit failed: stop as a crash does
+                await self._exit(type(exc), exc, exc.__traceback__)
+                raise
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
 
@@ -349,6 +363,8 @@ class Runtime(RuntimeAPI):
                 await tg.start(sched.run)
                 await tg.start(sched.run_timer)
                 tg.start_soon(watch, engine, self._journal)
+                if self._leased is not None:
+                    tg.start_soon(self._leased.run)
                 if self._vclock is not None:
                     engine.on_idle = self._vclock.poke
                     self._vclock.attach(engine)
@@ -521,7 +537,13 @@ class Runtime(RuntimeAPI):
             engine=engine,
         )
         self._streams += actor.streams()
-        slot = WorkerSlot(token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count)
+        leased = self._leased
+        lock = None if leased is None else lock_duration  # else untimed: held while it runs
+        slot = WorkerSlot(
+            token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count, lock
+        )
+        if leased is not None:
+            leased.add(actor, slot)
         self._tg.start_soon(self._own, actor.run)
         self._notify(c.RegisterWorker(slot))
         return actor
@@ -533,6 +555,8 @@ class Runtime(RuntimeAPI):
             return
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
+        if self._leased is not None:
+            self._leased.remove(worker.token)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
         """Subscribe to lifecycle events: every event after this call, in order.

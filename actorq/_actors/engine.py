@@ -102,8 +102,9 @@ class WorkerSlot:
         self.token = token
         self.abort = abort
         # None: a processor in this process, whose lock lives as long as it does. A number:
-        # a processor in another process (a runtime host's client), whose jobs are locked
-        # for that long at dispatch and stall unless it renews them.
+        # a processor in another process (a runtime host's client), or in this one on a
+        # leased journal (`_actors/renewal.py`), whose jobs are locked for that long at
+        # dispatch and stall unless it renews them.
         self.lock_duration = lock_duration
         self.max_stalled_count = max_stalled_count
         self.queue = queue

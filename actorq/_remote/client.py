@@ -30,6 +30,7 @@ from typing import Any, Final, Self
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
+from .._actors.renewal import renew_held, renewal_interval
 from .._actors.subscription import DEFAULT_CAPACITY, EventStream
 from .._actors.worker import WorkerActor
 from .._api import CLOSED, RUNNING, RuntimeAPI
@@ -532,13 +533,9 @@ class RemoteRuntime(RuntimeAPI):
         held = self._held
         while True:
             await held.holding.wait()
-            locks = [w.lock_duration for w in self._remote_workers.values()]
             with anyio.CancelScope() as held.renewal:
-                await self.clock.sleep(min(locks, default=5.0) / 2)
-                for token, w in list(self._remote_workers.items()):
-                    jobs = w.actor.held()
-                    if jobs:
-                        self._notify(c.ExtendLocks(token, tuple(jobs), w.lock_duration))
+                await self.clock.sleep(renewal_interval(self._remote_workers.values()))
+                renew_held(self._remote_workers, self._notify)
             held.renewal = None
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
