@@ -284,11 +284,16 @@ class Standby:
         rt._core = core
         rt._journal = journal
         rt.clock = journal_clock(rt.clock, journal)
+        rt._lease_locks()
         await rt._start_engine(fresh=journal.last_seq == 0)
         engine = rt._engine
         assert engine is not None
         for stream in self._streams:
             engine.subscribe(stream)
+        if self._processors:
+            # Their runs here were cancelled with the client: what they held goes back to
+            # waiting now, before their timed locks would expire, no stall counted.
+            await rt._send(c.ReleaseHeld(frozenset(self._processors)))
         for token, args in self._processors.items():
             worker = rt._workers.get(token)
             if worker is not None:

@@ -181,6 +181,39 @@ async def test_a_standbys_sandboxed_processors_follow_it_when_it_takes_over(
             assert result["data"] == 2 and result["pid"] != os.getpid()
 
 
+async def test_a_job_running_on_a_standby_at_the_takeover_runs_again_at_once(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = Child(url, "a", "listen", "idle")
+    try:
+        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("slow")
+            runs: list[bool] = []  # whether each run was this runtime's engine's
+            started = anyio.Event()
+
+            async def work(job: Job) -> str:
+                runs.append(rt.leading)
+                if not rt.leading:
+                    started.set()
+                    await anyio.sleep_forever()  # cancelled with the client at the takeover
+                return "done"
+
+            rt.worker(q, work, lock_duration=60)
+            job = await q.add("x", 1)
+            await started.wait()
+            leader.kill()
+            with anyio.fail_after(15):  # well before its 60 s lock would have expired
+                await rt.wait_leading()
+                assert await job.wait_until_finished() == "done"
+            assert runs == [False, True]
+            got = await q.get_job(job.id)
+            assert got is not None and got.stalled_counter == 0  # given back, not stalled
+    finally:
+        leader.kill()
+
+
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
     pg_url: str,
 ) -> None:
