@@ -28,12 +28,13 @@ When the lease is taken (the leader released it or let it lapse) the standby tak
 they were never applied anywhere. The tail stops, and the journal replays only the batches
 after the tail's last (``resume_after``; from the snapshot when compaction dropped the next
 one), then the runtime starts its engine on that core: its clock moves onto the database's
-(`journal_clock`), it listens and advertises itself, and the jobs that were active count as
-stalled. Event streams move from the client to the engine (the standby is their hub).
-Last, each processor worker gets a new actor on the engine under the same token; the old
-actor (and with it every run still going, whose outcome the old leader can no longer
-journal) was cancelled with the client, and those jobs run again here: at least once, as
-after any takeover.
+(`journal_clock`), on a leased journal its processors hold timed locks (`_lease_locks`), it
+listens and advertises itself, and the jobs that were active stall (as their timed locks
+expire). Event streams move from the client to the engine (the standby is their hub).
+Last, the jobs its own workers held go back to waiting at once (`ReleaseHeld`: their runs,
+whose outcome the old leader can no longer journal, were cancelled with the client, so
+nothing runs them), and each processor worker gets a new actor on the engine under the same
+token: those jobs run again here, at least once, as after any takeover.
 """
 
 from __future__ import annotations
