@@ -444,26 +444,36 @@ def batches(
                 yield covers, list(decode_snapshot(bytes(snap[1])))
             except PayloadError as exc:
                 raise _unreadable(shown, f"the snapshot covering seq {covers}: {exc}") from None
+    import psycopg  # noqa: PLC0415 - the postgresql extra
+
     expected = covers + 1
-    with conn.transaction(), conn.cursor(name="actorq_replay") as cur:
-        cur.itersize = 2000
-        cur.execute(sql.FRAMES_AFTER, (covers,))
-        for seq, payload in cur:
-            if seq != expected:
-                if after is not None and expected == after + 1:
-                    raise LogCompactedError(
-                        f"journal {shown}: batch seq {expected} was compacted away"
+    cur = conn.cursor(name="actorq_replay")
+    try:
+        with conn.transaction(), cur:
+            cur.itersize = 2000
+            cur.execute(sql.FRAMES_AFTER, (covers,))
+            for seq, payload in cur:
+                if seq != expected:
+                    if after is not None and expected == after + 1:
+                        raise LogCompactedError(
+                            f"journal {shown}: batch seq {expected} was compacted away"
+                        )
+                    raise PostgresJournalError(
+                        f"journal {shown}: batch seq {expected} is missing (the next is "
+                        f"{seq}); the log cannot be replayed past it"
                     )
-                raise PostgresJournalError(
-                    f"journal {shown}: batch seq {expected} is missing (the next is "
-                    f"{seq}); the log cannot be replayed past it"
-                )
-            try:
-                batch = decode_batch(bytes(payload))
-            except PayloadError as exc:
-                raise _unreadable(shown, f"batch seq {seq}: {exc}") from None
-            yield seq, batch
-            expected += 1
+                try:
+                    batch = decode_batch(bytes(payload))
+                except PayloadError as exc:
+                    raise _unreadable(shown, f"batch seq {seq}: {exc}") from None
+                yield seq, batch
+                expected += 1
+    except psycopg.OperationalError:
+        # The connection broke under the read: closed, the cursor closes with no round
+        # trip (else it stays open, and warns when it is collected).
+        conn.close()
+        cur.close()
+        raise
     if after is not None and expected == after + 1:  # nothing after it: compacted away?
         row = conn.execute(sql.NEWEST_SNAPSHOT_SEQ).fetchone()
         if row is not None and row[0] is not None and int(row[0]) > after:

@@ -185,17 +185,28 @@ class Runtime(RuntimeAPI):
                 return
             self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
+        self._lease_locks()
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
         self._prepare()
         try:
             self._outer = await self._stack.enter_async_context(anyio.create_task_group())
-            await self._start_engine(fresh=not replayed)
         except BaseException:
-            if self._outer is not None:
-                self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+        try:
+            await self._start_engine(fresh=not replayed)
+        except BaseException as exc:  # its first commit failed, say: stop as a crash does
+            await self._exit(type(exc), exc, exc.__traceback__)
+            raise
+
+    def _lease_locks(self) -> None:
+        """On a leased journal (several processes lead it in turn), this runtime's own
+        processors hold timed locks too, under tokens unique across leaders."""
+        if getattr(self._journal, "leased", False):
+            self._leased = LeasedLocks(self._notify, self.clock.sleep)
+            # Tokens unique across leaders: the last one's locks may still be held.
+            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
 
     def _prepare(self) -> None:
         self._host_task = anyio.get_current_task().id
@@ -206,10 +217,6 @@ class Runtime(RuntimeAPI):
         """Run the engine on the replayed core: its loop, timer and workers' task group, its
         listener; the jobs that were active stall. On entering, or when a standby takes
         over (in the outer task group, entered already)."""
-        if getattr(self._journal, "leased", False):
-            self._leased = LeasedLocks(self._notify, self.clock.sleep)
-            # Tokens unique across leaders: the last one's locks may still be held.
-            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         tx, rx = anyio.create_memory_object_stream[Any](math.inf)
         self._checkpoint = backend_checkpoint()
         self._streams += [tx, rx]
@@ -232,13 +239,9 @@ class Runtime(RuntimeAPI):
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
-            try:
-                # On a leased journal the last leader may still run them: they stall as
-                # their timed locks expire.
-                stalled = await self._send(c.StallAllActive(timed=self._leased is None))
-            except BaseException as exc:  # its commit failed: stop as a crash does
-                await self._exit(type(exc), exc, exc.__traceback__)
-                raise
+            # On a leased journal the last leader may still run them: they stall as their
+            # timed locks expire.
+            stalled = await self._send(c.StallAllActive(timed=self._leased is None))
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
 

@@ -11,8 +11,11 @@ waiting: `Standby.run`, a task of the runtime's outer task group, runs three thi
   ``ssl_context``) carries the runtime's calls while it stands by: `Runtime._exchange`,
   `_notify`, `events` and the processor workers go to it while the runtime has no engine.
   A processor worker runs here, as a client's does: its jobs are locked on the leader for
-  ``lock_duration`` and renewed by the client. The block is entered once the client is
-  connected (or the runtime leads), so nothing the application sends first is dropped.
+  ``lock_duration`` and renewed by the client; worker tokens take the client's random
+  prefix, unique among the leader's clients. A sandboxed worker's children are clients of
+  the journal's URL themselves, so they follow whichever runtime leads. The block is
+  entered once the client is connected (or the runtime leads), so nothing the application
+  sends first is dropped.
 * **The tail** (`LogTail`): the log read by seq into a core of the runtime's own, on a
   thread, woken by the leader's NOTIFY.
 * **The candidacy**: `open_pg` waiting for the lease, withdrawn when the runtime is asked to
@@ -25,13 +28,13 @@ When the lease is taken (the leader released it or let it lapse) the standby tak
 they were never applied anywhere. The tail stops, and the journal replays only the batches
 after the tail's last (``resume_after``; from the snapshot when compaction dropped the next
 one), then the runtime starts its engine on that core: its clock moves onto the database's
-(`journal_clock`), it listens and advertises itself, and its own processors hold timed locks
-from then on (`actorq._actors.renewal`); the jobs that were active keep theirs and stall as
-they expire. Last, each processor worker gets a new actor on the engine under the same
-token (a standby's tokens are its own: its client's random prefix, ``<random>.worker-N``);
-the old actor (and with it every run still going, whose outcome the old leader can no
-longer journal) was cancelled with the client, and those jobs run again here once their
-locks expire: at least once, as after any takeover.
+(`journal_clock`), on a leased journal its processors hold timed locks (`_lease_locks`), it
+listens and advertises itself, and the jobs that were active stall (as their timed locks
+expire). Event streams move from the client to the engine (the standby is their hub).
+Last, the jobs its own workers held go back to waiting at once (`ReleaseHeld`: their runs,
+whose outcome the old leader can no longer journal, were cancelled with the client, so
+nothing runs them), and each processor worker gets a new actor on the engine under the same
+token: those jobs run again here, at least once, as after any takeover.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import anyio
 import anyio.to_thread
 
 from ._actors.messages import Request
+from ._actors.subscription import EventStream
 from ._api import CLOSED, RUNNING
 from ._core import CoreState
 from ._core import commands as c
@@ -56,7 +60,6 @@ from ._remote.client import NotSentError, RemoteRuntime
 from ._startup import journal_clock, load, open_pg
 
 if TYPE_CHECKING:
-    from ._actors.subscription import EventStream
     from ._actors.worker import WorkerActor
     from ._remote.sandbox import Sandbox
     from ._runtime import Runtime
@@ -88,6 +91,8 @@ class Standby:
         #: Set once the runtime's engine serves (or the standby stopped without one).
         self.settled = anyio.Event()
         self._processors: dict[str, _Processor] = {}
+        #: The event streams subscribed on this runtime (through the client, then the engine).
+        self._streams: list[EventStream] = []
 
     # ------------------------------------------------------------------ the carrier
 
@@ -108,8 +113,23 @@ class Standby:
         self.client._notify(command)
 
     def events(self, buffer: int) -> EventStream:
-        """The leader's events, through the client: the stream ends at a takeover."""
-        return self.client.events(buffer=buffer)
+        """The leader's events through the client; once this runtime leads, its own engine's
+        (the stream moves over at the takeover: what the dead leader published after the
+        client lost it is not in it, as after any reconnection)."""
+        return EventStream(self, buffer)
+
+    def subscribe(self, stream: EventStream) -> None:
+        self._streams.append(stream)
+        self._hub().subscribe(stream)
+
+    def unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+        self._hub().unsubscribe(stream)
+
+    def _hub(self) -> Any:
+        engine = self.rt._engine
+        return self.client if engine is None else engine
 
     def start_processor(
         self,
@@ -178,6 +198,9 @@ class Standby:
                     tg.start_soon(self._ready_when_linked)
                     journal = await self._candidacy()
                     tg.cancel_scope.cancel()
+                if journal is not None:  # its subscribers go over to the engine
+                    for stream in self._streams:
+                        self.client.unsubscribe(stream)
             finally:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(self.tail.stop)
@@ -196,6 +219,8 @@ class Standby:
             self.settled.set()
             if rt._tg is None:  # it stopped before its engine ran: nothing else will say so
                 rt._stopped.set()
+                for stream in self._streams:
+                    stream.end()
 
     async def _ready_when_linked(self) -> None:
         await self.client._linked.wait()
@@ -260,7 +285,16 @@ class Standby:
         rt._core = core
         rt._journal = journal
         rt.clock = journal_clock(rt.clock, journal)
+        rt._lease_locks()
         await rt._start_engine(fresh=journal.last_seq == 0)
+        engine = rt._engine
+        assert engine is not None
+        for stream in self._streams:
+            engine.subscribe(stream)
+        if self._processors:
+            # Their runs here were cancelled with the client: what they held goes back to
+            # waiting now, before their timed locks would expire, no stall counted.
+            await rt._send(c.ReleaseHeld(frozenset(self._processors)))
         for token, args in self._processors.items():
             worker = rt._workers.get(token)
             if worker is not None:

@@ -24,6 +24,7 @@ from actorq import (
     DependsOn,
     InvalidOptionError,
     Job,
+    JobCompleted,
     JobFailedError,
     Runtime,
     RuntimeClosedError,
@@ -94,6 +95,7 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
                 return int(job.data) * 2
 
             rt.worker(q, work, concurrency=2)
+            events = rt.events()  # through the leader, then from its own engine
             first = [await q.add("x", i) for i in range(10)]
             assert [await j.wait_until_finished() for j in first] == [2 * i for i in range(10)]
             assert sorted(ran) == sorted(j.id for j in first)  # run here, through the leader
@@ -117,6 +119,9 @@ async def test_a_standby_serves_through_the_leader_and_takes_over_when_it_goes(
             more = [await q.add("y", i) for i in range(5)]
             assert [await j.wait_until_finished() for j in more] == [2 * i for i in range(5)]
             assert set(ran) >= {j.id for j in more}
+            seen = {e.job_id for e in events.drain_nowait() if isinstance(e, JobCompleted)}
+            assert seen >= {j.id for j in first + more}  # one stream, before and after
+            events.close()
             counts = await q.counts()
             assert counts["completed"] == 15 and counts["delayed"] == 1
             # The warm core it took over with, and went on from, is the journal's replay.
@@ -174,6 +179,39 @@ async def test_a_standbys_sandboxed_processors_follow_it_when_it_takes_over(
             job = await q.add("x", 2)  # its child reconnects to it, the new leader
             result = await job.wait_until_finished(timeout=60)
             assert result["data"] == 2 and result["pid"] != os.getpid()
+
+
+async def test_a_job_running_on_a_standby_at_the_takeover_runs_again_at_once(
+    pg_url: str,
+) -> None:
+    url = pg_url + "?actorq_ttl=2"
+    leader = Child(url, "a", "listen", "idle")
+    try:
+        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
+        async with Runtime(url + "&actorq_standby=on") as rt:
+            q = rt.queue("slow")
+            runs: list[bool] = []  # whether each run was this runtime's engine's
+            started = anyio.Event()
+
+            async def work(job: Job) -> str:
+                runs.append(rt.leading)
+                if not rt.leading:
+                    started.set()
+                    await anyio.sleep_forever()  # cancelled with the client at the takeover
+                return "done"
+
+            rt.worker(q, work, lock_duration=60)
+            job = await q.add("x", 1)
+            await started.wait()
+            leader.kill()
+            with anyio.fail_after(15):  # well before its 60 s lock would have expired
+                await rt.wait_leading()
+                assert await job.wait_until_finished() == "done"
+            assert runs == [False, True]
+            got = await q.get_job(job.id)
+            assert got is not None and got.stalled_counter == 0  # given back, not stalled
+    finally:
+        leader.kill()
 
 
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
