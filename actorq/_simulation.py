@@ -98,8 +98,12 @@ class Simulation:
     runs on every start, to register workers again after a restart. With ``autojump=False``
     time moves only through `advance` (what a swarm wants); with the default it also jumps
     whenever the runtime is idle, so ``await job.wait_until_finished()`` returns at once.
+    ``journal="database"`` runs it on a `SimDatabase` (`sim.db`) with the journal in
+    PostgreSQL's semantics instead of the file journal, and its faults (`fail_next_commit`,
+    `lose_next_connection`, `leader_change`).
 
-    Call `crash` and `restart` from the task that entered the block (not from a job).
+    Call `crash`, `restart` and `leader_change` from the task that entered the block (not
+    from a job).
     """
 
     def __init__(
