@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import pytest
 from remote_fixture import remote_runtime
 
 from actorq import Runtime
@@ -47,3 +48,5 @@ SNAPSHOT_HANDLE = (
     "reads a handle live after another call changed its job: a client's handle is a "
     "snapshot of the record it was given (a known difference, docs/remote.md)"
 )
+#: `@remote_gap`: the test runs through a client too, as a strict xfail naming the gap.
+remote_gap = pytest.mark.remote_gap(SNAPSHOT_HANDLE)

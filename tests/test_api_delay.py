@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import anyio
-import pytest
-from runtimes import SNAPSHOT_HANDLE, MakeRuntime
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import Job, JobState, VirtualClock
 
@@ -114,11 +113,7 @@ async def test_many_delays_each_run_at_their_own_due_time_in_due_order(
         assert clock.now() == 3600
 
 
-@pytest.mark.runtimes(
-    "local",
-    "postgresql",
-    why=SNAPSHOT_HANDLE,
-)
+@remote_gap
 async def test_delayed_job_on_paused_queue_becomes_waiting_but_does_not_run(
     make_runtime: MakeRuntime,
 ) -> None:

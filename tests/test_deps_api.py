@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     DependsOn,
@@ -17,7 +18,6 @@ from actorq import (
     JobFailedError,
     JobState,
     Queue,
-    Runtime,
     VirtualClock,
     batch_ref,
 )
@@ -42,8 +42,8 @@ async def finish_all(jobs: list[Job]) -> None:
 # ---------------------------------------------------------------- chains and diamonds
 
 
-async def test_chain_runs_in_dependency_order_against_priority() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_chain_runs_in_dependency_order_against_priority(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("chain")
         # Priorities say C, B, A: only the dependencies can make the order A, B, C.
         a = await q.add("a", priority=0)
@@ -60,8 +60,11 @@ async def test_chain_runs_in_dependency_order_against_priority() -> None:
         assert b.processed_at >= a.finished_at
 
 
-async def test_chain_dependent_stays_blocked_until_its_prerequisite_completes() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_chain_dependent_stays_blocked_until_its_prerequisite_completes(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("chain")
         a = await q.add("a")
         b = await q.add("b", depends_on=DependsOn(job_ids=[a.id]))
@@ -80,8 +83,8 @@ async def test_chain_dependent_stays_blocked_until_its_prerequisite_completes() 
         assert c.state is JobState.WAITING
 
 
-async def test_diamond_with_batch_refs_to_earlier_jobs() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_diamond_with_batch_refs_to_earlier_jobs(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("diamond")
         a, b, c, d = await q.add_bulk(
             [
@@ -107,9 +110,9 @@ async def test_diamond_with_batch_refs_to_earlier_jobs() -> None:
         assert ran[3] == d.id
 
 
-async def test_diamond_with_batch_refs_to_later_jobs() -> None:
+async def test_diamond_with_batch_refs_to_later_jobs(make_runtime: MakeRuntime) -> None:
     """`batch_ref` may point forward in the batch (DESIGN: "earlier or later in the batch")."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("diamond")
         with anyio.fail_after(5):
             d, c, b, a = await q.add_bulk(
@@ -130,8 +133,8 @@ async def test_diamond_with_batch_refs_to_later_jobs() -> None:
         assert ran[3] == d.id
 
 
-async def test_mixed_existing_id_and_batch_ref() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_mixed_existing_id_and_batch_ref(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("mix")
         first = await q.add("first")
         x, y = await q.add_bulk(
@@ -164,8 +167,8 @@ async def assert_rejected_cleanly(q: Queue, before: dict[str, int]) -> None:
     assert await q.counts() == before
 
 
-async def test_rejects_a_prerequisite_that_does_not_exist() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_a_prerequisite_that_does_not_exist(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         await q.add("existing")
         before = await snapshot(q)
@@ -176,8 +179,8 @@ async def test_rejects_a_prerequisite_that_does_not_exist() -> None:
         await assert_rejected_cleanly(q, before)
 
 
-async def test_rejects_self_dependency_through_batch_ref() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_self_dependency_through_batch_ref(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         before = await snapshot(q)
         with pytest.raises(
@@ -194,8 +197,8 @@ async def test_rejects_self_dependency_through_batch_ref() -> None:
         await assert_rejected_cleanly(q, before)
 
 
-async def test_rejects_a_cycle_of_batch_refs() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_a_cycle_of_batch_refs(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         before = await snapshot(q)
         with pytest.raises(
@@ -213,8 +216,8 @@ async def test_rejects_a_cycle_of_batch_refs() -> None:
         await assert_rejected_cleanly(q, before)
 
 
-async def test_rejects_batch_ref_in_a_single_add() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_batch_ref_in_a_single_add(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         before = await snapshot(q)
         # Like every other dependency error (issue 17).
@@ -227,8 +230,8 @@ async def test_rejects_batch_ref_in_a_single_add() -> None:
         await assert_rejected_cleanly(q, before)
 
 
-async def test_rejects_batch_ref_out_of_range() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_batch_ref_out_of_range(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         before = await snapshot(q)
         with pytest.raises(InvalidDependencyError) as info:
@@ -242,11 +245,11 @@ async def test_rejects_batch_ref_out_of_range() -> None:
             batch_ref(-1)
 
 
-async def test_rejects_a_prerequisite_that_already_failed() -> None:
+async def test_rejects_a_prerequisite_that_already_failed(make_runtime: MakeRuntime) -> None:
     async def explode(job: Job) -> None:
         raise ValueError("nope")
 
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         rt.worker(q, explode)
         doomed = await q.add("doomed")
@@ -261,8 +264,8 @@ async def test_rejects_a_prerequisite_that_already_failed() -> None:
         assert await q.counts() == before
 
 
-async def test_rejects_a_prerequisite_already_cancelled() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_rejects_a_prerequisite_already_cancelled(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         gone = await q.add("gone", delay=100)
         await q.cancel(gone.id)
@@ -278,8 +281,10 @@ async def test_rejects_a_prerequisite_already_cancelled() -> None:
         await assert_rejected_cleanly(q, before)
 
 
-async def test_a_completed_prerequisite_is_accepted_and_does_not_block() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_completed_prerequisite_is_accepted_and_does_not_block(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         rt.worker(q, recorder([]))
         done = await q.add("done")
@@ -289,8 +294,8 @@ async def test_a_completed_prerequisite_is_accepted_and_does_not_block() -> None
         await finish_all([after])
 
 
-async def test_add_bulk_is_atomic_and_names_the_bad_index() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_add_bulk_is_atomic_and_names_the_bad_index(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("r")
         other = rt.queue("other")
         seed = await q.add("seed")
@@ -316,8 +321,8 @@ async def test_add_bulk_is_atomic_and_names_the_bad_index() -> None:
 # ---------------------------------------------------------------- what a job reports
 
 
-async def test_job_reports_its_dependencies_and_unmet_ones() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_job_reports_its_dependencies_and_unmet_ones(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("rep")
         hq = rt.queue("holders")
         p1 = await q.add("p1")
@@ -347,8 +352,8 @@ async def test_job_reports_its_dependencies_and_unmet_ones() -> None:
         assert dep.state is B
 
 
-async def test_a_job_without_dependencies_reports_none() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_job_without_dependencies_reports_none(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("rep")
         job = await q.add("plain", tags=["t"])
         assert job.depends_on_job_ids == () and job.depends_on_tags == ()

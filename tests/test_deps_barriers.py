@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     DependsOn,
@@ -14,7 +15,6 @@ from actorq import (
     Job,
     JobState,
     Queue,
-    Runtime,
     VirtualClock,
     Worker,
 )
@@ -55,8 +55,11 @@ async def wait_done(*jobs: Job) -> None:
 # ---------------------------------------------------------------- tag drain
 
 
-async def test_barrier_held_by_supersets_released_by_the_last_holder() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_barrier_held_by_supersets_released_by_the_last_holder(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, dq = rt.queue("holders"), rt.queue("dependents")
         h1 = await hq.add("h1", tags=["t"])
         h2 = await hq.add("h2", tags=["t", "u"])
@@ -83,8 +86,10 @@ async def test_barrier_held_by_supersets_released_by_the_last_holder() -> None:
         assert dep.processed_at >= h2.finished_at
 
 
-async def test_a_disjoint_or_partial_tag_set_does_not_hold_a_barrier() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_disjoint_or_partial_tag_set_does_not_hold_a_barrier(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, dq = rt.queue("holders"), rt.queue("dependents")
         await hq.add("u", tags=["u"])
         await hq.add("t-only", tags=["t"])
@@ -98,9 +103,9 @@ async def test_a_disjoint_or_partial_tag_set_does_not_hold_a_barrier() -> None:
         assert await blocking_ids(late) == [wide.id]
 
 
-async def test_any_unfinished_state_holds_the_barrier() -> None:
+async def test_any_unfinished_state_holds_the_barrier(make_runtime: MakeRuntime) -> None:
     """Delayed and blocked holders count as well as waiting and active ones."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, pq, dq = rt.queue("holders"), rt.queue("pre"), rt.queue("dependents")
         pre = await pq.add("pre")
         delayed = await hq.add("delayed", tags=["t"], delay=100)
@@ -118,8 +123,8 @@ async def test_any_unfinished_state_holds_the_barrier() -> None:
         assert dep.processed_at is not None and dep.processed_at >= 100.0
 
 
-async def test_own_tags_do_not_block_a_job_alone() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_own_tags_do_not_block_a_job_alone(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("own")
         ran: list[int] = []
         rt.worker(q, recorder(ran))
@@ -130,10 +135,10 @@ async def test_own_tags_do_not_block_a_job_alone() -> None:
         assert ran == [solo.id]
 
 
-async def test_own_tags_do_not_hide_another_holder() -> None:
+async def test_own_tags_do_not_hide_another_holder(make_runtime: MakeRuntime) -> None:
     """A job tagged like its own barrier still waits for *other* holders (its own tags are
     discounted, not everybody's)."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, dq = rt.queue("holders"), rt.queue("dependents")
         other = await hq.add("other", tags=["t"])
         me = await dq.add("me", tags=["t", "u"], depends_on=DependsOn(tags=["t"]))
@@ -150,8 +155,8 @@ async def test_own_tags_do_not_hide_another_holder() -> None:
 
 
 @pytest.mark.parametrize("first", ["prerequisite", "holder"])
-async def test_job_ids_and_tags_are_both_needed(first: str) -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_job_ids_and_tags_are_both_needed(first: str, make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         pq, hq, dq = rt.queue("pre"), rt.queue("holders"), rt.queue("dependents")
         pre = await pq.add("pre")
         holder = await hq.add("holder", tags=["t"])
@@ -178,9 +183,12 @@ async def test_job_ids_and_tags_are_both_needed(first: str) -> None:
 # ---------------------------------------------------------------- delays
 
 
-async def test_delayed_prerequisite_holds_its_dependent_until_due_and_done() -> None:
+@remote_gap
+async def test_delayed_prerequisite_holds_its_dependent_until_due_and_done(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("d")
         pre = await q.add("pre", delay=100)
         dep = await q.add("dep", depends_on=DependsOn(job_ids=[pre.id]))
@@ -194,9 +202,12 @@ async def test_delayed_prerequisite_holds_its_dependent_until_due_and_done() -> 
         assert dep.processed_at >= pre.finished_at >= 100.0
 
 
-async def test_dependent_with_own_delay_released_before_its_run_at_goes_delayed() -> None:
+@remote_gap
+async def test_dependent_with_own_delay_released_before_its_run_at_goes_delayed(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         pq, dq = rt.queue("pre"), rt.queue("dep")
         pre = await pq.add("pre")
         dep = await dq.add("dep", delay=50, depends_on=DependsOn(job_ids=[pre.id]))
@@ -211,9 +222,12 @@ async def test_dependent_with_own_delay_released_before_its_run_at_goes_delayed(
         assert dep.processed_at == 50.0
 
 
-async def test_dependent_with_own_delay_released_after_its_run_at_runs_at_once() -> None:
+@remote_gap
+async def test_dependent_with_own_delay_released_after_its_run_at_runs_at_once(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         pq, dq = rt.queue("pre"), rt.queue("dep")
         pre = await pq.add("pre")
         dep = await dq.add("dep", delay=50, depends_on=DependsOn(job_ids=[pre.id]))
@@ -235,8 +249,8 @@ async def counts_of(*queues: Queue) -> list[dict[str, int]]:
     return [await q.counts() for q in queues]
 
 
-async def test_barrier_deadlock_in_one_add_bulk_is_refused() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_barrier_deadlock_in_one_add_bulk_is_refused(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         before = await counts_of(q)
         with pytest.raises(InvalidDependencyError) as info:
@@ -255,8 +269,8 @@ async def test_barrier_deadlock_in_one_add_bulk_is_refused() -> None:
         assert nxt.id == 1  # the refused batch took no id
 
 
-async def test_barrier_deadlock_across_two_adds_is_refused() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_barrier_deadlock_across_two_adds_is_refused(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         pq, q = rt.queue("pre"), rt.queue("m")
         pre = await pq.add("pre")
         # x is blocked (on pre) and carries "m": once y below joined, neither could run.
@@ -273,8 +287,10 @@ async def test_barrier_deadlock_across_two_adds_is_refused() -> None:
         assert ran == [pre.id, x.id]
 
 
-async def test_crossed_barriers_are_refused_but_a_chain_of_barriers_is_not() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_crossed_barriers_are_refused_but_a_chain_of_barriers_is_not(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         with pytest.raises(InvalidDependencyError, match=r"the barrier \[n\] can never clear"):
             await q.add_bulk(
@@ -297,10 +313,12 @@ async def test_crossed_barriers_are_refused_but_a_chain_of_barriers_is_not() -> 
         assert ran == [x.id, y.id]
 
 
-async def test_a_holder_waiting_on_the_barriers_waiter_is_a_deadlock_refused_at_add() -> None:
+async def test_a_holder_waiting_on_the_barriers_waiter_is_a_deadlock_refused_at_add(
+    make_runtime: MakeRuntime,
+) -> None:
     """The new job has no barrier of its own, but it would hold `waiter`'s barrier while
     waiting for `waiter` to complete: neither could ever run."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         first = await q.add("first", tags=["a"])
         waiter = await q.add("waiter", depends_on=DependsOn(tags=["a"]))
@@ -315,10 +333,10 @@ async def test_a_holder_waiting_on_the_barriers_waiter_is_a_deadlock_refused_at_
         assert ran == [first.id, waiter.id]
 
 
-async def test_a_later_job_of_the_same_batch_holds_the_barrier() -> None:
+async def test_a_later_job_of_the_same_batch_holds_the_barrier(make_runtime: MakeRuntime) -> None:
     """`add_bulk` is one atomic add: a holder later in the batch holds an earlier job's
     barrier, as the deadlock check (which refuses two such jobs holding each other) assumes."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         waiter, holder = await q.add_bulk(
             [
@@ -334,10 +352,12 @@ async def test_a_later_job_of_the_same_batch_holds_the_barrier() -> None:
         assert ran == [holder.id, waiter.id]
 
 
-async def test_deadlock_check_survives_a_removed_completed_prerequisite() -> None:
+async def test_deadlock_check_survives_a_removed_completed_prerequisite(
+    make_runtime: MakeRuntime,
+) -> None:
     """A blocked job whose completed prerequisite was since removed (here by retention) is
     walked by the deadlock check of a later barrier; the add must answer, not crash."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         gone = await q.add("gone", remove_on_complete=True)
         later = await q.add("later", delay=100)

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     DependsOn,
@@ -20,6 +21,9 @@ from actorq import (
 )
 
 B, C, X = JobState.BLOCKED, JobState.COMPLETED, JobState.CANCELLED
+
+#: State that must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 async def explode(job: Job) -> None:
@@ -61,8 +65,9 @@ async def assert_cascaded(a: Job, b: Job, c: Job, u: Job, verb: str) -> None:
                 await job.wait_until_finished()
 
 
-async def test_final_failure_cancels_dependents_transitively() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_final_failure_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt, attempts=2)
         seen: list[tuple[int, JobState]] = []
         rt.worker("a", flaky(99, seen, [b, c]))
@@ -76,24 +81,27 @@ async def test_final_failure_cancels_dependents_transitively() -> None:
         assert (await rt.queue("c").counts())["cancelled"] == 1
 
 
-async def test_cancel_cancels_dependents_transitively() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_cancel_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt)
         await rt.queue("a").cancel(a.id, reason="changed my mind")
         assert a.failed_reason == "changed my mind"
         await assert_cascaded(a, b, c, u, "was cancelled")
 
 
-async def test_remove_cancels_dependents_transitively() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_remove_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt, delay=30)
         await rt.queue("a").remove(a.id)
         assert await rt.queue("a").get_job(a.id) is None
         await assert_cascaded(a, b, c, u, "was removed")
 
 
-async def test_cascade_spares_dependents_already_released() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_cascade_spares_dependents_already_released(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         first = await q.add("first")
         second = await q.add("second")
@@ -111,8 +119,11 @@ async def test_cascade_spares_dependents_already_released() -> None:
         assert only_first.state is JobState.WAITING  # already released: untouched
 
 
-async def test_barrier_holder_final_failure_cancels_the_barrier_waiters() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_barrier_holder_final_failure_cancels_the_barrier_waiters(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, wq = rt.queue("holders"), rt.queue("waiters")
         holder = await hq.add("holder", tags=["t", "x"])
         bystander = await hq.add("bystander", tags=["u"], delay=50)
@@ -131,8 +142,9 @@ async def test_barrier_holder_final_failure_cancels_the_barrier_waiters() -> Non
         assert bystander.state is JobState.DELAYED
 
 
-async def test_barrier_holder_cancel_cancels_the_barrier_waiters() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_barrier_holder_cancel_cancels_the_barrier_waiters(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, wq = rt.queue("holders"), rt.queue("waiters")
         holder = await hq.add("holder", tags=["t"])
         waiter = await wq.add("waiter", depends_on=DependsOn(tags=["t"]))
@@ -141,8 +153,8 @@ async def test_barrier_holder_cancel_cancels_the_barrier_waiters() -> None:
         assert waiter.failed_reason == f"job {holder.id} holding barrier [t] was cancelled"
 
 
-async def test_no_cascade_while_retries_remain() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_no_cascade_while_retries_remain(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         pq, dq = rt.queue("pre"), rt.queue("dep")
         pre = await pq.add("pre", attempts=3)
         dep = await dq.add("dep", depends_on=DependsOn(job_ids=[pre.id]))
@@ -163,8 +175,10 @@ async def test_no_cascade_while_retries_remain() -> None:
         assert ran == [dep.id]
 
 
-async def test_barrier_holder_retrying_keeps_holding_without_cascade() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_barrier_holder_retrying_keeps_holding_without_cascade(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         hq, wq = rt.queue("holders"), rt.queue("waiters")
         holder = await hq.add("holder", tags=["t"], attempts=3)
         waiter = await wq.add("waiter", depends_on=DependsOn(tags=["t"]))

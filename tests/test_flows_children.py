@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     FlowJob,
@@ -14,14 +15,16 @@ from actorq import (
     InvalidDependencyError,
     Job,
     JobState,
-    Runtime,
     VirtualClock,
 )
 
 
-async def test_a_parent_spawns_children_waits_and_runs_again_after_the_last() -> None:
+@remote_gap
+async def test_a_parent_spawns_children_waits_and_runs_again_after_the_last(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         orch = rt.queue("orchestrator")
         sub = rt.queue("subtasks")
         parent_runs: list[tuple[str, float, int]] = []
@@ -87,8 +90,10 @@ async def test_a_parent_spawns_children_waits_and_runs_again_after_the_last() ->
         }
 
 
-async def test_move_to_waiting_children_with_zero_children_returns_false() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_move_to_waiting_children_with_zero_children_returns_false(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("orchestrator")
         outcomes: list[bool] = []
 
@@ -111,9 +116,11 @@ async def test_move_to_waiting_children_with_zero_children_returns_false() -> No
         }
 
 
-async def test_move_to_waiting_children_when_every_child_already_finished() -> None:
+async def test_move_to_waiting_children_when_every_child_already_finished(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         orch = rt.queue("orchestrator")
         sub = rt.queue("subtasks")
         outcomes: list[bool] = []
@@ -142,9 +149,12 @@ async def test_move_to_waiting_children_when_every_child_already_finished() -> N
         assert job.attempts_started == 1
 
 
-async def test_a_child_added_from_outside_a_processor_holds_its_waiting_parent() -> None:
+@remote_gap
+async def test_a_child_added_from_outside_a_processor_holds_its_waiting_parent(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         orch = rt.queue("orchestrator")
         sub = rt.queue("subtasks")
         runs: list[float] = []
@@ -173,8 +183,10 @@ async def test_a_child_added_from_outside_a_processor_holds_its_waiting_parent()
         assert kid.finished_at == 50.0
 
 
-async def test_a_parent_that_does_not_exist_is_rejected_and_nothing_is_added() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_parent_that_does_not_exist_is_rejected_and_nothing_is_added(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("subtasks")
         before = await q.counts()
         with pytest.raises(InvalidDependencyError) as info:
@@ -192,8 +204,10 @@ async def test_a_parent_that_does_not_exist_is_rejected_and_nothing_is_added() -
         assert await q.get_jobs() == []
 
 
-async def test_a_finished_parent_is_rejected_and_nothing_is_added() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_finished_parent_is_rejected_and_nothing_is_added(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         done = rt.queue("done")
         sub = rt.queue("subtasks")
 
@@ -223,11 +237,11 @@ async def test_a_finished_parent_is_rejected_and_nothing_is_added() -> None:
         }
 
 
-async def test_a_running_job_chains_a_whole_flow_under_itself() -> None:
+async def test_a_running_job_chains_a_whole_flow_under_itself(make_runtime: MakeRuntime) -> None:
     # BullMQ's "chaining flows": the flow's root names the running job as its parent, so
     # the job waits for the whole tree and then reads the root's value.
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         order: list[str] = []
 

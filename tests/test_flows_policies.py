@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     FlowJob,
@@ -18,6 +19,9 @@ from actorq import (
     Runtime,
     VirtualClock,
 )
+
+#: State that must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 def family(bad_opts: dict[str, Any]) -> FlowJob:
@@ -62,9 +66,12 @@ def nodes(tree: Any) -> tuple[Job, Job, Job]:
     return tree.job, tree.children[0].job, tree.children[1].job
 
 
-async def test_by_default_a_failed_child_fails_its_waiting_parent_at_once() -> None:
+@remote_gap
+async def test_by_default_a_failed_child_fails_its_waiting_parent_at_once(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         runs: list[tuple[float, dict[str, Any]]] = []
         start_workers(rt, clock, runs)
         parent, bad, slow = nodes(await FlowProducer(rt).add(family({})))
@@ -80,9 +87,12 @@ async def test_by_default_a_failed_child_fails_its_waiting_parent_at_once() -> N
         assert slow.state is JobState.ACTIVE  # the sibling is still running meanwhile
 
 
-async def test_by_default_a_running_parent_fails_once_it_stops_running() -> None:
+@remote_gap
+async def test_by_default_a_running_parent_fails_once_it_stops_running(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         kids = rt.queue("kids")
         reached: list[str] = []
 
@@ -108,9 +118,12 @@ async def test_by_default_a_running_parent_fails_once_it_stops_running() -> None
         assert top.finished_at == 10.0
 
 
-async def test_ignore_dependency_on_failure_lets_the_parent_complete() -> None:
+@remote_gap
+async def test_ignore_dependency_on_failure_lets_the_parent_complete(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         runs: list[tuple[float, dict[str, Any]]] = []
         start_workers(rt, clock, runs)
         tree = await FlowProducer(rt).add(family({"ignore_dependency_on_failure": True}))
@@ -133,9 +146,10 @@ async def test_ignore_dependency_on_failure_lets_the_parent_complete() -> None:
         }
 
 
-async def test_remove_dependency_on_failure_drops_the_dependency() -> None:
+@remote_gap
+async def test_remove_dependency_on_failure_drops_the_dependency(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         runs: list[tuple[float, dict[str, Any]]] = []
         start_workers(rt, clock, runs)
         tree = await FlowProducer(rt).add(family({"remove_dependency_on_failure": True}))
@@ -163,9 +177,12 @@ async def test_remove_dependency_on_failure_drops_the_dependency() -> None:
         assert [c.job.id for c in flow.children] == [slow.id]
 
 
-async def test_continue_parent_on_failure_starts_the_parent_when_the_child_fails() -> None:
+@remote_gap
+async def test_continue_parent_on_failure_starts_the_parent_when_the_child_fails(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         runs: list[tuple[float, dict[str, Any]]] = []
         start_workers(rt, clock, runs)
         tree = await FlowProducer(rt).add(family({"continue_parent_on_failure": True}))
@@ -184,9 +201,12 @@ async def test_continue_parent_on_failure_starts_the_parent_when_the_child_fails
         assert parent.attempts_made == 1
 
 
-async def test_fail_parent_on_failure_false_keeps_the_parent_waiting_for_a_retry() -> None:
+@remote_gap
+async def test_fail_parent_on_failure_false_keeps_the_parent_waiting_for_a_retry(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         runs: list[tuple[float, dict[str, Any]]] = []
         start_workers(rt, clock, runs)
         tree = await FlowProducer(rt).add(family({"fail_parent_on_failure": False}))
@@ -217,8 +237,10 @@ async def test_fail_parent_on_failure_false_keeps_the_parent_waiting_for_a_retry
         assert runs[0][1]["pending"] == []
 
 
-async def test_two_child_failure_policies_at_once_are_rejected_at_add() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_two_child_failure_policies_at_once_are_rejected_at_add(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         parents, kids = rt.queue("parents"), rt.queue("kids")
         await parents.pause()
         top = await parents.add("p")
@@ -272,8 +294,9 @@ def deep_family() -> FlowJob:
     )
 
 
-async def test_removing_a_parent_cancels_its_open_children() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_removing_a_parent_cancels_its_open_children(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         tree = await FlowProducer(rt).add(deep_family())
         root, mid, other = tree.job, tree.children[0].job, tree.children[1].job
         leaf = tree.children[0].children[0].job
@@ -289,9 +312,10 @@ async def test_removing_a_parent_cancels_its_open_children() -> None:
         assert f"parent job {mid.id}" in leaf.failed_reason
 
 
-async def test_cancelling_a_parent_cancels_its_open_children() -> None:
+@remote_gap
+async def test_cancelling_a_parent_cancels_its_open_children(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         done_first = rt.queue("kids")
 
         async def quick(job: Job) -> str:
@@ -325,9 +349,11 @@ async def test_cancelling_a_parent_cancels_its_open_children() -> None:
         assert f"parent job {still_open.id}" in leaf.failed_reason
 
 
-async def test_a_child_failure_that_will_be_retried_does_not_touch_the_parent() -> None:
+async def test_a_child_failure_that_will_be_retried_does_not_touch_the_parent(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         tries: list[float] = []
 
         async def flaky(job: Job) -> str:
@@ -361,9 +387,11 @@ async def test_a_child_failure_that_will_be_retried_does_not_touch_the_parent() 
         assert tree.job.processed_at == 10.0
 
 
-async def test_removing_the_last_open_child_releases_a_waiting_parent() -> None:
+async def test_removing_the_last_open_child_releases_a_waiting_parent(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         starts: list[float] = []
 
         async def parent(job: Job) -> Any:
@@ -383,8 +411,11 @@ async def test_removing_the_last_open_child_releases_a_waiting_parent() -> None:
         assert starts == [5.0]
 
 
-async def test_by_default_cancelling_a_child_fails_its_waiting_parent() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+@remote_gap
+async def test_by_default_cancelling_a_child_fails_its_waiting_parent(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         tree = await FlowProducer(rt).add(
             FlowJob("p", "parents", children=[FlowJob("k", "nobody-works-here")])
         )
@@ -397,11 +428,13 @@ async def test_by_default_cancelling_a_child_fails_its_waiting_parent() -> None:
         assert "no longer wanted" in tree.job.failed_reason
 
 
-async def test_a_deduplicated_child_in_a_flow_does_not_leave_its_parent_waiting_forever() -> None:
+async def test_a_deduplicated_child_in_a_flow_does_not_leave_its_parent_waiting_forever(
+    make_runtime: MakeRuntime,
+) -> None:
     """A flow child whose idempotency key matches an existing job is that job (as `add`
     returns it); the parent must still run once its children have finished, not hang."""
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         kids = rt.queue("kids")
 
         async def value(job: Job) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     DependsOn,
@@ -51,9 +52,12 @@ def shape(node: JobNode) -> Any:
     return (node.job.id, node.job.name, node.job.queue, [shape(c) for c in node.children])
 
 
-async def test_a_three_level_flow_across_two_queues_completes_bottom_up() -> None:
+@remote_gap
+async def test_a_three_level_flow_across_two_queues_completes_bottom_up(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         started: dict[str, float] = {}
         ended: dict[str, float] = {}
 
@@ -115,8 +119,8 @@ async def test_a_three_level_flow_across_two_queues_completes_bottom_up() -> Non
         assert await FlowProducer(rt).get_flow(999_999) is None
 
 
-async def test_a_bad_option_deep_in_the_tree_adds_nothing() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_bad_option_deep_in_the_tree_adds_nothing(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         top, mid = rt.queue("top"), rt.queue("mid")
         await top.add("already")
         before = (await top.counts(), await mid.counts())
@@ -162,8 +166,8 @@ async def test_a_tree_the_core_rejects_adds_nothing_either() -> None:
         assert await mid.get_jobs() == []
 
 
-async def test_the_same_flow_job_twice_is_rejected() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_the_same_flow_job_twice_is_rejected(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         shared = FlowJob("leaf", "mid")
         tree = FlowJob("root", "top", children=[shared, FlowJob("B", "top", children=[shared])])
         with pytest.raises(InvalidOptionError) as info:
@@ -174,8 +178,8 @@ async def test_the_same_flow_job_twice_is_rejected() -> None:
         assert await rt.queue("mid").get_jobs() == []
 
 
-async def test_an_unknown_option_in_a_flow_is_named() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_an_unknown_option_in_a_flow_is_named(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         tree = FlowJob("root", "top", children=[FlowJob("A", "mid", opts={"priorty": 3})])
         with pytest.raises(InvalidOptionError) as info:
             await FlowProducer(rt).add(tree)
@@ -191,9 +195,11 @@ async def test_an_unknown_option_in_a_flow_is_named() -> None:
         assert await rt.queue("mid").get_jobs() == []
 
 
-async def test_an_unknown_option_deep_in_a_flow_gets_the_same_hint_as_in_add() -> None:
+async def test_an_unknown_option_deep_in_a_flow_gets_the_same_hint_as_in_add(
+    make_runtime: MakeRuntime,
+) -> None:
     """`queue.add` and `add_bulk` suggest the option meant; a flow node should too."""
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         with pytest.raises(InvalidOptionError) as direct:
             await rt.queue("top").add("x", priorty=3)
         assert "did you mean 'priority'" in str(direct.value)

@@ -8,11 +8,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import InvalidOptionError, Job, JobState, Runtime, VirtualClock
 
 BERLIN = ZoneInfo("Europe/Berlin")
 Y2026 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+#: State that must hold on every kind of runtime, PostgreSQL's journal included.
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 def recorder(clock: VirtualClock, starts: list[tuple[float, str | None]]) -> Any:
@@ -33,9 +37,11 @@ def weekday_nine_berlin(year: int) -> list[float]:
     return out
 
 
-async def test_a_year_of_weekday_nine_in_berlin_runs_each_at_the_exact_second() -> None:
+async def test_a_year_of_weekday_nine_in_berlin_runs_each_at_the_exact_second(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(start=Y2026)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("cron")
         starts: list[tuple[float, str | None]] = []
         rt.worker(q, recorder(clock, starts))
@@ -65,9 +71,9 @@ async def test_a_year_of_weekday_nine_in_berlin_runs_each_at_the_exact_second() 
         assert (await q.counts())["delayed"] == 1
 
 
-async def test_every_runs_on_its_grid_with_one_pending_job() -> None:
+async def test_every_runs_on_its_grid_with_one_pending_job(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(start=1000.5, autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("tick")
         starts: list[tuple[float, str | None]] = []
         rt.worker(q, recorder(clock, starts))
@@ -80,9 +86,11 @@ async def test_every_runs_on_its_grid_with_one_pending_job() -> None:
         assert view["every"] == 10.0 and view["next"] == 1050.0 and view["iterations"] == 5
 
 
-async def test_the_next_job_is_made_when_the_pending_one_starts_not_before() -> None:
+async def test_the_next_job_is_made_when_the_pending_one_starts_not_before(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(start=0.0, autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("busy")
         await q.upsert_job_scheduler("s", every=5)
         await clock.advance(30)  # no worker: the due job waits, no other is made
@@ -97,9 +105,9 @@ async def test_the_next_job_is_made_when_the_pending_one_starts_not_before() -> 
         assert [t for t, _ in starts] == [30.0, 35.0]
 
 
-async def test_limit_end_at_and_start_at() -> None:
+async def test_limit_end_at_and_start_at(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(start=0.0)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("bounds")
         starts: list[tuple[float, str | None]] = []
         rt.worker(q, recorder(clock, starts))
@@ -122,9 +130,9 @@ async def test_limit_end_at_and_start_at() -> None:
         assert (await q.counts())["delayed"] == 0
 
 
-async def test_immediately_runs_the_first_now() -> None:
+async def test_immediately_runs_the_first_now(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(start=Y2026 + 3600)  # 01:00 UTC
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("now")
         starts: list[tuple[float, str | None]] = []
         rt.worker(q, recorder(clock, starts))
@@ -134,9 +142,11 @@ async def test_immediately_runs_the_first_now() -> None:
         assert [t for t, _ in starts] == [Y2026 + 3600, Y2026 + 12 * 3600]
 
 
-async def test_upsert_replaces_without_duplicating_and_remove_stops() -> None:
+async def test_upsert_replaces_without_duplicating_and_remove_stops(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(start=0.0)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("up")
         first = await q.upsert_job_scheduler("s", every=10, template={"data": 1})
         again = await q.upsert_job_scheduler("s", every=10, template={"data": 2})
@@ -200,8 +210,8 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
 
 
 @pytest.mark.parametrize("sid", [3, None, "", b"x"])
-async def test_a_scheduler_id_must_be_a_string(sid: Any) -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_scheduler_id_must_be_a_string(sid: Any, make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         with pytest.raises(InvalidOptionError) as err:
             await rt.queue("q").upsert_job_scheduler(sid, every=1)
         assert err.value.field == "scheduler_id"
@@ -385,9 +395,11 @@ def test_the_scheduler_benchmark_keeps_one_pending_job_per_scheduler() -> None:
     assert one_core(50, 200) > 0
 
 
-async def test_a_retried_job_of_a_scheduler_makes_no_second_next_job() -> None:
+async def test_a_retried_job_of_a_scheduler_makes_no_second_next_job(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(start=0.0, autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("retry")
         starts: list[tuple[float, int]] = []
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     DelayedError,
@@ -16,14 +17,16 @@ from actorq import (
     JobFailedError,
     JobState,
     LockError,
-    Runtime,
     VirtualClock,
 )
 
 
-async def test_move_to_delayed_sets_step_unwinds_and_resumes_at_the_due_time() -> None:
+@remote_gap
+async def test_move_to_delayed_sets_step_unwinds_and_resumes_at_the_due_time(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         entries: list[tuple[str, int, int, float | None]] = []
         after_call: list[str] = []
@@ -67,9 +70,11 @@ async def test_move_to_delayed_sets_step_unwinds_and_resumes_at_the_due_time() -
         assert job.data == {"step": "followup", "to": "a@b.c"}
 
 
-async def test_move_to_delayed_with_a_past_timestamp_is_due_at_once() -> None:
+async def test_move_to_delayed_with_a_past_timestamp_is_due_at_once(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(start=1_000.0)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         seen: list[tuple[Any, float]] = []
 
@@ -89,9 +94,11 @@ async def test_move_to_delayed_with_a_past_timestamp_is_due_at_once() -> None:
         assert job.attempts_made == 1
 
 
-async def test_bullmq_style_update_data_then_delayed_error_goes_back_to_waiting() -> None:
+async def test_bullmq_style_update_data_then_delayed_error_goes_back_to_waiting(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         runs: list[tuple[int, float, int, int]] = []
         after_raise: list[int] = []
@@ -117,9 +124,10 @@ async def test_bullmq_style_update_data_then_delayed_error_goes_back_to_waiting(
         assert job.stacktrace == []
 
 
-async def test_delayed_error_with_a_delay_delays_the_job() -> None:
+@remote_gap
+async def test_delayed_error_with_a_delay_delays_the_job(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         starts: list[float] = []
 
@@ -143,9 +151,9 @@ async def test_delayed_error_with_a_delay_delays_the_job() -> None:
         assert job.attempts_made == 1
 
 
-async def test_max_started_attempts_bounds_a_step_loop() -> None:
+async def test_max_started_attempts_bounds_a_step_loop(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         entries: list[float] = []
 
@@ -168,9 +176,11 @@ async def test_max_started_attempts_bounds_a_step_loop() -> None:
         assert job.finished_at == 30.0
 
 
-async def test_a_retry_after_a_failure_resumes_from_the_saved_step() -> None:
+async def test_a_retry_after_a_failure_resumes_from_the_saved_step(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         entered: list[tuple[str, int]] = []
         failures = [1]
@@ -200,9 +210,11 @@ async def test_a_retry_after_a_failure_resumes_from_the_saved_step() -> None:
         assert "database down" in job.stacktrace[0]
 
 
-async def test_move_to_delayed_on_a_job_that_is_not_active_is_a_clear_error() -> None:
+async def test_move_to_delayed_on_a_job_that_is_not_active_is_a_clear_error(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         job = await q.add("idle", {"step": "a"})  # no worker: it stays waiting
         with anyio.fail_after(5), pytest.raises((IllegalTransitionError, LockError)) as info:
@@ -228,9 +240,11 @@ async def test_move_to_delayed_on_a_job_that_is_not_active_is_a_clear_error() ->
         assert job.state is JobState.WAITING
 
 
-async def test_two_workers_on_one_queue_never_run_the_same_job_at_once() -> None:
+async def test_two_workers_on_one_queue_never_run_the_same_job_at_once(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("steps")
         running: set[int] = set()
         clashes: list[int] = []

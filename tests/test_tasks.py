@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import (
     InvalidOptionError,
@@ -20,8 +21,8 @@ from actorq import (
 )
 
 
-async def test_a_mapping_runs_each_job_names_own_processor() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_mapping_runs_each_job_names_own_processor(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("emails")
 
         async def send(job: Job) -> str:
@@ -39,9 +40,9 @@ async def test_a_mapping_runs_each_job_names_own_processor() -> None:
 
 
 async def test_an_unknown_job_name_fails_for_good_with_a_clear_reason(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, make_runtime: MakeRuntime
 ) -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("emails")
 
         async def send(job: Job) -> None:
@@ -58,8 +59,8 @@ async def test_an_unknown_job_name_fails_for_good_with_a_clear_reason(
         assert any("sned" in r.getMessage() for r in caplog.records)  # a final failure: ERROR
 
 
-async def test_rt_task_registers_a_function_and_adds_its_jobs() -> None:
-    rt = Runtime(clock=VirtualClock())  # tasks can be declared before the runtime starts
+async def test_rt_task_registers_a_function_and_adds_its_jobs(make_runtime: MakeRuntime) -> None:
+    rt = make_runtime(clock=VirtualClock())  # tasks can be declared before the runtime starts
 
     @rt.task("emails")
     async def send(job: Job[dict[str, str], str]) -> str:
@@ -84,8 +85,8 @@ async def test_rt_task_registers_a_function_and_adds_its_jobs() -> None:
             await send.add({"to": "x"}, priorty=1)  # type: ignore[call-arg]
 
 
-async def test_a_registry_of_sync_functions_runs_in_threads() -> None:
-    async with Runtime() as rt:
+async def test_a_registry_of_sync_functions_runs_in_threads(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("cpu")
 
         def square(job: Job) -> int:
