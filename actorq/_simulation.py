@@ -40,6 +40,7 @@ Fault decisions for a job (`maybe_fail`, `maybe_delay`) are drawn from a generat
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import sys
@@ -454,11 +455,13 @@ class Simulation:
         self.db.faults.append("lost-landed" if landed else "lost-absent")
         self._note("fault", detail=f"connection lost under the next commit, landed={landed}")
 
-    async def leader_change(self) -> Runtime:
+    async def leader_change(self, *, resume: float = 0.0) -> Runtime:
         """A new life takes the database's lease (epoch + 1) while the current one still
-        runs, as when a leader paused past its lease: the new life replays and serves; the
-        old one, resumed, has a caller add a job, whose commit is fenced, and stops. Returns
-        the new runtime (``journal="database"``)."""
+        runs, as when a leader paused past its lease: the new life replays and serves. The
+        old one resumes: its own clock runs on `resume` seconds (its timers, lock renewals
+        and processors' reports commit, and are fenced), then, if it still runs, a caller
+        of it adds a job, whose commit is fenced; it stops. Returns the new runtime
+        (``journal="database"``)."""
         self._needs("database", "leader_change")
         old = self._life
         if old is None or not old.alive:
@@ -466,6 +469,19 @@ class Simulation:
         self.leader_changes += 1
         await self._start_life()
         self._note("leader-change", detail=f"epoch {self.db.epoch} took the lease")
+        clock = old.rt.clock
+        if resume > 0 and isinstance(clock, VirtualClock):
+            with contextlib.suppress(RuntimeClosedError):  # fenced by its own commit
+                await self._call_in(old, clock.advance_to, clock.now() + resume)
+        if not old.alive:
+            await old.done.wait()
+        else:
+            await self._stale_call(old)
+        if self.check_every_step:
+            await self.check()
+        return self.runtime
+
+    async def _stale_call(self, old: _Life) -> None:
         try:
             job = await self._call_in(old, old.rt.queue("stale").add, "stale", None)
         except RuntimeClosedError as exc:
@@ -473,9 +489,6 @@ class Simulation:
             await old.done.wait()
         else:  # the old leader acknowledged it: the job must survive like any other
             self.acknowledged(job, "add-stale")
-        if self.check_every_step:
-            await self.check()
-        return self.runtime
 
     # ------------------------------------------------------------------ history
 

@@ -273,7 +273,8 @@ async def _op(sim: Simulation, rng: random.Random, known: list[int], stats: Swar
         stats.faults += 1
     elif roll < 0.80:
         if sim.journal == "database" and rng.random() < 0.5:
-            await sim.leader_change()  # the old leader runs on until its commit is fenced
+            # The old leader runs on until a commit is fenced: its own, or a caller's.
+            await sim.leader_change(resume=rng.choice([0, 0, 5, 30]))
             stats.leader_changes += 1
             return
         await sim.crash()

@@ -67,6 +67,21 @@ async def test_after_a_leader_change_the_old_leaders_job_stalls_at_its_lock_expi
         await sim.check()
 
 
+async def test_a_resumed_old_leader_is_fenced_by_its_own_lock_renewal() -> None:
+    async with _slow_sim() as sim:
+        job = await sim.add("q", "a", 1)
+        await sim.advance(1)
+        await sim.leader_change(resume=30)  # its clock runs on: it renews, and is fenced
+        died = [e for e in sim.history if e.kind == "died"]
+        assert len(died) == 1 and "FencedError" in died[0].detail
+        assert not any(e.kind in {"fenced", "add-stale"} for e in sim.history)  # no caller
+        rec = sim.runtime._core.jobs[job.id]
+        assert rec.state is JobState.ACTIVE and rec.lock_expires_at == LOCK  # renewal refused
+        await sim.advance(LOCK)
+        assert sim.runtime._core.jobs[job.id].stalled_counter == 1
+        await sim.check()
+
+
 async def test_a_crash_leaves_a_timed_job_active_until_its_lock_expires() -> None:
     async with _slow_sim() as sim:
         job = await sim.add("q", "a", 1)
