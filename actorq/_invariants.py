@@ -35,6 +35,8 @@ __all__ = [
     "check_core",
     "check_invariants",
     "check_starts",
+    "first_differing_job",
+    "snapshot_difference",
 ]
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
@@ -424,3 +426,25 @@ def _check_children(
     if parent.state is C or (resumed and parent.state in _STARTED):
         detail = f"{parent.state.value} while children {open_children} are unfinished"
         raise fail("parent-after-children", detail, parent.id)
+
+
+def first_differing_job(a: dict[str, Any], b: dict[str, Any]) -> int | None:
+    """The first job (by id) whose record differs between two `CoreState.snapshot` views."""
+    for job_id in sorted(set(a["jobs"]) | set(b["jobs"])):
+        if a["jobs"].get(job_id) != b["jobs"].get(job_id):
+            return int(job_id)
+    return None
+
+
+def snapshot_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """How two `CoreState.snapshot` views differ: the first differing job's fields, else
+    the differing keys."""
+    job_id = first_differing_job(a, b)
+    if job_id is not None:
+        ra, rb = a["jobs"].get(job_id), b["jobs"].get(job_id)
+        if ra is None or rb is None:
+            return f"job {job_id} present in only one: {ra is not None} / {rb is not None}"
+        fields = {k: (ra[k], rb.get(k)) for k in ra if ra[k] != rb.get(k)}
+        return f"job {job_id} differs: {fields}"
+    keys = [k for k in a if a[k] != b.get(k)]
+    return f"differs in {keys}"

@@ -50,7 +50,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -61,7 +61,6 @@ from ._core.commands import Change
 from ._exceptions import InvalidOptionError
 from ._journal import (
     DEFAULT_SNAPSHOT_BYTES,
-    ID_BLOCK,
     IdCounter,
     JournalError,
     JournalFailedError,
@@ -74,6 +73,7 @@ from ._journal_codec import (
     encode_batch,
     encode_snapshot,
 )
+from ._journal_fence import LostCommit, after_lost_commit, id_mark_to_raise
 from ._journal_pg_lease import (
     LEASE_NAME,
     FencedError,
@@ -96,8 +96,10 @@ __all__ = [
     "FencedError",
     "LeaseHeldError",
     "LeaseLostError",
+    "LogCompactedError",
     "PostgresChangeLog",
     "PostgresJournalError",
+    "batches",
     "is_postgres_url",
     "leader_address",
     "open_pg_changelog",
@@ -154,6 +156,8 @@ class PostgresChangeLog:
 
     records = True
     waits = True
+    #: Several processes lead it in turn: local processors hold timed locks too.
+    leased = True
 
     def __init__(
         self,
@@ -188,6 +192,9 @@ class PostgresChangeLog:
         self._failure: JournalError | None = None
         self._closed = False
         self._replayed = False
+        #: The seq up to which the core `replay` rebuilds already holds the log (a warm
+        #: standby's, `actorq._standby`): the replay reads only the batches after it.
+        self.resume_after: int | None = None
         self._waiting: set[Done] = set()
         self._lock = threading.Lock()
         self._thread: _DbThread | None = None
@@ -279,10 +286,11 @@ class PostgresChangeLog:
             conn = self._connection()
             try:
                 if unsure:
-                    row = conn.execute(sql.FIND_BATCH, (payload, seq)).fetchone()
-                    if row is not None:
-                        if row[0]:
-                            return  # the lost commit had landed
+                    row = conn.execute(sql.FIND_BATCH, (seq,)).fetchone()
+                    found = after_lost_commit(None if row is None else bytes(row[0]), payload)
+                    if found is LostCommit.LANDED:
+                        return
+                    if found is LostCommit.FENCED:
                         raise _fenced(self.options, conn, self.epoch)
                     unsure = False
                 if seq >= self._part_end:
@@ -317,10 +325,10 @@ class PostgresChangeLog:
 
     def commit(self, changes: list[Change]) -> Awaitable[None]:
         self._check()
-        mark: int | None = None
         ids = self._ids
-        if ids is not None and ids.next_id > self._id_mark:
-            mark = self._id_mark = ids.next_id + ID_BLOCK
+        mark = id_mark_to_raise(None if ids is None else ids.next_id, self._id_mark)
+        if mark is not None:
+            self._id_mark = mark
         payload = encode_batch(changes)
         self.last_seq = seq = self.last_seq + 1
         self._since_snapshot += len(payload)
@@ -330,37 +338,14 @@ class PostgresChangeLog:
         if self._replayed:
             raise RuntimeError("a PostgresChangeLog replays once, into the runtime that opened it")
         self._replayed = True
-        return self._replay()
+        found = batches(self._conn, self.url, self.resume_after)
+        return (change for _seq, batch in found for change in batch)
 
-    def _replay(self) -> Iterator[Change]:
-        conn = self._conn
-        snap = conn.execute(sql.NEWEST_SNAPSHOT).fetchone()
-        covers = 0
-        if snap is not None:
-            covers = int(snap[0])
-            try:
-                yield from decode_snapshot(bytes(snap[1]))
-            except PayloadError as exc:
-                raise self._unreadable(f"the snapshot covering seq {covers}: {exc}") from None
-        expected = covers + 1
-        with conn.transaction(), conn.cursor(name="actorq_replay") as cur:
-            cur.itersize = 2000
-            cur.execute(sql.FRAMES_AFTER, (covers,))
-            for seq, payload in cur:
-                if seq != expected:
-                    raise PostgresJournalError(
-                        f"journal {self.url}: batch seq {expected} is missing (the next is "
-                        f"{seq}); the log cannot be replayed past it"
-                    )
-                try:
-                    batch = decode_batch(bytes(payload))
-                except PayloadError as exc:
-                    raise self._unreadable(f"batch seq {seq}: {exc}") from None
-                yield from batch
-                expected += 1
-
-    def _unreadable(self, what: str) -> JournalFormatError:
-        return JournalFormatError(f"journal {self.url}: cannot read {what}")
+    def rewind(self) -> None:
+        """Let `replay` run once more, from the snapshot (a standby whose tail the log was
+        compacted past: `LogCompactedError` came before any change)."""
+        self._replayed = False
+        self.resume_after = None
 
     def wants_snapshot(self) -> bool:
         return self._since_snapshot > max(self.snapshot_bytes, 2 * self._snapshot_size)
@@ -437,6 +422,58 @@ class PostgresChangeLog:
         )
 
 
+class LogCompactedError(PostgresJournalError):
+    """The batch after the one a reader holds is gone: a snapshot covers it and its
+    partition was dropped. The reader starts again from the snapshot."""
+
+
+def batches(
+    conn: psycopg.Connection[Any], shown: str, after: int | None
+) -> Generator[tuple[int, list[Change]]]:
+    """The log as ``(seq, changes)`` in order: with `after` None the newest snapshot (as the
+    seq it covers) and every batch after it; else only the batches after seq `after`
+    (`LogCompactedError` when the next one is gone). A gap in ``seq`` is an error naming
+    the missing batch."""
+    covers = after
+    if covers is None:
+        covers = 0
+        snap = conn.execute(sql.NEWEST_SNAPSHOT).fetchone()
+        if snap is not None:
+            covers = int(snap[0])
+            try:
+                yield covers, list(decode_snapshot(bytes(snap[1])))
+            except PayloadError as exc:
+                raise _unreadable(shown, f"the snapshot covering seq {covers}: {exc}") from None
+    expected = covers + 1
+    with conn.transaction(), conn.cursor(name="actorq_replay") as cur:
+        cur.itersize = 2000
+        cur.execute(sql.FRAMES_AFTER, (covers,))
+        for seq, payload in cur:
+            if seq != expected:
+                if after is not None and expected == after + 1:
+                    raise LogCompactedError(
+                        f"journal {shown}: batch seq {expected} was compacted away"
+                    )
+                raise PostgresJournalError(
+                    f"journal {shown}: batch seq {expected} is missing (the next is "
+                    f"{seq}); the log cannot be replayed past it"
+                )
+            try:
+                batch = decode_batch(bytes(payload))
+            except PayloadError as exc:
+                raise _unreadable(shown, f"batch seq {seq}: {exc}") from None
+            yield seq, batch
+            expected += 1
+    if after is not None and expected == after + 1:  # nothing after it: compacted away?
+        row = conn.execute(sql.NEWEST_SNAPSHOT_SEQ).fetchone()
+        if row is not None and row[0] is not None and int(row[0]) > after:
+            raise LogCompactedError(f"journal {shown}: a snapshot covers seq {after + 1}")
+
+
+def _unreadable(shown: str, what: str) -> JournalFormatError:
+    return JournalFormatError(f"journal {shown}: cannot read {what}")
+
+
 #: How far this host's clock may stray from the database's before a leader warns.
 CLOCK_SKEW_WARNING = 1.0
 
@@ -507,11 +544,12 @@ def open_pg_changelog(
     fsync: str = "always",
     snapshot_bytes: int = DEFAULT_SNAPSHOT_BYTES,
     withdraw: threading.Event | None = None,
+    wait: float | None = None,
 ) -> PostgresChangeLog:
     """Connect to `url`, migrate its tables, take the lease (waiting as a candidate when the
-    URL says ``actorq_wait``), and return the log a runtime replays and commits to.
-    Blocking: a runtime calls it in a worker thread, and sets `withdraw` to stop a wait for
-    the lease (`CandidacyWithdrawn`)."""
+    URL says ``actorq_wait``, or for `wait` seconds when given), and return the log a
+    runtime replays and commits to. Blocking: a runtime calls it in a worker thread, and
+    sets `withdraw` to stop a wait for the lease (`CandidacyWithdrawn`)."""
     withdraw = withdraw if withdraw is not None else threading.Event()
     options = parse_url(url)
     try:
@@ -529,7 +567,7 @@ def open_pg_changelog(
         except sql.SchemaError as exc:
             raise PostgresJournalError(f"journal {options.shown}: {exc}") from None
         holder = _holder()
-        deadline = time.monotonic() + options.wait
+        deadline = time.monotonic() + (options.wait if wait is None else wait)
         while True:
             sent = time.monotonic()
             with conn.transaction():

@@ -36,6 +36,7 @@ DEFAULT_PARTITION = 100_000
 #: The share of the ttl after a renewal was sent within which the leader trusts its lease.
 TRUST = 0.8
 _URL_PREFIXES = ("postgresql://", "postgres://")
+_SWITCH = {"on": True, "off": False, "true": True, "false": False, "1": True, "0": False}
 
 
 def is_postgres_url(path: str) -> bool:
@@ -71,6 +72,8 @@ class Options:
     wait: float = 0.0
     partition: int = DEFAULT_PARTITION
     address: str = ""
+    #: Serve as a warm standby while another runtime leads (`actorq._standby`).
+    standby: bool = False
 
 
 def parse_url(url: str) -> Options:
@@ -94,10 +97,24 @@ def parse_url(url: str) -> Options:
             ours[name] = int(value)
         elif name == "address":
             ours[name] = value
+        elif name == "standby":
+            if value not in _SWITCH:
+                raise InvalidOptionError(key, value, "must be on or off")
+            ours[name] = _SWITCH[value]
         else:
             raise InvalidOptionError(
-                key, value, "is not an option (actorq_ttl, actorq_wait, actorq_partition)"
+                key,
+                value,
+                "is not an option (actorq_ttl, actorq_wait, actorq_partition, "
+                "actorq_address, actorq_standby)",
             )
+    if ours.get("standby") and "wait" in ours:
+        raise InvalidOptionError(
+            "actorq_wait",
+            ours["wait"],
+            "a standby (actorq_standby=on) waits for the lease as long as it runs: leave "
+            "actorq_wait out",
+        )
     conninfo = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(keep)))
     return Options(conninfo, sql.shown(conninfo), **ours)
 

@@ -123,22 +123,30 @@ CURRENT_EPOCH: Final = "SELECT epoch, holder FROM actorq_lease WHERE name = %s"
 
 # ---------------------------------------------------------------------------- the log
 
+#: The channel the leader NOTIFYs after each batch (`APPEND`) and standbys LISTEN on.
+CHANNEL: Final = "actorq_log"
+
 #: One batch: inserted only while the lease row still names this leader's epoch. The row
 #: lock (FOR SHARE) orders the insert and a takeover (which updates that row): a takeover
 #: that commits first leaves no row to select, so nothing is inserted; one that comes
 #: after waits for this insert, and its replay reads it.
+#: The same statement NOTIFYs `CHANNEL` (delivered on commit) when it inserted: a wake-up
+#: for warm standbys, which then read the log by seq (the notification carries nothing).
 APPEND: Final = (
-    "INSERT INTO actorq_log (seq, epoch, payload) SELECT %s, epoch, %s FROM actorq_lease "
-    "WHERE name = %s AND epoch = %s FOR SHARE"
+    "WITH appended AS (INSERT INTO actorq_log (seq, epoch, payload) SELECT %s, epoch, %s "
+    "FROM actorq_lease WHERE name = %s AND epoch = %s FOR SHARE RETURNING seq) "
+    f"SELECT pg_notify('{CHANNEL}', '') FROM appended"
 )
 RAISE_ID_MARK: Final = "UPDATE actorq_lease SET id_high_water = %s WHERE name = %s AND epoch = %s"
-#: Whether a batch whose commit's outcome was lost with the connection is in the log.
-FIND_BATCH: Final = "SELECT payload = %s FROM actorq_log WHERE seq = %s"
+#: The batch at a seq, read when a commit's outcome was lost with the connection
+#: (`actorq._journal_fence.after_lost_commit` decides).
+FIND_BATCH: Final = "SELECT payload FROM actorq_log WHERE seq = %s"
 LAST_SEQ: Final = "SELECT coalesce(max(seq), 0) FROM actorq_log"
 FRAMES_AFTER: Final = "SELECT seq, payload FROM actorq_log WHERE seq > %s ORDER BY seq"
 NEWEST_SNAPSHOT: Final = (
     "SELECT covers_seq, payload FROM actorq_snapshot ORDER BY covers_seq DESC LIMIT 1"
 )
+NEWEST_SNAPSHOT_SEQ: Final = "SELECT max(covers_seq) FROM actorq_snapshot"
 WRITE_SNAPSHOT: Final = (
     "INSERT INTO actorq_snapshot (covers_seq, epoch, payload) SELECT %s, epoch, %s "
     "FROM actorq_lease WHERE name = %s AND epoch = %s FOR SHARE"

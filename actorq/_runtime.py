@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
 from ._actors.engine import Engine, WorkerSlot, crashed_error
 from ._actors.messages import Request
+from ._actors.renewal import LeasedLocks
 from ._actors.scheduler import Scheduler
 from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
 from ._actors.worker import WorkerActor
@@ -54,6 +55,7 @@ from ._worker import Worker
 from .clock import Clock, SystemClock, VirtualClock
 
 if TYPE_CHECKING:
+    from ._standby import Standby
     from .otel import Instruments, Telemetry
 
 log = logging.getLogger("actorq")
@@ -140,6 +142,9 @@ class Runtime(RuntimeAPI):
         self._sched: Scheduler | None = None
         self._stack = contextlib.AsyncExitStack()
         self._tg: Any = None
+        #: On a leased journal (several processes lead it in turn): the timed locks of this
+        #: runtime's own processors, renewed in batches.
+        self._leased: LeasedLocks | None = None
         self._outer: TaskGroup | None = None
         self._host_task: int | None = None  # the task that entered the runtime
         self._crash: BaseException | None = None
@@ -153,6 +158,8 @@ class Runtime(RuntimeAPI):
         #: In a notebook, the task the runtime lives in and what stops it (`_enter_hosted`).
         self._host: tuple[asyncio.Task[None], asyncio.Event] | None = None
         self._host_exit: tuple[Any, Any, Any] = (None, None, None)
+        #: While it stands by for another runtime's lease (`actorq._standby`).
+        self._standby: Standby | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,44 +175,87 @@ class Runtime(RuntimeAPI):
     async def _enter(self) -> None:
         self._telemetry = instruments(self, self._telemetry_option)  # before it holds anything
         if self.path is not None:
-            self._journal = await open_log(self.path, self.fsync)
+            journal = await open_log(self.path, self.fsync)
+            if journal is None:  # another runtime leads, and the URL asks for a standby
+                from ._standby import Standby  # noqa: PLC0415 - only a standby needs it
+
+                self._prepare()
+                self._standby = Standby(self, self.path)
+                await self._standby.enter()
+                return
+            self._journal = journal
             self.clock = journal_clock(self.clock, self._journal)
+        if getattr(self._journal, "leased", False):
+            self._leased = LeasedLocks(self._notify, self.clock.sleep)
+            # Tokens unique across leaders: the last one's locks may still be held.
+            self._token_prefix = f"epoch{getattr(self._journal, 'epoch', 0)}."
         # Off the event loop: reading and applying a large journal takes seconds.
         replayed = await anyio.to_thread.run_sync(load, self._core, self._journal)
-        tx, rx = anyio.create_memory_object_stream[Any](math.inf)
-        self._checkpoint = backend_checkpoint()
-        self._streams += [tx, rx]
-        engine = self._engine = Engine(self._core, self._journal, self.clock.now)
-        engine.mailbox = tx
-        self._sched = Scheduler(engine, self.clock, rx)
-        if self._telemetry is not None:
-            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
-        if not replayed and self._core.changes is not None:
-            # A new history starts with the seed, so a replay never depends on the runtime
-            # that reopens it being given the same one.
-            self._core.changes.append(("rng", self._core.rng))
-        self._host_task = anyio.get_current_task().id
-        self._stop_asked = anyio.Event()
-        self._stopped = anyio.Event()
+        self._prepare()
         try:
-            outer = await self._stack.enter_async_context(anyio.create_task_group())
-            self._outer = outer
-            self._tg = await outer.start(self._supervise)
-            if self._vclock is not None:
-                self._stack.callback(self._vclock.detach, engine)
+            self._outer = await self._stack.enter_async_context(anyio.create_task_group())
+            await self._start_engine(fresh=not replayed)
         except BaseException:
             if self._outer is not None:
                 self._outer.cancel_scope.cancel()
             await self._stack.aclose()
             raise
+
+    def _prepare(self) -> None:
+        self._host_task = anyio.get_current_task().id
+        self._stop_asked = anyio.Event()
+        self._stopped = anyio.Event()
+
+    async def _start_engine(self, *, fresh: bool) -> None:
+        """Run the engine on the replayed core: its loop, timer and workers' task group, its
+        listener; the jobs that were active stall. On entering, or when a standby takes
+        over (in the outer task group, entered already)."""
+        tx, rx = anyio.create_memory_object_stream[Any](math.inf)
+        self._checkpoint = backend_checkpoint()
+        self._streams += [tx, rx]
+        engine = Engine(self._core, self._journal, self.clock.now)
+        engine.mailbox = tx
+        self._sched = Scheduler(engine, self.clock, rx)
+        if self._telemetry is not None:
+            engine.subscribe(self._telemetry)  # type: ignore[arg-type]  # counts its events
+        if fresh and self._core.changes is not None:
+            # A new history starts with the seed, so a replay never depends on the runtime
+            # that reopens it being given the same one.
+            self._core.changes.append(("rng", self._core.rng))
+        assert self._outer is not None
+        self._engine = engine
+        self._tg = await self._outer.start(self._supervise)
+        if self._vclock is not None:
+            self._stack.callback(self._vclock.detach, engine)
         if self._listen is not None:
             await self._serve(self._listen)
         self._state = _RUNNING
         if any(rec.state is JobState.ACTIVE for rec in self._core.jobs.values()):
             # Whoever held them is gone with the previous runtime: they stalled.
-            stalled = await self._send(c.StallAllActive())
+            try:
+                # On a leased journal the last leader may still run them: they stall as
+                # their timed locks expire.
+                stalled = await self._send(c.StallAllActive(timed=self._leased is None))
+            except BaseException as exc:  # its commit failed: stop as a crash does
+                await self._exit(type(exc), exc, exc.__traceback__)
+                raise
             log.warning("%d jobs that were active at the last stop counted as stalled", stalled)
         log.debug("runtime started (%s, %d jobs replayed)", self.clock, len(self._core.jobs))
+
+    @property
+    def leading(self) -> bool:
+        """Whether this runtime runs the engine now: every running runtime but a standby
+        that has not taken over (``actorq_standby=on``; docs/postgresql.md)."""
+        return self._engine is not None and not self._halted
+
+    async def wait_leading(self) -> None:
+        """Return once this runtime runs the engine (at once unless it is a standby);
+        raises `RuntimeClosedError` when it stopped first."""
+        standby = self._standby
+        if standby is not None:
+            await standby.settled.wait()
+        if not self.leading:
+            raise self._closed_error() from self._crash
 
     async def __aexit__(
         self,
@@ -254,12 +304,7 @@ class Runtime(RuntimeAPI):
 
     async def _serve(self, where: tuple[str, int] | str) -> None:
         """Listen for clients in other processes (see `actorq._remote.host`)."""
-        try:
-            listener = await self._start_host(where, self._ssl, self._host_token)
-        except BaseException:
-            self._outer.cancel_scope.cancel()  # type: ignore[union-attr]
-            await self._stack.aclose()
-            raise
+        listener = await self._start_host(where, self._ssl, self._host_token)
         self.address = bound_address(listener, where)
         await advertise(self._journal, self.address)
 
@@ -318,6 +363,8 @@ class Runtime(RuntimeAPI):
                 await tg.start(sched.run)
                 await tg.start(sched.run_timer)
                 tg.start_soon(watch, engine, self._journal)
+                if self._leased is not None:
+                    tg.start_soon(self._leased.run)
                 if self._vclock is not None:
                     engine.on_idle = self._vclock.poke
                     self._vclock.attach(engine)
@@ -377,6 +424,11 @@ class Runtime(RuntimeAPI):
             await self._send(c.WaitWorkersIdle())
 
     def _start_sandbox(self, sandbox: Sandbox) -> None:
+        if self._engine is None:
+            assert self._standby is not None
+            self._standby.start_sandbox(sandbox)
+            return
+
         async def run() -> None:
             url, token = await self._door_for_children()
             await sandbox.run(url, token)
@@ -456,6 +508,23 @@ class Runtime(RuntimeAPI):
     ) -> WorkerActor:
         if self._telemetry is not None:
             call = self._telemetry.wrap(call, queue, run_in_thread)
+        args = (queue, call, concurrency, run_in_thread, lock_duration, max_stalled_count)
+        if self._engine is None:
+            assert self._standby is not None
+            return self._standby.start_processor(token, *args)
+        return self._run_processor(token, *args)
+
+    def _run_processor(
+        self,
+        token: str,
+        queue: str,
+        call: Callable[[Any], Any],
+        concurrency: int,
+        run_in_thread: bool,
+        lock_duration: float,
+        max_stalled_count: int,
+    ) -> WorkerActor:
+        """Run `call` over `queue`'s jobs on this runtime's engine (a processor worker)."""
         engine = self._engine
         assert engine is not None
         actor = WorkerActor(
@@ -468,14 +537,26 @@ class Runtime(RuntimeAPI):
             engine=engine,
         )
         self._streams += actor.streams()
-        slot = WorkerSlot(token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count)
+        leased = self._leased
+        lock = None if leased is None else lock_duration  # else untimed: held while it runs
+        slot = WorkerSlot(
+            token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count, lock
+        )
+        if leased is not None:
+            leased.add(actor, slot)
         self._tg.start_soon(self._own, actor.run)
         self._notify(c.RegisterWorker(slot))
         return actor
 
     async def _close_runner(self, worker: Worker[Any, Any]) -> None:
+        if self._engine is None:
+            assert self._standby is not None
+            await self._standby.close_runner(worker)
+            return
         await self._send(c.CloseWorker(worker.token))
         worker._actor.close()
+        if self._leased is not None:
+            self._leased.remove(worker.token)
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
         """Subscribe to lifecycle events: every event after this call, in order.
@@ -485,7 +566,9 @@ class Runtime(RuntimeAPI):
         behind loses the oldest, and reads a `Lagged` notice of how many before the rest.
         """
         self._check_running()
-        assert self._engine is not None
+        if self._engine is None:
+            assert self._standby is not None
+            return self._standby.events(count("buffer", buffer))
         return EventStream(self._engine, count("buffer", buffer))
 
     # ------------------------------------------------------------------ plumbing
@@ -520,6 +603,9 @@ class Runtime(RuntimeAPI):
         the reply still counts."""
         engine = self._engine
         if engine is None or self._state in (_NEW, _CLOSED):
+            standby = self._standby
+            if engine is None and standby is not None and not standby.settled.is_set():
+                return await standby.send(req)  # to the leader, while it stands by
             raise self._closed_error() from self._crash
         if engine.yield_due():
             await self._checkpoint()  # cancellation is seen here, before anything changed
@@ -559,7 +645,10 @@ class Runtime(RuntimeAPI):
     def _notify(self, command: c.Command) -> None:
         """Send a command whose reply nobody awaits."""
         engine = self._engine
-        assert engine is not None
+        if engine is None:
+            assert self._standby is not None
+            self._standby.notify(command)
+            return
         req = Request(command)
         req.abandoned = True
         engine.post(req)
@@ -567,7 +656,10 @@ class Runtime(RuntimeAPI):
     def _peek(self, query: c.Query) -> Any:
         """Run a read-only command now, outside any batch, for what cannot await (a
         notebook's HTML display, `repr`). While a batch is being committed it may show that
-        batch's effects a moment before they are durable."""
+        batch's effects a moment before they are durable. A standby answers from the core
+        its tail keeps (as of the last batch it read)."""
+        if self._engine is None and self._standby is not None:
+            return self._standby.tail.peek(query, self.clock.now())
         return self._core.handle(query, self.clock.now())
 
     def _repr_html_(self) -> str:
@@ -577,6 +669,9 @@ class Runtime(RuntimeAPI):
 
     def __repr__(self) -> str:
         jobs, _counts = self._peek(c.Summary())
+        if self._engine is None and self._standby is not None:
+            url = self._standby.client.url
+            return f"<Runtime {self._state}, standby of {url}, {jobs} jobs, {self.clock!r}>"
         return f"<Runtime {self._state}, {jobs} jobs, {self.clock!r}>"
 
 

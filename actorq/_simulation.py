@@ -1,22 +1,29 @@
-"""`Simulation`: a real `Runtime` on a simulated file system and a virtual clock, with faults.
+"""`Simulation`: a real `Runtime` on a simulated journal and a virtual clock, with faults.
 
 Theory of operation
 -------------------
-Each *life* of the simulated process is one `Runtime` given ``journal=`` a `_SimJournal`
-over a `persistence.SimFileSystem` (which knows written from synced bytes) and a fresh
-`VirtualClock` started where the previous life's clock stopped. The runtime runs in a *host*
-task of the simulation's own task group, so `crash()` can cancel it from the outside exactly
-as a dying process stops: no graceful shutdown, no final fsync (the journal is abandoned),
-then `SimFileSystem.crash()` drops every unsynced byte. `restart()` opens a new life on the
-same file system: the journal is recovered and replayed, and jobs active at the crash count
-as stalled. A journal error (an injected fsync failure) kills the runtime loudly: the host
-records the death, and the next `restart()` crashes the file system first, as the process
-would have died.
+Each *life* of the simulated process is one `Runtime` given ``journal=`` a simulated journal
+(actorq._simulation_journals) and a fresh `VirtualClock` started where the previous life's
+clock stopped. The runtime runs in a *host* task of the simulation's own task group, so
+`crash()` can cancel it from the outside exactly as a dying process stops: no graceful
+shutdown, no final fsync (the journal is abandoned). `restart()` opens a new life on the
+same journal: it is recovered and replayed, and jobs active at the crash count as stalled. A
+journal error (an injected fault) kills the runtime loudly: the host records the death.
 
-`_SimJournal` commits on the event loop (the file system is memory; no worker thread), so the
-runtime's interleavings depend on nothing but the event loop, and every committed batch is
-also applied to a *shadow* `CoreState`: the state a replay of the durable journal builds.
-That gives four invariants no runtime state alone can give:
+``journal="file"`` (the default) is the file journal over a `persistence.SimFileSystem`,
+which knows written from synced bytes: a crash drops every unsynced byte, and so does the
+next `restart()` after a death, as the process would have died. ``journal="database"`` is a
+`SimDatabase` with the journal in PostgreSQL's semantics: each life takes the lease with the
+next epoch, each commit is one transaction fenced by it, and the database keeps every commit
+through any crash. Its faults: a commit refused (nothing of it written), a connection lost
+under a commit (the journal looks the batch up and writes it only if it did not land), and
+`leader_change()`, a new life leading while the old one still runs, whose next commit is
+fenced (it stops).
+
+Both journals commit on the event loop (no worker thread), so the runtime's interleavings
+depend on nothing but the event loop, and every committed batch is also applied to a
+*shadow* `CoreState`: the state a replay of the durable journal builds. That gives four
+invariants no runtime state alone can give:
 
 * replay-exact: when idle, the live state equals the shadow; after a crash the replayed state
   equals the shadow of the life that crashed (under ``fsync="always"``; the next job id may
@@ -24,7 +31,7 @@ That gives four invariants no runtime state alone can give:
 * no-id-reused: after a restart, job ids start past every id committed before, under any
   fsync policy;
 * no-acked-job-lost: every job whose `add` returned is in the replayed state unless a
-  committed change removed it;
+  committed change removed it (one acknowledged by a leader that was already fenced too);
 * reply-after-durable: whatever a caller or a processor receives is already in the shadow.
 
 Fault decisions for a job (`maybe_fail`, `maybe_delay`) are drawn from a generator seeded by
@@ -36,7 +43,7 @@ from __future__ import annotations
 import inspect
 import random
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -44,116 +51,43 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
-import persistence
-from persistence import FsyncPolicy, SimFileSystem
+from persistence import SimFileSystem
 
 from ._core import CoreState
 from ._core.commands import Change
 from ._core.events import Event
-from ._exceptions import ActorqError, RuntimeClosedError
-from ._invariants import InvariantViolation, Observation, check_core
+from ._exceptions import InvalidOptionError, RuntimeClosedError
+from ._invariants import (
+    InvariantViolation,
+    Observation,
+    check_core,
+    first_differing_job,
+    snapshot_difference,
+)
 from ._job import Job
-from ._journal import IdCounter, JournalChangeLog, open_changelog
-from ._journal_codec import encode_batch
+from ._journal import open_changelog
 from ._runtime import Runtime
+from ._simulation_history import Faults, HistoryEntry, InjectedFault, describe_error, event_detail
+from ._simulation_journals import Recorder, SimDatabase, SimDatabaseJournal, SimFileJournal
 from .clock import VirtualClock
 
-__all__ = ["Faults", "HistoryEntry", "InjectedFault", "Simulation"]
+__all__ = ["Simulation"]
 
 Setup = Callable[[Runtime], Awaitable[None] | None]
 
 
-class InjectedFault(ActorqError):
-    """The failure `Simulation.maybe_fail` raises inside a job (retried like any error)."""
+@attrs.define(eq=False)
+class _Life:
+    """One life of the simulated process: its runtime and journal, and its host task's."""
 
-
-@attrs.frozen(slots=True)
-class Faults:
-    """Probabilities of the faults a simulation injects through its hooks.
-
-    ``job_error``: `maybe_fail` raises `InjectedFault`. ``slow_job``: `maybe_delay` sleeps
-    up to ``max_delay`` virtual seconds.
-    """
-
-    job_error: float = 0.1
-    slow_job: float = 0.1
-    max_delay: float = 30.0
-
-
-@attrs.frozen(slots=True)
-class HistoryEntry:
-    """One operation of the history: virtual time, kind, job (if any) and a detail."""
-
-    time: float
-    kind: str
-    job: int | None = None
-    detail: str = ""
-
-    def __str__(self) -> str:
-        job = f" job={self.job}" if self.job is not None else ""
-        return f"t={self.time:<10g} {self.kind}{job} {self.detail}".rstrip()
-
-
-class _SimJournal:
-    """A `ChangeLog` over a `JournalChangeLog`: commits inline, feeds the shadow state.
-
-    Its commit does not wait (the file system is memory, and a sync is a copy), so calls run
-    inline whenever the engine is idle: the road a default `Runtime()` takes.
-    """
-
-    records = True
-    waits = False
-
-    def __init__(self, inner: JournalChangeLog, sim: Simulation) -> None:
-        self.inner = inner
-        self._sim = sim
-        self.replayed: list[Change] = list(inner.replay())
-        self.abandoned = False
-
-    def _failed(self, exc: BaseException) -> BaseException:
-        return self.inner._fail(exc)
-
-    def guard_ids(self, ids: IdCounter) -> None:
-        self.inner.guard_ids(ids)
-
-    def commit(self, changes: list[Change]) -> None:
-        inner = self.inner
-        inner._check()
-        inner.keep_ids_ahead()
-        payload = encode_batch(changes)
-        try:
-            inner.journal.append(payload)
-            if inner.policy is FsyncPolicy.ALWAYS:
-                inner.journal.sync()
-        except (persistence.JournalError, OSError) as exc:
-            # A failed write or fsync leaves the batch in doubt: its bytes may or may not be
-            # on disk. Its callers got an error; a replay may show it applied, or not.
-            self._sim._in_doubt = list(changes)
-            raise self._failed(exc) from exc
-        self._sim._committed(changes)
-
-    def replay(self) -> Iterator[Change]:
-        return iter(self.replayed)
-
-    def wants_snapshot(self) -> bool:
-        return self.inner.wants_snapshot()
-
-    async def snapshot(self, changes: list[Change]) -> None:
-        inner = self.inner
-        inner._check()
-        covers = inner.journal.last_seq
-        if covers == inner.journal.snapshot_seq:
-            return
-        try:
-            inner._write_snapshot(changes, covers)
-        except (persistence.JournalError, OSError) as exc:
-            raise self._failed(exc) from exc
-        self._sim._note("snapshot", detail=f"covers seq {covers}")
-
-    async def aclose(self) -> None:
-        if self.abandoned or self.inner.failed:
-            return  # a dead process closes nothing: no final fsync
-        self.inner.close()
+    rt: Runtime
+    journal: SimFileJournal | SimDatabaseJournal
+    alive: bool = False
+    stop: anyio.Event = attrs.Factory(anyio.Event)
+    done: anyio.Event = attrs.Factory(anyio.Event)
+    scope: anyio.CancelScope | None = None
+    #: Calls and waits of the simulation's task, cancelled if this life dies under them.
+    guards: set[anyio.CancelScope] = attrs.Factory(set)
 
 
 class Simulation:
@@ -181,15 +115,19 @@ class Simulation:
         snapshot_bytes: int = 1 << 20,
         shutdown_timeout: float = 10.0,
         check_every_step: bool = True,
+        journal: str = "file",
     ) -> None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed={seed!r} must be an int")
+        if journal not in ("file", "database"):
+            raise InvalidOptionError("journal", journal, "must be 'file' or 'database'")
         if fsync not in ("always", "never"):
             raise ValueError(
                 f"fsync={fsync!r}: a simulation runs 'always' or 'never' ('interval' syncs"
                 " from a thread, which no seed can replay)"
             )
         self.seed = seed
+        self.journal = journal
         self.path = path
         self.fsync = fsync
         self.autojump = autojump
@@ -201,6 +139,8 @@ class Simulation:
         #: Seeded source for the test's own choices (and the swarm's workload).
         self.random = random.Random(seed)
         self.fs = SimFileSystem()
+        #: The database a ``journal="database"`` simulation leads (every life the same one).
+        self.db = SimDatabase()
         self.clock = VirtualClock(start, autojump=autojump)
         self.history: list[HistoryEntry] = []
         self.crashes = 0
@@ -210,21 +150,17 @@ class Simulation:
         #: the two roads into the engine's one step, both taken as a default runtime takes them.
         self.inline_batches = 0
         self.loop_batches = 0
-        self._rt: Runtime | None = None
-        self._journal: _SimJournal | None = None
+        self.leader_changes = 0
+        self._life: _Life | None = None
         self._shadow = CoreState(seed=seed)
         self._deleted: set[int] = set()
         self._in_doubt: list[Change] = []
+        self._recorder = Recorder(self._committed, self._doubt, self._note)
         self._acked: set[int] = set()
         self._retried: set[int] = set()
         self._held: dict[int, tuple[str, float | None]] = {}
         self._obs: Observation | None = None
         self._tg: TaskGroup | None = None
-        self._alive = False
-        self._stop = anyio.Event()
-        self._host_done = anyio.Event()
-        self._host_scope: anyio.CancelScope | None = None
-        self._guards: set[anyio.CancelScope] = set()
         self._fs_dirty = False  # the process died: crash the disk before the next life
         #: A violation seen inside the runtime's tasks, raised at the next check.
         self._pending: InvariantViolation | None = None
@@ -253,12 +189,13 @@ class Simulation:
         tg = self._tg
         assert tg is not None
         try:
-            if self._alive:
+            life = self._life
+            if life is not None and life.alive:
                 if exc_type is None:
                     if not self.autojump:
                         tg.start_soon(self.clock.drive)  # let the shutdown deadline pass
-                    self._stop.set()
-                    await self._host_done.wait()
+                    life.stop.set()
+                    await life.done.wait()
                 else:
                     await self._kill()
         finally:
@@ -269,31 +206,26 @@ class Simulation:
     @property
     def runtime(self) -> Runtime:
         """The runtime of the current life."""
-        if self._rt is None:
+        if self._life is None:
             raise RuntimeError("the simulation is not started; use `async with Simulation()`")
-        return self._rt
+        return self._life.rt
 
     @property
     def alive(self) -> bool:
         """Whether the current runtime is running (False after a crash or a death)."""
-        return self._alive
+        return self._life is not None and self._life.alive
 
     async def _start_life(self) -> None:
         if self._fs_dirty:
             self.fs.crash()
             self._fs_dirty = False
-        first = self._rt is None
+        first = self._life is None
         self.clock = VirtualClock(self.clock.now(), autojump=self.autojump)
-        inner = open_changelog(
-            self.path, fs=self.fs, fsync=self.fsync, snapshot_bytes=self.snapshot_bytes
-        )
-        journal = _SimJournal(inner, self)
-        if inner.torn_tail is not None:
-            self._note("torn-tail-cut", detail=f"{inner.torn_tail.length} bytes")
+        journal = self._open_journal()
         replayed = CoreState(seed=self.seed)
         replayed.apply_changes(journal.replayed)
         # As the runtime's guard_ids does: ids start past every one handed out before.
-        replayed.next_id = max(replayed.next_id, inner.id_high_water)
+        replayed.next_id = max(replayed.next_id, journal.id_high_water)
         if not first:
             self._check_replay(replayed)
         # Deletions of an in-doubt batch that did reach the disk are real from now on.
@@ -302,8 +234,8 @@ class Simulation:
         )
         self._in_doubt = []
         self._shadow = replayed
-        self._journal = journal
-        self._held.clear()
+        if self.journal == "file":
+            self._held.clear()  # stalled as the next life starts; on a database they expire
         self._obs = None
         rt = Runtime(
             journal=journal,
@@ -311,63 +243,78 @@ class Simulation:
             seed=self.seed,
             shutdown_timeout=self.shutdown_timeout,
         )
-        self._rt = rt
-        self._stop = anyio.Event()
-        self._host_done = anyio.Event()
+        self._life = life = _Life(rt, journal)
         assert self._tg is not None
-        await self._tg.start(self._host, rt)
-        if self.setup is not None:
+        await self._tg.start(self._host, life)
+        if self.setup is not None and life.alive:
             result = self.setup(rt)
             if inspect.isawaitable(result):
                 await result
 
-    async def _host(self, rt: Runtime, *, task_status: TaskStatus[None]) -> None:
-        started = False
+    def _open_journal(self) -> SimFileJournal | SimDatabaseJournal:
+        if self.journal == "database":
+            return SimDatabaseJournal(self.db, self._recorder, snapshot_bytes=self.snapshot_bytes)
+        inner = open_changelog(
+            self.path, fs=self.fs, fsync=self.fsync, snapshot_bytes=self.snapshot_bytes
+        )
+        if inner.torn_tail is not None:
+            self._note("torn-tail-cut", detail=f"{inner.torn_tail.length} bytes")
+        return SimFileJournal(inner, self._recorder)
+
+    async def _host(self, life: _Life, *, task_status: TaskStatus[None]) -> None:
+        rt = life.rt
+        started = died = False
         try:
             with anyio.CancelScope() as scope:
-                self._host_scope = scope
+                life.scope = scope
                 async with rt:
                     stream = rt.events()
                     try:
-                        self._alive = started = True
+                        life.alive = started = True
                         task_status.started()
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._pump, stream)
                             # Asked to stop, or the runtime stopped of itself (its journal
                             # failed): leaving the block raises what stopped it.
-                            tg.start_soon(_cancel_when, self._stop, tg.cancel_scope)
+                            tg.start_soon(_cancel_when, life.stop, tg.cancel_scope)
                             await rt.wait_stopped()
                             tg.cancel_scope.cancel()
                     finally:
                         stream.close()
         except Exception as exc:
-            if not started:
+            if not started and not isinstance(exc, RuntimeClosedError):
                 raise
-            self.deaths += 1
+            self.deaths += 1  # its journal failed, maybe on its first commit as it started
+            died = True
             self._fs_dirty = True
-            self._note("died", detail=_describe(exc))
+            self._note("died", detail=describe_error(exc))
         finally:
             stats = rt.statistics()
             self.inline_batches += stats.inline_batches
             self.loop_batches += stats.loop_batches
-            self._alive = False
-            for guard in self._guards:
+            life.alive = False
+            for guard in life.guards:
                 guard.cancel()
-            self._host_done.set()
+            life.done.set()
+            if died and not started:
+                task_status.started()
 
     async def _pump(self, stream: Any) -> None:
         async for event in stream:
             self._observe_event(event)
 
     async def _kill(self) -> None:
-        if self._journal is not None:
-            self._journal.abandoned = True
-        if self._alive and self._host_scope is not None:
-            self._host_scope.cancel()
-            await self._host_done.wait()
+        life = self._life
+        if life is None:
+            return
+        life.journal.abandoned = True
+        if life.alive and life.scope is not None:
+            life.scope.cancel()
+            await life.done.wait()
 
     async def crash(self) -> None:
-        """Kill the runtime abruptly and drop every byte not synced (a power loss)."""
+        """Kill the runtime abruptly and drop every byte not synced (a power loss; on a
+        database journal, only the process dies: the database keeps what it committed)."""
         await self._kill()
         self.fs.crash()
         self._fs_dirty = False
@@ -379,7 +326,7 @@ class Simulation:
 
         Checks the crash invariants (nothing acknowledged lost, replay exact) on the way.
         """
-        if self._alive:
+        if self.alive:
             raise RuntimeError("the runtime is running: crash() it before restart()")
         self.restarts += 1
         await self._start_life()
@@ -391,14 +338,15 @@ class Simulation:
     # ------------------------------------------------------------------ time
 
     async def _guarded(self, fn: Callable[[], Awaitable[None]]) -> None:
-        if not self._alive:
+        life = self._life
+        if life is None or not life.alive:
             return
         with anyio.CancelScope() as scope:
-            self._guards.add(scope)
+            life.guards.add(scope)
             try:
                 await fn()
             finally:
-                self._guards.discard(scope)
+                life.guards.discard(scope)
 
     def now(self) -> float:
         return self.clock.now()
@@ -407,15 +355,23 @@ class Simulation:
         """Await ``fn(*args, **kwargs)`` (a runtime call), or raise `RuntimeClosedError` if
         the runtime dies first: a caller whose batch failed to commit is never left hanging.
         """
-        if not self._alive:
+        life = self._life
+        if life is None:
+            raise RuntimeClosedError("the simulated runtime is down: restart() it")
+        return await self._call_in(life, fn, *args, **kwargs)
+
+    async def _call_in(
+        self, life: _Life, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        if not life.alive:
             raise RuntimeClosedError("the simulated runtime is down: restart() it")
         result: Any = None
         with anyio.CancelScope() as scope:
-            self._guards.add(scope)
+            life.guards.add(scope)
             try:
                 result = await fn(*args, **kwargs)
             finally:
-                self._guards.discard(scope)
+                life.guards.discard(scope)
         if scope.cancelled_caught:
             raise RuntimeClosedError("the simulated runtime died during the call")
         return result
@@ -425,7 +381,7 @@ class Simulation:
         clock = self.clock
         target = clock.now() + seconds
         await self._guarded(lambda: clock.advance_to(target))
-        if not self._alive and clock.now() < target:
+        if not self.alive and clock.now() < target:
             self.clock = VirtualClock(target, autojump=self.autojump)
 
     async def settle(self) -> None:
@@ -463,15 +419,59 @@ class Simulation:
             self._note("fault", job.id, f"slow job, {seconds:g}s")
             await self.clock.sleep(seconds)
 
+    def _needs(self, journal: str, fault: str) -> None:
+        if self.journal != journal:
+            raise RuntimeError(f"{fault} is a fault of journal={journal!r}, not {self.journal!r}")
+
     def fail_next_fsync(self) -> None:
         """The next fsync fails: the runtime dies loudly; `restart()` brings it back."""
+        self._needs("file", "fail_next_fsync")
         self.fs.fail_next_fsync()
         self._note("fault", detail="next fsync fails")
 
     def tear_next_write(self, keep: int) -> None:
         """The next write keeps only `keep` bytes if a crash comes before its fsync."""
+        self._needs("file", "tear_next_write")
         self.fs.tear_next_write(keep)
         self._note("fault", detail=f"next write torn at {keep} bytes")
+
+    def fail_next_commit(self) -> None:
+        """The database refuses the next commit, writing nothing of it: the runtime dies
+        loudly; `restart()` brings it back (``journal="database"``)."""
+        self._needs("database", "fail_next_commit")
+        self.db.faults.append("error")
+        self._note("fault", detail="next commit refused")
+
+    def lose_next_connection(self, *, landed: bool) -> None:
+        """The connection drops under the next commit, after the database committed it
+        (`landed`) or before it reached it: the journal reconnects, looks the batch up, and
+        writes it again only if it did not land (``journal="database"``)."""
+        self._needs("database", "lose_next_connection")
+        self.db.faults.append("lost-landed" if landed else "lost-absent")
+        self._note("fault", detail=f"connection lost under the next commit, landed={landed}")
+
+    async def leader_change(self) -> Runtime:
+        """A new life takes the database's lease (epoch + 1) while the current one still
+        runs, as when a leader paused past its lease: the new life replays and serves; the
+        old one, resumed, has a caller add a job, whose commit is fenced, and stops. Returns
+        the new runtime (``journal="database"``)."""
+        self._needs("database", "leader_change")
+        old = self._life
+        if old is None or not old.alive:
+            raise RuntimeError("no leader runs: restart() it")
+        self.leader_changes += 1
+        await self._start_life()
+        self._note("leader-change", detail=f"epoch {self.db.epoch} took the lease")
+        try:
+            job = await self._call_in(old, old.rt.queue("stale").add, "stale", None)
+        except RuntimeClosedError as exc:
+            self._note("fenced", detail=describe_error(exc.__cause__ or exc))
+            await old.done.wait()
+        else:  # the old leader acknowledged it: the job must survive like any other
+            self.acknowledged(job, "add-stale")
+        if self.check_every_step:
+            await self.check()
+        return self.runtime
 
     # ------------------------------------------------------------------ history
 
@@ -540,6 +540,9 @@ class Simulation:
             invariant, detail, job_id=job_id, seed=self.seed, time=self.clock.now()
         )
 
+    def _doubt(self, changes: list[Change]) -> None:
+        self._in_doubt = list(changes)
+
     def _committed(self, changes: list[Change]) -> None:
         self._shadow.apply_changes(changes)
         for change in changes:
@@ -566,11 +569,11 @@ class Simulation:
             self._pending = self._pending or self._violation(
                 "reply-after-durable", f"event {type(event).__name__} before its commit", job_id
             )
-        detail = _event_detail(event)
+        detail = event_detail(event)
         self._note(type(event).__name__, job_id, detail)
 
     def _check_replay(self, replayed: CoreState) -> None:
-        always = self.fsync == "always"
+        always = self.fsync == "always" or self.journal == "database"
         doubtful = {change[1] for change in self._in_doubt if change[0] == "del"}
         for job_id in sorted(self._acked) if always else ():
             if job_id not in replayed.jobs and job_id not in self._deleted | doubtful:
@@ -600,14 +603,16 @@ class Simulation:
             expected = before(applied)
         if expected != after:
             raise self._violation(
-                "replay-exact", _diff(expected, after), _first_diff_job(expected, after)
+                "replay-exact",
+                snapshot_difference(expected, after),
+                first_differing_job(expected, after),
             )
 
     def assert_invariants(self) -> None:
         """Check every invariant on the current state (call when idle: after `settle`)."""
         if self._pending is not None:
             raise self._pending
-        if not self._alive:
+        if not self.alive:
             return
         core = self.runtime._core
         try:
@@ -624,48 +629,18 @@ class Simulation:
         if live != shadow:
             raise self._violation(
                 "replay-exact",
-                "live state differs from the journal's: " + _diff(shadow, live),
-                _first_diff_job(shadow, live),
+                "live state differs from the journal's: " + snapshot_difference(shadow, live),
+                first_differing_job(shadow, live),
             )
         for job_id in self._acked:
             if job_id not in core.jobs and job_id not in self._deleted:
                 raise self._violation("no-acked-job-lost", "acknowledged job is gone", job_id)
 
     def __repr__(self) -> str:
-        state = "alive" if self._alive else "down"
+        state = "alive" if self.alive else "down"
         return (
             f"<Simulation seed={self.seed} {state} t={self.clock.now():g} ops={len(self.history)}>"
         )
-
-
-def _event_detail(event: Event) -> str:
-    fields = attrs.asdict(event, recurse=False) if attrs.has(type(event)) else {}
-    parts = [f"{k}={v}" for k, v in fields.items() if k not in ("job_id", "queue", "name")]
-    return " ".join(parts)
-
-
-def _describe(exc: BaseException) -> str:
-    leaves = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-    return "; ".join(f"{type(e).__name__}: {e}" for e in leaves)
-
-
-def _first_diff_job(a: dict[str, Any], b: dict[str, Any]) -> int | None:
-    for job_id in sorted(set(a["jobs"]) | set(b["jobs"])):
-        if a["jobs"].get(job_id) != b["jobs"].get(job_id):
-            return int(job_id)
-    return None
-
-
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> str:
-    job_id = _first_diff_job(a, b)
-    if job_id is not None:
-        ra, rb = a["jobs"].get(job_id), b["jobs"].get(job_id)
-        if ra is None or rb is None:
-            return f"job {job_id} present in only one: {ra is not None} / {rb is not None}"
-        fields = {k: (ra[k], rb.get(k)) for k in ra if ra[k] != rb.get(k)}
-        return f"job {job_id} differs: {fields}"
-    keys = [k for k in a if a[k] != b.get(k)]
-    return f"differs in {keys}"
 
 
 def _seed_trio_scheduler(seed: int) -> None:

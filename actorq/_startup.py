@@ -91,19 +91,28 @@ def backend_checkpoint() -> Callable[[], Awaitable[None]]:
     return functools.partial(asyncio.sleep, 0)
 
 
-async def open_log(path: str, fsync: str) -> ChangeLog:
+async def open_log(path: str, fsync: str) -> ChangeLog | None:
     """The change log `path` names, opened in a worker thread: the journal in PostgreSQL
     for a ``postgresql://`` (or ``postgres://``) URL, else the journal folder. Cancelled
-    while it waits for a PostgreSQL journal's lease, it withdraws and takes none."""
+    while it waits for a PostgreSQL journal's lease, it withdraws and takes none. None for
+    a URL that asks for a standby (``actorq_standby=on``) while another runtime leads: the
+    runtime then starts as one (`actorq._standby`)."""
     from ._journal import open_changelog  # noqa: PLC0415 - with its module's own imports
-    from ._journal_pg import is_postgres_url  # noqa: PLC0415 - same
+    from ._journal_pg_lease import LeaseHeldError, is_postgres_url, parse_url  # noqa: PLC0415
 
     if not is_postgres_url(path):
         return await anyio.to_thread.run_sync(functools.partial(open_changelog, path, fsync=fsync))
-    return await _open_pg(path, fsync)
+    if not parse_url(path).standby:
+        return await open_pg(path, fsync)
+    try:
+        return await open_pg(path, fsync, wait=0.0)
+    except LeaseHeldError:
+        return None
 
 
-async def _open_pg(url: str, fsync: str) -> ChangeLog:
+async def open_pg(url: str, fsync: str, wait: float | None = None) -> ChangeLog:
+    """`open_pg_changelog` in a worker thread (waiting `wait` seconds for the lease, when
+    given), withdrawn when cancelled."""
     from ._journal_pg import CandidacyWithdrawn, open_pg_changelog  # noqa: PLC0415 - as above
 
     withdraw = threading.Event()
@@ -121,7 +130,9 @@ async def _open_pg(url: str, fsync: str) -> ChangeLog:
             tg.start_soon(withdraw_when_cancelled)
             try:
                 opened = await anyio.to_thread.run_sync(
-                    functools.partial(open_pg_changelog, url, fsync=fsync, withdraw=withdraw)
+                    functools.partial(
+                        open_pg_changelog, url, fsync=fsync, withdraw=withdraw, wait=wait
+                    )
                 )
             except CandidacyWithdrawn:
                 pass  # by the cancellation the checkpoint below raises

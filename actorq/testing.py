@@ -5,7 +5,8 @@ See docs/testing.md ("Testing your workflows"). The pytest plugin is `actorq.pyt
 """
 
 from ._invariants import INVARIANTS, InvariantViolation, Observation, check_core, check_invariants
-from ._simulation import Faults, HistoryEntry, InjectedFault, Simulation
+from ._simulation import Simulation
+from ._simulation_history import Faults, HistoryEntry, InjectedFault
 from .clock import VirtualClock
 
 __all__ = [

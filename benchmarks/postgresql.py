@@ -8,8 +8,15 @@
 * W2 (one job at a time, add → completed) and W3 (1,000 jobs due 0–200 ms ahead, how late
   each starts) on PostgreSQL ``always``;
 * the log's rows and bytes per job after W1 (payload bytes, and on-disk bytes of the tables);
-* takeover: a leader (ttl 2 s) SIGKILLed, the time until a waiting candidate leads (has
-  replayed the journal and serves), on a fresh journal and on one holding 50,000 jobs.
+* takeover: a leader (ttl 2 s) SIGKILLed, the time until a candidate leads (has replayed
+  the journal and serves), on a fresh journal and on one holding 50,000 jobs: cold (a
+  candidate waiting with ``actorq_wait``) and warm (a standby, ``actorq_standby=on``, that
+  tailed the log), alternating. ``--takeover JOBS`` prints only these, for JOBS jobs.
+
+``--notify-ab PAIRS`` instead measures what the leader's NOTIFY after each batch (the
+standbys' wake-up) costs: W1 and W2 on PostgreSQL ``always`` with the append statement as
+shipped and without its ``pg_notify``, alternating the order pair by pair; each variant's
+median and the per-pair ratios (above 1: the NOTIFY costs that much).
 
 Without ``--url`` it starts a throwaway cluster as the tests do (tests/pg_cluster.py needs
 PostgreSQL's server binaries).
@@ -33,6 +40,7 @@ import anyio
 import psycopg
 
 from actorq import Job, Runtime
+from actorq import _journal_pg_schema as schema
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 W1_JOBS = 20_000
@@ -45,12 +53,13 @@ W3_MAX_DELAY = 0.2
 TAKEOVER_HISTORY = 50_000
 
 
-def _fresh(admin_url: str, name: str) -> str:
-    """A new database, after a checkpoint: each run starts with no dirty buffers of the
-    runs before it to flush."""
+def _fresh(admin_url: str, name: str, template: str | None = None) -> str:
+    """A new database (a copy of `template`, when given), after a checkpoint: each run
+    starts with no dirty buffers of the runs before it to flush."""
+    copy = f" TEMPLATE {template}" if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-        conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        conn.execute(f"CREATE DATABASE {name}{copy}")  # type: ignore[arg-type]
         with contextlib.suppress(psycopg.Error):  # needs a superuser or pg_checkpoint
             conn.execute("CHECKPOINT")
     return admin_url.rsplit("/", 1)[0] + "/" + name
@@ -186,24 +195,95 @@ async def _fill(url: str, jobs: int) -> None:
         await done.wait()
 
 
-def _takeover(url: str, history: int = 0) -> float:
-    if history:
-        anyio.run(_fill, url, history)
+def _takeover(url: str, *, warm: bool = False) -> float:
+    """Seconds from a SIGKILL of the leader (ttl 2 s) to a candidate leading: a cold one
+    (``actorq_wait=forever``: replays the whole journal once it has the lease) or a warm
+    standby (``actorq_standby=on``: has tailed the log, reads only what came after)."""
     sys.path.insert(0, str(TESTS))
     from test_pg_takeover import Child  # noqa: PLC0415 - the tests' child harness
 
-    leader = Child(f"{url}?actorq_ttl=2", "a")
+    leader = Child(f"{url}?actorq_ttl=2", "a", *(["listen"] if warm else []))
     candidate: Child | None = None
     try:
         leader.wait_for("acked", 30, at_least=20)
-        candidate = Child(f"{url}?actorq_ttl=2&actorq_wait=forever", "b")
+        if warm:
+            candidate = Child(f"{url}?actorq_ttl=2&actorq_standby=on", "b")
+            with psycopg.connect(url) as conn:
+                row: Any = conn.execute("SELECT max(seq) FROM actorq_log").fetchone()
+            deadline = time.monotonic() + 120
+            while candidate.applied < row[0]:  # the standby has tailed the history
+                assert time.monotonic() < deadline, "the standby's tail did not catch up"
+                time.sleep(0.05)
+                candidate.pump()
+        else:
+            candidate = Child(f"{url}?actorq_ttl=2&actorq_wait=forever", "b")
         time.sleep(1.0)  # the candidate is polling the lease
         leader.kill()
-        return candidate.wait_for("leading", 30)
+        return candidate.wait_for("leading", 60)
     finally:
         leader.kill()
         if candidate is not None:
             candidate.kill()
+
+
+#: The append statement without its NOTIFY (as it was before warm standbys), for the A/B.
+APPEND_QUIET = (
+    "INSERT INTO actorq_log (seq, epoch, payload) SELECT %s, epoch, %s FROM actorq_lease "
+    "WHERE name = %s AND epoch = %s FOR SHARE"
+)
+
+
+def _notify_ab(admin: str, pairs: int) -> None:
+    shipped = schema.APPEND
+    figures: dict[str, dict[str, list[float]]] = {"w1": {}, "w2": {}}
+    ratios: dict[str, list[float]] = {"w1": [], "w2": []}
+    for pair in range(pairs):
+        order = [("notify", shipped), ("quiet", APPEND_QUIET)]
+        if pair % 2:
+            order.reverse()
+        got: dict[str, dict[str, float]] = {}
+        for label, statement in order:
+            schema.APPEND = statement
+            try:
+                w1 = anyio.run(_w1, _fresh(admin, f"ab{label}w1"), "always")
+                w2 = anyio.run(_w2, _fresh(admin, f"ab{label}w2"), "always")["p50_us"]
+            finally:
+                schema.APPEND = shipped
+            got[label] = {"w1": w1, "w2": w2}
+            figures["w1"].setdefault(label, []).append(w1)
+            figures["w2"].setdefault(label, []).append(w2)
+        ratios["w1"].append(got["quiet"]["w1"] / got["notify"]["w1"])
+        ratios["w2"].append(got["notify"]["w2"] / got["quiet"]["w2"])
+        print(f"pair {pair + 1}: {got}", file=sys.stderr)
+    for name, unit in (("w1", "jobs/s"), ("w2", "µs p50")):
+        med = {label: statistics.median(v) for label, v in figures[name].items()}
+        r = ratios[name]
+        print(
+            f"{name} postgresql always, {pairs} pairs: with NOTIFY {med['notify']:,.0f} {unit}, "
+            f"without {med['quiet']:,.0f} {unit}; cost ratio median {statistics.median(r):.3f} "
+            f"(min {min(r):.3f}, max {max(r):.3f})"
+        )
+
+
+def _print_takeovers(admin: str, histories: Sequence[int], reps: int) -> None:
+    """The takeover figures, cold and warm alternating rep by rep, for each history."""
+    for history in histories:
+        template = f"take{history}"  # filled once, copied for each run
+        filled = _fresh(admin, template)
+        if history:
+            anyio.run(_fill, filled, history)
+        times: dict[str, list[float]] = {"cold": [], "warm": []}
+        for rep in range(reps):
+            kinds = ["cold", "warm"] if rep % 2 == 0 else ["warm", "cold"]
+            for kind in kinds:
+                url = _fresh(admin, f"take{history}{kind}x{rep}", template)
+                times[kind].append(_takeover(url, warm=kind == "warm"))
+        for kind, got in times.items():
+            print(
+                f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal, {kind} "
+                f"({'a standby' if kind == 'warm' else 'a waiting candidate'}): median "
+                f"{statistics.median(got):.2f} s (max {max(got):.2f} s)"
+            )
 
 
 @contextlib.contextmanager
@@ -225,9 +305,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="an admin URL of a server to use (databases are made)")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--notify-ab", type=int, metavar="PAIRS", help="the NOTIFY's cost")
+    parser.add_argument(
+        "--takeover",
+        type=int,
+        metavar="JOBS",
+        help="only the takeover figures, cold and warm, with JOBS completed jobs in the journal",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    if args.notify_ab:
+        with _server(args.url) as admin:
+            _notify_ab(admin, args.notify_ab)
+        return 0
+    if args.takeover is not None:
+        with _server(args.url) as admin:
+            _print_takeovers(admin, (args.takeover,), args.reps)
+        return 0
     with _server(args.url) as admin, tempfile.TemporaryDirectory() as tmp:
         # The latency workloads first, on a server that has nothing else to do (after the
         # W1 runs, their databases' autovacuum competes for the disk and the CPU).
@@ -266,15 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"W1 one add at a time, {ADDS:,} adds from {W1_CONCURRENCY} tasks, postgresql "
             f"always: {statistics.median(adds):,.0f} jobs/s"
         )
-        for history in (0, TAKEOVER_HISTORY):
-            takeovers = [
-                _takeover(_fresh(admin, f"take{history}x{rep}"), history)
-                for rep in range(args.reps)
-            ]
-            print(
-                f"takeover after SIGKILL, ttl 2 s, {history:,} jobs in the journal: median "
-                f"{statistics.median(takeovers):.2f} s (max {max(takeovers):.2f} s)"
-            )
+        _print_takeovers(admin, (0, TAKEOVER_HISTORY), args.reps)
     return 0
 
 

@@ -45,11 +45,12 @@ class SwarmStats:
     deaths: int = 0
     jobs: int = 0
     faults: int = 0
+    leader_changes: int = 0
     inline_batches: int = 0
     loop_batches: int = 0
 
 
-def make_simulation(seed: int) -> Simulation:
+def make_simulation(seed: int, journal: str = "file") -> Simulation:
     sim: Simulation
 
     async def work(job: Job) -> Any:
@@ -89,6 +90,7 @@ def make_simulation(seed: int) -> Simulation:
         setup=setup,
         faults=Faults(job_error=0.2, slow_job=0.2, max_delay=20.0),
         snapshot_bytes=4096,
+        journal=journal,
     )
     #: Per queue, (group, start time) of every start its consumers saw, across restarts.
     starts: dict[str, list[tuple[str | None, float | None]]] = {"fair": [], "fair-auto": []}
@@ -258,11 +260,22 @@ async def _op(sim: Simulation, rng: random.Random, known: list[int], stats: Swar
     elif roll < 0.68:
         await sim.call(rt.snapshot)
     elif roll < 0.74:
-        sim.fail_next_fsync()
-        if rng.random() < 0.5:
-            sim.tear_next_write(rng.randint(0, 40))
+        if sim.journal == "database":
+            fault = rng.random()
+            if fault < 0.4:
+                sim.fail_next_commit()
+            else:
+                sim.lose_next_connection(landed=fault < 0.7)
+        else:
+            sim.fail_next_fsync()
+            if rng.random() < 0.5:
+                sim.tear_next_write(rng.randint(0, 40))
         stats.faults += 1
     elif roll < 0.80:
+        if sim.journal == "database" and rng.random() < 0.5:
+            await sim.leader_change()  # the old leader runs on until its commit is fenced
+            stats.leader_changes += 1
+            return
         await sim.crash()
         stats.crashes += 1
         await sim.restart()
@@ -297,11 +310,14 @@ async def _scheduler_op(sim: Simulation, rng: random.Random) -> None:
         sim.acknowledged(job, "upsert-scheduler")
 
 
-async def run_swarm(seed: int, steps: int | None = None) -> tuple[Simulation, SwarmStats]:
-    """Run one seed's workload; raises InvariantViolation on a broken invariant."""
+async def run_swarm(
+    seed: int, steps: int | None = None, journal: str = "file"
+) -> tuple[Simulation, SwarmStats]:
+    """Run one seed's workload on a simulated `journal` ("file" or "database"); raises
+    InvariantViolation on a broken invariant."""
     rng = random.Random(seed * 7919 + 1)
     n_steps = steps if steps is not None else rng.randint(20, 50)
-    sim = make_simulation(seed)
+    sim = make_simulation(seed, journal)
     stats = SwarmStats()
     known: list[int] = []
     schedulers_rng = random.Random(seed * 104_729 + 3)

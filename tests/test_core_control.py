@@ -76,3 +76,22 @@ def test_obliterate_refuses_active_jobs_unless_forced_and_empties_the_queue() ->
     assert core.jobs == {} and set(core.counts("q").values()) == {0}
     assert core.aborts == [(held.id, "t")]  # the engine cancels its processor
     assert core.snapshot() == replayed(core).snapshot()
+
+
+def test_stall_all_active_can_leave_timed_locks_to_expire() -> None:
+    # A leader on a leased journal stalls at start only the jobs under untimed locks; a
+    # timed one stays active, its holder's, until its lock expires.
+    core = fresh()
+    core.add([spec("untimed"), spec("timed")], 0.0)
+    (untimed,) = core.take("q", 1, 1.0, "old", None, 1)
+    (timed,) = core.take("q", 1, 1.0, "old-timed", 30.0, 1)
+    assert core.stall_all_active(2.0, timed=False) == 1
+    assert (untimed.state, untimed.stalled_counter) == (W, 1)
+    assert (timed.state, timed.lock_token, timed.lock_expires_at) == (A, "old-timed", 30.0)
+    assert core.snapshot() == replayed(core).snapshot()
+    assert core.expire_locks(29.0) == 0
+    assert core.expire_locks(30.0) == 1
+    assert (timed.state, timed.stalled_counter) == (W, 1)
+    assert core.stall_all_active(31.0) == 0
+    core.take("q", 2, 31.0, "new", 40.0, 1)
+    assert core.stall_all_active(32.0) == 2  # the default stalls every active job

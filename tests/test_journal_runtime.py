@@ -24,6 +24,7 @@ from actorq import (
     RuntimeClosedError,
     VirtualClock,
 )
+from actorq._actors.changelog import MemoryChangeLog
 from actorq._core import CoreState
 from actorq._core.records import JobRecord, Retention
 from actorq._journal import (
@@ -363,3 +364,38 @@ async def test_a_failed_write_under_a_manual_loop_stops_the_runtime() -> None:
             heard += [info.value, later.value]
     assert len(heard) == 2 and isinstance(heard[1].__cause__, JournalFailedError)
     assert changelog.failed
+
+
+class _RefusesCommits(MemoryChangeLog):
+    """A log holding an earlier life's batches whose every commit fails."""
+
+    def commit(self, changes: list[Any]) -> None:
+        raise OSError("injected: the journal refuses the commit")
+
+
+async def test_a_runtime_whose_first_commit_fails_as_it_starts_closes_what_it_started() -> None:
+    # Stalling the job the last life held is the new life's first commit; when it fails,
+    # entering the runtime raises and leaves no task group open behind it.
+    log = MemoryChangeLog()
+    async with Runtime(journal=log) as rt:
+        started, release = anyio.Event(), anyio.Event()
+
+        async def hold(job: Job) -> None:
+            started.set()
+            await release.wait()
+
+        rt.worker("q", hold)
+        job = await rt.queue("q").add("held", None)
+        await started.wait()
+        held = list(log.batches)  # the job is active in them
+        release.set()
+    broken = _RefusesCommits()
+    broken.batches = held
+    with pytest.raises(RuntimeClosedError, match="refuses the commit"):
+        with anyio.CancelScope():  # a task group left open inside could not leave it
+            async with Runtime(journal=broken):
+                pass  # never entered
+    again = MemoryChangeLog()
+    again.batches = held
+    async with Runtime(journal=again) as rt:  # the same task goes on, the job stalled once
+        assert rt._core.jobs[job.id].stalled_counter == 1

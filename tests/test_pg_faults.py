@@ -96,7 +96,8 @@ async def test_a_database_gone_past_the_trust_window_fails_the_commit(pg_url: st
     finally:
         holder.rollback()
         holder.close()
-    async with Runtime(pg_url) as rt:
+    # The lease lapses up to 0.2 x ttl after the leader stepped down: wait for it.
+    async with Runtime(pg_url + "?actorq_wait=5") as rt:
         assert [j.data for j in await rt.queue("q").get_jobs()] == [1]
 
 

@@ -5,6 +5,7 @@ without writing; PostgreSQL restarted under load loses nothing acknowledged."""
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import signal
@@ -29,19 +30,28 @@ CHILD = str(Path(__file__).with_name("pg_child.py"))
 class Child:
     """A child process and the lines it printed so far (read on a thread)."""
 
-    def __init__(self, url: str, tag: str) -> None:
+    def __init__(self, url: str, tag: str, *options: str) -> None:
         self.tag = tag
         self.proc = subprocess.Popen(
-            [sys.executable, CHILD, url, tag],
+            [sys.executable, CHILD, url, tag, *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         self.lines: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.acked: dict[int, int] = {}  # job id -> i
+        self.acked_at: dict[int, float] = {}  # job id -> when its add returned
+        self.called_at: dict[int, float] = {}  # job id -> when its add was called
         self.ran: list[int] = []  # job ids, as the processor started them
+        #: (job id, time) of each start and each return of the processor, in order.
+        self.starts: list[tuple[int, float]] = []
+        self.dones: list[tuple[int, float]] = []
         self.stopped: str | None = None
         self.leading = False
+        self.standby = False  # it entered as a standby
+        self.lead_at = 0  # how many runs it had started when it printed "leading"
+        self.lost: list[int] = []  # the i of adds whose connection broke
+        self.applied = 0  # a standby's tail: the last seq it said it applied
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -58,13 +68,27 @@ class Child:
                 return
             if line == "leading\n":
                 self.leading = True
+                self.lead_at = len(self.ran)
+            elif line == "standby\n":
+                self.standby = True
+            elif line.startswith("lost "):
+                self.lost.append(int(line.split()[1]))
+            elif line.startswith("applied "):
+                self.applied = int(line.split()[1])
             elif line.startswith("ran "):
-                self.ran.append(int(line.split()[1]))
+                _ran, job_id, at = line.split()
+                self.ran.append(int(job_id))
+                self.starts.append((int(job_id), float(at)))
+            elif line.startswith("done ") and line.endswith("\n"):
+                _done, job_id, at = line.split()
+                self.dones.append((int(job_id), float(at)))
             elif line.startswith("stopped "):
                 self.stopped = line.strip()
             elif line.endswith("\n"):
-                job_id, _tag, i = line.split()
+                job_id, _tag, i, called, at = line.split()
                 self.acked[int(job_id)] = int(i)
+                self.called_at[int(job_id)] = float(called)
+                self.acked_at[int(job_id)] = float(at)
 
     def wait_for(self, what: str, timeout: float, *, at_least: int = 0) -> float:
         """Wait until it leads / has acknowledged `at_least` jobs / stopped; the time taken."""
@@ -118,7 +142,8 @@ def completed_by_epoch(url: str) -> dict[int, set[int]]:
     return done
 
 
-def check_every_acknowledged_job_once(children: list[Child], url: str) -> None:
+def check_every_acknowledged_job_once(children: list[Child], url: str) -> dict[int, Job]:
+    """Every job a child was told was added is in the journal once; the jobs found."""
     found = jobs_in(url)
     for child in children:
         for job_id, i in child.acked.items():
@@ -132,6 +157,45 @@ def check_every_acknowledged_job_once(children: list[Child], url: str) -> None:
             assert before.state is JobState.COMPLETED
             assert before.finished_at is not None and job.processed_at is not None
             assert before.finished_at <= job.processed_at
+    return found
+
+
+def check_no_barrier_or_dependency_crossed(
+    children: list[Child], found: dict[int, Job]
+) -> tuple[int, int]:
+    """From the run record of every leader (each add's call and return, each start and
+    return of a processor, on the machine's one monotonic clock): no job started before each
+    of its prerequisites had returned for the last time, and none of them started again
+    after it; no tag-drain job was released while a job with the tag was unfinished: none
+    first started while a job with the tag, whose add returned before the barrier job's add
+    was called, still had a run to return (a barrier job that stalls and runs again has
+    passed its barrier already). The numbers of starts of dependents and of barrier jobs
+    checked."""
+    starts = sorted(s for child in children for s in child.starts)
+    first_start: dict[int, float] = {}
+    last_start: dict[int, float] = {}
+    last_done: dict[int, float] = {}
+    for job_id, at in starts:
+        first_start.setdefault(job_id, at)
+        last_start[job_id] = at
+    for job_id, at in sorted(d for child in children for d in child.dones):
+        last_done[job_id] = at
+    acked_at = {j: at for child in children for j, at in child.acked_at.items()}
+    called_at = {j: at for child in children for j, at in child.called_at.items()}
+    tagged = [j for j, job in found.items() if "imp" in job.tags]
+    deps = barriers = 0
+    for job_id, at in starts:
+        job = found[job_id]
+        for before in job.depends_on_job_ids:
+            deps += 1
+            assert before in last_done and last_done[before] <= at, (job_id, before)
+            assert last_start[before] <= at, f"{before} ran again after {job_id} started"
+        if job.depends_on_tags and first_start[job_id] == at and job_id in called_at:
+            barriers += 1
+            for other in tagged:
+                if acked_at.get(other, math.inf) < called_at[job_id] and other in last_done:
+                    assert last_done[other] <= at, f"{job_id} crossed the barrier of {other}"
+    return deps, barriers
 
 
 def test_candidates_take_over_from_killed_leaders_within_ttl_plus_5_s(pg_url: str) -> None:
@@ -164,7 +228,9 @@ def test_candidates_take_over_from_killed_leaders_within_ttl_plus_5_s(pg_url: st
     finally:
         for child in children:
             child.kill()
-    check_every_acknowledged_job_once(children, pg_url)
+    found = check_every_acknowledged_job_once(children, pg_url)
+    deps, barriers = check_no_barrier_or_dependency_crossed(children, found)
+    assert deps > 0 and barriers > 0, (deps, barriers)
     # No job a leader journaled as completed was run again by a later one.
     done = completed_by_epoch(pg_url)
     assert sorted(done) == [1, 2, 3] and all(child.ran for child in children)

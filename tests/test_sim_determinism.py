@@ -23,6 +23,15 @@ async def test_same_seed_same_history_and_journal_bytes(seed: int) -> None:
     assert any(e.kind in {"crash", "died"} for e in first.history) or seed == 3
 
 
+@pytest.mark.parametrize("seed", [5])
+async def test_same_seed_same_history_and_log_on_the_database_journal(seed: int) -> None:
+    first, _ = await run_swarm(seed, journal="database")
+    second, _ = await run_swarm(seed, journal="database")
+    assert first.history == second.history
+    assert first.db == second.db
+    assert first.leader_changes + first.deaths > 0
+
+
 async def test_different_seeds_differ() -> None:
     a, _ = await run_swarm(1)
     b, _ = await run_swarm(2)

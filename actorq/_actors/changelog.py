@@ -12,6 +12,11 @@ A log declares, once and for all, whether its commit *waits* (`waits`):
   the outbox is released (a journal under ``fsync="always"``, whose fsync runs off the event
   loop). Every call then goes through the mailbox.
 
+A log whose class sets ``leased = True`` (the journal in PostgreSQL) is led by one process at a
+time under a lease, and a previous leader may still run: the runtime then gives its own
+processors timed locks (`actorq._actors.renewal`) and leaves jobs under a timed lock active at
+start, to stall when the lock expires.
+
 `MemoryChangeLog` keeps the batches so a test (or a restart within one process) can replay
 them; `NullChangeLog` keeps nothing, for a runtime with no durability at all. One contract
 suite (tests/test_changelog_contract.py) runs over every log.

@@ -59,6 +59,8 @@ if TYPE_CHECKING:
 #: yields to the event loop first (see `Engine.yield_due`).
 INLINE_YIELD_MASK: Final = 31
 _TAKE: Final = HANDLERS[c.Take]
+#: The empty part of an outbox: shared, so never appended to.
+_NOTHING: Final[list[Any]] = []
 _REPORT: Final = HANDLERS[c.Report]
 
 
@@ -100,8 +102,9 @@ class WorkerSlot:
         self.token = token
         self.abort = abort
         # None: a processor in this process, whose lock lives as long as it does. A number:
-        # a processor in another process (a runtime host's client), whose jobs are locked
-        # for that long at dispatch and stall unless it renews them.
+        # a processor in another process (a runtime host's client), or in this one on a
+        # leased journal (`_actors/renewal.py`), whose jobs are locked for that long at
+        # dispatch and stall unless it renews them.
         self.lock_duration = lock_duration
         self.max_stalled_count = max_stalled_count
         self.queue = queue
@@ -310,11 +313,24 @@ class Engine:
         if core.stalls:
             log_stalls(core.stalls)
         changes, events, finished = core.take_effects()
-        outbox = tuple.__new__(
-            Outbox, (changes, self._sends, self._aborts, self._replies, events, finished)
-        )
-        self._sends, self._aborts, self._replies = [], [], []
-        return outbox
+        # A part the batch left empty is handed over as the shared empty list (never
+        # appended to), and the engine keeps its own: most batches fill one part of three.
+        sends = self._sends
+        if sends:
+            self._sends = []
+        else:
+            sends = _NOTHING
+        aborts = self._aborts
+        if aborts:
+            self._aborts = []
+        else:
+            aborts = _NOTHING
+        replies = self._replies
+        if replies:
+            self._replies = []
+        else:
+            replies = _NOTHING
+        return tuple.__new__(Outbox, (changes, sends, aborts, replies, events, finished))
 
     def _own(self, cmd: c.Command) -> Callable[[Request, Any, float], Any]:
         op = self._ops.get(type(cmd))

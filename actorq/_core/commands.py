@@ -356,7 +356,12 @@ class Clean(Command):
 
 @command
 class StallAllActive(Command):
-    """After a restart: every job still active stalled, its holder gone. How many."""
+    """After a restart: every job still active stalled, its holder gone. How many.
+
+    ``timed`` False leaves the jobs under a timed lock active: their holder may still run
+    them (a leader change on a leased journal), and they stall when their lock expires."""
+
+    timed: bool = True
 
 
 @command

@@ -113,9 +113,14 @@ class Control:
             self._settle(now)
         return stalled
 
-    def stall_all_active(self, now: float) -> int:
-        """After a restart, every job that was active stalled: its holder is gone."""
-        held = [rec for rec in self.jobs.values() if rec.state is A]
+    def stall_all_active(self, now: float, *, timed: bool = True) -> int:
+        """After a restart, every job that was active stalled: its holder is gone (with
+        `timed` False, only those under an untimed lock: the others stall at its expiry)."""
+        held = [
+            rec
+            for rec in self.jobs.values()
+            if rec.state is A and (timed or rec.lock_expires_at is None)
+        ]
         for rec in held:
             self._stall(rec, now, RESTART_STALL)
         self._settle(now)

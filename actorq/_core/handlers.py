@@ -307,7 +307,7 @@ HANDLERS: Final[dict[type[c.Command], Handler]] = {
     c.Resume: lambda core, cmd, now: core.resume(cmd.queue),
     c.Drain: lambda core, cmd, now: core.drain(cmd.queue, now, delayed=cmd.delayed),
     c.Clean: lambda core, cmd, now: core.clean(cmd.queue, cmd.grace, cmd.limit, cmd.state, now),
-    c.StallAllActive: lambda core, cmd, now: core.stall_all_active(now),
+    c.StallAllActive: lambda core, cmd, now: core.stall_all_active(now, timed=cmd.timed),
     c.Release: lambda core, cmd, now: core.release(cmd.job_id, cmd.token, now),
     c.ReleaseHeld: lambda core, cmd, now: core.release_held(cmd.tokens, now),
     c.EnsureQueue: lambda core, cmd, now: core.queue(cmd.queue),

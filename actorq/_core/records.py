@@ -8,7 +8,6 @@ caller holding a reference, and the state after a restart equals the state befor
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
 from typing import Any, Final
 
 import attrs
@@ -251,26 +250,6 @@ class JobRecord:
 FIELD_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in attrs.fields(JobRecord))
 _all_fields: Final = operator.attrgetter(*FIELD_NAMES)
 _CHILDREN_AT: Final = FIELD_NAMES.index("children")
-
-#: A function storing the fields of a change dict into a record: ``write(rec, changes)``.
-FieldWriter = Callable[[JobRecord, dict[str, Any]], None]
-
-
-def field_writer(*names: str) -> FieldWriter:
-    """The writer of a change whose dict has exactly the keys `names` (a transition's
-    field set, named once where it builds the dict): one attribute store per field, written
-    out as code (as attrs writes `__init__`), which the interpreter specialises for the
-    record's slots; storing the same fields with `setattr` in a loop costs several times it.
-    """
-    unknown = [name for name in names if name not in FIELD_NAMES]
-    if unknown or len(set(names)) != len(names):
-        raise ValueError(f"field_writer: unknown or repeated fields {names!r}")
-    body = "".join(f"\n    rec.{name} = changes[{name!r}]" for name in names) or "\n    pass"
-    namespace: dict[str, Any] = {}
-    exec(f"def write(rec, changes):{body}", namespace)  # the names are fields, checked above
-    write: FieldWriter = namespace["write"]
-    write.__qualname__ = write.__name__ = "write_" + "_".join(names)
-    return write
 
 
 def tag_matcher(mode: str, tags: frozenset[str]) -> Any:

@@ -56,7 +56,9 @@ from .groups import GroupControl, Groups, waiting_live
 from .handlers import HANDLERS
 from .limits import Limiter
 from .locks import LockIndex, held_by
-from .records import FIELD_NAMES, KEEP_ALL, FieldWriter, JobRecord, field_writer, tag_matcher
+from .moves import MOVES as _MOVES
+from .moves import move
+from .records import FIELD_NAMES, KEEP_ALL, JobRecord, tag_matcher
 from .relations import Relations, _fatal_child, _open_children
 from .replay import Replay, queue_fields
 from .schedulers import SchedulerRecord, Schedulers
@@ -65,7 +67,6 @@ from .timed import TimedIndex
 from .upkeep import ENTER as _ENTER
 from .upkeep import LEAVE as _LEAVE
 from .upkeep import MOVED as _MOVED
-from .upkeep import PLANS as _PLANS
 from .waiting import WaitingLine
 
 W, D, A = JobState.WAITING, JobState.DELAYED, JobState.ACTIVE
@@ -80,10 +81,12 @@ _MASK64: Final = (1 << 64) - 1
 #: BullMQ keeps the last ten stack traces of a job.
 STACKTRACE_LIMIT: Final = 10
 _TAKE_FIELDS: Final = ("state", "attempts_started", "processed_at", "lock_token", "lock_expires_at")
-_WRITE_TAKE: Final = field_writer(*_TAKE_FIELDS)
-_WRITE_TAKE_STALLS: Final = field_writer(*_TAKE_FIELDS, "max_stalled_count")
+#: ``_TAKE(core, qs, rec, A, attempts_started, processed_at, lock_token, lock_expires_at)``.
+_TAKE: Final = move("take", W, A, _TAKE_FIELDS)
+_TAKE_STALLS: Final = move("take", W, A, (*_TAKE_FIELDS, "max_stalled_count"))
 _END_FIELDS: Final = ("state", "attempts_made", "finished_at", "lock_token", "lock_expires_at")
-_WRITE_COMPLETE: Final = field_writer(*_END_FIELDS, "return_value")
+#: ``_COMPLETE(core, qs, rec, C, attempts_made, finished_at, None, None, return_value)``.
+_COMPLETE: Final = move("complete", A, C, (*_END_FIELDS, "return_value"))
 
 
 class QueueState:
@@ -321,7 +324,6 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
         groups = qs.groups
         pop = qs.waiting.pop if groups is None else groups.popper(now)
         events = self.events
-        change = self._change
         while len(taken) < n:
             rec = pop(jobs)
             if rec is None:
@@ -338,18 +340,10 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                     {"attempts_started": started, "attempts_made": rec.attempts_made + 1},
                 )
                 continue
-            fields = {
-                "state": A,
-                "attempts_started": started,
-                "processed_at": now,
-                "lock_token": token,
-                "lock_expires_at": lock_until,
-            }
             if max_stalled_count == rec.max_stalled_count:
-                change(rec, fields, "take", _WRITE_TAKE)
+                _TAKE(self, qs, rec, A, started, now, token, lock_until)
             else:
-                fields["max_stalled_count"] = max_stalled_count
-                change(rec, fields, "take", _WRITE_TAKE_STALLS)
+                _TAKE_STALLS(self, qs, rec, A, started, now, token, lock_until, max_stalled_count)
             if events is not None:
                 events.append(ev.JobActive(rec.id, rec.queue, rec.name, started))
             taken.append(rec)
@@ -407,18 +401,8 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
                 self._finish_failed(rec, now, reason, "complete")
                 self._settle(now)
                 return rec
-        self._change(
-            rec,
-            {
-                "state": C,
-                "attempts_made": rec.attempts_made + 1,
-                "finished_at": now,
-                "return_value": value,
-                "lock_token": None,
-                "lock_expires_at": None,
-            },
-            "complete",
-            _WRITE_COMPLETE,
+        _COMPLETE(
+            self, self.queues[rec.queue], rec, C, rec.attempts_made + 1, now, None, None, value
         )
         if self.events is not None:
             self.events.append(ev.JobCompleted(rec.id, rec.queue, rec.name, value))
@@ -558,60 +542,27 @@ class CoreState(Admission, Relations, Control, Replay, Schedulers, Dedup, GroupC
 
     # ------------------------------------------------------------------ the one writer
 
-    def _change(
-        self,
-        rec: JobRecord,
-        changes: dict[str, Any],
-        command: str,
-        write: FieldWriter | None = None,
-    ) -> None:
+    def _change(self, rec: JobRecord, changes: dict[str, Any], command: str) -> None:
         """Apply `changes` to `rec`, keep the indexes and counters, record the delta.
 
-        A change of state must be a row of the lifecycle table: its `Plan` (derived from
-        the table in `upkeep`) says what leaving the old state, entering the new one and
-        the move itself do to the indexes, and which order the job takes. Every transition
-        of the core, the hottest (`take`, `complete`) included, passes here; they pass
-        `write`, the `field_writer` of their keys (others' fields are set one by one).
+        A change of state must be a row of the lifecycle table: that row's function
+        (`moves`, written out from the row's `Plan`) does what leaving the old state,
+        entering the new one and the move itself do to the indexes, and which order the job
+        takes. The hottest transitions (`take`, `complete`) call their rows' functions
+        themselves, fetched once for their exact field sets.
         """
         old = rec.state
         new = changes.get("state", old)
         if new is not old:
             try:
-                plan = _PLANS[command][old][new]
+                move = _MOVES[command][old][new]
             except KeyError:
                 raise AssertionError(
                     f"core bug: {command} moved job {rec.id} {old} -> {new}"
                 ) from None
-            qs = self.queues[rec.queue]
-            counts = qs.counts
-            counts[old] -= 1
-            if plan.leave is not None:
-                plan.leave(self, qs, rec)
-            elif old is A and rec.group is not None:  # (its plan leaves this to the move)
-                _LEAVE[A](self, qs, rec)
-            if write is None:
-                for name, value in changes.items():
-                    setattr(rec, name, value)
-            else:
-                write(rec, changes)
-            order = plan.order
-            if order is not None and "order" not in changes:
-                if order == "line":
-                    rec.order = changes["order"] = self._next_order(rec.lifo)
-                else:
-                    rec.order = changes["order"] = self._next_fifo
-                    self._next_fifo += 1
-            counts[new] += 1
-            if plan.enter is not None:
-                plan.enter(self, qs, rec)
-            if plan.moved is not None:
-                plan.moved(self, rec, old)
-            if (rec.parent_id is not None or rec.children) and self._live:
-                self._moved_in_tree(rec, old, plan.was_alive, plan.alive)
-            if rec.deduplication_id is not None and plan.was_alive and not plan.alive:
-                self._dedup_released(rec)
-        else:
-            self._apply(rec, changes)  # the same state: fields, and the indexes they move
+            move(self, rec, changes)
+            return
+        self._apply(rec, changes)  # the same state: fields, and the indexes they move
         if self.changes is not None:
             self.changes.append(("set", rec.id, changes))
 

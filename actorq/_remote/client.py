@@ -30,6 +30,7 @@ from typing import Any, Final, Self
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
+from .._actors.renewal import renew_held, renewal_interval
 from .._actors.subscription import DEFAULT_CAPACITY, EventStream
 from .._actors.worker import WorkerActor
 from .._api import CLOSED, NEW, RUNNING, RuntimeAPI
@@ -58,6 +59,11 @@ log = logging.getLogger("actorq.client")
 MAX_IN_FLIGHT: Final = 4096
 _BACKOFF: Final = (0.05, 2.0)
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
+
+
+class NotSentError(RuntimeClosedError):
+    """The client is closed, or closed while the call waited for a connection: the call
+    was never sent, so it is safe to make again elsewhere (a standby that took over)."""
 
 
 class _Call:
@@ -225,6 +231,12 @@ class RemoteRuntime(RuntimeAPI):
         if self._state != NEW:
             raise RuntimeClosedError("a client can be started once")
         link = await self._open()  # a host that is not there fails the block at once
+        await self._begin(link)
+        return self
+
+    async def _begin(self, link: _Link | None) -> None:
+        """Run: serve `link`, or (None) connect in the background, calls waiting meanwhile
+        (a warm standby's client, `actorq._standby`). Left by `close`, in the same task."""
         if self._vclock is not None:
             self._vclock.attach(self._held)
         self._cm = anyio.create_task_group()
@@ -235,7 +247,6 @@ class RemoteRuntime(RuntimeAPI):
         self._link = link
         self._linked.set()
         self._tg.start_soon(self._keep, link)
-        return self
 
     async def __aexit__(
         self,
@@ -250,6 +261,7 @@ class RemoteRuntime(RuntimeAPI):
                         await worker.close()
         finally:
             self._state = CLOSED
+            self._linked.set()  # calls waiting for a connection give up: `NotSentError`
             if self._vclock is not None:
                 self._vclock.detach(self._held)
             for sub in list(self._subs.values()):
@@ -420,11 +432,13 @@ class RemoteRuntime(RuntimeAPI):
 
     async def _call(self, command: c.Command, within: float | None = None) -> Any:
         if self._state != RUNNING:
-            raise RuntimeClosedError(f"the client is {self._state}")
+            raise NotSentError(f"the client is {self._state}")
         async with self._slots:
             link = self._link
             if link is None or link.broken:
                 await self._linked.wait()
+                if self._state != RUNNING:
+                    raise NotSentError("the client closed before the call was sent")
                 link = self._link
                 assert link is not None
             call_id = next(self._ids)
@@ -527,13 +541,9 @@ class RemoteRuntime(RuntimeAPI):
         held = self._held
         while True:
             await held.holding.wait()
-            locks = [w.lock_duration for w in self._remote_workers.values()]
             with anyio.CancelScope() as held.renewal:
-                await self.clock.sleep(min(locks, default=5.0) / 2)
-                for token, w in list(self._remote_workers.items()):
-                    jobs = w.actor.held()
-                    if jobs:
-                        self._notify(c.ExtendLocks(token, tuple(jobs), w.lock_duration))
+                await self.clock.sleep(renewal_interval(self._remote_workers.values()))
+                renew_held(self._remote_workers, self._notify)
             held.renewal = None
 
     def events(self, *, buffer: int = DEFAULT_CAPACITY) -> EventStream:
