@@ -242,10 +242,11 @@ class RemoteRuntime(RuntimeAPI):
         self._cm = anyio.create_task_group()
         self._tg = await self._cm.__aenter__()
         self._state = RUNNING
-        # Linked now, not when `_keep` first runs: what the caller sends next (a worker's
-        # limiter, its registration) goes on this link in order, not into the void.
-        self._link = link
-        self._linked.set()
+        if link is not None:
+            # Linked now, not when `_keep` first runs: what the caller sends next (a worker's
+            # limiter, its registration) goes on this link in order, not into the void.
+            self._link = link
+            self._linked.set()
         self._tg.start_soon(self._keep, link)
 
     async def __aexit__(
