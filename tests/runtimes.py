@@ -6,7 +6,7 @@ Each kind is a factory used as ``async with make(clock=VirtualClock(), **options
 * ``local``: ``Runtime(**options)``, in memory.
 * ``remote``: a client (``actorq.connect``) of a host ``Runtime(listen=..., **options)`` in
   this process; both ends share the clock, so a `VirtualClock` sees through the connection.
-* ``postgresql``: ``Runtime(url, fsync="never", **options)``, each on a fresh database.
+* ``postgresql``: ``Runtime(url, fsync="never", **options)``, each on a fresh schema.
 """
 
 from __future__ import annotations

@@ -4,13 +4,11 @@ a journal after a restart."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from remote_fixture import remote_runtime
+from runtimes import MakeRuntime
 
 from actorq import InvalidOptionError, Job, Runtime, VirtualClock
 from actorq._core import commands as c
@@ -60,17 +58,9 @@ def test_a_manual_rate_limit_alone_sets_no_limit_to_read() -> None:
     assert core.rate_limit_ttl("q", 0.0) == 30.0
 
 
-Opener = Callable[..., AbstractAsyncContextManager[Any]]
-
-
-@pytest.fixture(params=["memory", "remote"])
-def opener(request: pytest.FixtureRequest) -> Opener:
-    return Runtime if request.param == "memory" else remote_runtime
-
-
-async def test_get_groups_counts_waiting_and_active_jobs(opener: Opener) -> None:
+async def test_get_groups_counts_waiting_and_active_jobs(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with opener(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         assert await q.get_groups() == NO_GROUPS
         assert await q.get_rate_limit() is None

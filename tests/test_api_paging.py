@@ -4,14 +4,10 @@ reads a bounded part of the index (a filtered page may come back short, with a c
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any
-
 import pytest
-from remote_fixture import remote_runtime
+from runtimes import MakeRuntime
 
-from actorq import InvalidOptionError, Job, JobState, Queue, Runtime
+from actorq import InvalidOptionError, Job, JobState, Queue
 from actorq._core import commands as c
 
 
@@ -25,17 +21,10 @@ async def _all_pages(q: Queue, state: str, limit: int, **kw: object) -> list[lis
             return pages
 
 
-Make = Callable[[], AbstractAsyncContextManager[Any]]
-
-
-@pytest.fixture(params=["local", "remote"])
-def make(request: pytest.FixtureRequest) -> Make:
-    """A runtime, or a client of a host: the pages are the same through either."""
-    return Runtime if request.param == "local" else remote_runtime
-
-
-async def test_waiting_pages_come_in_dispatch_order_each_job_once(make: Make) -> None:
-    async with make() as rt:
+async def test_waiting_pages_come_in_dispatch_order_each_job_once(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("q")
         ids = [(await q.add(f"j{i}", priority=i % 2)).id for i in range(7)]
         await rt.queue("other").add("not mine")
@@ -47,8 +36,10 @@ async def test_waiting_pages_come_in_dispatch_order_each_job_once(make: Make) ->
         assert all(len(p) <= 3 for p in pages)
 
 
-async def test_finished_pages_come_newest_first_and_unindexed_states_by_id(make: Make) -> None:
-    async with make() as rt:
+async def test_finished_pages_come_newest_first_and_unindexed_states_by_id(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("q")
 
         async def ok(job: Job) -> int:
@@ -68,8 +59,8 @@ async def test_finished_pages_come_newest_first_and_unindexed_states_by_id(make:
         assert [i for p in pages for i in p] == [j.id for j in reversed(cancelled)]
 
 
-async def test_filters_and_the_budget_bound_a_page(make: Make) -> None:
-    async with make() as rt:
+async def test_filters_and_the_budget_bound_a_page(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("q")
         for i in range(10):
             await q.add("a" if i % 3 else "b", tags=["t"] if i % 2 else [])
@@ -86,8 +77,8 @@ async def test_filters_and_the_budget_bound_a_page(make: Make) -> None:
         assert len(recs) == 1 and cursor == 8
 
 
-async def test_is_paused_and_bad_arguments(make: Make) -> None:
-    async with make() as rt:
+async def test_is_paused_and_bad_arguments(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("q")
         assert await q.is_paused() is False
         await q.pause()

@@ -8,6 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, remote_gap
 
 from actorq import (
     Event,
@@ -22,6 +23,10 @@ from actorq import (
     Worker,
 )
 from actorq._core.state import STALLED_LIMIT
+
+#: Why a test stays off the remote kind.
+READS_CORE = "compares the core's own record before and after the refused call"
+SAME_BATCH = "needs the call in the same batch as the lock's expiry; a client's comes a read later"
 
 
 def drain(events: EventStream) -> list[Event]:
@@ -41,9 +46,10 @@ async def fetch(worker: Worker, token: str) -> Job:
 # ---------------------------------------------------------------- stalls
 
 
-async def test_lock_expiry_stalls_then_fails_over_the_limit() -> None:
+@remote_gap
+async def test_lock_expiry_stalls_then_fails_over_the_limit(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         added = await q.add("j", {"n": 1})
@@ -97,9 +103,10 @@ async def test_docstrings_state_the_stall_rule() -> None:
     assert "stall when a lock expires" in (Runtime.worker.__doc__ or "")
 
 
-async def test_max_stalled_count_zero_fails_at_the_first_expiry() -> None:
+@remote_gap
+async def test_max_stalled_count_zero_fails_at_the_first_expiry(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=10, max_stalled_count=0)
         await q.add("j")
@@ -110,9 +117,10 @@ async def test_max_stalled_count_zero_fails_at_the_first_expiry() -> None:
         assert (job.attempts_started, job.attempts_made, job.stalled_counter) == (1, 1, 1)
 
 
-async def test_max_stalled_count_two_allows_two_stalls() -> None:
+@remote_gap
+async def test_max_stalled_count_two_allows_two_stalls(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=5, max_stalled_count=2)
         await q.add("j")
@@ -127,9 +135,10 @@ async def test_max_stalled_count_two_allows_two_stalls() -> None:
         assert (job.attempts_started, job.attempts_made, job.stalled_counter) == (3, 1, 3)
 
 
-async def test_stall_detected_with_autojump_clock() -> None:
+@remote_gap
+async def test_stall_detected_with_autojump_clock(make_runtime: MakeRuntime) -> None:
     # The default VirtualClock jumps to the expiry by itself when nothing else happens.
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
@@ -151,9 +160,10 @@ async def test_stall_detected_with_autojump_clock() -> None:
 # ---------------------------------------------------------------- extend_lock
 
 
-async def test_extend_lock_keeps_the_job_past_its_old_expiry() -> None:
+@remote_gap
+async def test_extend_lock_keeps_the_job_past_its_old_expiry(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
@@ -195,9 +205,10 @@ async def test_extend_lock_then_finish_never_stalls() -> None:
         assert len(rt._core.locks) == 0
 
 
-async def test_extend_lock_can_shorten_the_lock() -> None:
+@remote_gap
+async def test_extend_lock_can_shorten_the_lock(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
@@ -211,8 +222,9 @@ async def test_extend_lock_can_shorten_the_lock() -> None:
 # ---------------------------------------------------------------- LockError
 
 
-async def test_wrong_token_raises_lock_error_and_changes_nothing() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+@pytest.mark.runtimes("local", "postgresql", why=READS_CORE)
+async def test_wrong_token_raises_lock_error_and_changes_nothing(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
@@ -237,8 +249,9 @@ async def test_wrong_token_raises_lock_error_and_changes_nothing() -> None:
         assert await rt.counts() == {"m": {**_zero(), "active": 1}}
 
 
-async def test_not_active_raises_lock_error_naming_the_state() -> None:
-    async with Runtime(clock=VirtualClock(autojump=False)) as rt:
+@pytest.mark.runtimes("local", "postgresql", why=READS_CORE)
+async def test_not_active_raises_lock_error_naming_the_state(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock(autojump=False)) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         waiting = await q.add("j")
@@ -271,11 +284,12 @@ async def test_not_active_raises_lock_error_naming_the_state() -> None:
         assert job.attempts_made == 1
 
 
-async def test_expired_lock_raises_lock_error_naming_the_expiry() -> None:
+@pytest.mark.runtimes("local", "postgresql", why=SAME_BATCH)
+async def test_expired_lock_raises_lock_error_naming_the_expiry(make_runtime: MakeRuntime) -> None:
     # A finishing call that reaches the scheduler in the same batch as the expiry sees the
     # lock expired (the stall is applied after the batch's commands).
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
@@ -291,9 +305,10 @@ async def test_expired_lock_raises_lock_error_naming_the_expiry() -> None:
         assert (job.attempts_started, job.attempts_made, job.stalled_counter) == (1, 0, 1)
 
 
-async def test_finishing_after_the_stall_raises_lock_error() -> None:
+@pytest.mark.runtimes("local", "postgresql", why=READS_CORE)
+async def test_finishing_after_the_stall_raises_lock_error(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         await q.add("j")
