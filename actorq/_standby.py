@@ -56,7 +56,8 @@ from ._exceptions import ConnectionLostError, InvalidOptionError
 from ._journal_pg import LogCompactedError, PostgresChangeLog, PostgresJournalError
 from ._journal_pg_lease import parse_url
 from ._journal_pg_tail import LogTail
-from ._remote.client import NotSentError, RemoteRuntime
+from ._remote.client import _GONE, HostRefusedError, NotSentError, RemoteRuntime
+from ._remote.wire import ProtocolError
 from ._startup import journal_clock, load, open_pg
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class Standby:
         rt = self.rt
         try:
             journal: PostgresChangeLog | None = None
-            await self.client._begin(None)
+            await self.client._begin(await self._first_link())
             self.tail.start()
             try:
                 async with anyio.create_task_group() as tg:
@@ -221,6 +222,17 @@ class Standby:
                 rt._stopped.set()
                 for stream in self._streams:
                     stream.end()
+
+    async def _first_link(self) -> Any:
+        """A first connection to the leader, or None when none can be made now (the client
+        keeps trying). A leader that refuses this runtime (its ``token``) is an error: the
+        block fails at once rather than wait for ever."""
+        try:
+            return await self.client._open()
+        except HostRefusedError:
+            raise
+        except (TimeoutError, ProtocolError, *_GONE):
+            return None
 
     async def _ready_when_linked(self) -> None:
         await self.client._linked.wait()

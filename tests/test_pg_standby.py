@@ -60,8 +60,8 @@ class Leader:
     """A leading runtime in a task of its own (so it can close while a standby's block in
     the test's task goes on)."""
 
-    def __init__(self, url: str) -> None:
-        self.rt = Runtime(url, listen="127.0.0.1:0")
+    def __init__(self, url: str, token: str | None = None) -> None:
+        self.rt = Runtime(url, listen="127.0.0.1:0", token=token)
         self.close = anyio.Event()
         self.closed = anyio.Event()
 
@@ -264,6 +264,22 @@ async def test_a_standby_waits_out_a_restart_of_postgresql_and_still_takes_over(
                 await rt.wait_leading()
             jobs = {j.id: j.data for j in await q.get_jobs()}
             assert jobs[before.id] == "before the restart" and jobs[after.id] == "after the restart"
+
+
+async def test_a_standby_the_leader_refuses_fails_to_enter_and_takes_no_lease(
+    pg_url: str,
+) -> None:
+    async with anyio.create_task_group() as tg:
+        leading = Leader(pg_url, token="the-right-token-0123")
+        await tg.start(leading.run)
+        with anyio.fail_after(10), pytest.raises(ConnectionRefusedError, match="refused"):
+            async with Runtime(pg_url + "?actorq_standby=on", token="a-wrong-token-0123"):
+                pass
+        async with Runtime(pg_url + "?actorq_standby=on", token="the-right-token-0123") as rt:
+            assert not rt.leading
+            await rt.queue("q").add("x", 1)
+        await leading.stop()
+    assert epoch(pg_url) == 1
 
 
 async def test_a_standby_that_stops_withdraws_and_leaves_the_leader_alone(pg_url: str) -> None:

@@ -61,6 +61,10 @@ _BACKOFF: Final = (0.05, 2.0)
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
+class HostRefusedError(ConnectionRefusedError):
+    """The host answered and refused this client (a wrong token, another protocol)."""
+
+
 class NotSentError(RuntimeClosedError):
     """The client is closed, or closed while the call waited for a connection: the call
     was never sent, so it is safe to make again elsewhere (a standby that took over)."""
@@ -305,7 +309,7 @@ class RemoteRuntime(RuntimeAPI):
         if answer[0] != "hello":
             await _close(link)
             why = answer[1] if answer[0] == "refused" and len(answer) > 1 else answer
-            raise ConnectionRefusedError(f"the host at {self.url} refused: {why}")
+            raise HostRefusedError(f"the host at {self.url} refused: {why}")
         return link
 
     async def _find_leader(self) -> tuple[str, int] | str:
