@@ -13,6 +13,8 @@ import itertools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+import attrs
+
 from ._core import JobRecord
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
@@ -38,6 +40,20 @@ if TYPE_CHECKING:
     from .otel import Instruments
 
 NEW, RUNNING, CLOSING, CLOSED = "new", "running", "closing", "closed"
+
+
+@attrs.frozen
+class Processor:
+    """A processor worker as its carrier starts it: the worker's token, its queue, the call
+    that runs a job, and its settings (see `RuntimeAPI.worker`)."""
+
+    token: str
+    queue: str
+    call: Callable[[Any], Any]
+    concurrency: int
+    run_in_thread: bool
+    lock_duration: float
+    max_stalled_count: int
 
 
 class RuntimeAPI:
@@ -76,18 +92,10 @@ class RuntimeAPI:
         display); None where the engine is not in this process."""
         return None
 
-    def _start_processor(
-        self,
-        token: str,
-        queue: str,
-        call: Callable[[Any], Any],
-        concurrency: int,
-        run_in_thread: bool,
-        lock_duration: float,
-        max_stalled_count: int,
-    ) -> Any:
-        """Start running `call` over the jobs of `queue` dispatched to worker `token`; the
-        actor that runs them (the `Worker` handle's, for `pause` and `close`)."""
+    def _start_processor(self, processor: Processor) -> Any:
+        """Start running `processor`'s call over the jobs of its queue dispatched to its
+        worker token; the actor that runs them (the `Worker` handle's, for `pause` and
+        `close`)."""
         raise NotImplementedError
 
     async def _close_runner(self, worker: Worker[Any, Any]) -> None:
@@ -286,7 +294,9 @@ class RuntimeAPI:
             else check_processor(processor, run_in_thread)
         )
         actor = self._start_processor(
-            token, name, call, concurrency, run_in_thread, lock_duration, max_stalled_count
+            Processor(
+                token, name, call, concurrency, run_in_thread, lock_duration, max_stalled_count
+            )
         )
         return keep(actor, concurrency)
 

@@ -28,7 +28,7 @@ from ._actors.renewal import LeasedLocks
 from ._actors.scheduler import Scheduler
 from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
 from ._actors.worker import WorkerActor
-from ._api import CLOSED, CLOSING, NEW, RUNNING, RuntimeAPI
+from ._api import CLOSED, CLOSING, NEW, RUNNING, Processor, RuntimeAPI
 from ._core import CoreState, JobRecord, JobState
 from ._core import commands as c
 from ._exceptions import InvalidOptionError, RuntimeClosedError
@@ -499,51 +499,41 @@ class Runtime(RuntimeAPI):
 
     # ------------------------------------------------------------------ handles
 
-    def _start_processor(
-        self,
-        token: str,
-        queue: str,
-        call: Callable[[Any], Any],
-        concurrency: int,
-        run_in_thread: bool,
-        lock_duration: float,
-        max_stalled_count: int,
-    ) -> WorkerActor:
+    def _start_processor(self, processor: Processor) -> WorkerActor:
         if self._telemetry is not None:
-            call = self._telemetry.wrap(call, queue, run_in_thread)
-        args = (queue, call, concurrency, run_in_thread, lock_duration, max_stalled_count)
+            call = self._telemetry.wrap(processor.call, processor.queue, processor.run_in_thread)
+            processor = attrs.evolve(processor, call=call)
         if self._engine is None:
             assert self._standby is not None
-            return self._standby.start_processor(token, *args)
-        return self._run_processor(token, *args)
+            return self._standby.start_processor(processor)
+        return self._run_processor(processor)
 
-    def _run_processor(
-        self,
-        token: str,
-        queue: str,
-        call: Callable[[Any], Any],
-        concurrency: int,
-        run_in_thread: bool,
-        lock_duration: float,
-        max_stalled_count: int,
-    ) -> WorkerActor:
-        """Run `call` over `queue`'s jobs on this runtime's engine (a processor worker)."""
+    def _run_processor(self, processor: Processor) -> WorkerActor:
+        """Run `processor` over its queue's jobs on this runtime's engine."""
         engine = self._engine
         assert engine is not None
+        token, concurrency = processor.token, processor.concurrency
         actor = WorkerActor(
             token=token,
-            processor=call,
+            processor=processor.call,
             make_job=self._job_for_worker,
             concurrency=concurrency,
-            run_in_thread=run_in_thread,
+            run_in_thread=processor.run_in_thread,
             clock=self.clock,
             engine=engine,
         )
         self._streams += actor.streams()
         leased = self._leased
-        lock = None if leased is None else lock_duration  # else untimed: held while it runs
+        # Untimed (None) unless leased: a lock held as long as its processor runs.
+        lock = None if leased is None else processor.lock_duration
         slot = WorkerSlot(
-            token, queue, concurrency, actor.inbox_tx, actor.abort, max_stalled_count, lock
+            token,
+            processor.queue,
+            concurrency,
+            actor.inbox_tx,
+            actor.abort,
+            processor.max_stalled_count,
+            lock,
         )
         if leased is not None:
             leased.add(actor, slot)

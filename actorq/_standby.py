@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -49,7 +48,7 @@ import anyio.to_thread
 
 from ._actors.messages import Request
 from ._actors.subscription import EventStream
-from ._api import CLOSED, RUNNING
+from ._api import CLOSED, RUNNING, Processor
 from ._core import CoreState
 from ._core import commands as c
 from ._exceptions import ConnectionLostError, InvalidOptionError
@@ -71,9 +70,6 @@ log = logging.getLogger("actorq.journal")
 #: Seconds between a standby's attempts to wait for the lease while the database is gone.
 RETRY = 1.0
 
-#: What a processor worker was started with (`Runtime._start_processor`'s arguments).
-_Processor = tuple[str, Callable[[Any], Any], int, bool, float, int]
-
 
 class Standby:
     """See the module docstring."""
@@ -91,7 +87,7 @@ class Standby:
         self.ready = anyio.Event()
         #: Set once the runtime's engine serves (or the standby stopped without one).
         self.settled = anyio.Event()
-        self._processors: dict[str, _Processor] = {}
+        self._processors: dict[str, Processor] = {}
         #: The event streams subscribed on this runtime (through the client, then the engine).
         self._streams: list[EventStream] = []
 
@@ -132,19 +128,9 @@ class Standby:
         engine = self.rt._engine
         return self.client if engine is None else engine
 
-    def start_processor(
-        self,
-        token: str,
-        queue: str,
-        call: Callable[[Any], Any],
-        concurrency: int,
-        run_in_thread: bool,
-        lock_duration: float,
-        max_stalled_count: int,
-    ) -> WorkerActor:
-        args = (queue, call, concurrency, run_in_thread, lock_duration, max_stalled_count)
-        self._processors[token] = args
-        return self.client._start_processor(token, *args)
+    def start_processor(self, processor: Processor) -> WorkerActor:
+        self._processors[processor.token] = processor
+        return self.client._start_processor(processor)
 
     def start_sandbox(self, sandbox: Sandbox) -> None:
         """Its children are clients of whichever runtime leads (the journal's URL): the
@@ -307,9 +293,9 @@ class Standby:
             # Their runs here were cancelled with the client: what they held goes back to
             # waiting now, before their timed locks would expire, no stall counted.
             await rt._send(c.ReleaseHeld(frozenset(self._processors)))
-        for token, args in self._processors.items():
+        for token, processor in self._processors.items():
             worker = rt._workers.get(token)
             if worker is not None:
-                worker._actor = rt._run_processor(token, *args)
+                worker._actor = rt._run_processor(processor)
         self._processors.clear()
         self.settled.set()

@@ -23,7 +23,7 @@ import logging
 import os
 import ssl
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -33,7 +33,7 @@ from anyio.abc import ByteStream, TaskGroup
 from .._actors.renewal import renew_held, renewal_interval
 from .._actors.subscription import DEFAULT_CAPACITY, EventStream
 from .._actors.worker import WorkerActor
-from .._api import CLOSED, NEW, RUNNING, RuntimeAPI
+from .._api import CLOSED, NEW, RUNNING, Processor, RuntimeAPI
 from .._core import JobRecord
 from .._core import commands as c
 from .._exceptions import ConnectionLostError, InvalidOptionError, RuntimeClosedError
@@ -493,28 +493,26 @@ class RemoteRuntime(RuntimeAPI):
     def _notify(self, command: c.Command) -> None:
         self._post(["n", encode_value(command)])
 
-    def _start_processor(
-        self,
-        token: str,
-        queue: str,
-        call: Callable[[Any], Any],
-        concurrency: int,
-        run_in_thread: bool,
-        lock_duration: float,
-        max_stalled_count: int,
-    ) -> WorkerActor:
+    def _start_processor(self, processor: Processor) -> WorkerActor:
+        token = processor.token
         actor = WorkerActor(
             token=token,
-            processor=call,
+            processor=processor.call,
             make_job=self._job_for_worker,
-            concurrency=concurrency,
-            run_in_thread=run_in_thread,
+            concurrency=processor.concurrency,
+            run_in_thread=processor.run_in_thread,
             clock=self.clock,
             engine=_Door(self, token),
             probe=self._held,
         )
         self._streams += actor.streams()
-        worker = _RemoteWorker(actor, queue, concurrency, lock_duration, max_stalled_count)
+        worker = _RemoteWorker(
+            actor,
+            processor.queue,
+            processor.concurrency,
+            processor.lock_duration,
+            processor.max_stalled_count,
+        )
         self._remote_workers[token] = worker
         assert self._tg is not None
         self._tg.start_soon(actor.run)
