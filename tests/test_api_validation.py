@@ -1,4 +1,6 @@
-"""Bad input is rejected at the call, names the field and the value, and changes nothing."""
+"""Bad input is rejected at the call, names the field and the value, and changes nothing:
+the same way on a runtime in memory, through a client of a host, and on a journal in
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,20 +8,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from runtimes import MakeRuntime
 
 import actorq
-from actorq import Backoff, InvalidOptionError, Queue, Runtime
+from actorq import Backoff, InvalidOptionError, Queue, RuntimeAPI
 from actorq._options import MAX_CONCURRENCY, job_spec
+
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
 @pytest.fixture
-async def rt() -> AsyncIterator[Runtime]:
-    async with Runtime() as runtime:
+async def rt(make_runtime: MakeRuntime) -> AsyncIterator[RuntimeAPI]:
+    async with make_runtime() as runtime:
         yield runtime
 
 
 @pytest.fixture
-async def q(rt: Runtime) -> Queue:
+async def q(rt: RuntimeAPI) -> Queue:
     queue = rt.queue("jobs")
     await queue.pause()  # nothing runs: counts only change through adds
     await queue.add("existing", {"n": 1})
@@ -72,7 +77,7 @@ async def test_non_integer_priority_is_rejected(q: Queue, priority: Any) -> None
 
 
 @pytest.mark.parametrize("name", ["", "   ", None, 3])
-async def test_bad_queue_name_is_rejected(rt: Runtime, q: Queue, name: Any) -> None:
+async def test_bad_queue_name_is_rejected(rt: RuntimeAPI, q: Queue, name: Any) -> None:
     before = await rt.counts()
     with pytest.raises(InvalidOptionError) as info:
         rt.queue(name)
@@ -225,7 +230,7 @@ async def test_bad_job_name_is_rejected(q: Queue) -> None:
     assert await q.counts() == before
 
 
-async def test_bad_worker_concurrency_is_rejected(rt: Runtime, q: Queue) -> None:
+async def test_bad_worker_concurrency_is_rejected(rt: RuntimeAPI, q: Queue) -> None:
     async def proc(job: actorq.Job) -> None:
         return None
 
@@ -236,7 +241,7 @@ async def test_bad_worker_concurrency_is_rejected(rt: Runtime, q: Queue) -> None
     assert f"must be within [1, {MAX_CONCURRENCY}]" in str(info.value)
 
 
-async def test_the_largest_concurrency_is_accepted(rt: Runtime, q: Queue) -> None:
+async def test_the_largest_concurrency_is_accepted(rt: RuntimeAPI, q: Queue) -> None:
     async def proc(job: actorq.Job) -> None:
         return None
 
@@ -245,7 +250,7 @@ async def test_the_largest_concurrency_is_accepted(rt: Runtime, q: Queue) -> Non
     await worker.close()
 
 
-async def test_bad_event_buffer_is_rejected(rt: Runtime) -> None:
+async def test_bad_event_buffer_is_rejected(rt: RuntimeAPI) -> None:
     for bad in (0, -1, 2.5, None):
         with pytest.raises(InvalidOptionError) as info:
             rt.events(buffer=bad)
