@@ -84,6 +84,7 @@ from ._journal_pg_lease import (
     _connect,
     _fenced,
     _Lease,
+    close_quietly,
     is_postgres_url,
     parse_url,
 )
@@ -309,8 +310,7 @@ class PostgresChangeLog:
                 raise _fenced(self.options, conn, self.epoch) from None
             except psycopg.OperationalError as exc:
                 log.warning("journal %s: commit of seq %d interrupted: %s", self.url, seq, exc)
-                with contextlib.suppress(Exception):
-                    conn.close()
+                close_quietly(conn)
                 unsure = True
 
     # ------------------------------------------------------------------ ChangeLog
@@ -407,8 +407,7 @@ class PostgresChangeLog:
                 if self._conn.closed:
                     self._conn = _connect(self.options)
                 self._conn.execute(sql.RELEASE_LEASE, (next_id, LEASE_NAME, self.epoch))
-        with contextlib.suppress(Exception):
-            self._conn.close()
+        close_quietly(self._conn)
 
     async def aclose(self) -> None:
         if not self._closed:

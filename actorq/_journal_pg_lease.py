@@ -151,6 +151,14 @@ def _connect(
     return conn
 
 
+def close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    """Close `conn` (if any), whatever state it is in: a broken connection's close may
+    raise too, and there is nothing left to do with it."""
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 class _Lease:
     """Renews the lease every ttl / 3 on its own thread and connection, and knows until when
     the leader may trust it (`trusted_until`, monotonic)."""
@@ -186,9 +194,7 @@ class _Lease:
                 renewed = conn.execute(sql.RENEW_LEASE, (ttl, LEASE_NAME, self.epoch)).rowcount
             except psycopg.Error as exc:
                 log.warning("journal %s: lease renewal failed: %s", self.options.shown, exc)
-                with contextlib.suppress(Exception):
-                    if conn is not None:
-                        conn.close()
+                close_quietly(conn)
                 conn = None
                 pause = min(ttl / 10, 1.0)
                 continue
@@ -199,9 +205,7 @@ class _Lease:
                 self.trusted_until = sent + TRUST * ttl
                 self._cond.notify_all()
             pause = ttl / 3
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        close_quietly(conn)
 
     def fail(self, error: JournalFailedError) -> None:
         with self._cond:

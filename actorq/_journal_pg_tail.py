@@ -29,7 +29,7 @@ from . import _journal_pg_schema as sql
 from ._core import CoreState
 from ._core.commands import Change, Query
 from ._journal_pg import LogCompactedError, batches
-from ._journal_pg_lease import Options, _connect
+from ._journal_pg_lease import Options, _connect, close_quietly
 
 if TYPE_CHECKING:
     import psycopg
@@ -77,14 +77,10 @@ class LogTail:
                     pass
             except psycopg.Error as exc:
                 log.warning("journal %s: the tail reconnects: %s", self.options.shown, exc)
-                with contextlib.suppress(Exception):
-                    if conn is not None:
-                        conn.close()
+                close_quietly(conn)
                 conn = None
                 time.sleep(RECONNECT)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+        close_quietly(conn)
 
     def catch_up(self, conn: psycopg.Connection[Any]) -> None:
         """Apply every batch committed after `applied` (blocking; on the tail's thread, or
