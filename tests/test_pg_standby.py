@@ -5,11 +5,13 @@ one process (both backends) and with real processes, the leader SIGKILLed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -39,6 +41,18 @@ async def quiet_seq(rt: Runtime) -> int:
     journal = rt._journal
     assert isinstance(journal, PostgresChangeLog)
     return journal.last_seq
+
+
+@contextlib.asynccontextmanager
+async def idle_leader(url: str) -> AsyncIterator[Child]:
+    """A leader process (tests/pg_child.py) that listens and runs no worker, once it leads;
+    killed on the way out, whatever the test did to it."""
+    leader = Child(url, "a", "listen", "idle")
+    try:
+        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
+        yield leader
+    finally:
+        leader.kill()
 
 
 def epoch(url: str) -> int:
@@ -134,26 +148,21 @@ async def test_calls_made_while_no_leader_answers_wait_and_go_to_the_new_engine(
     pg_url: str,
 ) -> None:
     url = pg_url + "?actorq_ttl=2"
-    leader = Child(url, "a", "listen", "idle")
-    try:
-        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
-        async with Runtime(url + "&actorq_standby=on") as rt:
-            q = rt.queue("q")
-            await q.add("x", "through the leader")
-            client = rt._standby.client if rt._standby is not None else None
-            assert client is not None
-            leader.kill()
-            with anyio.fail_after(10):
-                # Until the client saw the connection go (no event says so: it is polled).
-                while client._linked.is_set():  # noqa: ASYNC110
-                    await anyio.sleep(0.01)
-            assert not rt.leading  # the dead leader's lease is still live
-            job = await q.add("x", "while no leader answers")  # waits, is never sent there
-            assert rt.leading
-            got = await q.get_job(job.id)
-            assert got is not None and got.data == "while no leader answers"
-    finally:
+    async with idle_leader(url) as leader, Runtime(url + "&actorq_standby=on") as rt:
+        q = rt.queue("q")
+        await q.add("x", "through the leader")
+        client = rt._standby.client if rt._standby is not None else None
+        assert client is not None
         leader.kill()
+        with anyio.fail_after(10):
+            # Until the client saw the connection go (no event says so: it is polled).
+            while client._linked.is_set():  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert not rt.leading  # the dead leader's lease is still live
+        job = await q.add("x", "while no leader answers")  # waits, is never sent there
+        assert rt.leading
+        got = await q.get_job(job.id)
+        assert got is not None and got.data == "while no leader answers"
 
 
 async def test_a_standbys_sandboxed_processors_follow_it_when_it_takes_over(
@@ -185,33 +194,28 @@ async def test_a_job_running_on_a_standby_at_the_takeover_runs_again_at_once(
     pg_url: str,
 ) -> None:
     url = pg_url + "?actorq_ttl=2"
-    leader = Child(url, "a", "listen", "idle")
-    try:
-        await anyio.to_thread.run_sync(leader.wait_for, "leading", 30)
-        async with Runtime(url + "&actorq_standby=on") as rt:
-            q = rt.queue("slow")
-            runs: list[bool] = []  # whether each run was this runtime's engine's
-            started = anyio.Event()
+    async with idle_leader(url) as leader, Runtime(url + "&actorq_standby=on") as rt:
+        q = rt.queue("slow")
+        runs: list[bool] = []  # whether each run was this runtime's engine's
+        started = anyio.Event()
 
-            async def work(job: Job) -> str:
-                runs.append(rt.leading)
-                if not rt.leading:
-                    started.set()
-                    await anyio.sleep_forever()  # cancelled with the client at the takeover
-                return "done"
+        async def work(job: Job) -> str:
+            runs.append(rt.leading)
+            if not rt.leading:
+                started.set()
+                await anyio.sleep_forever()  # cancelled with the client at the takeover
+            return "done"
 
-            rt.worker(q, work, lock_duration=60)
-            job = await q.add("x", 1)
-            await started.wait()
-            leader.kill()
-            with anyio.fail_after(15):  # well before its 60 s lock would have expired
-                await rt.wait_leading()
-                assert await job.wait_until_finished() == "done"
-            assert runs == [False, True]
-            got = await q.get_job(job.id)
-            assert got is not None and got.stalled_counter == 0  # given back, not stalled
-    finally:
+        rt.worker(q, work, lock_duration=60)
+        job = await q.add("x", 1)
+        await started.wait()
         leader.kill()
+        with anyio.fail_after(15):  # well before its 60 s lock would have expired
+            await rt.wait_leading()
+            assert await job.wait_until_finished() == "done"
+        assert runs == [False, True]
+        got = await q.get_job(job.id)
+        assert got is not None and got.stalled_counter == 0  # given back, not stalled
 
 
 async def test_a_standby_that_cannot_serve_once_it_leads_stops_and_says_why(
