@@ -12,7 +12,7 @@ import secrets
 import shutil
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -566,10 +566,21 @@ class Runtime(RuntimeAPI):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _send(self, command: c.Command) -> Coroutine[Any, Any, Any]:
-        """Hand `command` to the engine; awaited, its result once it is durable (or the
-        error it met). The one way handles reach the engine."""
-        return self._exchange(Request(command))
+    async def _send(self, command: c.Command) -> Any:
+        """Hand `command` to the engine; its result once it is durable (or the error it
+        met). The one way handles reach the engine: `Engine.call` answers it at once when it
+        can run inline, else hands back the `Request` to await."""
+        engine = self._engine
+        if engine is None or self._state in (_NEW, _CLOSED) or engine.yield_due():
+            # Closed, standing by, or the call in 32 that yields first (counted just now).
+            return await self._exchange(Request(command), counted=True)
+        try:
+            out = engine.call(command)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise self._closed_error() from self._crash
+        if type(out) is Request:
+            return await self._exchange(out, submitted=True)
+        return out
 
     async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
         """`_send`, giving up after `timeout` seconds on the runtime's clock: ``(True,
@@ -588,26 +599,30 @@ class Runtime(RuntimeAPI):
             raise req.error
         return True, req.result
 
-    async def _exchange(self, req: Request, give_back: bool = True) -> Any:
-        """Submit `req` and wait for its reply: its result, or its error raised. (`_send`
-        returns this coroutine itself, so a call costs one coroutine, not two.) A caller
-        cancelled as the reply came gives back what it was handed (`_give_back`) unless
-        `give_back` is False: `_send_within`'s deadline may be what cancelled it, and then
-        the reply still counts."""
+    async def _exchange(
+        self, req: Request, give_back: bool = True, counted: bool = False, submitted: bool = False
+    ) -> Any:
+        """Submit `req` (unless `submitted`) and wait for its reply: its result, or its
+        error raised. `counted`: `_send` counted this call already, and `Engine.yield_due`
+        picked it to yield first. A caller cancelled as the reply came gives back what it was
+        handed (`_give_back`) unless `give_back` is False: `_send_within`'s deadline may be
+        what cancelled it, and then the reply still counts."""
         engine = self._engine
-        if engine is None or self._state in (_NEW, _CLOSED):
-            standby = self._standby
-            if engine is None and standby is not None and not standby.settled.is_set():
-                return await standby.send(req)  # to the leader, while it stands by
-            raise self._closed_error() from self._crash
-        if engine.yield_due():
-            await self._checkpoint()  # cancellation is seen here, before anything changed
-            if self._state is _CLOSED:  # it stopped meanwhile; its loop may still look parked
-                raise RuntimeClosedError("the runtime has stopped")
-        try:
-            engine.submit(req)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise self._closed_error() from self._crash
+        if not submitted:
+            if engine is None or self._state in (_NEW, _CLOSED):
+                standby = self._standby
+                if engine is None and standby is not None and not standby.settled.is_set():
+                    return await standby.send(req)  # to the leader, while it stands by
+                raise self._closed_error() from self._crash
+            if counted or engine.yield_due():
+                await self._checkpoint()  # cancellation is seen here, before anything changed
+                if self._state is _CLOSED:  # it stopped meanwhile; its loop may look parked
+                    raise RuntimeClosedError("the runtime has stopped")
+            try:
+                engine.submit(req)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise self._closed_error() from self._crash
+        assert engine is not None
         if not req.replied:
             try:
                 done = anyio.Event()

@@ -19,10 +19,13 @@ awaited before `release(outbox)`.
   empty mailbox (so no batch is half done and no earlier message would be overtaken) and
   the log does not wait. The step, the commit and the release are the same calls; it saves
   the two task switches of a mailbox round trip, which cost more than most commands.
-  Otherwise `submit` posts the message to the mailbox.
+  Otherwise `submit` posts the message to the mailbox. `call(command)` is the same door for
+  a caller's command: run inline, a command of the core's needs no `Request` at all (the
+  outbox carries its answer back); else `call` makes the request and submits it.
 
 A log that waits never lets a call run inline; a log that does not wait takes the inline
-road whenever the loop is parked, whatever the clock. That rule lives in `submit` alone.
+road whenever the loop is parked, whatever the clock. That rule is `parked`, set by `rest`
+and cleared by `post`, and read by `submit` and `call` alone.
 
 Snapshots are taken by the loop between batches (where the state equals the durable one);
 an inline batch that wants one (the log grew, or a caller asked) wakes the loop for it.
@@ -131,6 +134,10 @@ class Outbox(NamedTuple):
     replies: list[Request]
     events: list[Event]
     finished: list[JobRecord]
+    #: The result of the batch's bare command (one run by `Engine.call`), or the error the
+    #: core refused it with: its caller, who has no `Request`, reads them after release.
+    answer: Any
+    error: ActorqError | None
 
 
 class Engine:
@@ -213,6 +220,30 @@ class Engine:
         if slot is not None:
             slot.sink = sink
         try:
+            self._inline(msg)
+        finally:
+            if slot is not None:
+                slot.sink = None
+
+    def call(self, command: c.Command) -> Any:
+        """`command`'s answer, when the loop is parked and the core answers it: run inline
+        as a batch of one, which needs no `Request` (the outbox carries the answer, and the
+        caller reads it when the batch is released). Otherwise the `Request` carrying
+        `command`, submitted, for the caller to await: the loop is busy, or the command is
+        the engine's own, which may keep its request to answer later. A command the core
+        refused raises here, after its batch was released, as `Request.error` would."""
+        if self.parked and type(command) in HANDLERS:
+            outbox = self._inline(command)
+            if outbox.error is not None:
+                raise outbox.error
+            return outbox.answer
+        req = Request(command)
+        self.submit(req)
+        return req
+
+    def _inline(self, msg: Any) -> Outbox:
+        """Step, commit and release `msg` as a batch of one, in the caller's task."""
+        try:
             outbox = self.step([msg], self.now())
             if outbox.changes and self.log.commit(outbox.changes) is not None:
                 raise TypeError(f"{self.log!r} says it does not wait, but its commit did")
@@ -234,9 +265,7 @@ class Engine:
             if isinstance(exc, Exception):
                 raise crashed_error(exc) from exc
             raise
-        finally:
-            if slot is not None:
-                slot.sink = None
+        return outbox
 
     def post(self, msg: Any) -> None:
         """Put `msg` in the mailbox: the loop is no longer resting once a message waits."""
@@ -272,6 +301,8 @@ class Engine:
         """Apply one batch to the core with one `now`; return what it may show once durable."""
         self.activity += 1
         core = self.core
+        answer: Any = None
+        error: ActorqError | None = None
         for msg in batch:
             kind = type(msg)
             if kind is Request:
@@ -299,6 +330,11 @@ class Engine:
                 pass  # the timer's wake-up: the timers run below, as in every batch
             elif kind is Crash:
                 raise msg.exc
+            elif kind in HANDLERS:  # a bare command of the core's (`call`)
+                try:
+                    answer = HANDLERS[kind](core, msg, now)
+                except ActorqError as exc:
+                    error = exc
             else:
                 raise TypeError(f"the engine got an unknown message {msg!r}")
         if now >= core.due_bound:
@@ -330,7 +366,9 @@ class Engine:
             self._replies = []
         else:
             replies = _NOTHING
-        return tuple.__new__(Outbox, (changes, sends, aborts, replies, events, finished))
+        return tuple.__new__(
+            Outbox, (changes, sends, aborts, replies, events, finished, answer, error)
+        )
 
     def _own(self, cmd: c.Command) -> Callable[[Request, Any, float], Any]:
         op = self._ops.get(type(cmd))

@@ -221,7 +221,9 @@ class WorkerActor:
             coro = self._call(job)
             first = coro.send(None)
         except StopIteration as stop:
-            return _ok(job, stop.value, self.token)
+            value = stop.value
+            # A processor that returns nothing (most do) needs no encoding: no call for it.
+            return (job._rec.id, None) if value is None else _ok(job, value, self.token)
         except BaseException as exc:
             if not _processors_own(exc):
                 raise

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .records import FIELD_NAMES
 from .states import JobState
-from .upkeep import LEAVE, PLANS, Plan
+from .upkeep import GUARDS, PLANS, Plan
 
 if TYPE_CHECKING:
     from .records import JobRecord
@@ -46,9 +46,7 @@ def _source(old: JobState, new: JobState, plan: Plan, fields: tuple[str, ...] | 
         lines = [f"def move(core, qs, rec, {', '.join(fields)}):"]
     lines += ["    counts = qs.counts", "    counts[OLD] -= 1"]
     if plan.leave is not None:
-        lines.append("    LEAVE(core, qs, rec)")
-    elif old is A:  # only a grouped job has upkeep on leaving active (see `Plan`)
-        lines += ["    if rec.group is not None:", "        LEAVE_ACTIVE(core, qs, rec)"]
+        lines += _upkeep(plan.leave, "LEAVE(core, qs, rec)")
     if fields is None:
         lines += ["    for name, value in changes.items():", "        setattr(rec, name, value)"]
     else:
@@ -68,9 +66,9 @@ def _source(old: JobState, new: JobState, plan: Plan, fields: tuple[str, ...] | 
             lines += [f"    {line}" for line in take]
     lines.append("    counts[NEW] += 1")
     if plan.enter is not None:
-        lines.append("    ENTER(core, qs, rec)")
+        lines += _upkeep(plan.enter, "ENTER(core, qs, rec)")
     if plan.moved is not None:
-        lines.append("    MOVED(core, rec, OLD)")
+        lines += _upkeep(plan.moved, "MOVED(core, rec, OLD)")
     lines += [
         "    if (rec.parent_id is not None or rec.children) and core._live:",
         f"        core._moved_in_tree(rec, OLD, {plan.was_alive}, {plan.alive})",
@@ -92,6 +90,14 @@ def _source(old: JobState, new: JobState, plan: Plan, fields: tuple[str, ...] | 
     return "\n".join(lines)
 
 
+def _upkeep(upkeep: Callable[..., None], call: str) -> list[str]:
+    """The lines that call `upkeep`: behind its guard, when it has one (`GUARDS`)."""
+    guard = GUARDS.get(upkeep)
+    if guard is None:
+        return [f"    {call}"]
+    return [f"    if {guard}:", f"        {call}"]
+
+
 def _write(
     command: str, old: JobState, new: JobState, fields: tuple[str, ...] | None
 ) -> Callable[..., None]:
@@ -100,7 +106,6 @@ def _write(
         "OLD": old,
         "NEW": new,
         "LEAVE": plan.leave,
-        "LEAVE_ACTIVE": LEAVE[A],
         "ENTER": plan.enter,
         "MOVED": plan.moved,
     }

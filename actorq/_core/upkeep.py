@@ -215,6 +215,18 @@ MOVED: Final[dict[tuple[JobState | None, JobState], _Upkeep | None]] = {
 }
 
 
+#: Upkeep that does nothing unless a cheap test holds, with that test (Python over ``core``,
+#: ``qs`` and ``rec``): a move written out as code (`moves`) makes the test in place and
+#: calls the upkeep only when it holds, which saves a call for most jobs (one with no group,
+#: no manual lock, no tags and no dependents). Each test is the upkeep's own first tests,
+#: so the upkeep stays right when called without it.
+GUARDS: Final[dict[Any, str]] = {
+    _leave_active: "rec.group is not None",
+    _enter_active: "rec.group is not None or rec.lock_expires_at is not None",
+    _moved_completed: "rec.tags or rec.id in core.blocking.dependents",
+}
+
+
 class Plan:
     """How `CoreState._change` carries out one row of the lifecycle table."""
 
@@ -224,10 +236,6 @@ class Plan:
         leave = LEAVE[old]
         if command == "take":
             leave = None  # `take` popped the job's entry from its waiting line itself
-        elif old is A:
-            # Only a grouped job has upkeep on leaving active: `_change` calls it for those,
-            # one attribute test instead of a call for every job that ends an attempt.
-            leave = None
         #: Upkeep on leaving `old` and entering `new` (None: nothing to do).
         self.leave: _Upkeep | None = None if leave is _nothing else leave
         self.enter: _Upkeep | None = None if ENTER[new] is _nothing else ENTER[new]
