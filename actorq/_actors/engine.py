@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 
 import anyio
@@ -64,6 +64,8 @@ INLINE_YIELD_MASK: Final = 31
 _TAKE: Final = HANDLERS[c.Take]
 #: The empty part of an outbox: shared, so never appended to.
 _NOTHING: Final[list[Any]] = []
+#: The batch of `call`'s bare command: no message beside it.
+_NO_BATCH: Final[tuple[()]] = ()
 _REPORT: Final = HANDLERS[c.Report]
 
 
@@ -177,8 +179,9 @@ class Engine:
         #: Told when the engine may have become idle (a virtual clock's `poke`).
         self.on_idle: Callable[[], None] | None = None
         self.mailbox: MemoryObjectSendStream[Any] | None = None
-        # The timer task sleeps until `timer_due`; `timer_changed` wakes it to re-read it.
-        self.timer_due: float | None = None
+        # The timer task sleeps until `timer_due` (inf: no timer); `timer_changed` wakes it
+        # to re-read it.
+        self.timer_due = math.inf
         self.timer_changed = anyio.Event()
         # The outbox of the batch being built.
         self._replies: list[Request] = []
@@ -220,7 +223,7 @@ class Engine:
         if slot is not None:
             slot.sink = sink
         try:
-            self._inline(msg)
+            self._inline((msg,))
         finally:
             if slot is not None:
                 slot.sink = None
@@ -233,7 +236,7 @@ class Engine:
         the engine's own, which may keep its request to answer later. A command the core
         refused raises here, after its batch was released, as `Request.error` would."""
         if self.parked and type(command) in HANDLERS:
-            outbox = self._inline(command)
+            outbox = self._inline(_NO_BATCH, command)
             if outbox.error is not None:
                 raise outbox.error
             return outbox.answer
@@ -241,10 +244,11 @@ class Engine:
         self.submit(req)
         return req
 
-    def _inline(self, msg: Any) -> Outbox:
-        """Step, commit and release `msg` as a batch of one, in the caller's task."""
+    def _inline(self, batch: Sequence[Any], command: c.Command | None = None) -> Outbox:
+        """Step, commit and release a batch of one (a message, or `call`'s bare command),
+        in the caller's task."""
         try:
-            outbox = self.step([msg], self.now())
+            outbox = self.step(batch, self.now(), command)
             if outbox.changes and self.log.commit(outbox.changes) is not None:
                 raise TypeError(f"{self.log!r} says it does not wait, but its commit did")
             self.inline_batches += 1
@@ -297,12 +301,20 @@ class Engine:
 
     # ------------------------------------------------------------------ the step
 
-    def step(self, batch: list[Any], now: float) -> Outbox:
-        """Apply one batch to the core with one `now`; return what it may show once durable."""
+    def step(self, batch: Sequence[Any], now: float, command: c.Command | None = None) -> Outbox:
+        """Apply one batch to the core with one `now`; return what it may show once durable.
+
+        `command`: a bare command of the core's, for a caller with no `Request` (`call`):
+        applied before the batch, its answer or refusal carried back in the outbox."""
         self.activity += 1
         core = self.core
         answer: Any = None
         error: ActorqError | None = None
+        if command is not None:
+            try:
+                answer = HANDLERS[type(command)](core, command, now)
+            except ActorqError as exc:
+                error = exc  # the core changed nothing; the rest of the batch runs
         for msg in batch:
             kind = type(msg)
             if kind is Request:
@@ -330,11 +342,6 @@ class Engine:
                 pass  # the timer's wake-up: the timers run below, as in every batch
             elif kind is Crash:
                 raise msg.exc
-            elif kind in HANDLERS:  # a bare command of the core's (`call`)
-                try:
-                    answer = HANDLERS[kind](core, msg, now)
-                except ActorqError as exc:
-                    error = exc
             else:
                 raise TypeError(f"the engine got an unknown message {msg!r}")
         if now >= core.due_bound:
@@ -458,7 +465,7 @@ class Engine:
                         req.result = rec
                         _reply(req)
         due = self.core.due_bound  # may be early (a lock since released): fires for nothing
-        if due != math.inf and (self.timer_due is None or due < self.timer_due):
+        if due < self.timer_due:
             # Wake the timer only when the next due time moves earlier. A due time that
             # moved later makes it fire early once; that batch finds nothing due.
             self.timer_due = due

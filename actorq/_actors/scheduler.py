@@ -23,6 +23,7 @@ earliest due time the core reports and then sends a `Tick` into the mailbox.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -117,12 +118,12 @@ class Scheduler:
         while True:
             changed = engine.timer_changed = anyio.Event()
             due = engine.timer_due
-            if due is None:
+            if due == math.inf:
                 await changed.wait()
                 continue
             scope = self.clock.deadline(due)
             with scope:
                 await changed.wait()
             if scope.cancelled_caught:
-                engine.timer_due = None
+                engine.timer_due = math.inf
                 engine.post(TICK)
