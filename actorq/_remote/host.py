@@ -21,9 +21,13 @@ lock, stalls]``                    it a slot whose jobs go to the client as
 ``["k", id, token]``               close that worker (answered once it holds no job)
 ``["e", id, buffer]``              subscribe to events: they come as ``["v", id, [event, ...]]``
 ``["q", id]``                      unsubscribe
+``["d", [job_id, count, ...]]``    the client's records of these jobs died (`watch`)
+``["W", [job_id, ...]]``           after a reconnect: the jobs the client holds records of
 =================================  ============================================================
 
-and the host may send ``["a", token, job_id]``: abort that job's processor (it was cancelled).
+and the host may send ``["a", token, job_id]``: abort that job's processor (it was cancelled),
+and ``["s", [job, ...]]``: the fresh records of watched jobs a batch changed, before the
+batch's other messages (`watch`).
 
 Calls go to the engine in the order they came (`Engine.submit`, in the reading task), and
 their replies go back whenever they are ready: a reply is written by the engine's own reply
@@ -56,6 +60,7 @@ from .._exceptions import ActorqError, InvalidOptionError, RuntimeClosedError
 from .._options import MAX_CONCURRENCY, check_queue_name
 from ..clock import Transit, VirtualClock
 from .checks import check_command
+from .watch import Watchers, records_in
 from .wire import (
     MAX_HELLO,
     PROTOCOL,
@@ -99,6 +104,7 @@ class Host:
         self._token = token
         self._ids = itertools.count(1)
         self.connections: set[Connection] = set()
+        self._watchers: Watchers | None = None
 
     async def serve(self, listener: Any, tg: TaskGroup) -> None:
         await listener.serve(self._connection, tg)
@@ -106,7 +112,9 @@ class Host:
     async def _connection(self, stream: ByteStream) -> None:
         engine = self._rt._engine
         assert engine is not None
-        conn = Connection(engine, stream, next(self._ids))
+        if self._watchers is None or self._watchers.engine is not engine:
+            self._watchers = Watchers(engine)
+        conn = Connection(engine, stream, next(self._ids), self._watchers)
         async with stream:
             try:
                 if not await self._hello(conn):
@@ -177,7 +185,9 @@ class _Forward:
 
     def send_nowait(self, jobs: list[Any]) -> None:
         if jobs:
-            self.conn.send(["j", self.token, encode_value(jobs)])
+            conn = self.conn
+            conn.send(["j", self.token, encode_value(jobs)])
+            conn.watchers.watch(conn, jobs)
 
     def close(self) -> None:
         return None
@@ -207,8 +217,12 @@ class _Forwarded(EventStream):
 class Connection:
     """One client's connection: reads its messages, writes what goes back."""
 
-    def __init__(self, engine: Engine, stream: ByteStream, number: int) -> None:
+    def __init__(self, engine: Engine, stream: ByteStream, number: int, watchers: Watchers) -> None:
         self.engine = engine
+        self.watchers = watchers
+        #: The jobs this client holds records of: job id -> [the core's record, records of
+        #: it sent and not yet accounted for by the client] (`watch`).
+        self.watched: dict[int, list[Any]] = {}
         self.stream = stream
         self.number = number
         self.reader = FrameReader(stream)
@@ -256,6 +270,10 @@ class Connection:
             self.send(["x", call_id, encode_error(RuntimeClosedError(str(exc)))])
             return
         self.send(["r", call_id, result])
+        recs: list[Any] = []
+        records_in(req.result, recs)
+        if recs:
+            self.watchers.watch(self, recs)
 
     async def _write(self) -> None:
         stream = self.stream
@@ -443,6 +461,12 @@ class Connection:
         if stream is not None:
             stream.close()
 
+    def _drop(self, pairs: Any) -> None:
+        self.watchers.drop(self, pairs)
+
+    def _rewatch(self, ids: Any) -> None:
+        self.watchers.rewatch(self, ids)
+
     # ------------------------------------------------------------------ the end
 
     def drop(self) -> None:
@@ -450,6 +474,7 @@ class Connection:
         self._closed = True
         if self.transit is not None:
             self.transit.close()
+        self.watchers.forget(self)
         engine = self.engine
         for req in self.pending.values():
             req.abandoned = True
@@ -490,4 +515,6 @@ _HANDLERS: Final[dict[str, Callable[..., None]]] = {
     "k": Connection._close_worker,
     "e": Connection._subscribe,
     "q": Connection._unsubscribe,
+    "d": Connection._drop,
+    "W": Connection._rewatch,
 }

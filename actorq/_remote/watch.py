@@ -1,0 +1,242 @@
+"""Live job handles through a client: the host's watch sets, and the client's records.
+
+A local `Job` handle reads the core's own `JobRecord`, which the engine changes in place. A
+client's handles read the client's copy of it, kept as fresh as this:
+
+* The client holds ONE record per job id (`Records`): a record decoded from a reply or a
+  worker's dispatch for an id it already holds is copied into the held one, so every handle
+  of a job shares one record, as locally. The record lives as long as some handle (or
+  anything else) refers to it.
+* Every job record the host sends in a reply or a dispatch is *watched* on that connection
+  (`Watchers.watch`): the host keeps the core's own record and a count of the records sent.
+  When the engine releases a batch whose change records touch watched jobs, the host sends
+  their fresh records first, ``["s", [record, ...]]``, before the batch's dispatches,
+  replies and events on that connection (`Watchers.__call__`, the engine's `watch`). A job
+  removed meanwhile is sent as it was last (what a local handle shows) and unwatched.
+* When the client's record of a job dies, the client tells the host with the count of
+  records of it that it had received, ``["d", [id, count, ...]]``, piggybacked on the next
+  message it sends; the host unwatches the job once every record it sent is accounted for
+  (a record still on its way keeps it watched). After a reconnect the client names the jobs
+  it holds, ``["W", [id, ...]]``, and the host sends their records at once.
+
+Change records are what a batch knows of the jobs it changed; a runtime whose log keeps
+none (in memory) records them while some connection watches a job, and only then: with no
+watcher the engine pays one attribute check per batch.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from .._core import JobRecord
+from .._core.records import FIELD_NAMES
+from .wire import ProtocolError, encode_value
+
+if TYPE_CHECKING:
+    from .._actors.engine import Engine, Outbox
+    from .host import Connection
+
+#: The change records that change one job's record, the job's id second.
+_JOB_CHANGES: Final = frozenset({"set", "del", "child"})
+_NESTED: Final = (JobRecord, list, tuple, dict)
+
+
+def records_in(value: Any, out: list[JobRecord]) -> None:
+    """Append the job records in `value` (a reply's result) to `out`: the same walk as
+    `Records.adopt` makes of the decoded result, so both sides count the same records."""
+    kind = type(value)
+    if kind is JobRecord:
+        out.append(value)
+    elif kind is list or kind is tuple:
+        for item in value:
+            if type(item) is JobRecord:
+                out.append(item)
+            elif type(item) in _NESTED:
+                records_in(item, out)
+    elif kind is dict:
+        for item in value.values():
+            if type(item) in _NESTED:
+                records_in(item, out)
+
+
+class Watchers:
+    """The jobs each connection of one engine watches; the engine's `watch` while any does."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        #: The connections watching some job.
+        self.connections: set[Connection] = set()
+
+    def watch(self, conn: Connection, recs: list[JobRecord], counted: bool = True) -> None:
+        """`recs` went (`counted`) or will go to `conn`: watch them there."""
+        watched = conn.watched
+        for rec in recs:
+            entry = watched.get(rec.id)
+            if entry is None:
+                watched[rec.id] = [rec, 1 if counted else 0]
+            elif counted:
+                entry[1] += 1
+        if watched and conn not in self.connections:
+            self.connections.add(conn)
+            engine = self.engine
+            if engine.watch is None:
+                engine.watch = self
+                if not engine.log.records:
+                    engine.core.record_changes(True)
+
+    def drop(self, conn: Connection, pairs: Any) -> None:
+        """The client's records of these jobs died, having received `count` records each."""
+        if type(pairs) is not list or len(pairs) % 2:
+            raise ProtocolError("a drop names jobs and counts")
+        watched = conn.watched
+        for at in range(0, len(pairs), 2):
+            entry = watched.get(pairs[at])
+            if entry is not None:
+                count = pairs[at + 1]
+                if type(count) is not int:
+                    raise ProtocolError(f"a drop count {count!r} is not an integer")
+                entry[1] -= count
+                if entry[1] <= 0:
+                    del watched[pairs[at]]
+        if not watched:
+            self.forget(conn)
+
+    def rewatch(self, conn: Connection, ids: Any) -> None:
+        """A client that reconnected holds these jobs: watch them, and send them now."""
+        if type(ids) is not list:
+            raise ProtocolError("a rewatch names jobs")
+        jobs = self.engine.core.jobs
+        recs = [rec for job_id in ids if (rec := jobs.get(job_id)) is not None]
+        # Not counted: the client counts records it adopts, and these only refresh.
+        self.watch(conn, recs, counted=False)
+        if recs:
+            conn.send(["s", encode_value(recs)])
+
+    def forget(self, conn: Connection) -> None:
+        """`conn` watches nothing now (or is gone)."""
+        conn.watched.clear()
+        self.connections.discard(conn)
+        engine = self.engine
+        if not self.connections and engine.watch is self:
+            engine.watch = None
+            if not engine.log.records:
+                engine.core.record_changes(False)
+
+    def __call__(self, outbox: Outbox) -> None:
+        """A batch is released: send each connection the fresh records of the watched jobs
+        it changed, before anything else of the batch."""
+        changes = outbox.changes
+        if not changes:
+            return
+        for conn in list(self.connections):
+            watched = conn.watched
+            fresh: dict[int, JobRecord] = {}
+            gone: list[int] = []
+            for change in changes:
+                if change[0] in _JOB_CHANGES:
+                    entry = watched.get(change[1])
+                    if entry is not None:
+                        fresh[change[1]] = entry[0]
+                        if change[0] == "del":
+                            gone.append(change[1])
+            if not fresh:
+                continue
+            for slot, jobs in outbox.sends:
+                # A job dispatched to this client goes whole in its dispatch, right after.
+                if getattr(slot.inbox, "conn", None) is conn:
+                    for rec in jobs:
+                        fresh.pop(rec.id, None)
+            if fresh:
+                conn.send(["s", encode_value(list(fresh.values()))])
+            for job_id in gone:
+                watched.pop(job_id, None)
+            if not watched:
+                self.forget(conn)
+
+
+class _Ref(weakref.ref[JobRecord]):
+    """The client's reference to its record of one job, and how many it received."""
+
+    __slots__ = ("count", "id")
+
+    id: int
+    count: int
+
+
+def _copier() -> Callable[[JobRecord, JobRecord], None]:
+    """``copy(held, fresh)``: every field of `fresh` into `held`, as straight-line code."""
+    body = "".join(f"    held.{name} = fresh.{name}\n" for name in FIELD_NAMES if name != "id")
+    space: dict[str, Any] = {}
+    exec(compile(f"def copy(held, fresh):\n{body}", "<actorq record copy>", "exec"), space)
+    copy: Callable[[JobRecord, JobRecord], None] = space["copy"]
+    return copy
+
+
+_copy: Final = _copier()
+
+
+class Records:
+    """A client's records of the jobs it holds handles on (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, _Ref] = {}
+        #: Jobs whose record died, and the records of each received: ``[id, count, ...]``,
+        #: for the next message to the host to carry.
+        self.dropped: list[int] = []
+
+    def adopt(self, value: Any) -> Any:
+        """`value` (a decoded reply or dispatch) with each job record in it replaced by the
+        one held for its id, refreshed from it; new ones are held from now on."""
+        kind = type(value)
+        if kind is JobRecord:
+            return self.own(value)
+        if kind is list:
+            for at, item in enumerate(value):
+                if type(item) in _NESTED:
+                    value[at] = self.adopt(item)
+        elif kind is tuple:
+            if any(type(item) in _NESTED for item in value):
+                return tuple(self.adopt(item) if type(item) in _NESTED else item for item in value)
+        elif kind is dict:
+            for key, item in value.items():
+                if type(item) in _NESTED:
+                    value[key] = self.adopt(item)
+        return value
+
+    def own(self, rec: JobRecord) -> JobRecord:
+        ref = self.held.get(rec.id)
+        if ref is not None:
+            held = ref()
+            if held is not None:
+                ref.count += 1
+                if held is not rec:
+                    _copy(held, rec)
+                return held
+        ref = self.held[rec.id] = _Ref(rec, self._gone)
+        ref.id = rec.id
+        ref.count = 1
+        return rec
+
+    def refresh(self, recs: list[JobRecord]) -> None:
+        """Fresh records from the host: copied into those still held, the rest dropped."""
+        held = self.held
+        for rec in recs:
+            ref = held.get(rec.id)
+            if ref is not None and (mine := ref()) is not None:
+                _copy(mine, rec)
+
+    def restart(self) -> list[int]:
+        """A new connection: the ids held, each counted afresh (the host counts anew)."""
+        ids = []
+        for ref in list(self.held.values()):
+            ref.count = 0
+            ids.append(ref.id)
+        return ids
+
+    def _gone(self, ref: weakref.ref[JobRecord]) -> None:
+        assert isinstance(ref, _Ref)
+        if self.held.get(ref.id) is ref:
+            del self.held[ref.id]
+            self.dropped += (ref.id, ref.count)
