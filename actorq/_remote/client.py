@@ -425,7 +425,7 @@ class RemoteRuntime(RuntimeAPI):
             if worker is not None:
                 worker.actor.abort(message[2])
         elif kind == "s":
-            self._records.refresh(decode_value(message[1]))
+            self._records.refresh(message[1], message[2])
         elif kind == "v":
             stream = self._subs.get(message[1])
             if stream is not None:

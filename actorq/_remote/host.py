@@ -60,7 +60,7 @@ from .._exceptions import ActorqError, InvalidOptionError, RuntimeClosedError
 from .._options import MAX_CONCURRENCY, check_queue_name
 from ..clock import Transit, VirtualClock
 from .checks import check_command
-from .watch import Watchers, records_in
+from .watch import Watchers, fresh_message, records_in
 from .wire import (
     MAX_HELLO,
     PROTOCOL,
@@ -81,6 +81,10 @@ log = logging.getLogger("actorq.host")
 MAX_IN_FLIGHT: Final = 4096
 #: Seconds a new connection has to say hello.
 HELLO_TIMEOUT: Final = 10.0
+#: Seconds the news of watched jobs waits for a message to go with before it goes alone:
+#: a busy host changes them batch after batch, and a frame per batch would cost more than
+#: the batches.
+FRESH_DELAY: Final = 0.002
 #: Bytes queued to a client past which its event forwarding waits (and its events lag).
 _EVENTS_BACKLOG: Final = 1 << 20
 _STOPPED: Final = (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeClosedError)
@@ -223,6 +227,11 @@ class Connection:
         #: The jobs this client holds records of: job id -> [the core's record, records of
         #: it sent and not yet accounted for by the client] (`watch`).
         self.watched: dict[int, list[Any]] = {}
+        #: What batches changed of watched jobs since this connection last sent anything:
+        #: job id -> the fields set (merged), or the core's record to send whole.
+        self.fresh: dict[int, Any] = {}
+        self._fresh_owed = False
+        self._freshened = anyio.Event()
         self.stream = stream
         self.number = number
         self.reader = FrameReader(stream)
@@ -246,6 +255,8 @@ class Connection:
         goes wrong here ends this connection, never the engine."""
         if self._closed:
             return
+        if self._fresh_owed:
+            self._send_fresh()
         try:
             data = frame(message)
         except (TypeError, ValueError):  # nothing we send should fail; if it does, say so
@@ -259,6 +270,30 @@ class Connection:
         if self.transit is not None:
             self.transit.sent()
         self._wake.set()
+
+    def freshened(self) -> None:
+        """A batch changed watched jobs: their news goes before the next message, or alone
+        after `FRESH_DELAY`. Counted as a frame on its way from now (a virtual clock then
+        waits for it)."""
+        if not self._fresh_owed:
+            self._fresh_owed = True
+            if self.transit is not None:
+                self.transit.sent()
+            self._freshened.set()
+
+    def _send_fresh(self) -> None:
+        self._fresh_owed = False
+        data = frame(fresh_message(self.fresh))
+        self._out.append(data)
+        self._queued += len(data)
+
+    async def _push_fresh(self) -> None:
+        while True:
+            await self._freshened.wait()
+            self._freshened = anyio.Event()
+            await anyio.sleep(FRESH_DELAY)
+            if self._fresh_owed:
+                self._wake.set()
 
     def reply(self, call_id: int, req: Request) -> None:
         if req.error is not None:
@@ -280,6 +315,8 @@ class Connection:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
+            if self._fresh_owed and not self._closed:
+                self._send_fresh()
             out, self._out = self._out, []
             self._queued = 0
             self._drained.set()
@@ -299,6 +336,7 @@ class Connection:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._write)
+                tg.start_soon(self._push_fresh)
                 try:
                     while True:
                         messages = await self.reader.read()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._core import JobRecord
 from .._core.records import FIELD_NAMES
-from .wire import ProtocolError, encode_value
+from .wire import ProtocolError, decode_fields, decode_value, encode_fields, encode_value
 
 if TYPE_CHECKING:
     from .._actors.engine import Engine, Outbox
@@ -100,6 +100,7 @@ class Watchers:
                 entry[1] -= count
                 if entry[1] <= 0:
                     del watched[pairs[at]]
+                    conn.fresh.pop(pairs[at], None)  # news no record will read
         if not watched:
             self.forget(conn)
 
@@ -112,7 +113,7 @@ class Watchers:
         # Not counted: the client counts records it adopts, and these only refresh.
         self.watch(conn, recs, counted=False)
         if recs:
-            conn.send(["s", encode_value(recs)])
+            conn.send(["s", [], encode_value(recs)])
 
     def forget(self, conn: Connection) -> None:
         """`conn` watches nothing now (or is gone)."""
@@ -125,35 +126,57 @@ class Watchers:
                 engine.core.record_changes(False)
 
     def __call__(self, outbox: Outbox) -> None:
-        """A batch is released: send each connection the fresh records of the watched jobs
-        it changed, before anything else of the batch."""
+        """A batch is released: note, for each connection, what it changed of the jobs
+        watched there, to go before anything else the connection sends (`fresh_message`)."""
         changes = outbox.changes
         if not changes:
             return
         for conn in list(self.connections):
             watched = conn.watched
-            fresh: dict[int, JobRecord] = {}
-            gone: list[int] = []
+            fresh = conn.fresh
+            gone = False
             for change in changes:
-                if change[0] in _JOB_CHANGES:
-                    entry = watched.get(change[1])
-                    if entry is not None:
-                        fresh[change[1]] = entry[0]
-                        if change[0] == "del":
-                            gone.append(change[1])
-            if not fresh:
-                continue
-            for slot, jobs in outbox.sends:
-                # A job dispatched to this client goes whole in its dispatch, right after.
-                if getattr(slot.inbox, "conn", None) is conn:
-                    for rec in jobs:
-                        fresh.pop(rec.id, None)
+                kind = change[0]
+                if kind in _JOB_CHANGES and change[1] in watched:
+                    job_id = change[1]
+                    if kind == "set":
+                        # Fields set since the last message merge into one delta.
+                        known = fresh.get(job_id)
+                        if known is None:
+                            fresh[job_id] = dict(change[2])
+                        elif type(known) is dict:
+                            known.update(change[2])
+                    elif kind == "child":
+                        # A child's news of a parent: the parent's whole record.
+                        fresh[job_id] = watched[job_id][0]
+                    else:
+                        # Removed: nothing more to tell (the client's record is as the job
+                        # was last, which is what a local handle shows), nor to watch.
+                        del watched[job_id]
+                        gone = True
             if fresh:
-                conn.send(["s", encode_value(list(fresh.values()))])
-            for job_id in gone:
-                watched.pop(job_id, None)
-            if not watched:
+                for slot, jobs in outbox.sends:
+                    # A job dispatched to this client goes whole in its dispatch, right after.
+                    if getattr(slot.inbox, "conn", None) is conn:
+                        for rec in jobs:
+                            fresh.pop(rec.id, None)
+                if fresh:
+                    conn.freshened()
+            if gone and not watched:
                 self.forget(conn)
+
+
+def fresh_message(fresh: dict[int, Any]) -> list[Any]:
+    """The ``["s", deltas, records]`` message of a connection's `fresh` news, emptied."""
+    deltas = []
+    whole = []
+    for job_id, news in fresh.items():
+        if type(news) is dict:
+            deltas.append(encode_fields(job_id, news))
+        else:
+            whole.append(news)
+    fresh.clear()
+    return ["s", deltas, encode_value(whole)]
 
 
 class _Ref(weakref.ref[JobRecord]):
@@ -197,8 +220,9 @@ class Records:
                 if type(item) in _NESTED:
                     value[at] = self.adopt(item)
         elif kind is tuple:
-            if any(type(item) in _NESTED for item in value):
-                return tuple(self.adopt(item) if type(item) in _NESTED else item for item in value)
+            for item in value:
+                if type(item) in _NESTED:
+                    return tuple([self.adopt(x) if type(x) in _NESTED else x for x in value])
         elif kind is dict:
             for key, item in value.items():
                 if type(item) in _NESTED:
@@ -219,9 +243,22 @@ class Records:
         ref.count = 1
         return rec
 
-    def refresh(self, recs: list[JobRecord]) -> None:
-        """Fresh records from the host: copied into those still held, the rest dropped."""
+    def refresh(self, deltas: Any, raw: Any) -> None:
+        """The host's news of watched jobs (`Watchers.__call__`): fields that changed, and
+        whole records, applied to the records still held; the rest are moot."""
         held = self.held
+        if type(deltas) is not list:
+            raise ProtocolError("a refresh's deltas are a list")
+        for delta in deltas:
+            if type(delta) is not list or not delta:
+                raise ProtocolError("a job's delta is its id, then names and values")
+            ref = held.get(delta[0])
+            if ref is not None and (mine := ref()) is not None:
+                for name, value in decode_fields(delta):
+                    setattr(mine, name, value)
+        recs = decode_value(raw)
+        if type(recs) is not list or not all(type(rec) is JobRecord for rec in recs):
+            raise ProtocolError("a refresh's records are a list of job records")
         for rec in recs:
             ref = held.get(rec.id)
             if ref is not None and (mine := ref()) is not None:

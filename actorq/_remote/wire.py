@@ -336,6 +336,51 @@ _ENCODERS: Final = {cls: codec[0] for cls, codec in _CODECS.items()}
 _DECODERS: Final = {cls.__name__: codec[1] for cls, codec in _CODECS.items()}
 
 
+def _fields_codec(cls: type[Any]) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    """Each field's own encoder and decoder (the expressions `_codec` inlines), for a delta
+    of some fields: a job's change record, sent to a client watching the job (`watch`)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for field in attrs.fields(cls):
+        enc, dec = _field_codec(hints[field.name], "v", "v")
+        space: dict[str, Any] = {
+            "_enc": encode_value,
+            "_dec": decode_value,
+            "_bytes": _bytes,
+            "_K": _INTERNED_BY_VALUE,
+            "_M": _MEMBERS,
+            "_I": INTERNED,
+        }
+        source = f"def enc(v):\n    return {enc}\ndef dec(v):\n    return {dec}\n"
+        exec(compile(source, f"<actorq wire codec of {cls.__name__}.{field.name}>", "exec"), space)
+        out[field.name] = (space["enc"], space["dec"])
+    return out
+
+
+_JOB_FIELDS: Final = _fields_codec(records.JobRecord)
+
+
+def encode_fields(job_id: int, fields: dict[str, Any]) -> list[Any]:
+    """Some fields of job `job_id`, by name, as ``[id, name, value, ...]``."""
+    out: list[Any] = [job_id]
+    codecs = _JOB_FIELDS
+    for name, value in fields.items():
+        out.append(name)
+        out.append(codecs[name][0](value))
+    return out
+
+
+def decode_fields(raw: list[Any]) -> list[tuple[str, Any]]:
+    """The fields `encode_fields` wrote, by name, with their values."""
+    if len(raw) % 2 != 1:
+        raise ProtocolError("a job's delta is its id, then names and values")
+    codecs = _JOB_FIELDS
+    try:
+        return [(raw[at], codecs[raw[at]][1](raw[at + 1])) for at in range(1, len(raw), 2)]
+    except (KeyError, TypeError) as exc:
+        raise ProtocolError(f"a job's delta names no field of a job: {exc}") from None
+
+
 # ---------------------------------------------------------------------------- errors
 
 
