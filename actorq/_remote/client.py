@@ -415,7 +415,7 @@ class RemoteRuntime(RuntimeAPI):
             call.done.set()
         elif kind == "j":
             # Held even when the worker is gone: the host counts what it sent.
-            jobs = self._records.adopt(decode_value(message[2]))
+            jobs = self._records.dispatched(message[2])
             worker = self._remote_workers.get(message[1])
             if worker is not None:
                 self._held.took(len(jobs))

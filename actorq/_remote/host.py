@@ -291,6 +291,8 @@ class Connection:
         while True:
             await self._freshened.wait()
             self._freshened = anyio.Event()
+            if not self._fresh_owed:
+                continue  # it went with the message that followed its batch (the common case)
             await anyio.sleep(FRESH_DELAY)
             if self._fresh_owed:
                 self._wake.set()

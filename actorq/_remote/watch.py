@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .._core import JobRecord
 from .._core.records import FIELD_NAMES
-from .wire import ProtocolError, decode_fields, decode_value, encode_fields, encode_value
+from .wire import (
+    ProtocolError,
+    decode_fields_into,
+    decode_job_into,
+    decode_value,
+    encode_fields,
+    encode_value,
+)
 
 if TYPE_CHECKING:
     from .._actors.engine import Engine, Outbox
@@ -140,12 +147,13 @@ class Watchers:
                 if kind in _JOB_CHANGES and change[1] in watched:
                     job_id = change[1]
                     if kind == "set":
-                        # Fields set since the last message merge into one delta.
+                        # Fields set since the last message merge into one delta (a
+                        # new dict: the change record is the journal's).
                         known = fresh.get(job_id)
                         if known is None:
-                            fresh[job_id] = dict(change[2])
+                            fresh[job_id] = change[2]
                         elif type(known) is dict:
-                            known.update(change[2])
+                            fresh[job_id] = {**known, **change[2]}
                     elif kind == "child":
                         # A child's news of a parent: the parent's whole record.
                         fresh[job_id] = watched[job_id][0]
@@ -205,6 +213,7 @@ class Records:
 
     def __init__(self) -> None:
         self.held: dict[int, _Ref] = {}
+        self._gone_callback = self._gone  # one bound method, not one per record
         #: Jobs whose record died, and the records of each received: ``[id, count, ...]``,
         #: for the next message to the host to carry.
         self.dropped: list[int] = []
@@ -220,9 +229,16 @@ class Records:
                 if type(item) in _NESTED:
                     value[at] = self.adopt(item)
         elif kind is tuple:
-            for item in value:
+            items = None
+            for at, item in enumerate(value):
                 if type(item) in _NESTED:
-                    return tuple([self.adopt(x) if type(x) in _NESTED else x for x in value])
+                    adopted = self.adopt(item)
+                    if adopted is not item:  # a record held already takes its place
+                        if items is None:
+                            items = list(value)
+                        items[at] = adopted
+            if items is not None:
+                return tuple(items)
         elif kind is dict:
             for key, item in value.items():
                 if type(item) in _NESTED:
@@ -238,10 +254,28 @@ class Records:
                 if held is not rec:
                     _copy(held, rec)
                 return held
-        ref = self.held[rec.id] = _Ref(rec, self._gone)
+        ref = self.held[rec.id] = _Ref(rec, self._gone_callback)
         ref.id = rec.id
         ref.count = 1
         return rec
+
+    def dispatched(self, raw: Any) -> Any:
+        """`adopt(decode_value(raw))` for a worker's jobs (a list of job records): a job
+        held already is decoded straight into the held record."""
+        if type(raw) is not list or not raw or raw[0] != "L":
+            return self.adopt(decode_value(raw))
+        held = self.held
+        out = []
+        for item in raw[1:]:
+            if type(item) is list and len(item) > 2 and item[:2] == ["A", "JobRecord"]:
+                ref = held.get(item[2])
+                if ref is not None and (mine := ref()) is not None:
+                    decode_job_into(mine, item)
+                    ref.count += 1
+                    out.append(mine)
+                    continue
+            out.append(self.adopt(decode_value(item)))
+        return out
 
     def refresh(self, deltas: Any, raw: Any) -> None:
         """The host's news of watched jobs (`Watchers.__call__`): fields that changed, and
@@ -254,8 +288,7 @@ class Records:
                 raise ProtocolError("a job's delta is its id, then names and values")
             ref = held.get(delta[0])
             if ref is not None and (mine := ref()) is not None:
-                for name, value in decode_fields(delta):
-                    setattr(mine, name, value)
+                decode_fields_into(mine, delta)
         recs = decode_value(raw)
         if type(recs) is not list or not all(type(rec) is JobRecord for rec in recs):
             raise ProtocolError("a refresh's records are a list of job records")

@@ -210,10 +210,13 @@ def _bytes(value: bytes) -> list[str]:
         return ["Y", base64.b64encode(value).decode()]
 
 
-def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any]]:
+def _codec(
+    cls: type[Any],
+) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any], Callable[[Any, list[Any]], None]]:
     """The encoder and decoder of an attrs class, generated once (as attrs generates its
-    own methods) from its fields' types. A decoded value's types are checked by the host
-    (`checks`), not here: a hostile value gets through the decoder only to be refused."""
+    own methods) from its fields' types, and a decoder into an instance there already. A
+    decoded value's types are checked by the host (`checks`), not here: a hostile value
+    gets through the decoder only to be refused."""
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in attrs.fields(cls) if f.init]
     name = cls.__name__
@@ -226,6 +229,10 @@ def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], 
         f"    if len(v) != {len(fields)}:\n"
         f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
         f"    return cls({dec})\n"
+        f"def decode_into(o, v):\n"
+        f"    if len(v) != {len(fields)}:\n"
+        f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
+        + "".join(f"    o.{f} = {d}\n" for f, (_, d) in zip(fields, codecs, strict=True))
     )
     space: dict[str, Any] = {
         "_enc": encode_value,
@@ -238,7 +245,7 @@ def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], 
         "ProtocolError": ProtocolError,
     }
     exec(compile(source, f"<actorq wire codec of {name}>", "exec"), space)
-    return space["encode"], space["decode"]
+    return space["encode"], space["decode"], space["decode_into"]
 
 
 def _tuple(items: list[Any]) -> Any:
@@ -336,9 +343,10 @@ _ENCODERS: Final = {cls: codec[0] for cls, codec in _CODECS.items()}
 _DECODERS: Final = {cls.__name__: codec[1] for cls, codec in _CODECS.items()}
 
 
-def _fields_codec(cls: type[Any]) -> dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
-    """Each field's own encoder and decoder (the expressions `_codec` inlines), for a delta
-    of some fields: a job's change record, sent to a client watching the job (`watch`)."""
+def _fields_codec(cls: type[Any]) -> dict[str, tuple[Any, Any]]:
+    """Each field's own encoder and decoder (the expressions `_codec` inlines; None where
+    the value is JSON as it is), for a delta of some fields: a job's change record, sent to
+    a client watching the job (`watch`)."""
     hints = typing.get_type_hints(cls)
     out = {}
     for field in attrs.fields(cls):
@@ -353,30 +361,51 @@ def _fields_codec(cls: type[Any]) -> dict[str, tuple[Callable[[Any], Any], Calla
         }
         source = f"def enc(v):\n    return {enc}\ndef dec(v):\n    return {dec}\n"
         exec(compile(source, f"<actorq wire codec of {cls.__name__}.{field.name}>", "exec"), space)
-        out[field.name] = (space["enc"], space["dec"])
+        out[field.name] = (
+            None if enc == "v" else space["enc"],
+            None if dec == "v" else space["dec"],
+        )
     return out
 
 
 _JOB_FIELDS: Final = _fields_codec(records.JobRecord)
+_JOB_INTO: Final = _CODECS[records.JobRecord][2]
+
+
+def decode_job_into(rec: Any, raw: list[Any]) -> None:
+    """Set on `rec` every field of the job record `raw` encodes (``["A", "JobRecord",
+    ...]``), as `decode_value` would have built it."""
+    try:
+        _JOB_INTO(rec, raw[2:])
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ProtocolError(f"malformed JobRecord value: {exc}") from exc
+
+
+_FIELD_ENCODERS: Final = {name: codec[0] for name, codec in _JOB_FIELDS.items()}
+_FIELD_DECODERS: Final = {name: codec[1] for name, codec in _JOB_FIELDS.items()}
 
 
 def encode_fields(job_id: int, fields: dict[str, Any]) -> list[Any]:
     """Some fields of job `job_id`, by name, as ``[id, name, value, ...]``."""
     out: list[Any] = [job_id]
-    codecs = _JOB_FIELDS
+    encoders = _FIELD_ENCODERS
     for name, value in fields.items():
+        enc = encoders[name]
         out.append(name)
-        out.append(codecs[name][0](value))
+        out.append(value if enc is None else enc(value))
     return out
 
 
-def decode_fields(raw: list[Any]) -> list[tuple[str, Any]]:
-    """The fields `encode_fields` wrote, by name, with their values."""
+def decode_fields_into(rec: Any, raw: list[Any]) -> None:
+    """Set on `rec` the fields `encode_fields` wrote in `raw`."""
     if len(raw) % 2 != 1:
         raise ProtocolError("a job's delta is its id, then names and values")
-    codecs = _JOB_FIELDS
+    decoders = _FIELD_DECODERS
     try:
-        return [(raw[at], codecs[raw[at]][1](raw[at + 1])) for at in range(1, len(raw), 2)]
+        for at in range(1, len(raw), 2):
+            name = raw[at]
+            dec = decoders[name]
+            setattr(rec, name, raw[at + 1] if dec is None else dec(raw[at + 1]))
     except (KeyError, TypeError) as exc:
         raise ProtocolError(f"a job's delta names no field of a job: {exc}") from None
 
