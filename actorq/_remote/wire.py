@@ -343,32 +343,7 @@ _ENCODERS: Final = {cls: codec[0] for cls, codec in _CODECS.items()}
 _DECODERS: Final = {cls.__name__: codec[1] for cls, codec in _CODECS.items()}
 
 
-def _fields_codec(cls: type[Any]) -> dict[str, tuple[Any, Any]]:
-    """Each field's own encoder and decoder (the expressions `_codec` inlines; None where
-    the value is JSON as it is), for a delta of some fields: a job's change record, sent to
-    a client watching the job (`watch`)."""
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for field in attrs.fields(cls):
-        enc, dec = _field_codec(hints[field.name], "v", "v")
-        space: dict[str, Any] = {
-            "_enc": encode_value,
-            "_dec": decode_value,
-            "_bytes": _bytes,
-            "_K": _INTERNED_BY_VALUE,
-            "_M": _MEMBERS,
-            "_I": INTERNED,
-        }
-        source = f"def enc(v):\n    return {enc}\ndef dec(v):\n    return {dec}\n"
-        exec(compile(source, f"<actorq wire codec of {cls.__name__}.{field.name}>", "exec"), space)
-        out[field.name] = (
-            None if enc == "v" else space["enc"],
-            None if dec == "v" else space["dec"],
-        )
-    return out
-
-
-_JOB_FIELDS: Final = _fields_codec(records.JobRecord)
+_JOB_HINTS: Final = typing.get_type_hints(records.JobRecord)
 _JOB_INTO: Final = _CODECS[records.JobRecord][2]
 
 
@@ -381,18 +356,54 @@ def decode_job_into(rec: Any, raw: list[Any]) -> None:
         raise ProtocolError(f"malformed JobRecord value: {exc}") from exc
 
 
-_FIELD_ENCODERS: Final = {name: codec[0] for name, codec in _JOB_FIELDS.items()}
-_FIELD_DECODERS: Final = {name: codec[1] for name, codec in _JOB_FIELDS.items()}
+#: Most deltas set one of a few sets of fields (those of a transition): each set's
+#: encoder and decoder is generated once, as the record's codec is; past this many sets
+#: (a host that invents them), the rest go field by field.
+_DELTA_SHAPES: Final = 256
+_delta_encoders: dict[tuple[str, ...], Callable[[int, dict[str, Any]], list[Any]]] = {}
+_delta_decoders: dict[tuple[str, ...], Callable[[Any, list[Any]], None]] = {}
+
+
+def _delta_space() -> dict[str, Any]:
+    return {
+        "_enc": encode_value,
+        "_dec": decode_value,
+        "_bytes": _bytes,
+        "_K": _INTERNED_BY_VALUE,
+        "_M": _MEMBERS,
+        "_I": INTERNED,
+    }
+
+
+def _delta_codec(names: tuple[str, ...]) -> tuple[Any, Any]:
+    """The generated encoder and decoder of a delta setting `names` (KeyError: a name that
+    is no field of a job)."""
+    items = []
+    sets = []
+    for at, name in enumerate(names):
+        if type(name) is not str or not name.isidentifier():
+            raise KeyError(name)
+        enc, dec = _field_codec(_JOB_HINTS[name], f"d[{name!r}]", f"r[{2 * at + 2}]")
+        items.append(f"{name!r}, {enc}")
+        sets.append(f"    o.{name} = {dec}\n")
+    source = (
+        f"def encode(i, d):\n    return [i, {', '.join(items)}]\n"
+        f"def decode(o, r):\n{''.join(sets) or '    pass'}\n"
+    )
+    space = _delta_space()
+    exec(compile(source, "<actorq wire codec of a job's delta>", "exec"), space)
+    return space["encode"], space["decode"]
 
 
 def encode_fields(job_id: int, fields: dict[str, Any]) -> list[Any]:
     """Some fields of job `job_id`, by name, as ``[id, name, value, ...]``."""
-    out: list[Any] = [job_id]
-    encoders = _FIELD_ENCODERS
-    for name, value in fields.items():
-        enc = encoders[name]
-        out.append(name)
-        out.append(value if enc is None else enc(value))
+    names = tuple(fields)
+    encode = _delta_encoders.get(names)
+    if encode is None:
+        encode, _decode = _delta_codec(names)
+        if len(_delta_encoders) < _DELTA_SHAPES:
+            _delta_encoders[names] = encode
+    out: list[Any] = encode(job_id, fields)
     return out
 
 
@@ -400,14 +411,16 @@ def decode_fields_into(rec: Any, raw: list[Any]) -> None:
     """Set on `rec` the fields `encode_fields` wrote in `raw`."""
     if len(raw) % 2 != 1:
         raise ProtocolError("a job's delta is its id, then names and values")
-    decoders = _FIELD_DECODERS
+    names = tuple(raw[1::2])
     try:
-        for at in range(1, len(raw), 2):
-            name = raw[at]
-            dec = decoders[name]
-            setattr(rec, name, raw[at + 1] if dec is None else dec(raw[at + 1]))
-    except (KeyError, TypeError) as exc:
-        raise ProtocolError(f"a job's delta names no field of a job: {exc}") from None
+        decode = _delta_decoders.get(names)
+        if decode is None:
+            _encode, decode = _delta_codec(names)
+            if len(_delta_decoders) < _DELTA_SHAPES:
+                _delta_decoders[names] = decode
+        decode(rec, raw)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ProtocolError(f"a job's delta is not fields of a job: {exc!r}") from None
 
 
 # ---------------------------------------------------------------------------- errors
