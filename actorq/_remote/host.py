@@ -190,7 +190,9 @@ class _Forward:
     def send_nowait(self, jobs: list[Any]) -> None:
         if jobs:
             conn = self.conn
-            conn.send(["j", self.token, encode_value(jobs)])
+            # Not after the news: the jobs go whole (the news of them is dropped), and the
+            # rest waits for a reply or an event, merging with what comes meanwhile.
+            conn.send(["j", self.token, encode_value(jobs)], news_first=False)
             conn.watchers.watch(conn, jobs)
 
     def close(self) -> None:
@@ -250,12 +252,13 @@ class Connection:
 
     # ------------------------------------------------------------------ writing
 
-    def send(self, message: list[Any]) -> None:
-        """Queue `message` for the client. Called from the engine's release too: whatever
-        goes wrong here ends this connection, never the engine."""
+    def send(self, message: list[Any], news_first: bool = True) -> None:
+        """Queue `message` for the client, after the news of its watched jobs unless told
+        not to (`news_first`). Called from the engine's release too: whatever goes wrong
+        here ends this connection, never the engine."""
         if self._closed:
             return
-        if self._fresh_owed:
+        if self._fresh_owed and news_first:
             self._send_fresh()
         try:
             data = frame(message)
