@@ -263,10 +263,7 @@ class Connection:
         try:
             data = frame(message)
         except (TypeError, ValueError):  # nothing we send should fail; if it does, say so
-            log.exception("connection %d: a %r message could not be sent", self.number, message[0])
-            self._closed = True
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
+            self._fail_to_send(message[0])
             return
         self._out.append(data)
         self._queued += len(data)
@@ -284,9 +281,19 @@ class Connection:
                 self.transit.sent()
             self._freshened.set()
 
+    def _fail_to_send(self, kind: str) -> None:
+        log.exception("connection %d: a %r message could not be sent", self.number, kind)
+        self._closed = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
     def _send_fresh(self) -> None:
         self._fresh_owed = False
-        data = frame(fresh_message(self.fresh))
+        try:
+            data = frame(fresh_message(self.fresh))
+        except (TypeError, ValueError, KeyError):  # as in `send`: this connection ends
+            self._fail_to_send("s")
+            return
         self._out.append(data)
         self._queued += len(data)
 
