@@ -30,10 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "runtimes(*kinds, why=...): the kinds of runtime `make_runtime` gives"
     )
-    config.addinivalue_line(
-        "markers",
-        "remote_gap(why): known to fail through a client (strict xfail on the remote kind)",
-    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -66,16 +62,6 @@ def make_runtime(request: pytest.FixtureRequest, runtime_kind: str) -> runtimes.
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        gap = item.get_closest_marker("remote_gap")
-        callspec = getattr(item, "callspec", None)
-        if (
-            gap is not None
-            and callspec is not None
-            and callspec.params.get("runtime_kind") == "remote"
-        ):
-            # Strict: once the remote layer does it, the test passes and this mark must go.
-            item.add_marker(pytest.mark.xfail(strict=True, reason=gap.args[0]))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="long soak run: opt in with --run-slow")

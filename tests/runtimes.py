@@ -15,7 +15,6 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import pytest
 from remote_fixture import remote_runtime
 
 from actorq import Runtime
@@ -44,9 +43,3 @@ RUNTIME_STOP = (
     "the Runtime's own stop (shutdown_timeout, close, wait_stopped); a client's close ends "
     "its connection (tests/test_remote.py)"
 )
-SNAPSHOT_HANDLE = (
-    "reads a handle live after another call changed its job: a client's handle is a "
-    "snapshot of the record it was given (a known difference, docs/remote.md)"
-)
-#: `@remote_gap`: the test runs through a client too, as a strict xfail naming the gap.
-remote_gap = pytest.mark.remote_gap(SNAPSHOT_HANDLE)

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     IllegalTransitionError,
@@ -133,7 +133,6 @@ async def test_wait_until_finished_times_out_on_the_runtime_clock(
 # ---------------------------------------------------------------- cancel
 
 
-@remote_gap
 async def test_cancel_waiting_and_delayed_jobs(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
     async with make_runtime(clock=clock) as rt:
@@ -413,7 +412,6 @@ async def test_remove_on_complete_true_removes_at_once_and_waiter_gets_value(
         assert (await q.counts())["completed"] == 0
 
 
-@remote_gap
 async def test_remove_on_complete_true_wait_after_completion_returns_value(
     make_runtime: MakeRuntime,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import anyio
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import Job, JobState, VirtualClock
 
@@ -113,7 +113,6 @@ async def test_many_delays_each_run_at_their_own_due_time_in_due_order(
         assert clock.now() == 3600
 
 
-@remote_gap
 async def test_delayed_job_on_paused_queue_becomes_waiting_but_does_not_run(
     make_runtime: MakeRuntime,
 ) -> None:

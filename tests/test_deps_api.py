@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     DependsOn,
@@ -60,7 +60,6 @@ async def test_chain_runs_in_dependency_order_against_priority(make_runtime: Mak
         assert b.processed_at >= a.finished_at
 
 
-@remote_gap
 async def test_chain_dependent_stays_blocked_until_its_prerequisite_completes(
     make_runtime: MakeRuntime,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     DependsOn,
@@ -55,7 +55,6 @@ async def wait_done(*jobs: Job) -> None:
 # ---------------------------------------------------------------- tag drain
 
 
-@remote_gap
 async def test_barrier_held_by_supersets_released_by_the_last_holder(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -183,7 +182,6 @@ async def test_job_ids_and_tags_are_both_needed(first: str, make_runtime: MakeRu
 # ---------------------------------------------------------------- delays
 
 
-@remote_gap
 async def test_delayed_prerequisite_holds_its_dependent_until_due_and_done(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -202,7 +200,6 @@ async def test_delayed_prerequisite_holds_its_dependent_until_due_and_done(
         assert dep.processed_at >= pre.finished_at >= 100.0
 
 
-@remote_gap
 async def test_dependent_with_own_delay_released_before_its_run_at_goes_delayed(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -222,7 +219,6 @@ async def test_dependent_with_own_delay_released_before_its_run_at_goes_delayed(
         assert dep.processed_at == 50.0
 
 
-@remote_gap
 async def test_dependent_with_own_delay_released_after_its_run_at_runs_at_once(
     make_runtime: MakeRuntime,
 ) -> None:

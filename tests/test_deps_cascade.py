@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     DependsOn,
@@ -65,7 +65,6 @@ async def assert_cascaded(a: Job, b: Job, c: Job, u: Job, verb: str) -> None:
                 await job.wait_until_finished()
 
 
-@remote_gap
 async def test_final_failure_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt, attempts=2)
@@ -81,7 +80,6 @@ async def test_final_failure_cancels_dependents_transitively(make_runtime: MakeR
         assert (await rt.queue("c").counts())["cancelled"] == 1
 
 
-@remote_gap
 async def test_cancel_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt)
@@ -90,7 +88,6 @@ async def test_cancel_cancels_dependents_transitively(make_runtime: MakeRuntime)
         await assert_cascaded(a, b, c, u, "was cancelled")
 
 
-@remote_gap
 async def test_remove_cancels_dependents_transitively(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         a, b, c, u = await build_chain(rt, delay=30)
@@ -99,7 +96,6 @@ async def test_remove_cancels_dependents_transitively(make_runtime: MakeRuntime)
         await assert_cascaded(a, b, c, u, "was removed")
 
 
-@remote_gap
 async def test_cascade_spares_dependents_already_released(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
@@ -119,7 +115,6 @@ async def test_cascade_spares_dependents_already_released(make_runtime: MakeRunt
         assert only_first.state is JobState.WAITING  # already released: untouched
 
 
-@remote_gap
 async def test_barrier_holder_final_failure_cancels_the_barrier_waiters(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -142,7 +137,6 @@ async def test_barrier_holder_final_failure_cancels_the_barrier_waiters(
         assert bystander.state is JobState.DELAYED
 
 
-@remote_gap
 async def test_barrier_holder_cancel_cancels_the_barrier_waiters(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         hq, wq = rt.queue("holders"), rt.queue("waiters")

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     FlowJob,
@@ -19,7 +19,6 @@ from actorq import (
 )
 
 
-@remote_gap
 async def test_a_parent_spawns_children_waits_and_runs_again_after_the_last(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -149,7 +148,6 @@ async def test_move_to_waiting_children_when_every_child_already_finished(
         assert job.attempts_started == 1
 
 
-@remote_gap
 async def test_a_child_added_from_outside_a_processor_holds_its_waiting_parent(
     make_runtime: MakeRuntime,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     FlowJob,
@@ -66,7 +66,6 @@ def nodes(tree: Any) -> tuple[Job, Job, Job]:
     return tree.job, tree.children[0].job, tree.children[1].job
 
 
-@remote_gap
 async def test_by_default_a_failed_child_fails_its_waiting_parent_at_once(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -87,7 +86,6 @@ async def test_by_default_a_failed_child_fails_its_waiting_parent_at_once(
         assert slow.state is JobState.ACTIVE  # the sibling is still running meanwhile
 
 
-@remote_gap
 async def test_by_default_a_running_parent_fails_once_it_stops_running(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -118,7 +116,6 @@ async def test_by_default_a_running_parent_fails_once_it_stops_running(
         assert top.finished_at == 10.0
 
 
-@remote_gap
 async def test_ignore_dependency_on_failure_lets_the_parent_complete(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -146,7 +143,6 @@ async def test_ignore_dependency_on_failure_lets_the_parent_complete(
         }
 
 
-@remote_gap
 async def test_remove_dependency_on_failure_drops_the_dependency(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
     async with make_runtime(clock=clock) as rt:
@@ -177,7 +173,6 @@ async def test_remove_dependency_on_failure_drops_the_dependency(make_runtime: M
         assert [c.job.id for c in flow.children] == [slow.id]
 
 
-@remote_gap
 async def test_continue_parent_on_failure_starts_the_parent_when_the_child_fails(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -201,7 +196,6 @@ async def test_continue_parent_on_failure_starts_the_parent_when_the_child_fails
         assert parent.attempts_made == 1
 
 
-@remote_gap
 async def test_fail_parent_on_failure_false_keeps_the_parent_waiting_for_a_retry(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -294,7 +288,6 @@ def deep_family() -> FlowJob:
     )
 
 
-@remote_gap
 async def test_removing_a_parent_cancels_its_open_children(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         tree = await FlowProducer(rt).add(deep_family())
@@ -312,7 +305,6 @@ async def test_removing_a_parent_cancels_its_open_children(make_runtime: MakeRun
         assert f"parent job {mid.id}" in leaf.failed_reason
 
 
-@remote_gap
 async def test_cancelling_a_parent_cancels_its_open_children(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
     async with make_runtime(clock=clock) as rt:
@@ -411,7 +403,6 @@ async def test_removing_the_last_open_child_releases_a_waiting_parent(
         assert starts == [5.0]
 
 
-@remote_gap
 async def test_by_default_cancelling_a_child_fails_its_waiting_parent(
     make_runtime: MakeRuntime,
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     DependsOn,
@@ -52,7 +52,6 @@ def shape(node: JobNode) -> Any:
     return (node.job.id, node.job.name, node.job.queue, [shape(c) for c in node.children])
 
 
-@remote_gap
 async def test_a_three_level_flow_across_two_queues_completes_bottom_up(
     make_runtime: MakeRuntime,
 ) -> None:

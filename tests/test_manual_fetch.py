@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     Backoff,
@@ -74,7 +74,6 @@ async def test_fetch_next_chains_through_a_thousand_jobs_under_one_token() -> No
         assert clock.now() == 0.0
 
 
-@remote_gap
 async def test_fetch_next_keeps_the_workers_lock_settings(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -101,7 +100,6 @@ async def test_fetch_next_false_returns_none_and_takes_nothing(make_runtime: Mak
         assert (await q.counts())["waiting"] == 1
 
 
-@remote_gap
 async def test_move_to_failed_retries_with_backoff_as_a_processor_does(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -152,7 +150,6 @@ async def test_move_to_failed_without_backoff_requeues_and_fetch_next_gets_it(
         assert nxt.failed_reason == "first"
 
 
-@remote_gap
 async def test_exponential_backoff_in_manual_mode(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -170,7 +167,6 @@ async def test_exponential_backoff_in_manual_mode(make_runtime: MakeRuntime) -> 
         assert job.state is JobState.DELAYED
 
 
-@remote_gap
 async def test_unrecoverable_error_fails_for_good(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")
@@ -201,7 +197,6 @@ async def test_move_to_failed_rejects_a_non_error(make_runtime: MakeRuntime) -> 
 
 
 @pytest.mark.parametrize("fetch_next", [True, False])
-@remote_gap
 async def test_concurrent_consumers_never_share_a_job(
     fetch_next: bool, make_runtime: MakeRuntime
 ) -> None:
@@ -421,7 +416,6 @@ async def test_close_gives_held_jobs_back_to_waiting_without_a_stall() -> None:
         assert sum(j.stalled_counter for j in jobs) == 1  # only `theirs`
 
 
-@remote_gap
 async def test_close_after_a_lock_expired_but_before_the_stalled_check(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -443,7 +437,6 @@ async def test_close_after_a_lock_expired_but_before_the_stalled_check(
         assert (await q.counts())["waiting"] == 3
 
 
-@remote_gap
 async def test_close_with_nothing_held_and_after_finishing(make_runtime: MakeRuntime) -> None:
     async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("m")

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     Event,
@@ -46,7 +46,6 @@ async def fetch(worker: Worker, token: str) -> Job:
 # ---------------------------------------------------------------- stalls
 
 
-@remote_gap
 async def test_lock_expiry_stalls_then_fails_over_the_limit(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -103,7 +102,6 @@ async def test_docstrings_state_the_stall_rule() -> None:
     assert "stall when a lock expires" in (Runtime.worker.__doc__ or "")
 
 
-@remote_gap
 async def test_max_stalled_count_zero_fails_at_the_first_expiry(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -117,7 +115,6 @@ async def test_max_stalled_count_zero_fails_at_the_first_expiry(make_runtime: Ma
         assert (job.attempts_started, job.attempts_made, job.stalled_counter) == (1, 1, 1)
 
 
-@remote_gap
 async def test_max_stalled_count_two_allows_two_stalls(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -135,7 +132,6 @@ async def test_max_stalled_count_two_allows_two_stalls(make_runtime: MakeRuntime
         assert (job.attempts_started, job.attempts_made, job.stalled_counter) == (3, 1, 3)
 
 
-@remote_gap
 async def test_stall_detected_with_autojump_clock(make_runtime: MakeRuntime) -> None:
     # The default VirtualClock jumps to the expiry by itself when nothing else happens.
     async with make_runtime(clock=VirtualClock()) as rt:
@@ -160,7 +156,6 @@ async def test_stall_detected_with_autojump_clock(make_runtime: MakeRuntime) -> 
 # ---------------------------------------------------------------- extend_lock
 
 
-@remote_gap
 async def test_extend_lock_keeps_the_job_past_its_old_expiry(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:
@@ -205,7 +200,6 @@ async def test_extend_lock_then_finish_never_stalls() -> None:
         assert len(rt._core.locks) == 0
 
 
-@remote_gap
 async def test_extend_lock_can_shorten_the_lock(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock(autojump=False)
     async with make_runtime(clock=clock) as rt:

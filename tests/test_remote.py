@@ -345,6 +345,11 @@ def _malformed() -> list[bytes]:
         frame(["u", "nobody", ["L"], 1]),
         frame(["e", 1, -5]),
         frame(["w", 1]),
+        frame(["d", 5]),  # drops of watched jobs: ids and counts
+        frame(["d", [1, "x"]]),
+        frame(["d", [[1], 1]]),
+        frame(["W", {"x": 1}]),  # a rewatch: ids
+        frame(["W", [[1]]]),
         _deep(600),  # nested past the interpreter's recursion limit
     ]
     cases += [hello + bad for bad in after_hello]

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime, remote_gap
+from runtimes import MakeRuntime
 
 from actorq import (
     DelayedError,
@@ -21,7 +21,6 @@ from actorq import (
 )
 
 
-@remote_gap
 async def test_move_to_delayed_sets_step_unwinds_and_resumes_at_the_due_time(
     make_runtime: MakeRuntime,
 ) -> None:
@@ -124,7 +123,6 @@ async def test_bullmq_style_update_data_then_delayed_error_goes_back_to_waiting(
         assert job.stacktrace == []
 
 
-@remote_gap
 async def test_delayed_error_with_a_delay_delays_the_job(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
     async with make_runtime(clock=clock) as rt:

@@ -178,6 +178,9 @@ class Engine:
         self.calls = 0
         #: Told when the engine may have become idle (a virtual clock's `poke`).
         self.on_idle: Callable[[], None] | None = None
+        #: Shown every outbox first, while a runtime host's client holds handles on jobs
+        #: (`actorq._remote.watch`): the fresh records go out before the batch's replies.
+        self.watch: Callable[[Outbox], None] | None = None
         self.mailbox: MemoryObjectSendStream[Any] | None = None
         # The timer task sleeps until `timer_due` (inf: no timer); `timer_changed` wakes it
         # to re-read it.
@@ -444,6 +447,8 @@ class Engine:
 
     def release(self, outbox: Outbox) -> None:
         """Show the world what a durable batch did: jobs, aborts, replies, events."""
+        if self.watch is not None:
+            self.watch(outbox)
         for slot, jobs in outbox.sends:
             if slot.sink is not None:
                 slot.sink.extend(jobs)

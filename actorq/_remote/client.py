@@ -43,6 +43,7 @@ from .._worker import Worker
 from ..clock import Clock, SystemClock, Transit, VirtualClock
 from . import address as addresses
 from .sandbox import Sandbox
+from .watch import Records
 from .wire import (
     PROTOCOL,
     FrameReader,
@@ -85,9 +86,11 @@ class _Link:
     """One connection to the host: what is queued to send, and the task that sends it;
     `transit`, when the host shares this client's virtual clock."""
 
-    def __init__(self, stream: ByteStream) -> None:
+    def __init__(self, stream: ByteStream, dropped: list[int]) -> None:
         self.stream = stream
         self.reader = FrameReader(stream)
+        #: The client's dead records (`Records.dropped`), told the host with what goes next.
+        self.dropped = dropped
         self._out: list[bytes] = []
         self._wake = anyio.Event()
         self.broken = False
@@ -96,6 +99,13 @@ class _Link:
     def send(self, message: list[Any]) -> None:
         if self.broken:
             raise ConnectionLostError("not connected to the host", may_have_applied=False)
+        dropped = self.dropped
+        if dropped:
+            told = dropped[:]
+            del dropped[: len(told)]
+            self._out.append(frame(["d", told]))
+            if self.transit is not None:
+                self.transit.sent()
         self._out.append(frame(message))
         if self.transit is not None:
             self.transit.sent()
@@ -200,6 +210,8 @@ class RemoteRuntime(RuntimeAPI):
         #: The host's clock when the host runs in this process on it (see `actorq.clock`).
         self._vclock = clock if isinstance(clock, VirtualClock) else None
         self._held = _Held()
+        #: The one record per job id that this client's handles share (`watch`).
+        self._records = Records()
         self.url = url
         #: A journal in PostgreSQL whose leader this client follows (`_find_leader`).
         self._leader_of: str | None = None
@@ -290,7 +302,7 @@ class RemoteRuntime(RuntimeAPI):
     async def _open(self) -> _Link:
         address = self._address if self._leader_of is None else await self._find_leader()
         stream = await addresses.connect(address, self._ssl)
-        link = _Link(stream)
+        link = _Link(stream, self._records.dropped)
         hello: dict[str, Any] = {"protocol": PROTOCOL, "token": self._token}
         if self._vclock is not None:
             # A host on the same clock object joins this transit (`VirtualClock.join_transit`).
@@ -367,7 +379,11 @@ class RemoteRuntime(RuntimeAPI):
             await _close(link)
 
     def _rejoin(self, link: _Link) -> None:
-        """A new connection: register this process's workers and subscriptions again."""
+        """A new connection: register this process's workers and subscriptions again, and
+        name the jobs this client holds records of (the host sends them fresh)."""
+        held = self._records.restart()
+        if held:
+            link.send(["W", held])
         for worker in self._remote_workers.values():
             link.send(worker.registration())
         for sub_id, stream in self._subs.items():
@@ -392,21 +408,24 @@ class RemoteRuntime(RuntimeAPI):
                 self._late(message)
                 return
             if kind == "r":
-                call.result = decode_value(message[2])
+                call.result = self._records.adopt(decode_value(message[2]))
             else:
                 call.error = decode_error(message[2])
             call.replied = True
             call.done.set()
         elif kind == "j":
+            # Held even when the worker is gone: the host counts what it sent.
+            jobs = self._records.dispatched(message[2])
             worker = self._remote_workers.get(message[1])
             if worker is not None:
-                jobs = decode_value(message[2])
                 self._held.took(len(jobs))
                 worker.actor.inbox_tx.send_nowait(jobs)
         elif kind == "a":
             worker = self._remote_workers.get(message[1])
             if worker is not None:
                 worker.actor.abort(message[2])
+        elif kind == "s":
+            self._records.refresh(message[1], message[2])
         elif kind == "v":
             stream = self._subs.get(message[1])
             if stream is not None:
@@ -417,9 +436,10 @@ class RemoteRuntime(RuntimeAPI):
     def _late(self, message: list[Any]) -> None:
         """A reply to a call its caller gave up on: a job a fetch locked for it goes back."""
         cmd = self._given_up.pop(message[1], None)
-        if message[0] == "r" and isinstance(cmd, c.Fetch):
-            job = decode_value(message[2])
-            if isinstance(job, JobRecord):
+        if message[0] == "r":
+            # Held as any reply's records are, and dropped with the result: counted alike.
+            job = self._records.adopt(decode_value(message[2]))
+            if isinstance(cmd, c.Fetch) and isinstance(job, JobRecord):
                 self._notify(c.Release(job.id, cmd.take.token))
         elif message[0] == "x" and message[1] == 0:  # a worker's registration
             log.error("the host refused a worker: %s", decode_error(message[2]))

@@ -21,9 +21,13 @@ lock, stalls]``                    it a slot whose jobs go to the client as
 ``["k", id, token]``               close that worker (answered once it holds no job)
 ``["e", id, buffer]``              subscribe to events: they come as ``["v", id, [event, ...]]``
 ``["q", id]``                      unsubscribe
+``["d", [job_id, count, ...]]``    the client's records of these jobs died (`watch`)
+``["W", [job_id, ...]]``           after a reconnect: the jobs the client holds records of
 =================================  ============================================================
 
-and the host may send ``["a", token, job_id]``: abort that job's processor (it was cancelled).
+and the host may send ``["a", token, job_id]``: abort that job's processor (it was cancelled),
+and ``["s", [job, ...]]``: the fresh records of watched jobs a batch changed, before the
+batch's other messages (`watch`).
 
 Calls go to the engine in the order they came (`Engine.submit`, in the reading task), and
 their replies go back whenever they are ready: a reply is written by the engine's own reply
@@ -56,6 +60,7 @@ from .._exceptions import ActorqError, InvalidOptionError, RuntimeClosedError
 from .._options import MAX_CONCURRENCY, check_queue_name
 from ..clock import Transit, VirtualClock
 from .checks import check_command
+from .watch import Watchers, fresh_message, records_in
 from .wire import (
     MAX_HELLO,
     PROTOCOL,
@@ -76,6 +81,10 @@ log = logging.getLogger("actorq.host")
 MAX_IN_FLIGHT: Final = 4096
 #: Seconds a new connection has to say hello.
 HELLO_TIMEOUT: Final = 10.0
+#: Seconds the news of watched jobs waits for a message to go with before it goes alone:
+#: a busy host changes them batch after batch, and a frame per batch would cost more than
+#: the batches.
+FRESH_DELAY: Final = 0.002
 #: Bytes queued to a client past which its event forwarding waits (and its events lag).
 _EVENTS_BACKLOG: Final = 1 << 20
 _STOPPED: Final = (anyio.ClosedResourceError, anyio.BrokenResourceError, RuntimeClosedError)
@@ -99,6 +108,7 @@ class Host:
         self._token = token
         self._ids = itertools.count(1)
         self.connections: set[Connection] = set()
+        self._watchers: Watchers | None = None
 
     async def serve(self, listener: Any, tg: TaskGroup) -> None:
         await listener.serve(self._connection, tg)
@@ -106,7 +116,9 @@ class Host:
     async def _connection(self, stream: ByteStream) -> None:
         engine = self._rt._engine
         assert engine is not None
-        conn = Connection(engine, stream, next(self._ids))
+        if self._watchers is None or self._watchers.engine is not engine:
+            self._watchers = Watchers(engine)
+        conn = Connection(engine, stream, next(self._ids), self._watchers)
         async with stream:
             try:
                 if not await self._hello(conn):
@@ -177,7 +189,11 @@ class _Forward:
 
     def send_nowait(self, jobs: list[Any]) -> None:
         if jobs:
-            self.conn.send(["j", self.token, encode_value(jobs)])
+            conn = self.conn
+            # Not after the news: the jobs go whole (the news of them is dropped), and the
+            # rest waits for a reply or an event, merging with what comes meanwhile.
+            conn.send(["j", self.token, encode_value(jobs)], news_first=False)
+            conn.watchers.watch(conn, jobs)
 
     def close(self) -> None:
         return None
@@ -207,8 +223,17 @@ class _Forwarded(EventStream):
 class Connection:
     """One client's connection: reads its messages, writes what goes back."""
 
-    def __init__(self, engine: Engine, stream: ByteStream, number: int) -> None:
+    def __init__(self, engine: Engine, stream: ByteStream, number: int, watchers: Watchers) -> None:
         self.engine = engine
+        self.watchers = watchers
+        #: The jobs this client holds records of: job id -> [the core's record, records of
+        #: it sent and not yet accounted for by the client] (`watch`).
+        self.watched: dict[int, list[Any]] = {}
+        #: What batches changed of watched jobs since this connection last sent anything:
+        #: job id -> the fields set (merged), or the core's record to send whole.
+        self.fresh: dict[int, Any] = {}
+        self._fresh_owed = False
+        self._freshened = anyio.Event()
         self.stream = stream
         self.number = number
         self.reader = FrameReader(stream)
@@ -227,24 +252,60 @@ class Connection:
 
     # ------------------------------------------------------------------ writing
 
-    def send(self, message: list[Any]) -> None:
-        """Queue `message` for the client. Called from the engine's release too: whatever
-        goes wrong here ends this connection, never the engine."""
+    def send(self, message: list[Any], news_first: bool = True) -> None:
+        """Queue `message` for the client, after the news of its watched jobs unless told
+        not to (`news_first`). Called from the engine's release too: whatever goes wrong
+        here ends this connection, never the engine."""
         if self._closed:
             return
+        if self._fresh_owed and news_first:
+            self._send_fresh()
         try:
             data = frame(message)
         except (TypeError, ValueError):  # nothing we send should fail; if it does, say so
-            log.exception("connection %d: a %r message could not be sent", self.number, message[0])
-            self._closed = True
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
+            self._fail_to_send(message[0])
             return
         self._out.append(data)
         self._queued += len(data)
         if self.transit is not None:
             self.transit.sent()
         self._wake.set()
+
+    def freshened(self) -> None:
+        """A batch changed watched jobs: their news goes before the next message, or alone
+        after `FRESH_DELAY`. Counted as a frame on its way from now (a virtual clock then
+        waits for it)."""
+        if not self._fresh_owed:
+            self._fresh_owed = True
+            if self.transit is not None:
+                self.transit.sent()
+            self._freshened.set()
+
+    def _fail_to_send(self, kind: str) -> None:
+        log.exception("connection %d: a %r message could not be sent", self.number, kind)
+        self._closed = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def _send_fresh(self) -> None:
+        self._fresh_owed = False
+        try:
+            data = frame(fresh_message(self.fresh))
+        except (TypeError, ValueError, KeyError):  # as in `send`: this connection ends
+            self._fail_to_send("s")
+            return
+        self._out.append(data)
+        self._queued += len(data)
+
+    async def _push_fresh(self) -> None:
+        while True:
+            await self._freshened.wait()
+            self._freshened = anyio.Event()
+            if not self._fresh_owed:
+                continue  # it went with the message that followed its batch (the common case)
+            await anyio.sleep(FRESH_DELAY)
+            if self._fresh_owed:
+                self._wake.set()
 
     def reply(self, call_id: int, req: Request) -> None:
         if req.error is not None:
@@ -256,12 +317,18 @@ class Connection:
             self.send(["x", call_id, encode_error(RuntimeClosedError(str(exc)))])
             return
         self.send(["r", call_id, result])
+        recs: list[Any] = []
+        records_in(req.result, recs)
+        if recs:
+            self.watchers.watch(self, recs)
 
     async def _write(self) -> None:
         stream = self.stream
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
+            if self._fresh_owed and not self._closed:
+                self._send_fresh()
             out, self._out = self._out, []
             self._queued = 0
             self._drained.set()
@@ -281,6 +348,7 @@ class Connection:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._write)
+                tg.start_soon(self._push_fresh)
                 try:
                     while True:
                         messages = await self.reader.read()
@@ -443,6 +511,12 @@ class Connection:
         if stream is not None:
             stream.close()
 
+    def _drop(self, pairs: Any) -> None:
+        self.watchers.drop(self, pairs)
+
+    def _rewatch(self, ids: Any) -> None:
+        self.watchers.rewatch(self, ids)
+
     # ------------------------------------------------------------------ the end
 
     def drop(self) -> None:
@@ -450,6 +524,7 @@ class Connection:
         self._closed = True
         if self.transit is not None:
             self.transit.close()
+        self.watchers.forget(self)
         engine = self.engine
         for req in self.pending.values():
             req.abandoned = True
@@ -490,4 +565,6 @@ _HANDLERS: Final[dict[str, Callable[..., None]]] = {
     "k": Connection._close_worker,
     "e": Connection._subscribe,
     "q": Connection._unsubscribe,
+    "d": Connection._drop,
+    "W": Connection._rewatch,
 }

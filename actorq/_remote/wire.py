@@ -210,10 +210,13 @@ def _bytes(value: bytes) -> list[str]:
         return ["Y", base64.b64encode(value).decode()]
 
 
-def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any]]:
+def _codec(
+    cls: type[Any],
+) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any], Callable[[Any, list[Any]], None]]:
     """The encoder and decoder of an attrs class, generated once (as attrs generates its
-    own methods) from its fields' types. A decoded value's types are checked by the host
-    (`checks`), not here: a hostile value gets through the decoder only to be refused."""
+    own methods) from its fields' types, and a decoder into an instance there already. A
+    decoded value's types are checked by the host (`checks`), not here: a hostile value
+    gets through the decoder only to be refused."""
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in attrs.fields(cls) if f.init]
     name = cls.__name__
@@ -226,6 +229,10 @@ def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], 
         f"    if len(v) != {len(fields)}:\n"
         f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
         f"    return cls({dec})\n"
+        f"def decode_into(o, v):\n"
+        f"    if len(v) != {len(fields)}:\n"
+        f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
+        + "".join(f"    o.{f} = {d}\n" for f, (_, d) in zip(fields, codecs, strict=True))
     )
     space: dict[str, Any] = {
         "_enc": encode_value,
@@ -238,7 +245,7 @@ def _codec(cls: type[Any]) -> tuple[Callable[[Any], Any], Callable[[list[Any]], 
         "ProtocolError": ProtocolError,
     }
     exec(compile(source, f"<actorq wire codec of {name}>", "exec"), space)
-    return space["encode"], space["decode"]
+    return space["encode"], space["decode"], space["decode_into"]
 
 
 def _tuple(items: list[Any]) -> Any:
@@ -334,6 +341,86 @@ def decode_value(raw: Any) -> Any:
 _CODECS: Final = {cls: _codec(cls) for cls in CLASSES.values() if attrs.has(cls)}
 _ENCODERS: Final = {cls: codec[0] for cls, codec in _CODECS.items()}
 _DECODERS: Final = {cls.__name__: codec[1] for cls, codec in _CODECS.items()}
+
+
+_JOB_HINTS: Final = typing.get_type_hints(records.JobRecord)
+_JOB_INTO: Final = _CODECS[records.JobRecord][2]
+
+
+def decode_job_into(rec: Any, raw: list[Any]) -> None:
+    """Set on `rec` every field of the job record `raw` encodes (``["A", "JobRecord",
+    ...]``), as `decode_value` would have built it."""
+    try:
+        _JOB_INTO(rec, raw[2:])
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ProtocolError(f"malformed JobRecord value: {exc}") from exc
+
+
+#: Most deltas set one of a few sets of fields (those of a transition): each set's
+#: encoder and decoder is generated once, as the record's codec is; past this many sets
+#: (a host that invents them), the rest go field by field.
+_DELTA_SHAPES: Final = 256
+_delta_encoders: dict[tuple[str, ...], Callable[[int, dict[str, Any]], list[Any]]] = {}
+_delta_decoders: dict[tuple[str, ...], Callable[[Any, list[Any]], None]] = {}
+
+
+def _delta_space() -> dict[str, Any]:
+    return {
+        "_enc": encode_value,
+        "_dec": decode_value,
+        "_bytes": _bytes,
+        "_K": _INTERNED_BY_VALUE,
+        "_M": _MEMBERS,
+        "_I": INTERNED,
+    }
+
+
+def _delta_codec(names: tuple[str, ...]) -> tuple[Any, Any]:
+    """The generated encoder and decoder of a delta setting `names` (KeyError: a name that
+    is no field of a job)."""
+    items = []
+    sets = []
+    for at, name in enumerate(names):
+        if type(name) is not str or not name.isidentifier():
+            raise KeyError(name)
+        enc, dec = _field_codec(_JOB_HINTS[name], f"d[{name!r}]", f"r[{2 * at + 2}]")
+        items.append(f"{name!r}, {enc}")
+        sets.append(f"    o.{name} = {dec}\n")
+    source = (
+        f"def encode(i, d):\n    return [i, {', '.join(items)}]\n"
+        f"def decode(o, r):\n{''.join(sets) or '    pass'}\n"
+    )
+    space = _delta_space()
+    exec(compile(source, "<actorq wire codec of a job's delta>", "exec"), space)
+    return space["encode"], space["decode"]
+
+
+def encode_fields(job_id: int, fields: dict[str, Any]) -> list[Any]:
+    """Some fields of job `job_id`, by name, as ``[id, name, value, ...]``."""
+    names = tuple(fields)
+    encode = _delta_encoders.get(names)
+    if encode is None:
+        encode, _decode = _delta_codec(names)
+        if len(_delta_encoders) < _DELTA_SHAPES:
+            _delta_encoders[names] = encode
+    out: list[Any] = encode(job_id, fields)
+    return out
+
+
+def decode_fields_into(rec: Any, raw: list[Any]) -> None:
+    """Set on `rec` the fields `encode_fields` wrote in `raw`."""
+    if len(raw) % 2 != 1:
+        raise ProtocolError("a job's delta is its id, then names and values")
+    names = tuple(raw[1::2])
+    try:
+        decode = _delta_decoders.get(names)
+        if decode is None:
+            _encode, decode = _delta_codec(names)
+            if len(_delta_decoders) < _DELTA_SHAPES:
+                _delta_decoders[names] = decode
+        decode(rec, raw)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise ProtocolError(f"a job's delta is not fields of a job: {exc!r}") from None
 
 
 # ---------------------------------------------------------------------------- errors
