@@ -22,7 +22,6 @@ from actorq import (
     VirtualClock,
 )
 
-
 #: The loggers of a host's connections and of a client's.
 CONNECTION = ("actorq.host", "actorq.client")
 
