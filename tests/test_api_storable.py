@@ -243,6 +243,7 @@ async def test_an_exponential_backoff_at_a_very_high_attempt_stays_storable(
 ) -> None:
     if runtime_kind != "local":
         request.applymarker(pytest.mark.xfail(strict=True, reason=TIMED_LOCK_AT_HUGE_TIMES))
+
     async def fail(job: Job) -> None:
         raise ValueError("again")
 
