@@ -197,20 +197,27 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
     journaled: bool,
 ) -> None:
     clock = VirtualClock(start=0.0)
+
+    async def refused(rt: Any) -> None:
+        q = rt.queue("bad")
+        await q.upsert_job_scheduler("keep", every=7)
+        with pytest.raises(InvalidOptionError) as err:
+            await q.upsert_job_scheduler("keep", **kwargs)
+        assert err.value.field == field
+        [view] = await q.get_job_schedulers()
+        assert view["every"] == 7.0 and view["iterations"] == 1
+        assert len(await q.get_jobs()) == 1
+
+    if not journaled:
+        async with make_runtime(clock=clock) as rt:
+            await refused(rt)
+        return
     async with runtime_lives(clock=clock) as life:
-        async with life() if journaled else make_runtime(clock=clock) as rt:
-            q = rt.queue("bad")
-            await q.upsert_job_scheduler("keep", every=7)
-            with pytest.raises(InvalidOptionError) as err:
-                await q.upsert_job_scheduler("keep", **kwargs)
-            assert err.value.field == field
-            [view] = await q.get_job_schedulers()
-            assert view["every"] == 7.0 and view["iterations"] == 1
-            assert len(await q.get_jobs()) == 1
-        if journaled:
-            async with life() as rt:
-                [view] = await rt.queue("bad").get_job_schedulers()
-                assert view["every"] == 7.0
+        async with life() as rt:
+            await refused(rt)
+        async with life() as rt:
+            [view] = await rt.queue("bad").get_job_schedulers()
+            assert view["every"] == 7.0
 
 
 @pytest.mark.parametrize("sid", [3, None, "", b"x"])
