@@ -3,7 +3,8 @@
 `make_runtime` is the kind of runtime a behaviour test runs on: ``local`` (a `Runtime` in
 memory), ``remote`` (a client of a host in this process, sharing the test's clock) and,
 where a module or test asks with ``@pytest.mark.runtimes(...)``, ``postgresql`` (a
-`Runtime` on a journal in a fresh database). Narrowing the kinds takes a reason:
+`Runtime` on a journal in a fresh database). `runtime_lives` is the same kinds for a
+test that restarts a runtime on its journal. Narrowing the kinds takes a reason:
 ``@pytest.mark.runtimes("local", why="reads the core's indexes")``.
 """
 
@@ -13,6 +14,7 @@ import importlib.util
 import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pg_cluster as pg_cluster_module
 import pytest
@@ -33,7 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "make_runtime" not in metafunc.fixturenames:
+    if not {"make_runtime", "runtime_lives"} & set(metafunc.fixturenames):
         return
     marker = metafunc.definition.get_closest_marker("runtimes")
     kinds = DEFAULT_KINDS if marker is None else marker.args
@@ -59,6 +61,21 @@ def make_runtime(request: pytest.FixtureRequest, runtime_kind: str) -> runtimes.
         return runtimes.maker(runtime_kind)
     cluster: Cluster = request.getfixturevalue("pg_cluster")
     return runtimes.maker(runtime_kind, lambda: _new_schema(cluster))
+
+
+@pytest.fixture
+def runtime_lives(
+    request: pytest.FixtureRequest, runtime_kind: str, tmp_path: Path
+) -> runtimes.RuntimeLives:
+    """``async with runtime_lives(clock=VirtualClock(), **options) as life:`` then
+    ``async with life() as rt:`` for each life of a runtime restarted on one journal, on
+    this test's kind (tests/runtimes.py: through a client, the host restarts and the client
+    reconnects)."""
+    folder = tmp_path / "journal"
+    if runtime_kind != "postgresql":
+        return runtimes.lives(runtime_kind, folder)
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return runtimes.lives(runtime_kind, folder, lambda: _new_schema(cluster))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

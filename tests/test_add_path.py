@@ -1,5 +1,6 @@
 """The one add path: jobs of a bulk add that share options share one validated spec, and
-are checked and recorded exactly as jobs validated one by one."""
+are checked and recorded exactly as jobs validated one by one (locally and through a
+client)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from runtimes import MakeRuntime
 
-from actorq import InvalidOptionError, Queue, Runtime
+from actorq import InvalidOptionError, Queue
 from actorq._options import bulk_specs
 
 
 @pytest.fixture
-async def q() -> AsyncIterator[Queue]:
-    async with Runtime() as rt:
+async def q(make_runtime: MakeRuntime) -> AsyncIterator[Queue]:
+    async with make_runtime() as rt:
         queue = rt.queue("jobs")
         await queue.pause()
         yield queue

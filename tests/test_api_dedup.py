@@ -5,12 +5,11 @@ virtual clock."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from runtimes import MakeRuntime
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import (
     FlowJob,
@@ -234,20 +233,25 @@ async def test_add_bulk_and_flows_take_the_option(make_runtime: MakeRuntime) -> 
     ],
 )
 async def test_bad_deduplication_is_refused_naming_the_field(
-    options: dict[str, Any], field: str, tmp_path: Path, make_runtime: MakeRuntime
+    options: dict[str, Any],
+    field: str,
+    make_runtime: MakeRuntime,
+    runtime_lives: RuntimeLives,
 ) -> None:
     clock = VirtualClock(autojump=False)
-    # The same refusal on this kind of runtime and on a folder journal.
-    for opened in (make_runtime(clock=clock), Runtime(tmp_path, clock=clock)):
-        async with opened as rt:
-            q = rt.queue("q")
-            with pytest.raises(InvalidOptionError) as info:
-                await q.add("j", **options)
-            assert info.value.field == field
-            with pytest.raises(InvalidOptionError) as bulk:
-                await q.add_bulk([{"name": "ok"}, {"name": "j", **options}])
-            assert bulk.value.field == f"jobs[1].{field}"
-            assert (await q.counts())["waiting"] == 0
+    # The same refusal on this kind of runtime and on it on a journal (a folder's, locally
+    # and under a client's host).
+    async with runtime_lives(clock=clock) as life:
+        for opened in (make_runtime(clock=clock), life()):
+            async with opened as rt:
+                q = rt.queue("q")
+                with pytest.raises(InvalidOptionError) as info:
+                    await q.add("j", **options)
+                assert info.value.field == field
+                with pytest.raises(InvalidOptionError) as bulk:
+                    await q.add_bulk([{"name": "ok"}, {"name": "j", **options}])
+                assert bulk.value.field == f"jobs[1].{field}"
+                assert (await q.counts())["waiting"] == 0
 
 
 @pytest.mark.runtimes("local", why="compares the core's state with a replay of its log")
@@ -287,33 +291,34 @@ async def test_the_keys_replay_exactly_from_the_log() -> None:
         assert fresh.dedup[("q", "throttle")].rec is not None  # its job's record came along
 
 
-@pytest.mark.runtimes("local", why="reopens a folder journal")
-async def test_each_mode_holds_across_a_restart(tmp_path: Path) -> None:
+async def test_each_mode_holds_across_a_restart(runtime_lives: RuntimeLives) -> None:
     clock = VirtualClock(autojump=False)
 
     async def work(job: Job) -> None:
         return None
 
-    async with Runtime(tmp_path, clock=clock) as rt:
-        q = rt.queue("q")
-        simple = await q.add("j", delay=100, deduplication={"id": "s"})
-        throttled = await q.add("j", deduplication={"id": "t", "ttl": 30}, remove_on_complete=True)
-        debounce: Any = {"id": "d", "ttl": 10, "extend": True, "replace": True}
-        debounced = await q.add("j", 1, delay=10, deduplication=debounce)
-        rt.worker(q, work)
-        await clock.advance(5)
-    clock = VirtualClock(start=clock.now(), autojump=False)
-    async with Runtime(tmp_path, clock=clock) as rt:
-        q = rt.queue("q")
-        assert (await q.add("j", deduplication={"id": "s"})).id == simple.id
-        again = await q.add("j", deduplication={"id": "t", "ttl": 30})
-        assert again.id == throttled.id  # finished and removed before the restart
-        replacing = await q.add("j", 2, delay=10, deduplication=debounce)
-        assert await q.get_job(debounced.id) is None
-        assert await q.get_deduplication_job_id("d") == replacing.id
-        await clock.advance(25)  # t = 30: the throttle window closed
-        assert await q.get_deduplication_job_id("t") is None
-        assert (await q.add("j", deduplication={"id": "t", "ttl": 30})).id != throttled.id
+    async with runtime_lives(clock=clock) as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            simple = await q.add("j", delay=100, deduplication={"id": "s"})
+            throttled = await q.add(
+                "j", deduplication={"id": "t", "ttl": 30}, remove_on_complete=True
+            )
+            debounce: Any = {"id": "d", "ttl": 10, "extend": True, "replace": True}
+            debounced = await q.add("j", 1, delay=10, deduplication=debounce)
+            rt.worker(q, work)
+            await clock.advance(5)
+        async with life() as rt:  # on the same clock: the time goes on from the stop
+            q = rt.queue("q")
+            assert (await q.add("j", deduplication={"id": "s"})).id == simple.id
+            again = await q.add("j", deduplication={"id": "t", "ttl": 30})
+            assert again.id == throttled.id  # finished and removed before the restart
+            replacing = await q.add("j", 2, delay=10, deduplication=debounce)
+            assert await q.get_job(debounced.id) is None
+            assert await q.get_deduplication_job_id("d") == replacing.id
+            await clock.advance(25)  # t = 30: the throttle window closed
+            assert await q.get_deduplication_job_id("t") is None
+            assert (await q.add("j", deduplication={"id": "t", "ttl": 30})).id != throttled.id
 
 
 def test_a_frame_holding_keys_is_schema_4_and_one_without_is_written_as_before() -> None:

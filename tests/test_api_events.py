@@ -228,6 +228,7 @@ async def test_shutdown_timeout_cancels_a_job_that_never_ends(make_runtime: Make
     assert outcome == ["cancelled"]
 
 
+# Local: the Runtime's own stop (RUNTIME_STOP), with a task started in its task group.
 async def test_leaving_the_block_does_not_start_waiting_jobs() -> None:
     clock = VirtualClock()
     ran: list[int] = []

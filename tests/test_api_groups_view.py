@@ -4,13 +4,11 @@ a journal after a restart."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from remote_fixture import remote_runtime
-from runtimes import MakeRuntime
+from runtimes import MakeRuntime, RuntimeLives
 
-from actorq import InvalidOptionError, Job, Runtime, VirtualClock
+from actorq import InvalidOptionError, Job, VirtualClock
 from actorq._core import commands as c
 from actorq._core.records import JobSpec
 from actorq._core.state import CoreState
@@ -106,25 +104,27 @@ async def test_a_remote_host_refuses_a_bad_limit_on_its_own() -> None:
         assert info.value.field == "limit" and info.value.value == 0
 
 
-async def test_groups_and_limits_read_back_after_a_restart(tmp_path: Path) -> None:
-    async with Runtime(tmp_path) as rt:
-        q = rt.queue("q")
-        rt.worker(
-            q,
-            group_concurrency=3,
-            group_limiter={"max": 2, "duration": 5},
-            limiter={"max": 7, "duration": 2},
-        )
-        await q.add_bulk([{"name": "j", "group": g} for g in ["x", "y", "y"]])
-    async with Runtime(tmp_path) as rt:
-        q = rt.queue("q")
-        assert await q.get_groups() == {
-            "groups": [
-                {"name": "x", "waiting": 1, "active": 0},
-                {"name": "y", "waiting": 2, "active": 0},
-            ],
-            "total": 2,
-            "group_concurrency": 3,
-            "group_limiter": {"max": 2, "duration": 5.0},
-        }
-        assert await q.get_rate_limit() == {"max": 7, "duration": 2.0}
+@pytest.mark.runtimes("local", "remote", "postgresql")
+async def test_groups_and_limits_read_back_after_a_restart(runtime_lives: RuntimeLives) -> None:
+    async with runtime_lives() as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            rt.worker(
+                q,
+                group_concurrency=3,
+                group_limiter={"max": 2, "duration": 5},
+                limiter={"max": 7, "duration": 2},
+            )
+            await q.add_bulk([{"name": "j", "group": g} for g in ["x", "y", "y"]])
+        async with life() as rt:
+            q = rt.queue("q")
+            assert await q.get_groups() == {
+                "groups": [
+                    {"name": "x", "waiting": 1, "active": 0},
+                    {"name": "y", "waiting": 2, "active": 0},
+                ],
+                "total": 2,
+                "group_concurrency": 3,
+                "group_limiter": {"max": 2, "duration": 5.0},
+            }
+            assert await q.get_rate_limit() == {"max": 7, "duration": 2.0}

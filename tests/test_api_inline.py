@@ -13,6 +13,9 @@ from runtimes import MakeRuntime
 
 from actorq import Job, MemoryChangeLog, Runtime, RuntimeClosedError
 
+# The tests on Runtime(...) here read a Runtime's own engine (its batch statistics, its
+# change log's commits, its core and state): a client has none of them.
+
 
 async def test_a_consumer_polling_an_empty_queue_lets_other_tasks_run(
     make_runtime: MakeRuntime,

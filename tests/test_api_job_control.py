@@ -3,12 +3,11 @@ worker, obliterate and get_workers, each exact on a virtual clock and kept by a 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from runtimes import MakeRuntime
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import (
     IllegalTransitionError,
@@ -320,30 +319,30 @@ async def test_get_workers_lists_the_open_workers_of_the_queue(make_runtime: Mak
 # ---------------------------------------------------------------------- on a journal
 
 
-async def test_control_changes_survive_a_restart(tmp_path: Path) -> None:
+async def test_control_changes_survive_a_restart(runtime_lives: RuntimeLives) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(tmp_path, clock=clock) as rt:
-        q = rt.queue("q")
-        await q.pause()
-        a, b = await q.add("a"), await q.add("b")
-        await b.change_priority(5)
-        moved = await q.add("moved", delay=100)
-        await moved.change_delay(7)
-        promoted = await q.add("promoted", delay=100)
-        await promoted.promote()
-    clock = VirtualClock(start=clock.now())
-    async with Runtime(tmp_path, clock=clock) as rt:
-        q = rt.queue("q")
-        again = await q.get_job(moved.id)
-        assert again is not None and again.run_at == 7.0
-        seen = Recorder(clock)
-        rt.worker(q, seen)
-        await q.resume()
-        await clock.advance(10)
-        names: list[Any] = [name for name, _ in seen.ran]
-        assert names == ["b", "a", "promoted", "moved"]
-        assert seen.ran[-1] == ("moved", 7.0)
-        assert a.id < b.id
+    async with runtime_lives(clock=clock) as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            await q.pause()
+            a, b = await q.add("a"), await q.add("b")
+            await b.change_priority(5)
+            moved = await q.add("moved", delay=100)
+            await moved.change_delay(7)
+            promoted = await q.add("promoted", delay=100)
+            await promoted.promote()
+        async with life() as rt:  # on the same clock: the time goes on from the stop
+            q = rt.queue("q")
+            again = await q.get_job(moved.id)
+            assert again is not None and again.run_at == 7.0
+            seen = Recorder(clock)
+            rt.worker(q, seen)
+            await q.resume()
+            await clock.advance(10)
+            names: list[Any] = [name for name, _ in seen.ran]
+            assert names == ["b", "a", "promoted", "moved"]
+            assert seen.ran[-1] == ("moved", 7.0)
+            assert a.id < b.id
 
 
 # ---------------------------------------------------------------------- global concurrency
@@ -403,17 +402,19 @@ async def test_global_concurrency_holds_for_manual_fetches_and_bad_caps_are_refu
         assert await worker.get_next_job("t") is not None  # under the cap again
 
 
-async def test_global_concurrency_survives_a_restart(tmp_path: Path) -> None:
-    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
-        await rt.queue("q").set_global_concurrency(2)
-        await rt.queue("q").pause()
-    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
-        assert await rt.queue("q").get_global_concurrency() == 2
-        await rt.snapshot()
-    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
-        q = rt.queue("q")
-        assert await q.get_global_concurrency() == 2
-        assert (await q.counts())["waiting"] == 0
-        await q.remove_global_concurrency()
-    async with Runtime(tmp_path, clock=VirtualClock()) as rt:
-        assert await rt.queue("q").get_global_concurrency() is None
+async def test_global_concurrency_survives_a_restart(runtime_lives: RuntimeLives) -> None:
+    async with runtime_lives(clock=VirtualClock()) as life:
+        async with life() as rt:
+            await rt.queue("q").set_global_concurrency(2)
+            await rt.queue("q").pause()
+        async with life() as rt:
+            assert await rt.queue("q").get_global_concurrency() == 2
+            if isinstance(rt, Runtime):  # and from a snapshot (a client cannot ask for one)
+                await rt.snapshot()
+        async with life() as rt:
+            q = rt.queue("q")
+            assert await q.get_global_concurrency() == 2
+            assert (await q.counts())["waiting"] == 0
+            await q.remove_global_concurrency()
+        async with life() as rt:
+            assert await rt.queue("q").get_global_concurrency() is None

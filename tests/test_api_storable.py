@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from remote_fixture import remote_runtime
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import (
     Backoff,
@@ -173,8 +174,9 @@ class Unprintable(Exception):
         raise RuntimeError("no")
 
 
+@pytest.mark.runtimes("local", "remote", "postgresql")
 async def test_a_processor_exception_whose_text_cannot_be_stored_fails_its_job_only(
-    tmp_path: Path,
+    runtime_lives: RuntimeLives,
 ) -> None:
     async def process(job: Job) -> None:
         if job.data == "surrogate":
@@ -182,22 +184,23 @@ async def test_a_processor_exception_whose_text_cannot_be_stored_fails_its_job_o
         if job.data == "unprintable":
             raise Unprintable
 
-    async with Runtime(tmp_path / "j", fsync="never") as rt:
-        q = rt.queue("q")
-        rt.worker(q, process)
-        jobs = [await q.add("x", kind) for kind in ("surrogate", "unprintable", "fine")]
-        for job in jobs:
-            with contextlib.suppress(JobFailedError):  # failed or not, it must finish
-                await job.wait_until_finished(timeout=10)
-        states = [(await q.get_job(j.id)).state for j in jobs]  # type: ignore[union-attr]
-        assert states == [JobState.FAILED, JobState.FAILED, JobState.COMPLETED]
-    # The journal took it all: a reopen replays the same reasons.
-    async with Runtime(tmp_path / "j", fsync="never") as rt:
-        q = rt.queue("q")
-        reasons = [(await q.get_job(j.id)).failed_reason for j in jobs]  # type: ignore[union-attr]
-        assert reasons[0] == "ValueError: caf\\udce9"
-        assert reasons[1] == "Unprintable (its message could not be read: RuntimeError)"
-        assert reasons[2] is None
+    async with runtime_lives(fsync="never") as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            rt.worker(q, process)
+            jobs = [await q.add("x", kind) for kind in ("surrogate", "unprintable", "fine")]
+            for job in jobs:
+                with contextlib.suppress(JobFailedError):  # failed or not, it must finish
+                    await job.wait_until_finished(timeout=10)
+            states = [(await q.get_job(j.id)).state for j in jobs]  # type: ignore[union-attr]
+            assert states == [JobState.FAILED, JobState.FAILED, JobState.COMPLETED]
+        # The journal took it all: a reopen replays the same reasons.
+        async with life() as rt:
+            q = rt.queue("q")
+            reasons = [(await q.get_job(j.id)).failed_reason for j in jobs]  # type: ignore[union-attr]
+            assert reasons[0] == "ValueError: caf\\udce9"
+            assert reasons[1] == "Unprintable (its message could not be read: RuntimeError)"
+            assert reasons[2] is None
 
 
 def test_storable_text_escapes_lone_surrogates_and_keeps_the_rest() -> None:
@@ -224,50 +227,67 @@ def test_a_backoff_that_could_never_end_is_refused(make: Callable[[], Any], fiel
     assert info.value.field == field
 
 
+#: Found by running the test below through a client and on PostgreSQL (strict: once fixed,
+#: the test passes there and the mark goes).
+TIMED_LOCK_AT_HUGE_TIMES = (
+    "a timed lock taken once the clock is so far on that adding its duration changes no "
+    "float (now + lock_duration == now) expires as it is taken: the doubling backoff moves "
+    "the virtual clock that far, and the job stalls out before its last attempt; a client's "
+    "jobs and a leased journal's have timed locks (one local process's are untimed)"
+)
+
+
+@pytest.mark.runtimes("local", "remote", "postgresql")
 async def test_an_exponential_backoff_at_a_very_high_attempt_stays_storable(
-    tmp_path: Path,
+    runtime_lives: RuntimeLives, runtime_kind: str, request: pytest.FixtureRequest
 ) -> None:
+    if runtime_kind != "local":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=TIMED_LOCK_AT_HUGE_TIMES))
+
     async def fail(job: Job) -> None:
         raise ValueError("again")
 
     attempts = 1_100  # 2 ** 1099 seconds would overflow a float
     clock = VirtualClock()
-    async with Runtime(tmp_path / "j", fsync="never", clock=clock) as rt:
-        q = rt.queue("q")
-        rt.worker(q, fail)
-        job = await q.add("x", 1, attempts=attempts, backoff=Backoff.exponential(1.0))
-        with pytest.raises(JobFailedError):
-            await job.wait_until_finished()
-        assert (await q.get_job(job.id)).attempts_made == attempts  # type: ignore[union-attr]
-    async with Runtime(tmp_path / "j", fsync="never", clock=VirtualClock()) as rt:
-        assert (await rt.queue("q").get_job(job.id)).state is JobState.FAILED  # type: ignore[union-attr]
+    async with runtime_lives(fsync="never", clock=clock) as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            rt.worker(q, fail)
+            job = await q.add("x", 1, attempts=attempts, backoff=Backoff.exponential(1.0))
+            with pytest.raises(JobFailedError):
+                await job.wait_until_finished()
+            assert (await q.get_job(job.id)).attempts_made == attempts  # type: ignore[union-attr]
+        async with life() as rt:
+            assert (await rt.queue("q").get_job(job.id)).state is JobState.FAILED  # type: ignore[union-attr]
 
 
+@pytest.mark.runtimes("local", "remote", "postgresql")
 @pytest.mark.parametrize("delay", ["5", math.inf, -1, math.nan])
 async def test_a_delayed_error_with_a_delay_that_is_no_due_time_fails_its_job_only(
-    tmp_path: Path, delay: Any
+    runtime_lives: RuntimeLives, delay: Any
 ) -> None:
     async def process(job: Job) -> str:
         if job.data == "bad":
             raise DelayedError(delay=delay)
         return "ok"
 
-    async with Runtime(tmp_path / "j", fsync="never") as rt:
-        q = rt.queue("q")
-        rt.worker(q, process)
-        bad = await q.add("x", "bad")
-        with pytest.raises(JobFailedError, match="DelayedError: delay="):
-            await bad.wait_until_finished(timeout=10)
-        good = await q.add("x", "good")
-        assert await good.wait_until_finished(timeout=10) == "ok"  # the worker goes on
-    async with Runtime(tmp_path / "j", fsync="never") as rt:  # and the folder reopens
-        assert (await rt.queue("q").get_job(bad.id)).state is JobState.FAILED  # type: ignore[union-attr]
+    async with runtime_lives(fsync="never") as life:
+        async with life() as rt:
+            q = rt.queue("q")
+            rt.worker(q, process)
+            bad = await q.add("x", "bad")
+            with pytest.raises(JobFailedError, match="DelayedError: delay="):
+                await bad.wait_until_finished(timeout=10)
+            good = await q.add("x", "good")
+            assert await good.wait_until_finished(timeout=10) == "ok"  # the worker goes on
+        async with life() as rt:  # and the journal reopens
+            assert (await rt.queue("q").get_job(bad.id)).state is JobState.FAILED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("after_await", [False, True])
 @pytest.mark.parametrize("raised", [asyncio.CancelledError, SystemExit])
 async def test_a_processor_raising_a_base_exception_fails_its_job_and_the_worker_goes_on(
-    raised: type[BaseException], after_await: bool
+    make_runtime: MakeRuntime, raised: type[BaseException], after_await: bool
 ) -> None:
     async def process(job: Job) -> str:
         if after_await:
@@ -276,7 +296,7 @@ async def test_a_processor_raising_a_base_exception_fails_its_job_and_the_worker
             raise raised("from the processor")
         return "ok"
 
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         q = rt.queue("q")
         rt.worker(q, process)
         bad = await q.add("x", "bad")

@@ -13,10 +13,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from runtimes import MakeRuntime
 
-from actorq import Job, JobFailedError, Runtime, RuntimeClosedError, VirtualClock
+from actorq import Job, JobFailedError, RuntimeClosedError, VirtualClock
 from actorq._background import start_in_background
 from actorq._display import job_html, queue_html, queue_snapshot_html, runtime_html, wait_for
+
+# The facade's tests start Runtimes of their own: they test its thread, its loop and its
+# stop (one drives a client of a host through it); `wait_for` runs on make_runtime.
 
 
 async def double(job: Job) -> int:
@@ -170,8 +174,10 @@ def test_html_views_escape() -> None:
     assert "q&lt;" in queue_html({"completed": 3}, "q<")
 
 
-async def test_wait_for_with_progress(capsys: pytest.CaptureFixture[str]) -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_wait_for_with_progress(
+    make_runtime: MakeRuntime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         rt.worker(q, double, concurrency=3)
         jobs = await q.add_bulk([{"name": "d", "data": {"n": i}} for i in range(20)])

@@ -1,20 +1,24 @@
 """What a test relies on from `VirtualClock`, as trio's `MockClock` or Temporal's
 time-skipping environment would give it: time never moves backwards nor past an explicit
 target, an explicit advance moves time whatever user code awaits, autojump moves it only when
-the runtime is idle, and one clock serves one runtime after another."""
+the runtime is idle, and one clock serves one runtime after another; locally and through a
+client (whose host shares the clock)."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
-from actorq import Job, JobFailedError, JobState, Runtime, VirtualClock
+from actorq import Job, JobFailedError, JobState, VirtualClock
 
 
-async def test_advance_with_autojump_never_goes_back_nor_past_its_target() -> None:
+async def test_advance_with_autojump_never_goes_back_nor_past_its_target(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()  # autojump on
     seen: list[float] = []
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def process(job: Job) -> None:
@@ -31,10 +35,12 @@ async def test_advance_with_autojump_never_goes_back_nor_past_its_target() -> No
     assert seen == sorted(seen)
 
 
-async def test_advance_moves_time_while_a_processor_awaits_something_else() -> None:
+async def test_advance_moves_time_while_a_processor_awaits_something_else(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
     release = anyio.Event()
-    async with Runtime(clock=clock, shutdown_timeout=1) as rt:
+    async with make_runtime(clock=clock, shutdown_timeout=1) as rt:
         q = rt.queue("q")
 
         async def process(job: Job) -> None:
@@ -48,10 +54,12 @@ async def test_advance_moves_time_while_a_processor_awaits_something_else() -> N
         release.set()
 
 
-async def test_a_job_timeout_fires_at_its_virtual_deadline_under_advance() -> None:
+async def test_a_job_timeout_fires_at_its_virtual_deadline_under_advance(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
     never = anyio.Event()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def process(job: Job) -> None:
@@ -70,15 +78,17 @@ async def test_a_job_timeout_fires_at_its_virtual_deadline_under_advance() -> No
             await job.wait_until_finished()
 
 
-async def test_a_clock_serves_a_second_runtime_after_the_first_closed() -> None:
+async def test_a_clock_serves_a_second_runtime_after_the_first_closed(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as first:
+    async with make_runtime(clock=clock) as first:
         job = await first.queue("q").add("a", delay=5)
         rt_worker = first.worker("q", _noop)
         await job.wait_until_finished()
         await rt_worker.close()
     assert clock.now() == 5.0
-    async with Runtime(clock=clock) as second:
+    async with make_runtime(clock=clock) as second:
         waiting = await second.queue("q").add("never-processed")
         with anyio.fail_after(5), pytest.raises(TimeoutError):
             await waiting.wait_until_finished(timeout=5)
@@ -89,10 +99,12 @@ async def _noop(job: Job) -> None:
     return None
 
 
-async def test_autojump_does_not_jump_under_a_processor_awaiting_something_else() -> None:
+async def test_autojump_does_not_jump_under_a_processor_awaiting_something_else(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock()
     go = anyio.Event()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
 
         async def process(job: Job) -> None:
@@ -106,12 +118,14 @@ async def test_autojump_does_not_jump_under_a_processor_awaiting_something_else(
         go.set()
 
 
-async def test_a_manual_lock_expires_under_autojump_while_its_holder_awaits_outside() -> None:
+async def test_a_manual_lock_expires_under_autojump_while_its_holder_awaits_outside(
+    make_runtime: MakeRuntime,
+) -> None:
     # The decision documented in docs/testing.md: a lock held by a manual consumer is a timer
     # like any other. Under autojump, time jumps to its expiry once the runtime is idle,
     # whatever the consumer awaits; with autojump=False it holds until an explicit advance.
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         w = rt.worker(q, lock_duration=30)
         await q.add("manual")
@@ -124,9 +138,11 @@ async def test_a_manual_lock_expires_under_autojump_while_its_holder_awaits_outs
     assert job.state is JobState.WAITING
 
 
-async def test_a_manual_lock_holds_without_autojump_until_advanced() -> None:
+async def test_a_manual_lock_holds_without_autojump_until_advanced(
+    make_runtime: MakeRuntime,
+) -> None:
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("q")
         w = rt.worker(q, lock_duration=30)
         await q.add("manual")

@@ -1,15 +1,17 @@
 """`job.get_dependents()`: the other way from `get_dependencies()` — the jobs listing a job
 in `depends_on`, those still blocked on it, and the tag-drain barriers it holds with their
 waiters; in memory, and after a journal folder is reopened (replayed, and from a
-snapshot), with the index equal to one rebuilt from the records."""
+snapshot), with the index equal to one rebuilt from the records; locally, through a client
+(whose host restarts) and on PostgreSQL."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import DependsOn, Job, JobState, Runtime, VirtualClock
 from actorq._core import commands as c
@@ -18,111 +20,150 @@ from actorq._core.state import CoreState
 
 B = JobState.BLOCKED
 
-
-async def _reopened(rt: Runtime, path: Path | None, snapshot: bool) -> Any:
-    """The same world: `rt` itself in memory, or the folder reopened in a new runtime."""
-    if path is None:
-        return rt
-    if snapshot:
-        await rt.snapshot()
-    await rt.close()
-    fresh = Runtime(path=path, clock=VirtualClock(start=rt.clock.now()))
-    await fresh.__aenter__()
-    return fresh
+pytestmark = pytest.mark.runtimes("local", "remote", "postgresql")
 
 
-@pytest.fixture(params=["memory", "journal", "snapshot"])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path | None, bool]:
-    if request.param == "memory":
-        return None, False
-    return tmp_path / "jobs", request.param == "snapshot"
+#: Why the snapshot variants stay off the remote kind.
+SNAPSHOT_CALL = "Runtime.snapshot is the runtime's own call: a client cannot ask its host for one"
+
+Setup = Callable[[Any], Awaitable[dict[str, int]]]
+Check = Callable[[Any, dict[str, int]], Awaitable[None]]
 
 
-async def _dependents(rt: Runtime, queue: str, job_id: int) -> dict[str, Any]:
+async def _in_one_world(
+    make_runtime: MakeRuntime,
+    runtime_lives: RuntimeLives,
+    reopen: str,
+    setup: Setup,
+    check: Check,
+) -> None:
+    """`setup` then `check` in one runtime (``reopen="no"``), or `check` after the journal
+    is reopened in the next life (``"journal"``: replayed; ``"snapshot"``: from one)."""
+    if reopen == "no":
+        async with make_runtime(clock=VirtualClock()) as rt:
+            await check(rt, await setup(rt))
+        return
+    async with runtime_lives(clock=VirtualClock()) as life:
+        async with life() as rt:
+            ids = await setup(rt)
+            if reopen == "snapshot":
+                await rt.snapshot()
+        async with life() as rt:
+            await check(rt, ids)
+
+
+def _indexes_rebuild_equal(rt: Any) -> None:
+    """The relation index equals one rebuilt from the records (the engine's, so only where
+    the test holds the engine itself)."""
+    if isinstance(rt, Runtime):
+        assert rt._core.index_view() == rt._core.rebuild_indexes().index_view()
+
+
+async def _dependents(rt: Any, queue: str, job_id: int) -> dict[str, Any]:
     job = await rt.queue(queue).get_job(job_id)
     assert job is not None
     return await job.get_dependents()
 
 
-async def test_a_diamond_reports_its_dependents_before_and_after_completion(
-    where: tuple[Path | None, bool],
-) -> None:
-    path, snapshot = where
-    rt = Runtime(path=path, clock=VirtualClock())
-    await rt.__aenter__()
+async def _diamond(rt: Any) -> dict[str, int]:
     q = rt.queue("etl")
     a = await q.add("a")
     b = await q.add("b", depends_on=DependsOn(job_ids=[a.id]))
     c = await q.add("c", depends_on=DependsOn(job_ids=[a.id]))
     d = await q.add("d", depends_on=DependsOn(job_ids=[b.id, c.id]))
     unrelated = await q.add("unrelated")
-    rt = await _reopened(rt, path, snapshot)
-    try:
-        assert await _dependents(rt, "etl", a.id) == {
-            "job_ids": [b.id, c.id],
-            "blocked_job_ids": [b.id, c.id],
-            "barriers": [],
-        }
-        assert (await _dependents(rt, "etl", b.id))["job_ids"] == [d.id]
-        assert await _dependents(rt, "etl", d.id) == {
-            "job_ids": [],
-            "blocked_job_ids": [],
-            "barriers": [],
-        }
-        assert (await _dependents(rt, "etl", unrelated.id))["job_ids"] == []
-
-        async def run(job: Job) -> str:
-            return job.name
-
-        rt.worker("etl", run)
-        with anyio.fail_after(10):
-            finished = await rt.queue("etl").get_job(d.id)
-            assert finished is not None
-            await finished.wait_until_finished()
-        after = await _dependents(rt, "etl", a.id)
-        assert after == {"job_ids": [b.id, c.id], "blocked_job_ids": [], "barriers": []}
-        assert rt._core.index_view() == rt._core.rebuild_indexes().index_view()
-    finally:
-        await rt.close()
+    return {"a": a.id, "b": b.id, "c": c.id, "d": d.id, "unrelated": unrelated.id}
 
 
-async def test_a_barrier_holder_reports_the_jobs_waiting_for_it_to_drain(
-    where: tuple[Path | None, bool],
+async def _diamond_dependents(rt: Any, ids: dict[str, int]) -> None:
+    assert await _dependents(rt, "etl", ids["a"]) == {
+        "job_ids": [ids["b"], ids["c"]],
+        "blocked_job_ids": [ids["b"], ids["c"]],
+        "barriers": [],
+    }
+    assert (await _dependents(rt, "etl", ids["b"]))["job_ids"] == [ids["d"]]
+    assert await _dependents(rt, "etl", ids["d"]) == {
+        "job_ids": [],
+        "blocked_job_ids": [],
+        "barriers": [],
+    }
+    assert (await _dependents(rt, "etl", ids["unrelated"]))["job_ids"] == []
+
+    async def run(job: Job) -> str:
+        return job.name
+
+    rt.worker("etl", run)
+    with anyio.fail_after(10):
+        finished = await rt.queue("etl").get_job(ids["d"])
+        assert finished is not None
+        await finished.wait_until_finished()
+    after = await _dependents(rt, "etl", ids["a"])
+    assert after == {"job_ids": [ids["b"], ids["c"]], "blocked_job_ids": [], "barriers": []}
+    _indexes_rebuild_equal(rt)
+
+
+@pytest.mark.parametrize("reopen", ["no", "journal"])
+async def test_a_diamond_reports_its_dependents_before_and_after_completion(
+    make_runtime: MakeRuntime, runtime_lives: RuntimeLives, reopen: str
 ) -> None:
-    path, snapshot = where
-    rt = Runtime(path=path, clock=VirtualClock())
-    await rt.__aenter__()
+    await _in_one_world(make_runtime, runtime_lives, reopen, _diamond, _diamond_dependents)
+
+
+@pytest.mark.runtimes("local", "postgresql", why=SNAPSHOT_CALL)
+async def test_a_diamond_reports_its_dependents_from_a_snapshot(
+    make_runtime: MakeRuntime, runtime_lives: RuntimeLives
+) -> None:
+    await _in_one_world(make_runtime, runtime_lives, "snapshot", _diamond, _diamond_dependents)
+
+
+async def _barriers(rt: Any) -> dict[str, int]:
     q = rt.queue("imports")
     holder = await q.add("load", tags=["import", "eu"])
     other = await q.add("load", tags=["import"])
     waiter = await q.add("report", depends_on=DependsOn(tags=["import"]))
     narrow = await q.add("eu-report", depends_on=DependsOn(tags=["import", "eu"]))
-    rt = await _reopened(rt, path, snapshot)
-    try:
-        assert (await _dependents(rt, "imports", holder.id))["barriers"] == [
-            {"tags": ["eu", "import"], "waiting_job_ids": [narrow.id]},
-            {"tags": ["import"], "waiting_job_ids": [waiter.id]},
-        ]
-        assert (await _dependents(rt, "imports", other.id))["barriers"] == [
-            {"tags": ["import"], "waiting_job_ids": [waiter.id]}
-        ]
-        assert (await _dependents(rt, "imports", waiter.id))["barriers"] == []
-        manual = rt.worker("imports")
-        taken = await manual.get_next_job("t")
-        assert taken is not None and taken.id == holder.id
-        await taken.move_to_completed(None, "t", fetch_next=False)
-        assert (await _dependents(rt, "imports", holder.id))["barriers"] == []
-        released = await rt.queue("imports").get_job(narrow.id)
-        assert released is not None and released.state is JobState.WAITING
-        assert (await _dependents(rt, "imports", other.id))["barriers"] == [
-            {"tags": ["import"], "waiting_job_ids": [waiter.id]}
-        ]
-    finally:
-        await rt.close()
+    return {"holder": holder.id, "other": other.id, "waiter": waiter.id, "narrow": narrow.id}
 
 
-async def test_removal_keeps_the_listing_of_a_removed_prerequisite_and_drops_a_dependent() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def _barrier_waiters(rt: Any, ids: dict[str, int]) -> None:
+    assert (await _dependents(rt, "imports", ids["holder"]))["barriers"] == [
+        {"tags": ["eu", "import"], "waiting_job_ids": [ids["narrow"]]},
+        {"tags": ["import"], "waiting_job_ids": [ids["waiter"]]},
+    ]
+    assert (await _dependents(rt, "imports", ids["other"]))["barriers"] == [
+        {"tags": ["import"], "waiting_job_ids": [ids["waiter"]]}
+    ]
+    assert (await _dependents(rt, "imports", ids["waiter"]))["barriers"] == []
+    manual = rt.worker("imports")
+    taken = await manual.get_next_job("t")
+    assert taken is not None and taken.id == ids["holder"]
+    await taken.move_to_completed(None, "t", fetch_next=False)
+    assert (await _dependents(rt, "imports", ids["holder"]))["barriers"] == []
+    released = await rt.queue("imports").get_job(ids["narrow"])
+    assert released is not None and released.state is JobState.WAITING
+    assert (await _dependents(rt, "imports", ids["other"]))["barriers"] == [
+        {"tags": ["import"], "waiting_job_ids": [ids["waiter"]]}
+    ]
+
+
+@pytest.mark.parametrize("reopen", ["no", "journal"])
+async def test_a_barrier_holder_reports_the_jobs_waiting_for_it_to_drain(
+    make_runtime: MakeRuntime, runtime_lives: RuntimeLives, reopen: str
+) -> None:
+    await _in_one_world(make_runtime, runtime_lives, reopen, _barriers, _barrier_waiters)
+
+
+@pytest.mark.runtimes("local", "postgresql", why=SNAPSHOT_CALL)
+async def test_a_barrier_holder_reports_its_waiters_from_a_snapshot(
+    make_runtime: MakeRuntime, runtime_lives: RuntimeLives
+) -> None:
+    await _in_one_world(make_runtime, runtime_lives, "snapshot", _barriers, _barrier_waiters)
+
+
+async def test_removal_keeps_the_listing_of_a_removed_prerequisite_and_drops_a_dependent(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         a = await q.add("a")
         b = await q.add("b", depends_on=DependsOn(job_ids=[a.id]))
@@ -133,11 +174,13 @@ async def test_removal_keeps_the_listing_of_a_removed_prerequisite_and_drops_a_d
         assert (await q.get_job(b.id)).state is JobState.CANCELLED  # type: ignore[union-attr]
         gone = await a.get_dependents()
         assert gone == {"job_ids": [b.id], "blocked_job_ids": [], "barriers": []}
-        assert rt._core.index_view() == rt._core.rebuild_indexes().index_view()
+        _indexes_rebuild_equal(rt)
 
 
-async def test_a_completed_prerequisite_retried_by_hand_blocks_its_dependents_again() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_completed_prerequisite_retried_by_hand_blocks_its_dependents_again(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
         a = await q.add("a")
         z = await q.add("z", delay=60)
@@ -159,7 +202,7 @@ async def test_a_completed_prerequisite_retried_by_hand_blocks_its_dependents_ag
         with anyio.fail_after(10):
             await b.wait_until_finished()
         assert ran.index("b") > ran.index("a", 1) and ran.index("b") > ran.index("z")
-        assert rt._core.index_view() == rt._core.rebuild_indexes().index_view()
+        _indexes_rebuild_equal(rt)
 
 
 def test_the_core_answers_from_its_relation_index_and_replay_rebuilds_it() -> None:

@@ -1,6 +1,8 @@
 """Failures and stalls on the `actorq` logger: a failed attempt at WARNING, a final failure at
 ERROR, with the job and the exception; stalls; journal recovery and damage; nothing per
-completed job."""
+completed job; locally and through a client (whose processors run, and log, in the
+client's process). Not on PostgreSQL: a leased journal's next leader stalls held jobs at
+lock expiry, not at start (docs/postgresql.md)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,19 @@ from pathlib import Path
 
 import anyio
 import pytest
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import (
     Backoff,
     Job,
     JournalCorruptError,
-    MemoryChangeLog,
     Runtime,
     UnrecoverableError,
     VirtualClock,
 )
+
+#: The loggers of a host's connections and of a client's.
+CONNECTION = ("actorq.host", "actorq.client")
 
 
 def _records(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
@@ -38,11 +43,11 @@ def _about(record: logging.LogRecord) -> tuple[int, str, str, int]:
 
 
 async def test_a_failed_attempt_is_a_warning_and_the_final_failure_an_error(
-    caplog: pytest.LogCaptureFixture,
+    make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="actorq")
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("mail")
 
         async def send(job: Job) -> int:
@@ -56,8 +61,12 @@ async def test_a_failed_attempt_is_a_warning_and_the_final_failure_an_error(
         with anyio.fail_after(5), pytest.raises(Exception, match="no route"):
             await job.wait_until_finished()
     # The two records of the failing job; nothing (not even DEBUG) for the jobs completed.
+    # (Through a client, the host's and the client's records of the connection are about it,
+    # not about jobs.)
     assert not [
-        r for r in caplog.records if r.levelno >= logging.INFO and r.name != "actorq.worker"
+        r
+        for r in caplog.records
+        if r.levelno >= logging.INFO and r.name not in ("actorq.worker", *CONNECTION)
     ]
     assert {_about(r)[0] for r in caplog.records if hasattr(r, "job_id")} == {job.id}
     warning, error = _records(caplog, "actorq.worker")
@@ -75,11 +84,11 @@ async def test_a_failed_attempt_is_a_warning_and_the_final_failure_an_error(
 
 
 async def test_unrecoverable_threaded_timed_out_and_unstorable_attempts_are_errors(
-    caplog: pytest.LogCaptureFixture,
+    make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="actorq")
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
 
         async def unrecoverable(job: Job) -> None:
             raise UnrecoverableError("bad input")
@@ -120,11 +129,11 @@ async def test_unrecoverable_threaded_timed_out_and_unstorable_attempts_are_erro
 
 
 async def test_a_stall_is_a_warning_and_the_stall_over_the_limit_an_error(
-    caplog: pytest.LogCaptureFixture,
+    make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="actorq")
     clock = VirtualClock(autojump=False)
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("m")
         w = rt.worker(q, lock_duration=30)
         added = await q.add("j")
@@ -147,20 +156,21 @@ async def test_a_stall_is_a_warning_and_the_stall_over_the_limit_an_error(
 
 
 async def test_a_job_active_at_a_restart_is_logged_as_stalled(
-    caplog: pytest.LogCaptureFixture,
+    runtime_lives: RuntimeLives, caplog: pytest.LogCaptureFixture
 ) -> None:
-    log = MemoryChangeLog()
-    async with Runtime(journal=log, clock=VirtualClock()) as rt:
-        await rt.queue("m").add("held")
-        assert await rt.worker("m").get_next_job("t") is not None
-    caplog.set_level(logging.WARNING, logger="actorq")
-    async with Runtime(journal=log, clock=VirtualClock()):
-        pass
+    async with runtime_lives(clock=VirtualClock()) as life:
+        async with life() as rt:
+            await rt.queue("m").add("held")
+            assert await rt.worker("m").get_next_job("t") is not None
+        caplog.set_level(logging.WARNING, logger="actorq")
+        async with life():
+            pass
     (stall,) = _records(caplog, "actorq.stall")
     assert stall.levelno == logging.WARNING
     assert "stalled, it was active when the runtime last stopped (lock t;" in stall.getMessage()
 
 
+@pytest.mark.runtimes("local", why="damages the journal's files, the Runtime's own")
 async def test_journal_recovery_is_info_and_damage_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

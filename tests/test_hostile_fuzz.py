@@ -9,6 +9,9 @@ on an in-memory runtime and on a journaled one. Each call is either refused with
 alike and end in the same state, and the journal reopens to exactly that state.
 """
 
+# Stays on Runtime: it compares an in-memory core with a journaled one and its reopen, the engine's
+# own state.
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,7 @@
 """`actorq stats|show|verify|compact|dump` on a journal folder."""
 
+# Stays on Runtime: the CLI reads the journal folder a Runtime wrote, its own files.
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,9 @@
 """What a runtime opening a damaged folder does: falls back to the previous snapshot
 generation, refuses a folder missing durable records, names a file it cannot use."""
 
+# Stays on Runtime: it damages a journal folder's files and opens it, the Runtime's own
+# construction.
+
 from __future__ import annotations
 
 import logging

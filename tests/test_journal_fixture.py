@@ -1,5 +1,7 @@
 """A journal written by an earlier actorq (batch schema version 1) still opens."""
 
+# Stays on Runtime: it opens a journal folder an earlier version wrote, the Runtime's own files.
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,8 @@
 """Job ids are never handed out twice, even when a crash or a cut tail loses the records
 that held them; without a crash they run on without a gap."""
 
+# Stays on Runtime: it cuts and loses a journal's frames, the Runtime's own files.
+
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,9 @@
 """The durable journal under a real runtime: round trips, snapshots, locking, corruption and
 fsync failure."""
 
+# Stays on Runtime: the journal's files, locking, snapshots and fsync failures, and the core
+# compared with its replay.
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,7 @@
 """Snapshot schema version 2 (columns of jobs) round-trips exactly; older snapshots still read."""
 
+# Stays on Runtime: the snapshot files' schema, the Runtime's own.
+
 from __future__ import annotations
 
 import math

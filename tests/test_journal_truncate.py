@@ -1,6 +1,8 @@
 """Cut the last segment of a real run's journal at every byte offset and reopen it: never an
 error, always the state after some prefix of whole batches, every acknowledged add there."""
 
+# Stays on Runtime: it cuts a journal segment at every offset, the Runtime's own files.
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,8 @@ to the leader's epoch; after a leader change a job the old leader was running st
 until its lock expires, then stalls and runs again. On a memory or file journal they stay
 untimed (one process, whose locks live as long as it does)."""
 
+# Stays on Runtime: the leader's own processors' locks on a leased journal (read from its core).
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,5 +1,7 @@
 """The notebooks run top to bottom (nbclient, a real kernel); the benchmark one plots."""
 
+# Stays on Runtime: the notebooks' own code, run in a kernel.
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,8 @@
 """OpenTelemetry (the ``otel`` extra): a span per attempt continuing the trace that added the
 job, and per-queue metrics, read back through the SDK's in-memory exporter and reader."""
 
+# Stays on Runtime: telemetry= is a Runtime option; a client takes none.
+
 from __future__ import annotations
 
 import subprocess

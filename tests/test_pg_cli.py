@@ -1,5 +1,7 @@
 """`actorq stats|show|verify|compact|dump postgresql://...`: the journal in a database."""
 
+# Stays on Runtime: the CLI reads the journal in PostgreSQL a Runtime wrote.
+
 from __future__ import annotations
 
 import anyio

@@ -2,6 +2,9 @@
 found through the address the leader advertised in the lease row, looked up again at each
 reconnection, so a client follows a takeover."""
 
+# Stays on Runtime: leaders of a journal in PostgreSQL and the clients that find them (it makes its
+# clients itself).
+
 from __future__ import annotations
 
 import anyio

@@ -3,6 +3,8 @@ whose reply is lost after it landed, connections cut between commits, a commit t
 the database gone past the trust window. Whatever happens, an acknowledged job is there
 once, and a job whose call failed was never acknowledged."""
 
+# Stays on Runtime: faults injected under a Runtime's own journal in PostgreSQL.
+
 from __future__ import annotations
 
 from typing import Any

@@ -3,6 +3,9 @@ epoch fence, stepping down, options refused at the door, the schema's version, c
 partitions. The contract every log keeps is in tests/test_changelog_contract.py; processes
 that die, stop and take over are in tests/test_pg_takeover.py."""
 
+# Stays on Runtime: the journal in PostgreSQL's lease, fence, schema and compaction, the Runtime's
+# own.
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,9 @@ standby serves its callers and runs its workers through the leader, tails the lo
 core that is the leader's state at a quiet point, and takes over when the leader goes — in
 one process (both backends) and with real processes, the leader SIGKILLed."""
 
+# Stays on Runtime: standbys and leaders are Runtimes on one journal (a standby's client is tested
+# through it).
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,8 @@ leader NOTIFYs each batch, the tail reads by seq into a core of its own, that co
 leader's state at a quiet point (replay-exact), and a tail the log was compacted past starts
 again from the snapshot."""
 
+# Stays on Runtime: a standby's tail of the leader's log, read into a core of its own.
+
 from __future__ import annotations
 
 import anyio

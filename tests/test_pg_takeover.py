@@ -3,6 +3,8 @@ SIGKILLed is replaced by a waiting candidate within ttl + 5 s with every acknowl
 there once; a leader SIGSTOPped past its lease comes back to find a newer leader and stops
 without writing; PostgreSQL restarted under load loses nothing acknowledged."""
 
+# Stays on Runtime: leaders in real processes taking over one journal.
+
 from __future__ import annotations
 
 import math

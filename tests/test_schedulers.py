@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from runtimes import MakeRuntime
+from runtimes import MakeRuntime, RuntimeLives
 
 from actorq import InvalidOptionError, Job, JobState, Runtime, VirtualClock
 
@@ -191,10 +190,15 @@ async def test_upsert_replaces_without_duplicating_and_remove_stops(
 )
 @pytest.mark.parametrize("journaled", [False, True])
 async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
-    tmp_path: Path, kwargs: dict[str, Any], field: str, journaled: bool
+    make_runtime: MakeRuntime,
+    runtime_lives: RuntimeLives,
+    kwargs: dict[str, Any],
+    field: str,
+    journaled: bool,
 ) -> None:
     clock = VirtualClock(start=0.0)
-    async with Runtime(clock=clock, path=tmp_path if journaled else None) as rt:
+
+    async def refused(rt: Any) -> None:
         q = rt.queue("bad")
         await q.upsert_job_scheduler("keep", every=7)
         with pytest.raises(InvalidOptionError) as err:
@@ -203,8 +207,15 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
         [view] = await q.get_job_schedulers()
         assert view["every"] == 7.0 and view["iterations"] == 1
         assert len(await q.get_jobs()) == 1
-    if journaled:
-        async with Runtime(clock=clock, path=tmp_path) as rt:
+
+    if not journaled:
+        async with make_runtime(clock=clock) as rt:
+            await refused(rt)
+        return
+    async with runtime_lives(clock=clock) as life:
+        async with life() as rt:
+            await refused(rt)
+        async with life() as rt:
             [view] = await rt.queue("bad").get_job_schedulers()
             assert view["every"] == 7.0
 
@@ -217,62 +228,70 @@ async def test_a_scheduler_id_must_be_a_string(sid: Any, make_runtime: MakeRunti
         assert err.value.field == "scheduler_id"
 
 
-async def test_schedulers_survive_a_restart_without_a_backlog(tmp_path: Path) -> None:
+async def test_schedulers_survive_a_restart_without_a_backlog(
+    runtime_lives: RuntimeLives,
+) -> None:
     clock = VirtualClock(start=0.0)
-    async with Runtime(clock=clock, path=tmp_path) as rt:
-        q = rt.queue("durable")
-        starts: list[tuple[float, str | None]] = []
-        rt.worker(q, recorder(clock, starts))
-        await q.upsert_job_scheduler(
-            "cron", pattern="*/10 * * * * *", template={"name": "c", "attempts": 2}
-        )
-        await q.upsert_job_scheduler("tick", every=60, template={"name": "t", "data": [1]})
-        await clock.advance(65)
-        assert sorted(starts) == sorted(
-            [(float(t), "cron") for t in range(10, 70, 10)] + [(60.0, "tick")]
-        )
-        before = {v["id"]: v for v in await q.get_job_schedulers()}
-    # Down for an hour: 360 cron runs and 60 ticks are missed.
-    clock2 = VirtualClock(start=65.0 + 3600)
-    async with Runtime(clock=clock2, path=tmp_path) as rt:
-        q = rt.queue("durable")
-        assert {v["id"]: v for v in await q.get_job_schedulers()} == before
-        starts2: list[tuple[float, str | None]] = []
-        rt.worker(q, recorder(clock2, starts2))
-        await clock2.advance(20)
-        now0 = 3665.0
-        # Each overdue pending job runs once, at the reopen; the next ones follow the
-        # schedule from then on.
-        assert sorted(starts2) == [
-            (now0, "cron"),
-            (now0, "tick"),
-            (3670.0, "cron"),
-            (3680.0, "cron"),
-        ]
-        jobs = await q.get_jobs("completed")
-        assert {j.attempts for j in jobs if j.scheduler_id == "cron"} == {2}
-        assert {tuple(j.data) for j in jobs if j.scheduler_id == "tick"} == {(1,)}
+    async with runtime_lives(clock=clock) as life:
+        async with life() as rt:
+            q = rt.queue("durable")
+            starts: list[tuple[float, str | None]] = []
+            rt.worker(q, recorder(clock, starts))
+            await q.upsert_job_scheduler(
+                "cron", pattern="*/10 * * * * *", template={"name": "c", "attempts": 2}
+            )
+            await q.upsert_job_scheduler("tick", every=60, template={"name": "t", "data": [1]})
+            await clock.advance(65)
+            assert sorted(starts) == sorted(
+                [(float(t), "cron") for t in range(10, 70, 10)] + [(60.0, "tick")]
+            )
+            before = {v["id"]: v for v in await q.get_job_schedulers()}
+        # Down for an hour: 360 cron runs and 60 ticks are missed.
+        await clock.advance(3600)
+        async with life() as rt:
+            q = rt.queue("durable")
+            assert {v["id"]: v for v in await q.get_job_schedulers()} == before
+            starts2: list[tuple[float, str | None]] = []
+            rt.worker(q, recorder(clock, starts2))
+            await clock.advance(20)
+            now0 = 3665.0
+            # Each overdue pending job runs once, at the reopen; the next ones follow the
+            # schedule from then on.
+            assert sorted(starts2) == [
+                (now0, "cron"),
+                (now0, "tick"),
+                (3670.0, "cron"),
+                (3680.0, "cron"),
+            ]
+            jobs = await q.get_jobs("completed")
+            assert {j.attempts for j in jobs if j.scheduler_id == "cron"} == {2}
+            assert {tuple(j.data) for j in jobs if j.scheduler_id == "tick"} == {(1,)}
 
 
-async def test_a_snapshot_holds_the_schedulers(tmp_path: Path) -> None:
+@pytest.mark.runtimes(
+    "local", "postgresql", why="Runtime.snapshot is the runtime's own call: a client cannot"
+)
+async def test_a_snapshot_holds_the_schedulers(runtime_lives: RuntimeLives) -> None:
     clock = VirtualClock(start=0.0)
-    async with Runtime(clock=clock, path=tmp_path) as rt:
-        q = rt.queue("snap")
-        await q.upsert_job_scheduler("a", every=5, limit=4, template={"backoff": 2})
-        await q.upsert_job_scheduler("b", pattern="0 * * * *", tz="Asia/Tokyo")
-        await q.upsert_job_scheduler("gone", every=1)
-        await q.remove_job_scheduler("gone")
-        await rt.snapshot()
-        await q.upsert_job_scheduler("c", every=9, template={"tags": ["x"]})
-        before = await q.get_job_schedulers()
-        jobs = {j.id: (j.scheduler_id, j.run_at) for j in await q.get_jobs()}
-        assert len(jobs) == 3
-    async with Runtime(clock=clock, path=tmp_path) as rt:
-        q = rt.queue("snap")
-        assert await q.get_job_schedulers() == before
-        assert {j.id: (j.scheduler_id, j.run_at) for j in await q.get_jobs()} == jobs
+    async with runtime_lives(clock=clock) as life:
+        async with life() as rt:
+            q = rt.queue("snap")
+            await q.upsert_job_scheduler("a", every=5, limit=4, template={"backoff": 2})
+            await q.upsert_job_scheduler("b", pattern="0 * * * *", tz="Asia/Tokyo")
+            await q.upsert_job_scheduler("gone", every=1)
+            await q.remove_job_scheduler("gone")
+            await rt.snapshot()
+            await q.upsert_job_scheduler("c", every=9, template={"tags": ["x"]})
+            before = await q.get_job_schedulers()
+            jobs = {j.id: (j.scheduler_id, j.run_at) for j in await q.get_jobs()}
+            assert len(jobs) == 3
+        async with life() as rt:
+            q = rt.queue("snap")
+            assert await q.get_job_schedulers() == before
+            assert {j.id: (j.scheduler_id, j.run_at) for j in await q.get_jobs()} == jobs
 
 
+# Local: the sync facade (start_in_background) runs a Runtime of its own in a thread.
 def test_the_sync_facade_has_the_scheduler_calls() -> None:
     from actorq import start_in_background  # noqa: PLC0415
 
@@ -319,6 +338,7 @@ def test_without_the_cron_extra_a_pattern_says_what_to_install(
     )
 
 
+# Local: it plants bugs in the runtime's own core.
 async def test_the_scheduler_invariants_catch_planted_bugs() -> None:
     from actorq.testing import InvariantViolation, check_core  # noqa: PLC0415
 

@@ -4,6 +4,9 @@ after every step, on the simulated file journal and on the simulated database jo
 faults: refused commits, lost connections, leader changes). A failing seed reports the
 command that reruns it alone."""
 
+# Stays on Runtime: the simulation's runtimes on simulated journals, checked against the core's
+# invariants.
+
 from __future__ import annotations
 
 import os

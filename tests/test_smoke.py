@@ -1,11 +1,16 @@
+"""A job runs and returns its value; a retry backs off in virtual time (locally and through
+a client)."""
+
 from __future__ import annotations
 
+from runtimes import MakeRuntime
+
 import actorq
-from actorq import Backoff, Runtime, VirtualClock
+from actorq import Backoff, VirtualClock
 
 
-async def test_a_job_runs_and_returns_its_value() -> None:
-    async with Runtime() as rt:
+async def test_a_job_runs_and_returns_its_value(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("emails")
 
         async def send(job: actorq.Job) -> dict[str, str]:
@@ -18,9 +23,9 @@ async def test_a_job_runs_and_returns_its_value() -> None:
         assert (await q.counts())["completed"] == 1
 
 
-async def test_retry_after_one_hour_backoff_runs_in_virtual_time() -> None:
+async def test_retry_after_one_hour_backoff_runs_in_virtual_time(make_runtime: MakeRuntime) -> None:
     clock = VirtualClock()
-    async with Runtime(clock=clock) as rt:
+    async with make_runtime(clock=clock) as rt:
         q = rt.queue("flaky")
         calls: list[float] = []
 

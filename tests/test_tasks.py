@@ -10,6 +10,7 @@ import anyio
 import pytest
 from runtimes import MakeRuntime
 
+import actorq
 from actorq import (
     InvalidOptionError,
     Job,
@@ -110,21 +111,24 @@ async def test_a_registry_of_sync_functions_runs_in_threads(make_runtime: MakeRu
         (lambda rt, f, g: [rt.task("q")(f), rt.task("q")(f)], "two processors for one job name"),
     ],
 )
-async def test_a_bad_registry_is_refused_when_the_worker_starts(make: Any, match: str) -> None:
+async def test_a_bad_registry_is_refused_when_the_worker_starts(
+    make_runtime: MakeRuntime, make: Any, match: str
+) -> None:
     async def f(job: Job) -> None:
         return None
 
     def g(job: Job) -> None:
         return None
 
-    async with Runtime() as rt:
+    async with make_runtime() as rt:
         with pytest.raises(InvalidOptionError, match=match):
             rt.worker("q", make(rt, f, g))
         assert rt._workers == {}
 
 
-def test_rt_task_refuses_a_sync_function() -> None:
-    rt = Runtime()
+@pytest.mark.parametrize("make", [Runtime, lambda: actorq.connect("actorq://127.0.0.1:1")])
+def test_rt_task_refuses_a_sync_function(make: Any) -> None:
+    rt = make()  # a runtime or a client not started: the check needs no engine
 
     def sync(job: Job) -> None:
         return None

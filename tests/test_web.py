@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
 import actorq
 from actorq import DependsOn, Runtime
@@ -151,8 +152,10 @@ async def test_a_tag_barrier_shows_on_both_sides(world: Any) -> None:
     assert "<svg id=graph" not in page.text  # no relation, no graph
 
 
-async def test_a_wide_graph_is_bounded_and_says_how_many_it_left_out() -> None:
-    async with Runtime() as rt:
+async def test_a_wide_graph_is_bounded_and_says_how_many_it_left_out(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime() as rt:
         q = rt.queue("fan")
         root = await q.add("root")
         await q.add_bulk(
@@ -347,8 +350,12 @@ async def test_a_sorted_queue_page_reads_back_page_by_page(world: Any, sort: str
     assert no_sort.status_code == 400 and "sort" in no_sort.text
 
 
-async def test_a_page_reads_on_past_a_budget_of_other_jobs() -> None:
-    async with Runtime() as rt:
+@pytest.mark.runtimes(
+    "local",
+    why="fifty thousand jobs: seconds to carry through a client, to the same engine's paging",
+)
+async def test_a_page_reads_on_past_a_budget_of_other_jobs(make_runtime: MakeRuntime) -> None:
+    async with make_runtime() as rt:
         mine = [j.id for j in await rt.queue("mine").add_bulk([{"name": "a"}] * 3)]
         await rt.queue("other").add_bulk([{"name": "x"}] * 25_000)  # more than a budget
         await rt.queue("mine").add_bulk([{"name": "common"}] * 25_000)
@@ -362,10 +369,12 @@ async def test_a_page_reads_on_past_a_budget_of_other_jobs() -> None:
     assert [int(i) for i in re.findall(r'<tr data-job="(\d+)">', oldest.text)] == mine[::-1]
 
 
-async def test_a_queue_page_shows_its_limits_workers_and_schedulers() -> None:
+async def test_a_queue_page_shows_its_limits_workers_and_schedulers(
+    make_runtime: MakeRuntime,
+) -> None:
     from actorq import VirtualClock  # noqa: PLC0415
 
-    async with Runtime(clock=VirtualClock()) as rt:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("reports")
         bare = await _queue_text(rt, "reports")
         await q.set_global_concurrency(3)

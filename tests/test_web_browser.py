@@ -5,6 +5,8 @@ the module; the tests run in file order (the retry test, last, changes the world
 With ``ACTORQ_SCREENSHOTS=docs/img`` the tests also save the screenshots docs/dashboard.md
 shows."""
 
+# Stays on Runtime: one server for a real browser; the dashboard through a client is in test_web.
+
 from __future__ import annotations
 
 import asyncio

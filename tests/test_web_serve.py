@@ -1,6 +1,8 @@
 """``actorq serve PATH --dashboard HOST:PORT``: a runtime on the journal folder, its dashboard
 served by uvicorn (read-only unless ``--actions``), on 127.0.0.1 by default."""
 
+# Stays on Runtime: `actorq serve` on a journal folder (and one test serves a host's client).
+
 from __future__ import annotations
 
 import os

@@ -1,7 +1,8 @@
 """A job page's timeline, told from the job's own record: added, attempts that failed (with
 the reason from their stack trace) and were retried, the latest start, progress, logs, where
 the job is now (delayed until when, waiting for children) and how it ended, with the times
-the record keeps. On asyncio and trio, under a virtual clock so the times are exact."""
+the record keeps. On asyncio and trio, under a virtual clock so the times are exact, on a
+runtime and through a client."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from runtimes import MakeRuntime
 
 from actorq import (
     Backoff,
@@ -19,7 +21,6 @@ from actorq import (
     JobDelayed,
     JobFailedError,
     JobWaitingChildren,
-    Runtime,
     VirtualClock,
 )
 
@@ -30,7 +31,7 @@ from actorq.web import dashboard  # noqa: E402
 from actorq.web._html import when  # noqa: E402
 
 
-async def _timeline(rt: Runtime, job_id: int) -> list[tuple[str, str, str]]:
+async def _timeline(rt: Any, job_id: int) -> list[tuple[str, str, str]]:
     """(kind, time shown, text) of each entry of the job page's timeline."""
     transport = httpx.ASGITransport(app=dashboard(rt))
     async with httpx.AsyncClient(transport=transport, base_url="http://dash") as client:
@@ -52,8 +53,10 @@ async def _until(events: EventStream, kind: type, job_id: int) -> None:
                 return
 
 
-async def test_failed_attempts_retries_progress_logs_and_the_completion() -> None:
-    async with Runtime(clock=VirtualClock(start=100.0)) as rt:
+async def test_failed_attempts_retries_progress_logs_and_the_completion(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock(start=100.0)) as rt:
         q = rt.queue("q")
 
         async def flaky(job: Job) -> str:
@@ -81,8 +84,8 @@ async def test_failed_attempts_retries_progress_logs_and_the_completion() -> Non
     assert entries[8][:2] == ("completed", when(job.finished_at))
 
 
-async def test_a_step_job_delayed_shows_when_it_is_due() -> None:
-    async with Runtime(clock=VirtualClock(start=0.0)) as rt:
+async def test_a_step_job_delayed_shows_when_it_is_due(make_runtime: MakeRuntime) -> None:
+    async with make_runtime(clock=VirtualClock(start=0.0)) as rt:
         q = rt.queue("q")
 
         async def step(job: Job) -> None:
@@ -97,8 +100,10 @@ async def test_a_step_job_delayed_shows_when_it_is_due() -> None:
     assert entries[2][1] == when(500.0)
 
 
-async def test_a_job_failed_for_good_ends_with_its_reason_and_a_waiting_parent_says_so() -> None:
-    async with Runtime(clock=VirtualClock()) as rt:
+async def test_a_job_failed_for_good_ends_with_its_reason_and_a_waiting_parent_says_so(
+    make_runtime: MakeRuntime,
+) -> None:
+    async with make_runtime(clock=VirtualClock()) as rt:
         q = rt.queue("q")
 
         async def bad(job: Job) -> Any:

@@ -12,8 +12,8 @@ process dies or is cut off, they stall when the locks expire and run elsewhere.
 
 When the connection breaks, calls in flight fail with `ConnectionLostError`; the client
 reconnects with backoff (0.05 s doubling to 2 s), registers its workers and subscriptions
-again, and calls made meanwhile wait for the new connection, as ioredis's offline queue
-does for BullMQ.
+again (after the queue settings of workers made meanwhile), and calls made meanwhile wait
+for the new connection, as ioredis's offline queue does for BullMQ.
 """
 
 from __future__ import annotations
@@ -235,6 +235,7 @@ class RemoteRuntime(RuntimeAPI):
         self._link: _Link | None = None
         self._linked = anyio.Event()
         self._remote_workers: dict[str, _RemoteWorker] = {}
+        self._unsent_settings: list[c.Command] = []
         self._subs: dict[int, EventStream] = {}
         self._sub_ids: dict[int, int] = {}  # id(stream) -> subscription id
         self._tg: TaskGroup | None = None
@@ -379,8 +380,12 @@ class RemoteRuntime(RuntimeAPI):
             await _close(link)
 
     def _rejoin(self, link: _Link) -> None:
-        """A new connection: register this process's workers and subscriptions again, and
-        name the jobs this client holds records of (the host sends them fresh)."""
+        """A new connection: the queue settings not sent yet, this process's workers and
+        subscriptions registered again, and the jobs this client holds records of named
+        (the host sends them fresh)."""
+        unsent, self._unsent_settings = self._unsent_settings, []
+        for command in unsent:
+            link.send(["n", encode_value(command)])
         held = self._records.restart()
         if held:
             link.send(["W", held])
@@ -511,7 +516,10 @@ class RemoteRuntime(RuntimeAPI):
         return True
 
     def _notify(self, command: c.Command) -> None:
-        self._post(["n", encode_value(command)])
+        if not self._post(["n", encode_value(command)]) and isinstance(command, _SETTINGS):
+            # A queue's settings from a worker made while not connected: the host needs them
+            # as much as the worker's registration, which the next connection sends too.
+            self._unsent_settings.append(command)
 
     def _start_processor(self, processor: Processor) -> WorkerActor:
         token = processor.token
@@ -593,6 +601,8 @@ class RemoteRuntime(RuntimeAPI):
 
 
 _TIMED_OUT: Final[Any] = object()
+#: What `RuntimeAPI.worker` notifies about its queue, kept until a connection takes it.
+_SETTINGS: Final = (c.SetLimiter, c.SetGroupConcurrency, c.SetGroupLimiter)
 
 
 async def _close(link: _Link) -> None:
