@@ -38,21 +38,6 @@ def engine_side(rt: Any) -> Runtime:
     return rt._served if isinstance(rt, HostedClient) else rt  # type: ignore[no-any-return]
 
 
-#: A client's leak these tests found (strict: once fixed, the tests pass and the mark goes).
-GIVEN_UP_KEPT = (
-    "a client keeps each call it gave up on (RemoteRuntime._given_up) until a reply that "
-    "never comes: the host drops a wait or fetch it kept pending (Connection._give_up, "
-    "Engine.forget) without answering it, so every timed-out or cancelled "
-    "wait_until_finished or get_next_job through a client leaves an entry behind"
-)
-
-
-def given_up_calls_stay_in_a_client(request: pytest.FixtureRequest) -> None:
-    """Through a client, the test is a strict xfail naming `GIVEN_UP_KEPT`."""
-    if request.node.callspec.params["runtime"] == "remote":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=GIVEN_UP_KEPT))
-
-
 async def heard_of_it(done: Callable[[], bool]) -> None:
     """Until `done()`: at once in a runtime; through a client, once the host has read the
     client's giving up, which travels after the call's end in the caller."""
@@ -61,10 +46,12 @@ async def heard_of_it(done: Callable[[], bool]) -> None:
             await anyio.sleep(0.01)
 
 
-def no_call_in_flight(rt: Any) -> None:
-    """A client keeps nothing for calls that ended (their replies, or their giving up)."""
+async def no_call_in_flight(rt: Any) -> None:
+    """A client keeps nothing for calls that ended (their replies, or their giving up,
+    once the host said it dropped them)."""
     if isinstance(rt, HostedClient):
-        assert rt._pending == {} and rt._given_up == {}
+        await heard_of_it(lambda: not rt._given_up)
+        assert rt._pending == {}
 
 
 async def noop(job: Job) -> None:
@@ -93,9 +80,8 @@ async def test_jobs_removed_on_complete_leave_nothing_behind(
 
 @pytest.mark.parametrize("timeout", [0, 5])
 async def test_a_timed_out_wait_until_finished_leaves_no_waiter(
-    runtime: Callable[..., Any], timeout: float, request: pytest.FixtureRequest
+    runtime: Callable[..., Any], timeout: float
 ) -> None:
-    given_up_calls_stay_in_a_client(request)
     async with runtime() as rt:
         q = rt.queue("q")
         await q.pause()
@@ -106,7 +92,7 @@ async def test_a_timed_out_wait_until_finished_leaves_no_waiter(
         engine = engine_side(rt)._engine
         assert engine is not None
         await heard_of_it(lambda: not engine.waiters)
-        no_call_in_flight(rt)
+        await no_call_in_flight(rt)
         # The job itself is untouched: a wait that does not give up still gets its end.
         rt.worker(q, noop)
         await q.resume()
@@ -115,9 +101,8 @@ async def test_a_timed_out_wait_until_finished_leaves_no_waiter(
 
 @pytest.mark.parametrize("timeout", [1e-9, 5])
 async def test_a_timed_out_get_next_job_leaves_no_fetcher(
-    runtime: Callable[..., Any], timeout: float, request: pytest.FixtureRequest
+    runtime: Callable[..., Any], timeout: float
 ) -> None:
-    given_up_calls_stay_in_a_client(request)
     async with runtime() as rt:
         q = rt.queue("q")
         w = rt.worker(q)
@@ -126,7 +111,7 @@ async def test_a_timed_out_get_next_job_leaves_no_fetcher(
         engine = engine_side(rt)._engine
         assert engine is not None
         await heard_of_it(lambda: not engine.fetchers)
-        no_call_in_flight(rt)
+        await no_call_in_flight(rt)
         # Nothing was locked for the consumers that gave up: the next job goes to the next.
         await q.add("x")
         job = await w.get_next_job("t", timeout=timeout)
@@ -134,9 +119,8 @@ async def test_a_timed_out_get_next_job_leaves_no_fetcher(
 
 
 async def test_a_cancelled_wait_leaves_no_waiter(
-    runtime: Callable[..., Any], request: pytest.FixtureRequest
+    runtime: Callable[..., Any],
 ) -> None:
-    given_up_calls_stay_in_a_client(request)
     async with runtime(VirtualClock(autojump=False)) as rt:
         q = rt.queue("q")
         await q.pause()
@@ -152,7 +136,7 @@ async def test_a_cancelled_wait_leaves_no_waiter(
                     await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
         await heard_of_it(lambda: not engine.waiters and not engine.fetchers)
-        no_call_in_flight(rt)
+        await no_call_in_flight(rt)
 
 
 # ---------------------------------------------------------------- subscribers that never read

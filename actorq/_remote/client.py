@@ -431,6 +431,8 @@ class RemoteRuntime(RuntimeAPI):
                 worker.actor.abort(message[2])
         elif kind == "s":
             self._records.refresh(message[1], message[2])
+        elif kind == "g":  # a call given up on that the host dropped: no reply will come
+            self._given_up.pop(message[1], None)
         elif kind == "v":
             stream = self._subs.get(message[1])
             if stream is not None:
@@ -450,6 +452,8 @@ class RemoteRuntime(RuntimeAPI):
             log.error("the host refused a worker: %s", decode_error(message[2]))
 
     def _fail_pending(self, error: BaseException) -> None:
+        # A call given up on hears nothing more once its connection is gone.
+        self._given_up.clear()
         pending, self._pending = self._pending, {}
         for call in pending.values():
             call.error = error

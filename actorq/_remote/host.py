@@ -13,7 +13,8 @@ Then the client sends messages; every one is a list whose first item is its kind
 ``["c", id, command]``             a call: the host answers ``["r", id, result]`` or
                                    ``["x", id, error]`` once the engine has (durably) done it
 ``["n", command]``                 a call whose answer nobody awaits
-``["z", id]``                      the caller gave up on call `id` (a timeout)
+``["z", id]``                      the caller gave up on call `id` (a timeout): the host
+                                   answers ``["g", id]`` when it dropped the call unanswered
 ``["w", id, token, queue, n,       register a processor worker in the client: the host makes
 lock, stalls]``                    it a slot whose jobs go to the client as
                                    ``["j", token, [job, ...]]``, locked for `lock` seconds
@@ -26,8 +27,8 @@ lock, stalls]``                    it a slot whose jobs go to the client as
 =================================  ============================================================
 
 and the host may send ``["a", token, job_id]``: abort that job's processor (it was cancelled),
-and ``["s", [job, ...]]``: the fresh records of watched jobs a batch changed, before the
-batch's other messages (`watch`).
+``["s", [job, ...]]``: the fresh records of watched jobs a batch changed, before the
+batch's other messages (`watch`), and ``["g", id]`` (see ``"z"``).
 
 Calls go to the engine in the order they came (`Engine.submit`, in the reading task), and
 their replies go back whenever they are ready: a reply is written by the engine's own reply
@@ -438,6 +439,10 @@ class Connection:
         if req is not None:
             req.abandoned = True
             self.engine.forget(req)
+            # The client keeps the call for a late reply until it hears this: a wait or
+            # fetch the engine just dropped has none. A call still in the mailbox may yet
+            # be answered after it; the client reads that reply as any late one.
+            self.send(["g", call_id])
 
     def _register(
         self, call_id: Any, token: Any, queue: Any, n: Any, lock: Any, stalls: Any

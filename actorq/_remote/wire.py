@@ -44,7 +44,7 @@ from .._actors.subscription import Lagged
 from .._core import commands, events, records, schedulers, states
 
 #: The protocol version: a client of another version is refused with a clear message.
-PROTOCOL: Final = 1
+PROTOCOL: Final = 2
 #: The largest frame either side accepts (a bulk add of 64 MiB of data is the limit).
 MAX_FRAME: Final = 64 * 1024 * 1024
 #: The largest first frame: before a client is authenticated it may send no more than this.
