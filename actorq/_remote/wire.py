@@ -210,6 +210,18 @@ def _bytes(value: bytes) -> list[str]:
         return ["Y", base64.b64encode(value).decode()]
 
 
+def _codec_space() -> dict[str, Any]:
+    """The names the generated codecs (a record's, a delta's) read."""
+    return {
+        "_enc": encode_value,
+        "_dec": decode_value,
+        "_bytes": _bytes,
+        "_K": _INTERNED_BY_VALUE,
+        "_M": _MEMBERS,
+        "_I": INTERNED,
+    }
+
+
 def _codec(
     cls: type[Any],
 ) -> tuple[Callable[[Any], Any], Callable[[list[Any]], Any], Callable[[Any, list[Any]], None]]:
@@ -234,16 +246,7 @@ def _codec(
         f"        raise ProtocolError('{name} takes {len(fields)} fields, not %d' % len(v))\n"
         + "".join(f"    o.{f} = {d}\n" for f, (_, d) in zip(fields, codecs, strict=True))
     )
-    space: dict[str, Any] = {
-        "_enc": encode_value,
-        "_dec": decode_value,
-        "_bytes": _bytes,
-        "_K": _INTERNED_BY_VALUE,
-        "_M": _MEMBERS,
-        "_I": INTERNED,
-        "cls": cls,
-        "ProtocolError": ProtocolError,
-    }
+    space = {**_codec_space(), "cls": cls, "ProtocolError": ProtocolError}
     exec(compile(source, f"<actorq wire codec of {name}>", "exec"), space)
     return space["encode"], space["decode"], space["decode_into"]
 
@@ -364,17 +367,6 @@ _delta_encoders: dict[tuple[str, ...], Callable[[int, dict[str, Any]], list[Any]
 _delta_decoders: dict[tuple[str, ...], Callable[[Any, list[Any]], None]] = {}
 
 
-def _delta_space() -> dict[str, Any]:
-    return {
-        "_enc": encode_value,
-        "_dec": decode_value,
-        "_bytes": _bytes,
-        "_K": _INTERNED_BY_VALUE,
-        "_M": _MEMBERS,
-        "_I": INTERNED,
-    }
-
-
 def _delta_codec(names: tuple[str, ...]) -> tuple[Any, Any]:
     """The generated encoder and decoder of a delta setting `names` (KeyError: a name that
     is no field of a job)."""
@@ -390,7 +382,7 @@ def _delta_codec(names: tuple[str, ...]) -> tuple[Any, Any]:
         f"def encode(i, d):\n    return [i, {', '.join(items)}]\n"
         f"def decode(o, r):\n{''.join(sets) or '    pass'}\n"
     )
-    space = _delta_space()
+    space = _codec_space()
     exec(compile(source, "<actorq wire codec of a job's delta>", "exec"), space)
     return space["encode"], space["decode"]
 
