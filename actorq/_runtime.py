@@ -22,8 +22,9 @@ import attrs
 from anyio.abc import TaskGroup, TaskStatus
 
 from ._actors.changelog import ChangeLog, MemoryChangeLog, NullChangeLog
-from ._actors.engine import Engine, WorkerSlot, crashed_error
+from ._actors.engine import Engine, crashed_error
 from ._actors.messages import Request
+from ._actors.outbox import WorkerSlot
 from ._actors.renewal import LeasedLocks
 from ._actors.scheduler import Scheduler
 from ._actors.subscription import DEFAULT_CAPACITY, EventStream, Lagged
@@ -84,6 +85,18 @@ class Runtime(RuntimeAPI):
     has set a global provider; False never; True always (it needs the extra); a
     `actorq.otel.Telemetry` names the providers to use.
     """
+
+    # Slotted (`RuntimeAPI`'s own stay in its dict): handles' calls read these, and CPython
+    # does not specialize reads from an instance dict of over 30 keys (it stops sharing it).
+    # fmt: off
+    __slots__ = (
+        "_checkpoint", "_core", "_crash", "_door", "_door_lock", "_engine", "_exited",
+        "_halted", "_host", "_host_exit", "_host_task", "_host_token", "_journal",
+        "_leased", "_listen", "_outer", "_sched", "_seed", "_ssl", "_stack", "_standby",
+        "_stop_asked", "_stopped", "_streams", "_telemetry_option", "_tg", "_vclock",
+        "address", "fsync", "path", "shutdown_timeout",
+    )
+    # fmt: on
 
     def __init__(
         self,
@@ -570,23 +583,18 @@ class Runtime(RuntimeAPI):
         """Hand `command` to the engine; its result once it is durable (or the error it
         met). The one way handles reach the engine: `Engine.call` answers it at once when it
         can run inline, else hands back the `Request` to await."""
-        engine = self._engine
-        if engine is None or self._state in (_NEW, _CLOSED) or engine.yield_due():
-            # Closed, standing by, or the call in 32 that yields first (counted just now).
-            return await self._exchange(Request(command), counted=True)
-        try:
-            out = engine.call(command)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            raise self._closed_error() from self._crash
+        out = self._call(command)
         if type(out) is Request:
-            return await self._exchange(out, submitted=True)
+            return await self._exchange(out)
         return out
 
     async def _send_within(self, command: c.Command, timeout: float) -> tuple[bool, Any]:
         """`_send`, giving up after `timeout` seconds on the runtime's clock: ``(True,
         result)``, or ``(False, None)`` when the time ran out first. A reply that came at the
         very moment the time ran out still counts (a job locked for the caller is its own)."""
-        req = Request(command)
+        req = self._call(command)
+        if type(req) is not Request:
+            return True, req
         try:
             with self.clock.deadline(self.clock.now() + timeout):
                 await self._exchange(req, give_back=False)
@@ -599,29 +607,38 @@ class Runtime(RuntimeAPI):
             raise req.error
         return True, req.result
 
-    async def _exchange(
-        self, req: Request, give_back: bool = True, counted: bool = False, submitted: bool = False
-    ) -> Any:
-        """Submit `req` (unless `submitted`) and wait for its reply: its result, or its
-        error raised. `counted`: `_send` counted this call already, and `Engine.yield_due`
-        picked it to yield first. A caller cancelled as the reply came gives back what it was
-        handed (`_give_back`) unless `give_back` is False: `_send_within`'s deadline may be
-        what cancelled it, and then the reply still counts."""
+    def _call(self, command: c.Command) -> Any:
+        """`Engine.call`: the answer, or the `Request` to `_exchange` (not sent while the
+        runtime does not run)."""
         engine = self._engine
-        if not submitted:
+        if engine is None or self._state in (_NEW, _CLOSED):
+            return Request(command)  # `_exchange` sends it to the leader, or says why not
+        try:
+            return engine.call(command)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            raise self._closed_error() from self._crash
+
+    async def _exchange(self, req: Request, give_back: bool = True) -> Any:
+        """Wait for `req`'s reply, having submitted it first if `Engine.call` did not (the
+        call in 32 that yields first, or one made while the runtime was not running): its
+        result, or its error raised. A caller cancelled as the reply came gives back what it
+        was handed (`_give_back`) unless `give_back` is False: `_send_within`'s deadline may
+        be what cancelled it, and then the reply still counts."""
+        engine = self._engine
+        if not req.sent:
             if engine is None or self._state in (_NEW, _CLOSED):
                 standby = self._standby
                 if engine is None and standby is not None and not standby.settled.is_set():
                     return await standby.send(req)  # to the leader, while it stands by
                 raise self._closed_error() from self._crash
-            if counted or engine.yield_due():
-                await self._checkpoint()  # cancellation is seen here, before anything changed
-                if self._state is _CLOSED:  # it stopped meanwhile; its loop may look parked
-                    raise RuntimeClosedError("the runtime has stopped")
+            await self._checkpoint()  # cancellation is seen here, before anything changed
+            if self._state is _CLOSED:  # it stopped meanwhile; its loop may look parked
+                raise RuntimeClosedError("the runtime has stopped")
             try:
                 engine.submit(req)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 raise self._closed_error() from self._crash
+            req.sent = True
         assert engine is not None
         if not req.replied:
             try:

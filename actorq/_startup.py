@@ -83,7 +83,7 @@ def load(core: CoreState, journal: ChangeLog) -> int:
 def backend_checkpoint() -> Callable[[], Awaitable[None]]:
     """The running backend's checkpoint, called directly. On asyncio, anyio's `checkpoint` is
     ``asyncio.sleep(0)`` behind a backend lookup, and a caller pays one every 32 calls (see
-    `Engine.yield_due`)."""
+    `Engine.call`)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # not asyncio: trio

@@ -52,6 +52,46 @@ async def test_a_cancelled_caller_stops_within_32_calls_each_whole(
         assert counts["waiting"] == added
 
 
+async def test_a_manual_loop_lets_other_tasks_run_and_stops_whole_when_cancelled(
+    make_runtime: MakeRuntime,
+) -> None:
+    # `move_to_completed` runs inline with no coroutine of its own, yet one call in 32
+    # still yields: a task beside the loop runs, and a cancelled loop stops soon, each
+    # completion it made counted and no other.
+    async with make_runtime() as rt:
+        q = rt.queue("m")
+        w = rt.worker(q)
+        await q.add_bulk([{"name": "j", "data": None} for _ in range(320)])
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        done = 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ticker)
+            job = await w.get_next_job("loop")
+            while job is not None and done < 320:
+                job = await job.move_to_completed(None, "loop", fetch_next=done < 319)
+                done += 1
+            tg.cancel_scope.cancel()
+        assert done == 320 and ticks >= 9
+        await q.add_bulk([{"name": "k", "data": None} for _ in range(64)])
+        completed = 0
+        job = await w.get_next_job("loop")
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            while job is not None:
+                job = await job.move_to_completed(None, "loop")
+                completed += 1
+        counts = await q.counts()
+        assert completed < 32
+        assert counts["completed"] == 320 + completed
+
+
 class CountingLog(MemoryChangeLog):
     """A log whose commit waits (as a slow disk or a fault injector would): it says so."""
 

@@ -12,7 +12,7 @@ import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actorq._actors.changelog import NullChangeLog
-from actorq._actors.engine import Engine
+from actorq._actors.engine import INLINE_YIELD_MASK, Engine
 from actorq._actors.messages import Request
 from actorq._core import CoreState, JobState
 from actorq._core import commands as c
@@ -58,3 +58,17 @@ async def test_a_busy_loop_gets_the_request_posted() -> None:
         assert type(req) is Request and not req.replied
         assert mailbox.statistics().current_buffer_used == 2
         assert engine.inline_batches == 0
+
+
+async def test_the_call_that_yields_comes_back_unsent_and_changes_nothing() -> None:
+    with parked_engine() as (engine, job_id, mailbox):
+        answers = [engine.call(c.GetJob(job_id)) for _ in range(INLINE_YIELD_MASK)]
+        assert all(type(a) is not Request for a in answers)
+        req = engine.call(c.Fetch(c.Take("q", 1, "tok", 30.0, 1), wait=False))
+        # Its caller yields, then submits it: nothing ran, nothing was posted.
+        assert type(req) is Request and not req.sent and not req.replied
+        assert engine.core.jobs[job_id].state is JobState.WAITING
+        assert engine.inline_batches == INLINE_YIELD_MASK
+        assert mailbox.statistics().current_buffer_used == 0
+        engine.submit(req)
+        assert req.replied and req.result.id == job_id

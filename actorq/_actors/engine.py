@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -54,12 +54,13 @@ from .._exceptions import ActorqError, RuntimeClosedError
 from .._failures import log_stalls
 from .changelog import ChangeLog
 from .messages import DEFER, TICK, Crash, Request, Tick
+from .outbox import Outbox, WorkerSlot
 
 if TYPE_CHECKING:
     from .subscription import EventStream
 
 #: A caller's calls are counted, and the one whose count has these bits clear (one in 32)
-#: yields to the event loop first (see `Engine.yield_due`).
+#: yields to the event loop first (see `Engine.call`).
 INLINE_YIELD_MASK: Final = 31
 _TAKE: Final = HANDLERS[c.Take]
 #: The empty part of an outbox: shared, so never appended to.
@@ -67,83 +68,47 @@ _NOTHING: Final[list[Any]] = []
 #: The batch of `call`'s bare command: no message beside it.
 _NO_BATCH: Final[tuple[()]] = ()
 _REPORT: Final = HANDLERS[c.Report]
-
-
-class Inbox(Protocol):
-    """Where the jobs dispatched to a worker go: its actor's memory stream, or a runtime
-    host's connection to the worker's process."""
-
-    def send_nowait(self, jobs: list[JobRecord], /) -> None: ...
-
-
-class WorkerSlot:
-    """What the engine knows of one processor worker: its queue and free credits."""
-
-    __slots__ = (
-        "abort",
-        "closing",
-        "concurrency",
-        "elsewhere",
-        "free",
-        "inbox",
-        "lock_duration",
-        "max_stalled_count",
-        "queue",
-        "sink",
-        "take",
-        "token",
-    )
-
-    def __init__(
-        self,
-        token: str,
-        queue: str,
-        concurrency: int,
-        inbox: Inbox,
-        abort: Callable[[int], None],
-        max_stalled_count: int = 1,
-        lock_duration: float | None = None,
-    ) -> None:
-        self.token = token
-        self.abort = abort
-        # None: a processor in this process, whose lock lives as long as it does. A number:
-        # a processor in another process (a runtime host's client), or in this one on a
-        # leased journal (`_actors/renewal.py`), whose jobs are locked for that long at
-        # dispatch and stall unless it renews them.
-        self.lock_duration = lock_duration
-        self.max_stalled_count = max_stalled_count
-        self.queue = queue
-        self.concurrency = concurrency
-        self.free = concurrency
-        self.inbox = inbox
-        # Set while the worker's own report runs inline: jobs for it go straight to the
-        # runner that reported, which is about to take them.
-        self.sink: deque[JobRecord] | None = None
-        self.closing = False
-        #: Its jobs are a client's on the same virtual clock, whose own probe counts them.
-        self.elsewhere = False
-
-
-class Outbox(NamedTuple):
-    """What one batch may show the world, held until the batch's changes are durable.
-
-    A tuple: the manual loop makes one per call, and `step` makes it in C, with
-    ``tuple.__new__`` (a named tuple's own constructor is a Python function)."""
-
-    changes: list[Any]
-    sends: list[tuple[WorkerSlot, list[JobRecord]]]
-    aborts: list[tuple[WorkerSlot, int]]
-    replies: list[Request]
-    events: list[Event]
-    finished: list[JobRecord]
-    #: The result of the batch's bare command (one run by `Engine.call`), or the error the
-    #: core refused it with: its caller, who has no `Request`, reads them after release.
-    answer: Any
-    error: ActorqError | None
+_NEW: Final = object.__new__
 
 
 class Engine:
     """The sole owner of the core state while a runtime runs (see the module docstring)."""
+
+    # Slotted: a manual loop reads a dozen of these per call, and CPython does not specialize
+    # reads from an instance dict of over 30 keys (it stops sharing it).
+    __slots__ = (
+        "_aborts",
+        "_ops",
+        "_replies",
+        "_sends",
+        "activity",
+        "asleep",
+        "calls",
+        "closing",
+        "core",
+        "crashed",
+        "fetchers",
+        "idle_waiters",
+        "inflight",
+        "inline_batches",
+        "log",
+        "loop_batches",
+        "mailbox",
+        "now",
+        "on_idle",
+        "parked",
+        "resting",
+        "running",
+        "slots",
+        "snapshot_asked",
+        "snapshot_waiters",
+        "subscribers",
+        "timer_changed",
+        "timer_due",
+        "waiters",
+        "watch",
+        "workers",
+    )
 
     def __init__(self, core: CoreState, log: ChangeLog, now: Callable[[], float]) -> None:
         self.core = core
@@ -205,14 +170,6 @@ class Engine:
 
     # ------------------------------------------------------------------ the door
 
-    def yield_due(self) -> bool:
-        """Count a call; True for the one in 32 that should yield to the event loop first,
-        so a caller looping on inline calls (a manual consumer polling) cannot starve the
-        other tasks: it holds the loop about as long as a worker's runner does between its
-        batches. The other calls do not suspend: a checkpoint costs as much as the call."""
-        self.calls += 1
-        return not self.calls & INLINE_YIELD_MASK
-
     def submit(self, msg: Request | c.Report, sink: deque[JobRecord] | None = None) -> None:
         """Run `msg` now as a batch of its own when the loop is parked; else post it.
 
@@ -235,16 +192,30 @@ class Engine:
         """`command`'s answer, when the loop is parked and the core answers it: run inline
         as a batch of one, which needs no `Request` (the outbox carries the answer, and the
         caller reads it when the batch is released). Otherwise the `Request` carrying
-        `command`, submitted, for the caller to await: the loop is busy, or the command is
-        the engine's own, which may keep its request to answer later. A command the core
-        refused raises here, after its batch was released, as `Request.error` would."""
-        if self.parked and type(command) in HANDLERS:
-            outbox = self._inline(_NO_BATCH, command)
-            if outbox.error is not None:
-                raise outbox.error
-            return outbox.answer
+        `command`, for the caller to await: submitted (``sent``) when the loop is busy or the
+        command is the engine's own, which may keep its request to answer later.
+
+        A call while the loop is parked is counted, and the one in 32 (the count's low bits
+        clear, `INLINE_YIELD_MASK`) comes back unsent, for its caller to submit after it
+        yielded to the event loop: a caller looping on inline calls (a manual consumer
+        polling) cannot starve the other tasks, and holds the loop about as long as a
+        worker's runner does between its batches. The other calls do not suspend: a
+        checkpoint costs as much as the call.
+
+        A command the core refused raises here, after its batch was released, as
+        `Request.error` would."""
+        if self.parked:
+            calls = self.calls = self.calls + 1
+            if not calls & INLINE_YIELD_MASK:
+                return Request(command)
+            if type(command) in HANDLERS:
+                outbox = self._inline(_NO_BATCH, command)
+                if outbox.error is not None:
+                    raise outbox.error
+                return outbox.answer
         req = Request(command)
         self.submit(req)
+        req.sent = True
         return req
 
     def _inline(self, batch: Sequence[Any], command: c.Command | None = None) -> Outbox:
@@ -376,9 +347,16 @@ class Engine:
             self._replies = []
         else:
             replies = _NOTHING
-        return tuple.__new__(
-            Outbox, (changes, sends, aborts, replies, events, finished, answer, error)
-        )
+        out = _NEW(Outbox)
+        out.changes = changes
+        out.sends = sends
+        out.aborts = aborts
+        out.replies = replies
+        out.events = events
+        out.finished = finished
+        out.answer = answer
+        out.error = error
+        return out
 
     def _own(self, cmd: c.Command) -> Callable[[Request, Any, float], Any]:
         op = self._ops.get(type(cmd))

@@ -18,7 +18,7 @@ class Request:
     finish) is kept by the engine, which replies later.
     """
 
-    __slots__ = ("abandoned", "command", "done", "error", "replied", "result")
+    __slots__ = ("abandoned", "command", "done", "error", "replied", "result", "sent")
 
     def __init__(self, command: Any) -> None:
         self.command = command
@@ -29,6 +29,8 @@ class Request:
         self.replied = False
         #: Nobody waits for the reply any more (the caller gave up, or never meant to).
         self.abandoned = False
+        #: Handed to the engine (`Engine.call` hands back the call that yields unsent).
+        self.sent = False
 
 
 class Tick:

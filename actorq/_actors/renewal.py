@@ -20,7 +20,7 @@ from .._core import JobRecord
 from .._core import commands as c
 
 if TYPE_CHECKING:
-    from .engine import Inbox, WorkerSlot
+    from .outbox import Inbox, WorkerSlot
 
 __all__ = ["HoldsLocks", "LeasedLocks", "renew_held", "renewal_interval"]
 

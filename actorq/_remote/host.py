@@ -53,8 +53,9 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 from anyio.abc import ByteStream, TaskGroup
 
-from .._actors.engine import Engine, WorkerSlot
+from .._actors.engine import Engine
 from .._actors.messages import Request
+from .._actors.outbox import WorkerSlot
 from .._actors.subscription import EventStream
 from .._core import commands as c
 from .._exceptions import ActorqError, InvalidOptionError, RuntimeClosedError

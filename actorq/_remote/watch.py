@@ -42,7 +42,8 @@ from .wire import (
 )
 
 if TYPE_CHECKING:
-    from .._actors.engine import Engine, Outbox
+    from .._actors.engine import Engine
+    from .._actors.outbox import Outbox
     from .host import Connection
 
 #: The change records that change one job's record, the job's id second.
