@@ -583,7 +583,7 @@ class Runtime(RuntimeAPI):
         """Hand `command` to the engine; its result once it is durable (or the error it
         met). The one way handles reach the engine: `Engine.call` answers it at once when it
         can run inline, else hands back the `Request` to await."""
-        out = self._call(command)
+        out = self._call_engine(command)
         if type(out) is Request:
             return await self._exchange(out)
         return out
@@ -592,7 +592,7 @@ class Runtime(RuntimeAPI):
         """`_send`, giving up after `timeout` seconds on the runtime's clock: ``(True,
         result)``, or ``(False, None)`` when the time ran out first. A reply that came at the
         very moment the time ran out still counts (a job locked for the caller is its own)."""
-        req = self._call(command)
+        req = self._call_engine(command)
         if type(req) is not Request:
             return True, req
         try:
@@ -607,7 +607,7 @@ class Runtime(RuntimeAPI):
             raise req.error
         return True, req.result
 
-    def _call(self, command: c.Command) -> Any:
+    def _call_engine(self, command: c.Command) -> Any:
         """`Engine.call`: the answer, or the `Request` to `_exchange` (not sent while the
         runtime does not run)."""
         engine = self._engine

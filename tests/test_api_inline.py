@@ -55,8 +55,8 @@ async def test_a_cancelled_caller_stops_within_32_calls_each_whole(
 async def test_a_manual_loop_lets_other_tasks_run_and_stops_whole_when_cancelled(
     make_runtime: MakeRuntime,
 ) -> None:
-    # `move_to_completed` runs inline with no coroutine of its own, yet one call in 32
-    # still yields: a task beside the loop runs, and a cancelled loop stops soon, each
+    # `move_to_completed` runs inline and mostly does not suspend, yet one call in 32
+    # yields: a task beside the loop runs, and a cancelled loop stops soon, each
     # completion it made counted and no other.
     async with make_runtime() as rt:
         q = rt.queue("m")
